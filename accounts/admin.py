@@ -1,0 +1,22 @@
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.utils.html import format_html
+
+from accounts.models import User
+
+
+@admin.register(User)
+class UserAdmin(BaseUserAdmin):
+    list_display = ("avatar", "username", "display_name", "email", "is_active", "is_staff", "date_joined")
+    list_display_links = ("avatar", "username")
+    search_fields = ("username", "display_name", "email")
+    fieldsets = (
+        *BaseUserAdmin.fieldsets,
+        ("Profile", {"fields": ("display_name", "avatar_large", "avatar_small")}),
+    )
+
+    @admin.display(description="Picture")
+    def avatar(self, user: User) -> str:
+        if user.avatar_small:
+            return format_html('<img src="{}" width="32" height="32" alt="">', user.avatar_small.url)
+        return format_html('<span title="generated avatar">{}</span>', user.initials)

@@ -1,0 +1,61 @@
+import hashlib
+
+from django.contrib.auth.models import AbstractUser, UserManager
+from django.db import models
+from django.db.models.functions import Lower
+from django.urls import reverse
+
+from accounts.validators import USERNAME_VALIDATORS
+
+AVATAR_COLOURS = 12
+
+
+class CalpicoUserManager(UserManager):
+    def get_by_natural_key(self, username):
+        return self.get(username__iexact=username)
+
+
+class User(AbstractUser):
+    username = models.CharField(
+        max_length=30,
+        unique=True,
+        validators=USERNAME_VALIDATORS,
+        help_text="3 to 30 characters: letters, digits, underscores and dots.",
+        error_messages={"unique": "That username is taken."},
+    )
+    display_name = models.CharField(max_length=50, blank=True)
+    avatar_large = models.ImageField(upload_to="avatars/", blank=True)
+    avatar_small = models.ImageField(upload_to="avatars/", blank=True)
+    # Desktop notifications when the tab is hidden; the browser's permission is asked only
+    # when the person switches this on.
+    desktop_notifications = models.BooleanField(default=False)
+
+    objects = CalpicoUserManager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(Lower("username"), name="accounts_user_username_ci_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return self.username
+
+    @property
+    def name(self) -> str:
+        """What other people see: the display name, or the username without one."""
+        return self.display_name or self.username
+
+    @property
+    def initials(self) -> str:
+        words = self.name.replace(".", " ").replace("_", " ").split()
+        letters = "".join(word[0] for word in words[:2]) or self.username[:1]
+        return letters.upper()
+
+    @property
+    def avatar_colour(self) -> int:
+        """A stable colour index for the generated avatar, derived from the username."""
+        digest = hashlib.sha256(self.username.lower().encode()).digest()
+        return digest[0] % AVATAR_COLOURS
+
+    def get_absolute_url(self) -> str:
+        return reverse("accounts:profile", args=[self.username])

@@ -1,0 +1,12 @@
+from django.urls import path
+
+from accounts import views
+
+app_name = "accounts"
+
+urlpatterns = [
+    path("u/<str:username>/", views.profile, name="profile"),
+    path("settings/profile/", views.profile_settings, name="profile_settings"),
+    path("settings/profile/avatar/remove/", views.remove_avatar, name="remove_avatar"),
+    path("people/", views.people_search, name="people"),
+]

@@ -1,0 +1,74 @@
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.db.models import Q
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from accounts import services
+from accounts.forms import AvatarForm, ProfileForm
+from accounts.models import User
+
+PEOPLE_SEARCH_LIMIT = 20
+
+
+@require_GET
+def profile(request, username: str):
+    person = get_object_or_404(User, username__iexact=username, is_active=True)
+    return render(request, "accounts/profile.html", {"person": person})
+
+
+@require_http_methods(["GET", "POST"])
+def profile_settings(request):
+    user = request.user
+    profile_form = ProfileForm(instance=user)
+    avatar_form = AvatarForm()
+    status = 200
+    if request.method == "POST":
+        if "avatar" in request.FILES or request.POST.get("action") == "avatar":
+            avatar_form = AvatarForm(request.POST, request.FILES)
+            if avatar_form.is_valid():
+                try:
+                    services.do_set_avatar(user, avatar_form.cleaned_data["avatar"])
+                except ValidationError as exc:
+                    avatar_form.add_error("avatar", exc)
+                else:
+                    messages.success(request, "Your profile picture is updated.")
+                    return redirect("accounts:profile_settings")
+        else:
+            profile_form = ProfileForm(request.POST, instance=user)
+            if profile_form.is_valid():
+                services.do_update_profile(user, display_name=profile_form.cleaned_data["display_name"])
+                messages.success(request, "Your profile is saved.")
+                return redirect("accounts:profile_settings")
+        status = 422
+    return render(
+        request,
+        "accounts/profile_settings.html",
+        {"profile_form": profile_form, "avatar_form": avatar_form},
+        status=status,
+    )
+
+
+@require_POST
+def remove_avatar(request):
+    services.do_remove_avatar(request.user)
+    messages.success(request, "Your profile picture is removed.")
+    return redirect("accounts:profile_settings")
+
+
+@require_GET
+def people_search(request):
+    """People to start a conversation with, by username or display name."""
+    query = request.GET.get("q", "").strip().lstrip("@")[:50]
+    people = []
+    if query:
+        people = list(
+            User.objects.filter(is_active=True)
+            .filter(Q(username__icontains=query) | Q(display_name__icontains=query))
+            .exclude(pk=request.user.pk)
+            .order_by("username")[:PEOPLE_SEARCH_LIMIT]
+        )
+    template = "accounts/people.html"
+    if request.htmx:
+        template += "#results"
+    return render(request, template, {"query": query, "people": people})

@@ -1,0 +1,1 @@
+# Per-room assistant settings, personal memories and runs arrive with the assistant issue.

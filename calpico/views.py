@@ -1,0 +1,21 @@
+from django.conf import settings
+from django.contrib.auth.decorators import login_not_required
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET
+from django.views.static import serve
+
+
+@require_GET
+@login_not_required
+def landing(request):
+    if request.user.is_authenticated:
+        return redirect("rooms:index")
+    return render(request, "landing.html")
+
+
+@require_GET
+def media(request, path: str):
+    """Uploaded files, for signed-in people only, when no proxy serves MEDIA_ROOT."""
+    response = serve(request, path, document_root=settings.MEDIA_ROOT)
+    response.headers["Cache-Control"] = "private, max-age=31536000, immutable"
+    return response

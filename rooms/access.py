@@ -1,0 +1,69 @@
+"""Who may see, post in and administer a room: the one place these rules live.
+
+Everything that reaches a room or a message by an id from a URL, a form or a socket frame
+goes through an `access_*` function here. A room the user is not a member of does not
+exist for them: the answer is 404, never 403, so ids reveal nothing.
+"""
+
+from django.core.exceptions import ValidationError
+from django.http import Http404
+
+from accounts.models import User
+from rooms.models import Membership, Message, Room
+
+
+def access_membership(user: User, room_id: int | str) -> Membership:
+    """The user's membership of a room they belong to, with the room; else Http404."""
+    try:
+        room_id = int(room_id)
+    except (TypeError, ValueError):
+        raise Http404("No such room.") from None
+    if not user.is_authenticated or not user.is_active:
+        raise Http404("No such room.")
+    membership = (
+        Membership.objects.select_related("room", "room__owner", "user")
+        .filter(room_id=room_id, user=user, room__archived_at__isnull=True)
+        .first()
+    )
+    if membership is None:
+        raise Http404("No such room.")
+    return membership
+
+
+def access_member(room: Room, user_id) -> User:
+    """A member of the room, by an id from a form. Any other id (not a number, nobody,
+    someone outside the room) is a ValidationError with a message for the person."""
+    try:
+        user_id = int(user_id)
+    except (TypeError, ValueError):
+        raise ValidationError("Choose a member.") from None
+    membership = Membership.objects.select_related("user").filter(room=room, user_id=user_id).first()
+    if membership is None:
+        raise ValidationError("That person is not in this group.")
+    return membership.user
+
+
+def can_administer(user: User, room: Room) -> bool:
+    """Rename, add and remove members, hand over ownership: the owner of a group."""
+    return room.is_group and room.owner_id == user.pk
+
+
+def access_message(membership: Membership, message_id: int | str) -> Message:
+    """A message in the member's room; Http404 for any other id."""
+    try:
+        message_id = int(message_id)
+    except (TypeError, ValueError):
+        raise Http404("No such message.") from None
+    message = (
+        Message.objects.select_related("author", "reply_to__author")
+        .filter(pk=message_id, room_id=membership.room_id)
+        .first()
+    )
+    if message is None:
+        raise Http404("No such message.")
+    return message
+
+
+def can_change_message(user: User, message: Message) -> bool:
+    """Only the author edits or deletes a message, and only while it exists."""
+    return message.author_id == user.pk and message.kind == Message.Kind.TEXT and message.deleted_at is None

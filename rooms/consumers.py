@@ -1,0 +1,396 @@
+"""One WebSocket per open page: live messages, sidebar, notifications, typing, presence.
+
+The socket joins the group of every room the user is in (for the sidebar and
+notifications) and the user's own group (membership changes, logout). What a viewer
+receives is decided here from memory: membership, read positions and mutes are loaded on
+connect and kept current by events, so delivering a message costs no database query per
+recipient. The wire protocol is described in docs/protocol.md.
+"""
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from channels.consumer import get_handler_name
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.db.models import Q
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from rooms import presence
+from rooms.live import room_group, user_group
+from rooms.models import Membership, Message
+from rooms.services import do_mark_read
+
+log = logging.getLogger(__name__)
+
+# Close codes in the 4000s are ours: the page must not retry them as it does 1006.
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_NOT_FOUND = 4404
+CLOSE_TOO_MANY_FRAMES = 4429
+
+READ_FLUSH_SECONDS = 3.0
+LAYER_EVENT_PREFIXES = ("room.", "user.", "membership.", "session.")
+TYPING_MIN_INTERVAL = 2.0
+
+
+@dataclass
+class RoomState:
+    last_read_seq: int
+    muted: bool
+
+
+class RoomConsumer(AsyncWebsocketConsumer):
+    """The page's connection. `?room=<id>` names the room the page shows, if any."""
+
+    async def connect(self) -> None:
+        self.user = self.scope.get("user")
+        self.rooms: dict[int, RoomState] = {}
+        self.current_room: int | None = None
+        self.groups_joined: list[str] = []
+        self.frame_times: list[float] = []
+        self.last_typing = 0.0
+        self.pending_reads: dict[int, int] = {}
+        self.read_flush: asyncio.Task | None = None
+        self.heartbeat: asyncio.Task | None = None
+        self.counted_online = False
+
+        # Accept first, then close with our code: a refused handshake looks like a network
+        # failure (1006) that the browser would retry for ever.
+        await self.accept()
+        if self.user is None or not self.user.is_authenticated or not self.user.is_active:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        self.rooms = await self._load_rooms()
+        requested = self._requested_room()
+        if requested is not None:
+            if requested not in self.rooms:
+                await self.close(code=CLOSE_NOT_FOUND)
+                return
+            self.current_room = requested
+        for group in [user_group(self.user.pk), *(room_group(r) for r in self.rooms)]:
+            await self.channel_layer.group_add(group, self.channel_name)
+            self.groups_joined.append(group)
+        await self._send_json({"type": "hello", "server_time": timezone.now().isoformat()})
+        self.counted_online = True
+        if presence.connection_opened(self.user.pk):
+            await self._announce_presence(True)
+        await database_sync_to_async(presence.refresh)(self.user.pk)
+        self.heartbeat = asyncio.create_task(self._keep_presence())
+
+    async def dispatch(self, message: dict) -> None:
+        # Channels closes stale database connections before every handler, a hop to the
+        # sync thread per event per socket. Events from the channel layer only read this
+        # consumer's memory (database work goes through database_sync_to_async, which
+        # manages connections itself), so they skip it.
+        if message["type"].startswith(LAYER_EVENT_PREFIXES):
+            await getattr(self, get_handler_name(message))(message)
+        else:
+            await super().dispatch(message)
+
+    def _requested_room(self) -> int | None:
+        query = self.scope.get("query_string", b"").decode()
+        for part in query.split("&"):
+            name, _, value = part.partition("=")
+            if name == "room" and value:
+                try:
+                    return int(value)
+                except ValueError:
+                    return -1
+        return None
+
+    @database_sync_to_async
+    def _load_rooms(self) -> dict[int, RoomState]:
+        rows = Membership.objects.filter(user=self.user, room__archived_at__isnull=True).values_list(
+            "room_id", "last_read_seq", "muted"
+        )
+        return {room_id: RoomState(last_read, muted) for room_id, last_read, muted in rows}
+
+    async def disconnect(self, code: int) -> None:
+        for task in (self.heartbeat, self.read_flush):
+            if task is not None:
+                task.cancel()
+        if self.pending_reads:
+            await self._flush_reads()
+        for group in self.groups_joined:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        self.groups_joined = []
+        if self.counted_online:
+            self.counted_online = False
+            if presence.connection_closed(self.user.pk):
+                await database_sync_to_async(presence.forget)(self.user.pk)
+                await self._announce_presence(False)
+
+    # Frames from the browser
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if not self.groups_joined:
+            return
+        if bytes_data is not None or text_data is None:
+            await self._error("Frames are JSON text.")
+            return
+        if len(text_data.encode()) > settings.WS_MAX_FRAME_BYTES:
+            await self._error(f"Frames are at most {settings.WS_MAX_FRAME_BYTES // 1024} KB.")
+            return
+        if not self._within_rate():
+            await self._error("Too many frames; slow down.")
+            if len(self.frame_times) > 2 * settings.WS_FRAMES_PER_10_SECONDS:
+                await self.close(code=CLOSE_TOO_MANY_FRAMES)
+            return
+        try:
+            frame = json.loads(text_data)
+        except ValueError:
+            await self._error("That frame is not valid JSON.")
+            return
+        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+            await self._error('Frames are objects with a "type".')
+            return
+        handler = {
+            "resume": self._on_resume,
+            "typing": self._on_typing,
+            "read": self._on_read,
+            "ping": self._on_ping,
+        }.get(frame["type"])
+        if handler is None:
+            await self._error(f"Unknown frame type {frame['type'][:40]!r}.")
+            return
+        await handler(frame)
+
+    def _within_rate(self) -> bool:
+        now = time.monotonic()
+        self.frame_times = [t for t in self.frame_times if now - t < 10.0]
+        self.frame_times.append(now)
+        return len(self.frame_times) <= settings.WS_FRAMES_PER_10_SECONDS
+
+    def _frame_room(self, frame: dict) -> int | None:
+        room_id = frame.get("room")
+        if isinstance(room_id, int) and not isinstance(room_id, bool) and room_id in self.rooms:
+            return room_id
+        return None
+
+    def _frame_int(self, frame: dict, name: str) -> int | None:
+        value = frame.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63:
+            return value
+        return None
+
+    async def _on_ping(self, frame: dict) -> None:
+        await self._send_json({"type": "pong"})
+
+    async def _on_resume(self, frame: dict) -> None:
+        """Send what the page missed after `last_seq`, or ask it to reload."""
+        room_id = self._frame_room(frame)
+        last_seq = self._frame_int(frame, "last_seq")
+        if room_id is None or room_id != self.current_room or last_seq is None:
+            await self._error("resume needs this page's room and a last_seq.")
+            return
+        since = _parse_time(frame.get("since"))
+        oldest = self._frame_int(frame, "oldest_seq") or last_seq
+        missed, changed, newest = await self._missed(room_id, last_seq, oldest, since)
+        if missed is None:
+            await self._send_json({"type": "reload", "reason": "too_far_behind"})
+            return
+        html = render_to_string("rooms/live/catch_up.html", {"messages": missed, "changed": changed})
+        if html.strip():
+            await self.send(text_data=html)
+        await self._send_json(
+            {
+                "type": "caught_up",
+                "room": room_id,
+                "last_seq": newest,
+                "server_time": timezone.now().isoformat(),
+            }
+        )
+
+    @database_sync_to_async
+    def _missed(self, room_id: int, last_seq: int, oldest: int, since: datetime | None):
+        limit = settings.WS_CATCH_UP_LIMIT
+        query = Message.objects.filter(room_id=room_id).select_related("author", "reply_to__author")
+        missed = list(query.filter(seq__gt=last_seq).order_by("seq")[: limit + 1])
+        if len(missed) > limit:
+            return None, [], last_seq
+        changed = []
+        if since is not None:
+            changed = list(
+                query.filter(seq__gte=oldest, seq__lte=last_seq).filter(
+                    Q(edited_at__gte=since) | Q(deleted_at__gte=since)
+                )
+            )
+        newest = missed[-1].seq if missed else last_seq
+        return missed, changed, newest
+
+    async def _on_typing(self, frame: dict) -> None:
+        room_id = self._frame_room(frame)
+        if room_id is None:
+            await self._error("typing needs a room you are in.")
+            return
+        now = time.monotonic()
+        if now - self.last_typing < TYPING_MIN_INTERVAL:
+            return
+        self.last_typing = now
+        await self.channel_layer.group_send(
+            room_group(room_id),
+            {"type": "room.typing", "room_id": room_id, "user_id": self.user.pk, "name": self.user.name},
+        )
+
+    async def _on_read(self, frame: dict) -> None:
+        room_id = self._frame_room(frame)
+        seq = self._frame_int(frame, "seq")
+        if room_id is None or seq is None:
+            await self._error("read needs a room you are in and a seq.")
+            return
+        state = self.rooms[room_id]
+        if seq <= state.last_read_seq:
+            return
+        state.last_read_seq = seq
+        self.pending_reads[room_id] = seq
+        # Reads arrive with every message while a room is open; write them in batches.
+        if self.read_flush is None or self.read_flush.done():
+            self.read_flush = asyncio.create_task(self._flush_reads_later())
+
+    async def _flush_reads_later(self) -> None:
+        await asyncio.sleep(READ_FLUSH_SECONDS)
+        await self._flush_reads()
+
+    async def _flush_reads(self) -> None:
+        reads, self.pending_reads = self.pending_reads, {}
+        if reads:
+            await database_sync_to_async(_save_reads)(self.user.pk, reads)
+
+    # Events from the channel layer
+
+    async def room_message(self, event: dict) -> None:
+        room_id = event["room_id"]
+        state = self.rooms.get(room_id)
+        if state is None:
+            return  # not (or no longer) a member: nothing from this room
+        mine = event["author_id"] == self.user.pk
+        parts = []
+        if room_id == self.current_room:
+            parts.append(event["message_html"])
+        parts.append(event["sidebar_html_mine"] if mine else event["sidebar_html"])
+        if mine:
+            state.last_read_seq = max(state.last_read_seq, event["seq"])
+            self.last_typing = 0.0  # a sent message ends the typing; the next one starts anew
+        elif not event["system"]:
+            mentioned = self.user.pk in event["mentions"]
+            if mentioned and event["toast_html_mention"]:
+                parts.append(event["toast_html_mention"])
+            elif not state.muted and event["toast_html"]:
+                parts.append(event["toast_html"])
+        await self.send(text_data="".join(parts))
+        if not mine and room_id != self.current_room:
+            # The page showing this room counts what arrives while it is hidden itself.
+            count = max(event["seq"] - state.last_read_seq, 0)
+            await self._send_json({"type": "unread", "room": room_id, "count": count, "muted": state.muted})
+
+    async def room_message_changed(self, event: dict) -> None:
+        if event["room_id"] == self.current_room and event["room_id"] in self.rooms:
+            await self.send(text_data=event["html"])
+
+    async def room_typing(self, event: dict) -> None:
+        if event["room_id"] == self.current_room and event["user_id"] != self.user.pk:
+            await self._send_json(
+                {
+                    "type": "typing",
+                    "room": event["room_id"],
+                    "user": event["user_id"],
+                    "name": event["name"],
+                    "seconds": settings.TYPING_SECONDS,
+                }
+            )
+
+    async def user_presence(self, event: dict) -> None:
+        # Online dots are shown for the members of the room on screen only.
+        if event["room_id"] != self.current_room:
+            return
+        online = [uid for uid in event["online"] if uid != self.user.pk]
+        offline = [uid for uid in event["offline"] if uid != self.user.pk]
+        if online or offline:
+            await self._send_json({"type": "presence", "online": online, "offline": offline})
+
+    async def membership_added(self, event: dict) -> None:
+        room_id = event["room_id"]
+        if room_id in self.rooms:
+            return
+        state = await database_sync_to_async(_membership_state)(self.user.pk, room_id)
+        if state is None:
+            return
+        self.rooms[room_id] = state
+        group = room_group(room_id)
+        await self.channel_layer.group_add(group, self.channel_name)
+        self.groups_joined.append(group)
+        await self.send(text_data=event["entry_html"] + event["toast_html"])
+
+    async def membership_removed(self, event: dict) -> None:
+        room_id = event["room_id"]
+        if self.rooms.pop(room_id, None) is None:
+            return
+        group = room_group(room_id)
+        await self.channel_layer.group_discard(group, self.channel_name)
+        if group in self.groups_joined:
+            self.groups_joined.remove(group)
+        if room_id == self.current_room:
+            await self.close(code=CLOSE_FORBIDDEN)
+        else:
+            await self._send_json({"type": "room_removed", "room": room_id})
+
+    async def membership_updated(self, event: dict) -> None:
+        state = self.rooms.get(event["room_id"])
+        if state is not None:
+            state.muted = event["muted"]
+
+    async def session_ended(self, event: dict) -> None:
+        await self.close(code=CLOSE_UNAUTHENTICATED)
+
+    # Helpers
+
+    async def _send_json(self, payload: dict) -> None:
+        await self.send(text_data=json.dumps(payload))
+
+    async def _error(self, message: str) -> None:
+        await self._send_json({"type": "error", "message": message})
+
+    async def _announce_presence(self, online: bool) -> None:
+        presence.announce(list(self.rooms), self.user.pk, online)
+
+    async def _keep_presence(self) -> None:
+        while True:
+            await asyncio.sleep(settings.PRESENCE_SECONDS / 2)
+            try:
+                appeared = await database_sync_to_async(presence.refresh)(self.user.pk)
+            except Exception:
+                log.exception("Could not refresh presence")
+                continue
+            if appeared:
+                await self._announce_presence(True)
+
+
+def _parse_time(value) -> datetime | None:
+    if not isinstance(value, str) or len(value) > 40:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else None
+
+
+def _save_reads(user_id: int, reads: dict[int, int]) -> None:
+    for membership in Membership.objects.filter(user_id=user_id, room_id__in=list(reads)):
+        do_mark_read(membership, reads[membership.room_id])
+
+
+def _membership_state(user_id: int, room_id: int) -> RoomState | None:
+    row = (
+        Membership.objects.filter(user_id=user_id, room_id=room_id, room__archived_at__isnull=True)
+        .values_list("last_read_seq", "muted")
+        .first()
+    )
+    return RoomState(*row) if row else None

@@ -1,0 +1,85 @@
+import re
+import uuid
+
+from django import forms
+from django.conf import settings
+from django.db.models import Q
+
+from accounts.models import User
+
+
+class MessageForm(forms.Form):
+    body = forms.CharField(
+        required=False,
+        strip=False,
+        widget=forms.Textarea(
+            attrs={
+                "rows": 1,
+                "placeholder": "Write a message",
+                "autocomplete": "off",
+                "aria-label": "Message",
+            }
+        ),
+    )
+    client_id = forms.UUIDField(required=False, widget=forms.HiddenInput)
+    reply_to = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Rendered into the page, so even a form sent twice without JavaScript is one message.
+        self.fields["client_id"].initial = uuid.uuid4()
+        self.fields["body"].widget.attrs["maxlength"] = settings.MESSAGE_MAX_LENGTH
+
+
+class EditMessageForm(forms.Form):
+    body = forms.CharField(
+        required=False, strip=False, widget=forms.Textarea(attrs={"rows": 3, "aria-label": "Message"})
+    )
+
+
+def parse_usernames(text: str) -> list[str]:
+    names = [name.lstrip("@") for name in re.split(r"[\s,;]+", text or "") if name.strip("@")]
+    return list(dict.fromkeys(names))
+
+
+class UsernamesField(forms.CharField):
+    """Usernames separated by commas or spaces, turned into active users."""
+
+    def clean(self, value):
+        names = parse_usernames(super().clean(value))
+        if len(names) > settings.ROOM_MAX_MEMBERS:
+            raise forms.ValidationError(f"A group has at most {settings.ROOM_MAX_MEMBERS} members.")
+        if not names:
+            return []
+        query = Q()
+        for name in names:
+            query |= Q(username__iexact=name)
+        found = {u.username.lower(): u for u in User.objects.filter(query, is_active=True)}
+        missing = [name for name in names if name.lower() not in found]
+        if missing:
+            raise forms.ValidationError(
+                "No account named " + ", ".join(f"“{name}”" for name in missing) + "."
+            )
+        return [found[name.lower()] for name in names]
+
+
+class GroupForm(forms.Form):
+    title = forms.CharField(label="Group name", max_length=80, required=False)
+    members = UsernamesField(
+        label="Members",
+        required=False,
+        help_text="Usernames, separated by commas or spaces.",
+        widget=forms.TextInput(attrs={"placeholder": "bob, carol", "autocomplete": "off"}),
+    )
+
+
+class AddMembersForm(forms.Form):
+    members = UsernamesField(
+        label="Add people",
+        help_text="Usernames, separated by commas or spaces.",
+        widget=forms.TextInput(attrs={"placeholder": "dave, erin", "autocomplete": "off"}),
+    )
+
+
+class RenameForm(forms.Form):
+    title = forms.CharField(label="Group name", max_length=80, required=False)

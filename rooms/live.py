@@ -1,0 +1,128 @@
+"""Telling connected browsers what changed, through the channel layer.
+
+Receivers here listen to `rooms.signals` (sent after commit) and to account changes,
+render what is the same for every viewer exactly once, and send one event to a group.
+The consumer (`rooms/consumers.py`) decides per viewer what to forward, from memory.
+"""
+
+import logging
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.contrib.auth.signals import user_logged_out
+from django.db import transaction
+from django.db.models.signals import post_save
+from django.dispatch import receiver
+from django.template.loader import render_to_string
+
+from accounts.models import User
+from rooms import signals
+from rooms.models import Message, Room
+
+log = logging.getLogger(__name__)
+
+
+def room_group(room_id: int) -> str:
+    return f"room.{room_id}"
+
+
+def user_group(user_id: int) -> str:
+    return f"user.{user_id}"
+
+
+def send_event(group: str, event: dict) -> None:
+    """Send from synchronous code (views, services' on_commit callbacks)."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(group, event)
+    except Exception:
+        # The database already holds the change; clients catch up on reconnect.
+        log.exception("Could not send %s to %s", event.get("type"), group)
+
+
+def message_event(message: Message) -> dict:
+    """The event for a new message: every fragment rendered once, for any viewer."""
+    room = message.room
+    author = message.author
+    preview = message.preview
+    context = {"message": message, "room": room, "preview": preview}
+    mentioned = bool(message.mentioned_user_ids)
+    return {
+        "type": "room.message",
+        "room_id": room.pk,
+        "seq": message.seq,
+        "message_id": message.pk,
+        "author_id": message.author_id,
+        "system": message.is_system,
+        "mentions": message.mentioned_user_ids,
+        "message_html": render_to_string("rooms/live/message.html", context),
+        "sidebar_html": render_to_string("rooms/live/sidebar_preview.html", {**context, "mine": False}),
+        "sidebar_html_mine": (
+            render_to_string("rooms/live/sidebar_preview.html", {**context, "mine": True}) if author else ""
+        ),
+        "toast_html": (
+            render_to_string("rooms/live/toast.html", {**context, "mention": False}) if author else ""
+        ),
+        "toast_html_mention": (
+            render_to_string("rooms/live/toast.html", {**context, "mention": True}) if mentioned else ""
+        ),
+    }
+
+
+@receiver(signals.message_posted)
+def announce_message(sender, message: Message, **kwargs) -> None:
+    send_event(room_group(message.room_id), message_event(message))
+
+
+@receiver(signals.message_changed)
+def announce_message_changed(sender, message: Message, **kwargs) -> None:
+    html = render_to_string("rooms/_message.html", {"message": message, "oob": True})
+    event = {
+        "type": "room.message_changed",
+        "room_id": message.room_id,
+        "message_id": message.pk,
+        "html": html,
+    }
+    send_event(room_group(message.room_id), event)
+
+
+@receiver(signals.members_changed)
+def announce_members_changed(sender, room: Room, added: list, removed: list, **kwargs) -> None:
+    if added:
+        entry = render_to_string("rooms/live/sidebar_entry.html", {"room": room})
+        toast = render_to_string("rooms/live/added_toast.html", {"room": room})
+        for user in added:
+            send_event(
+                user_group(user.pk),
+                {"type": "membership.added", "room_id": room.pk, "entry_html": entry, "toast_html": toast},
+            )
+    for user in removed:
+        send_event(user_group(user.pk), {"type": "membership.removed", "room_id": room.pk})
+
+
+@receiver(signals.membership_updated)
+def announce_membership_updated(sender, membership, **kwargs) -> None:
+    send_event(
+        user_group(membership.user_id),
+        {"type": "membership.updated", "room_id": membership.room_id, "muted": membership.muted},
+    )
+
+
+def close_user_sockets(user_id: int, *, reason: str) -> None:
+    """Close every open socket of this user, in every process."""
+    send_event(user_group(user_id), {"type": "session.ended", "reason": reason})
+
+
+@receiver(user_logged_out)
+def close_sockets_on_logout(sender, request, user, **kwargs) -> None:
+    if user is not None:
+        close_user_sockets(user.pk, reason="logged_out")
+
+
+@receiver(post_save, sender=User)
+def close_sockets_of_deactivated_users(sender, instance: User, update_fields=None, **kwargs) -> None:
+    if not instance.is_active and (update_fields is None or "is_active" in update_fields):
+        user_id = instance.pk
+        transaction.on_commit(lambda: close_user_sockets(user_id, reason="deactivated"))

@@ -1,0 +1,85 @@
+"""Read-side helpers for pages: each costs a fixed number of queries, however many
+messages or rooms there are."""
+
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from accounts.models import User
+from rooms.models import Membership, Message, Room
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    messages: list[Message]
+    has_older: bool
+
+    @property
+    def oldest_seq(self) -> int | None:
+        return self.messages[0].seq if self.messages else None
+
+
+def history_page(room: Room, *, before: int | None = None, size: int | None = None) -> HistoryPage:
+    """Up to `size` messages before sequence number `before` (or the newest), oldest first."""
+    size = size or settings.MESSAGES_PER_PAGE
+    query = Message.objects.filter(room=room).select_related("author", "reply_to", "reply_to__author")
+    if before is not None:
+        query = query.filter(seq__lt=before)
+    rows = list(query.order_by("-seq")[: size + 1])
+    has_older = len(rows) > size
+    return HistoryPage(messages=rows[:size][::-1], has_older=has_older)
+
+
+def room_members(room: Room) -> list[User]:
+    """Members, the owner first, then by when they joined."""
+    memberships = Membership.objects.filter(room=room).select_related("user").order_by("joined_at", "pk")
+    members = [m.user for m in memberships]
+    members.sort(key=lambda u: u.pk != room.owner_id)
+    return members
+
+
+def room_title(room: Room, viewer: User, members: list[User]) -> str:
+    if room.is_group:
+        return room.title
+    other = next((m for m in members if m.pk != viewer.pk), None)
+    return other.name if other else "Direct message"
+
+
+@dataclass(frozen=True)
+class SidebarEntry:
+    room: Room
+    title: str
+    other: User | None
+    unread: int
+    last_message: Message | None
+    muted: bool
+
+
+def sidebar_entries(user: User) -> list[SidebarEntry]:
+    """All the user's rooms, most recently active first, with preview and unread count."""
+    memberships = list(
+        Membership.objects.filter(user=user, room__archived_at__isnull=True)
+        .select_related("room", "room__last_message", "room__last_message__author")
+        .order_by("-room__last_activity_at", "-room_id")
+    )
+    direct_ids = [m.room_id for m in memberships if m.room.is_direct]
+    others = {
+        m.room_id: m.user
+        for m in Membership.objects.filter(room_id__in=direct_ids).exclude(user=user).select_related("user")
+    }
+    entries = []
+    for membership in memberships:
+        room = membership.room
+        other = others.get(room.pk)
+        title = room.title if room.is_group else (other.name if other else "Direct message")
+        entries.append(
+            SidebarEntry(
+                room=room,
+                title=title,
+                other=other,
+                unread=max(room.last_seq - membership.last_read_seq, 0),
+                last_message=room.last_message,
+                muted=membership.muted,
+            )
+        )
+    return entries

@@ -1,0 +1,377 @@
+"""Every change to rooms, memberships and messages.
+
+Each public `do_*` function is one transaction that validates, writes and then announces
+the change after commit (`rooms.signals`). Views and the WebSocket consumer call these and
+nothing else, so the rules hold on every path. Callers check access first
+(`rooms.access`); these functions re-check what they need to stay consistent.
+"""
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import F, OuterRef, Subquery, Value
+from django.db.models.functions import Greatest, Least
+from django.utils import timezone
+
+from accounts.models import User
+from rooms import signals
+from rooms.access import can_administer, can_change_message
+from rooms.markdown import render_message
+from rooms.models import Membership, Message, Room
+
+TITLE_MAX_LENGTH = 80
+
+
+@dataclass(frozen=True)
+class PostResult:
+    message: Message
+    created: bool
+
+
+def _announce(signal, **kwargs) -> None:
+    transaction.on_commit(lambda: signal.send(sender=Message, **kwargs))
+
+
+def _member_usernames(room: Room) -> dict[str, int]:
+    return {
+        username.lower(): user_id
+        for user_id, username in Membership.objects.filter(room=room).values_list("user_id", "user__username")
+    }
+
+
+def _append_message(
+    room: Room,
+    *,
+    author: User | None,
+    kind: str,
+    body: str,
+    html: str = "",
+    mentioned_user_ids: list[int] | None = None,
+    reply_to: Message | None = None,
+    client_id: uuid.UUID | None = None,
+    read_by: User | None = None,
+) -> Message:
+    """Give the message the room's next sequence number and store it.
+
+    Must run inside a transaction that holds the room's row lock (see `_lock_room`), so
+    sequence numbers have no gaps and no duplicates.
+    """
+    now = timezone.now()
+    seq = room.last_seq + 1
+    message = Message.objects.create(
+        room=room,
+        seq=seq,
+        kind=kind,
+        author=author,
+        body=body,
+        html=html,
+        mentioned_user_ids=mentioned_user_ids or [],
+        reply_to=reply_to,
+        client_id=client_id,
+        created_at=now,
+    )
+    Room.objects.filter(pk=room.pk).update(last_seq=seq, last_message=message, last_activity_at=now)
+    room.last_seq, room.last_message, room.last_activity_at = seq, message, now
+    read_by = read_by or author
+    if read_by is not None:
+        # My own message, or the system message about what I just did, is read by me.
+        Membership.objects.filter(room=room, user=read_by).update(
+            last_read_seq=Greatest(F("last_read_seq"), seq)
+        )
+    _announce(signals.message_posted, message=message)
+    return message
+
+
+def _lock_room(room_id: int) -> Room:
+    # FOR UPDATE serializes writers per room on PostgreSQL; SQLite runs transactions
+    # in IMMEDIATE mode (settings), which serializes all writers.
+    return Room.objects.select_for_update().get(pk=room_id)
+
+
+def _system_message(room: Room, text: str, *, actor: User | None = None) -> Message:
+    return _append_message(room, author=None, kind=Message.Kind.SYSTEM, body=text, read_by=actor)
+
+
+def clean_message_body(body: str) -> str:
+    """The text as it will be stored, or ValidationError with a message for the sender."""
+    body = (body or "").replace("\r\n", "\n").strip()
+    if not body:
+        raise ValidationError("Type a message first.", code="empty")
+    limit = settings.MESSAGE_MAX_LENGTH
+    if len(body) > limit:
+        raise ValidationError(
+            f"Messages are at most {limit:,} characters; this one has {len(body):,}.",
+            code="too_long",
+        )
+    return body
+
+
+def do_post_message(
+    membership: Membership,
+    body: str,
+    *,
+    client_id: uuid.UUID | None = None,
+    reply_to_id: int | None = None,
+) -> PostResult:
+    """Post a message as the member. Sending again with the same client_id stores nothing
+    new and returns the first message.
+
+    Raises ValidationError for empty or over-long text or a reply to a message that is not
+    in this room.
+    """
+    body = clean_message_body(body)
+    author = membership.user
+    with transaction.atomic():
+        room = _lock_room(membership.room_id)
+        if client_id is not None:
+            existing = Message.objects.filter(room=room, author=author, client_id=client_id).first()
+            if existing is not None:
+                return PostResult(existing, created=False)
+        if not Membership.objects.filter(room=room, user=author).exists():
+            raise PermissionDenied("You are no longer a member of this room.")
+        reply_to = None
+        if reply_to_id is not None:
+            reply_to = Message.objects.filter(pk=reply_to_id, room=room).first()
+            if reply_to is None:
+                raise ValidationError("The message you replied to is not in this room.", code="reply_to")
+        # Only text with an "@" can mention anyone: skip loading the member list otherwise.
+        rendered = render_message(body, _member_usernames(room) if "@" in body else {})
+        message = _append_message(
+            room,
+            author=author,
+            kind=Message.Kind.TEXT,
+            body=body,
+            html=rendered.html,
+            mentioned_user_ids=[uid for uid in rendered.mentioned_user_ids if uid != author.pk],
+            reply_to=reply_to,
+            client_id=client_id,
+        )
+    return PostResult(message, created=True)
+
+
+def do_edit_message(user: User, message: Message, body: str) -> Message:
+    """Replace the text of the user's own message; it then shows as edited."""
+    if not can_change_message(user, message):
+        raise PermissionDenied("You can only edit your own messages.")
+    body = clean_message_body(body)
+    with transaction.atomic():
+        rendered = render_message(body, _member_usernames(message.room))
+        message.body = body
+        message.html = rendered.html
+        message.mentioned_user_ids = [uid for uid in rendered.mentioned_user_ids if uid != user.pk]
+        message.edited_at = timezone.now()
+        message.save(update_fields=["body", "html", "mentioned_user_ids", "edited_at"])
+        _announce(signals.message_changed, message=message)
+    return message
+
+
+def do_delete_message(user: User, message: Message) -> Message:
+    """Delete the user's own message: its text is gone, everyone sees "message deleted"."""
+    if not can_change_message(user, message):
+        raise PermissionDenied("You can only delete your own messages.")
+    with transaction.atomic():
+        message.body = ""
+        message.html = ""
+        message.mentioned_user_ids = []
+        message.deleted_at = timezone.now()
+        message.save(update_fields=["body", "html", "mentioned_user_ids", "deleted_at"])
+        _announce(signals.message_changed, message=message)
+    return message
+
+
+def do_mark_read(membership: Membership, seq: int) -> None:
+    """Everything up to `seq` is read; the read position never moves backwards."""
+    room_last_seq = Subquery(Room.objects.filter(pk=OuterRef("room_id")).values("last_seq")[:1])
+    Membership.objects.filter(pk=membership.pk).update(
+        last_read_seq=Greatest(F("last_read_seq"), Least(Value(seq), room_last_seq))
+    )
+
+
+def do_set_muted(membership: Membership, muted: bool) -> None:
+    """Mute or unmute a room for one member: no toasts or desktop notifications but for
+    mentions of them."""
+    membership.muted = muted
+    membership.save(update_fields=["muted"])
+    transaction.on_commit(lambda: signals.membership_updated.send(sender=Membership, membership=membership))
+
+
+# Direct rooms
+
+
+def direct_key(a: User, b: User) -> str:
+    low, high = sorted([a.pk, b.pk])
+    return f"{low}:{high}"
+
+
+def do_open_direct_room(user: User, other: User) -> Room:
+    """The one direct room of this pair, created the first time."""
+    if user.pk == other.pk:
+        raise ValidationError("You can't send a direct message to yourself.", code="self")
+    if not other.is_active:
+        raise ValidationError("That account is not available.", code="inactive")
+    key = direct_key(user, other)
+    room = Room.objects.filter(direct_key=key).first()
+    if room is not None:
+        return room
+    try:
+        with transaction.atomic():
+            room = Room.objects.create(kind=Room.Kind.DIRECT, direct_key=key)
+            Membership.objects.bulk_create(
+                [Membership(room=room, user=user), Membership(room=room, user=other)]
+            )
+    except IntegrityError:
+        # Both people opened the room at the same moment; the other request made it.
+        return Room.objects.get(direct_key=key)
+    return room
+
+
+# Groups
+
+
+def clean_title(title: str) -> str:
+    title = " ".join((title or "").split())
+    if not title:
+        raise ValidationError("Give the group a name.", code="empty")
+    if len(title) > TITLE_MAX_LENGTH:
+        raise ValidationError(
+            f"Group names are at most {TITLE_MAX_LENGTH} characters; this one has {len(title)}.",
+            code="too_long",
+        )
+    return title
+
+
+def _check_room_size(current: int, adding: int) -> None:
+    limit = settings.ROOM_MAX_MEMBERS
+    if current + adding > limit:
+        raise ValidationError(
+            f"A group has at most {limit} members; this would make {current + adding}.",
+            code="too_many_members",
+        )
+
+
+def _names(users: Iterable[User]) -> str:
+    names = [u.name for u in users]
+    if len(names) <= 2:
+        return " and ".join(names)
+    return ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def do_create_group(owner: User, title: str, members: Iterable[User]) -> Room:
+    """A new group owned by `owner` with `members` (the owner is added if missing)."""
+    title = clean_title(title)
+    others = list({m.pk: m for m in members if m.pk != owner.pk}.values())
+    if any(not m.is_active for m in others):
+        raise ValidationError("One of those accounts is not available.", code="inactive")
+    _check_room_size(1, len(others))
+    with transaction.atomic():
+        room = Room.objects.create(kind=Room.Kind.GROUP, title=title, owner=owner)
+        Membership.objects.bulk_create(
+            [Membership(room=room, user=owner)] + [Membership(room=room, user=m) for m in others]
+        )
+        room = _lock_room(room.pk)
+        _system_message(room, f"{owner.name} created the group “{title}”", actor=owner)
+        if others:
+            _system_message(room, f"{owner.name} added {_names(others)}", actor=owner)
+    return room
+
+
+def _require_admin(actor: User, room: Room) -> None:
+    if not can_administer(actor, room):
+        raise PermissionDenied("Only the group's owner can do that.")
+
+
+def do_rename_room(actor: User, room: Room, title: str) -> Room:
+    _require_admin(actor, room)
+    title = clean_title(title)
+    with transaction.atomic():
+        room = _lock_room(room.pk)
+        if room.title == title:
+            return room
+        room.title = title
+        room.save(update_fields=["title"])
+        _system_message(room, f"{actor.name} renamed the group to “{title}”", actor=actor)
+    return room
+
+
+def do_add_members(actor: User, room: Room, users: Iterable[User]) -> list[User]:
+    """Add people to the group; those already in it are skipped. Returns who was added."""
+    _require_admin(actor, room)
+    with transaction.atomic():
+        room = _lock_room(room.pk)
+        present = set(Membership.objects.filter(room=room).values_list("user_id", flat=True))
+        new = list({u.pk: u for u in users if u.pk not in present}.values())
+        if any(not u.is_active for u in new):
+            raise ValidationError("One of those accounts is not available.", code="inactive")
+        if not new:
+            return []
+        _check_room_size(len(present), len(new))
+        # New members start with the room's history read up to now.
+        Membership.objects.bulk_create(
+            [Membership(room=room, user=u, last_read_seq=room.last_seq) for u in new]
+        )
+        _system_message(room, f"{actor.name} added {_names(new)}", actor=actor)
+        _announce(signals.members_changed, room=room, added=new, removed=[])
+    return new
+
+
+def do_remove_member(actor: User, room: Room, user: User) -> None:
+    """The owner removes someone; they lose access to the room at once."""
+    _require_admin(actor, room)
+    if user.pk == actor.pk:
+        raise ValidationError("To leave the group, use Leave.", code="self")
+    with transaction.atomic():
+        room = _lock_room(room.pk)
+        deleted, _ = Membership.objects.filter(room=room, user=user).delete()
+        if not deleted:
+            raise ValidationError(f"{user.name} is not in this group.", code="not_member")
+        _system_message(room, f"{actor.name} removed {user.name}", actor=actor)
+        _announce(signals.members_changed, room=room, added=[], removed=[user])
+
+
+def do_leave_room(membership: Membership) -> None:
+    """Leave a group. An owner who leaves hands the group to the longest-standing member;
+    the last one out archives it."""
+    room = membership.room
+    user = membership.user
+    if not room.is_group:
+        raise ValidationError("You can't leave a direct conversation.", code="direct")
+    with transaction.atomic():
+        room = _lock_room(room.pk)
+        Membership.objects.filter(pk=membership.pk).delete()
+        _system_message(room, f"{user.name} left")
+        if room.owner_id == user.pk:
+            successor = (
+                Membership.objects.filter(room=room)
+                .select_related("user")
+                .order_by("joined_at", "pk")
+                .first()
+            )
+            if successor is None:
+                room.owner = None
+                room.archived_at = timezone.now()
+                room.save(update_fields=["owner", "archived_at"])
+            else:
+                room.owner = successor.user
+                room.save(update_fields=["owner"])
+                _system_message(room, f"{successor.user.name} is now the owner")
+        elif not Membership.objects.filter(room=room).exists():
+            room.archived_at = timezone.now()
+            room.save(update_fields=["archived_at"])
+        _announce(signals.members_changed, room=room, added=[], removed=[user])
+
+
+def do_transfer_ownership(actor: User, room: Room, new_owner: User) -> None:
+    _require_admin(actor, room)
+    with transaction.atomic():
+        room = _lock_room(room.pk)
+        if not Membership.objects.filter(room=room, user=new_owner).exists():
+            raise ValidationError(f"{new_owner.name} is not in this group.", code="not_member")
+        if new_owner.pk == actor.pk:
+            return
+        room.owner = new_owner
+        room.save(update_fields=["owner"])
+        _system_message(room, f"{actor.name} made {new_owner.name} the owner", actor=actor)

@@ -1,0 +1,390 @@
+from django.conf import settings
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect
+
+from accounts.models import User
+from accounts.services import do_set_desktop_notifications
+from rooms import presence, services
+from rooms.access import (
+    access_member,
+    access_membership,
+    access_message,
+    can_administer,
+    can_change_message,
+)
+from rooms.forms import AddMembersForm, EditMessageForm, GroupForm, MessageForm, RenameForm
+from rooms.models import Membership, Message
+from rooms.queries import history_page, room_members, room_title, sidebar_entries
+
+
+def _redirect(request: HttpRequest, url: str) -> HttpResponse:
+    if request.htmx:
+        return HttpResponseClientRedirect(url)
+    return redirect(url)
+
+
+@require_GET
+def index(request):
+    return render(request, "rooms/index.html", {"sidebar": sidebar_entries(request.user)})
+
+
+def _room_context(request, membership: Membership, *, before: int | None = None, form=None):
+    room = membership.room
+    page = history_page(room, before=before)
+    reply_to = None
+    if form is None:
+        form = MessageForm()
+        reply_to = _reply_target(membership, request.GET.get("reply_to"))
+        if reply_to:
+            form.initial["reply_to"] = reply_to.pk
+        form.initial["body"] = request.GET.get("body", "")[: settings.MESSAGE_MAX_LENGTH]
+    elif form.data.get("reply_to"):
+        reply_to = _reply_target(membership, form.data.get("reply_to"))
+    members = room_members(room)
+    return {
+        "online": presence.online_user_ids(m.pk for m in members),
+        "room": room,
+        "membership": membership,
+        "title": room_title(room, request.user, members),
+        "members": members,
+        "page": page,
+        "form": form,
+        "reply_to": reply_to,
+        "viewer": request.user,
+        "is_admin": can_administer(request.user, room),
+        "sidebar": sidebar_entries(request.user),
+    }
+
+
+def _reply_target(membership: Membership, value) -> Message | None:
+    if not value:
+        return None
+    try:
+        message = access_message(membership, value)
+    except Http404:
+        return None
+    return None if message.is_system or message.is_deleted else message
+
+
+def _before(request) -> int | None:
+    try:
+        value = int(request.GET.get("before", ""))
+    except ValueError:
+        return None
+    return value if value > 0 else None
+
+
+@require_GET
+def room(request, room_id: int):
+    membership = access_membership(request.user, room_id)
+    before = _before(request)
+    if request.htmx and before:
+        page = history_page(membership.room, before=before)
+        return render(
+            request,
+            "rooms/room.html#older",
+            {"room": membership.room, "page": page, "viewer": request.user},
+        )
+    if before is None:
+        # Opening a room reads it; do it first so the sidebar shows it read.
+        services.do_mark_read(membership, membership.room.last_seq)
+    return render(request, "rooms/room.html", _room_context(request, membership, before=before))
+
+
+@require_GET
+def composer(request, room_id: int):
+    """The composer alone, e.g. with a reply target chosen."""
+    membership = access_membership(request.user, room_id)
+    form = MessageForm()
+    reply_to = _reply_target(membership, request.GET.get("reply_to"))
+    if reply_to:
+        form.initial["reply_to"] = reply_to.pk
+    form.initial["body"] = request.GET.get("body", "")[: settings.MESSAGE_MAX_LENGTH]
+    return render(
+        request, "rooms/room.html#composer", {"room": membership.room, "form": form, "reply_to": reply_to}
+    )
+
+
+@require_POST
+def post_message(request, room_id: int):
+    membership = access_membership(request.user, room_id)
+    form = MessageForm(request.POST)
+    if form.is_valid():
+        try:
+            result = services.do_post_message(
+                membership,
+                form.cleaned_data["body"],
+                client_id=form.cleaned_data["client_id"],
+                reply_to_id=form.cleaned_data["reply_to"],
+            )
+        except ValidationError as exc:
+            form.add_error("body", exc)
+        else:
+            if not request.htmx:
+                return redirect(f"{membership.room.get_absolute_url()}#m-{result.message.pk}")
+            return render(
+                request,
+                "rooms/_posted.html",
+                {
+                    "room": membership.room,
+                    "form": MessageForm(),
+                    "message": result.message,
+                    "viewer": request.user,
+                },
+            )
+    if request.htmx:
+        reply_to = _reply_target(membership, form.data.get("reply_to"))
+        return render(
+            request,
+            "rooms/room.html#composer",
+            {"room": membership.room, "form": form, "reply_to": reply_to},
+            status=422,
+        )
+    return render(request, "rooms/room.html", _room_context(request, membership, form=form), status=422)
+
+
+def _own_message(request, room_id, message_id) -> tuple[Membership, Message]:
+    membership = access_membership(request.user, room_id)
+    message = access_message(membership, message_id)
+    if not can_change_message(request.user, message):
+        raise PermissionDenied("You can only change your own messages.")
+    return membership, message
+
+
+@require_GET
+def message_detail(request, room_id: int, message_id: int):
+    membership = access_membership(request.user, room_id)
+    message = access_message(membership, message_id)
+    if request.htmx:
+        return render(request, "rooms/_message.html", {"message": message, "viewer": request.user})
+    return redirect(f"{membership.room.get_absolute_url()}#m-{message.pk}")
+
+
+@require_http_methods(["GET", "POST"])
+def edit_message(request, room_id: int, message_id: int):
+    membership, message = _own_message(request, room_id, message_id)
+    status = 200
+    if request.method == "POST":
+        form = EditMessageForm(request.POST)
+        if form.is_valid():
+            try:
+                services.do_edit_message(request.user, message, form.cleaned_data["body"])
+            except ValidationError as exc:
+                form.add_error("body", exc)
+            else:
+                if request.htmx:
+                    return render(
+                        request, "rooms/_message.html", {"message": message, "viewer": request.user}
+                    )
+                return redirect(f"{membership.room.get_absolute_url()}#m-{message.pk}")
+        status = 422
+    else:
+        form = EditMessageForm(initial={"body": message.body})
+    template = "rooms/edit_message.html#form" if request.htmx else "rooms/edit_message.html"
+    context = {"room": membership.room, "message": message, "form": form, "sidebar": None}
+    if not request.htmx:
+        context["sidebar"] = sidebar_entries(request.user)
+    return render(request, template, context, status=status)
+
+
+@require_POST
+def delete_message(request, room_id: int, message_id: int):
+    membership, message = _own_message(request, room_id, message_id)
+    services.do_delete_message(request.user, message)
+    if request.htmx:
+        return render(request, "rooms/_message.html", {"message": message, "viewer": request.user})
+    return redirect(f"{membership.room.get_absolute_url()}#m-{message.pk}")
+
+
+@require_POST
+def mark_read(request, room_id: int):
+    membership = access_membership(request.user, room_id)
+    try:
+        seq = int(request.POST.get("seq", ""))
+    except ValueError:
+        return HttpResponse("seq must be a whole number.", status=400)
+    services.do_mark_read(membership, seq)
+    return HttpResponse(status=204)
+
+
+# Starting conversations
+
+
+@require_GET
+def new_direct(request):
+    return render(request, "rooms/new_direct.html", {"sidebar": sidebar_entries(request.user)})
+
+
+@require_POST
+def open_direct(request, username: str):
+    other = get_object_or_404(User, username__iexact=username, is_active=True)
+    try:
+        room = services.do_open_direct_room(request.user, other)
+    except ValidationError as exc:
+        messages.error(request, exc.messages[0])
+        return _redirect(request, other.get_absolute_url())
+    return _redirect(request, room.get_absolute_url())
+
+
+@require_http_methods(["GET", "POST"])
+def new_group(request):
+    form = GroupForm(request.POST or None, initial={"members": request.GET.get("members", "")})
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                room = services.do_create_group(
+                    request.user, form.cleaned_data["title"], form.cleaned_data["members"]
+                )
+            except ValidationError as exc:
+                form.add_error("title" if exc.code in {"empty", "too_long"} else "members", exc)
+            else:
+                return _redirect(request, room.get_absolute_url())
+        status = 422
+    return render(
+        request,
+        "rooms/new_group.html",
+        {"form": form, "sidebar": sidebar_entries(request.user)},
+        status=status,
+    )
+
+
+# Group settings
+
+
+def _settings_page(request, membership: Membership, *, status=200, rename_form=None, add_form=None):
+    room = membership.room
+    members = room_members(room)
+    context = {
+        "online": presence.online_user_ids(m.pk for m in members),
+        "room": room,
+        "membership": membership,
+        "title": room_title(room, request.user, members),
+        "members": members,
+        "is_admin": can_administer(request.user, room),
+        "rename_form": rename_form or RenameForm(initial={"title": room.title}),
+        "add_form": add_form or AddMembersForm(),
+        "max_members": settings.ROOM_MAX_MEMBERS,
+        "sidebar": sidebar_entries(request.user),
+    }
+    return render(request, "rooms/room_settings.html", context, status=status)
+
+
+@require_GET
+def room_settings(request, room_id: int):
+    return _settings_page(request, access_membership(request.user, room_id))
+
+
+def _group_admin(request, room_id) -> Membership:
+    membership = access_membership(request.user, room_id)
+    if not can_administer(request.user, membership.room):
+        raise PermissionDenied("Only the group's owner can do that.")
+    return membership
+
+
+@require_POST
+def rename_room(request, room_id: int):
+    membership = _group_admin(request, room_id)
+    form = RenameForm(request.POST)
+    if form.is_valid():
+        try:
+            services.do_rename_room(request.user, membership.room, form.cleaned_data["title"])
+        except ValidationError as exc:
+            form.add_error("title", exc)
+        else:
+            messages.success(request, "The group is renamed.")
+            return redirect("rooms:settings", membership.room.pk)
+    return _settings_page(request, membership, status=422, rename_form=form)
+
+
+@require_POST
+def add_members(request, room_id: int):
+    membership = _group_admin(request, room_id)
+    form = AddMembersForm(request.POST)
+    if form.is_valid():
+        try:
+            added = services.do_add_members(request.user, membership.room, form.cleaned_data["members"])
+        except ValidationError as exc:
+            form.add_error("members", exc)
+        else:
+            if added:
+                messages.success(request, f"Added {', '.join(u.name for u in added)}.")
+            else:
+                messages.info(request, "They are already in the group.")
+            return redirect("rooms:settings", membership.room.pk)
+    return _settings_page(request, membership, status=422, add_form=form)
+
+
+@require_POST
+def remove_member(request, room_id: int):
+    membership = _group_admin(request, room_id)
+    try:
+        user = access_member(membership.room, request.POST.get("user_id"))
+        services.do_remove_member(request.user, membership.room, user)
+    except ValidationError as exc:
+        messages.error(request, exc.messages[0])
+    else:
+        messages.success(request, f"Removed {user.name}.")
+    return redirect("rooms:settings", membership.room.pk)
+
+
+@require_POST
+def transfer_ownership(request, room_id: int):
+    membership = _group_admin(request, room_id)
+    try:
+        user = access_member(membership.room, request.POST.get("user_id"))
+        services.do_transfer_ownership(request.user, membership.room, user)
+    except ValidationError as exc:
+        messages.error(request, exc.messages[0])
+    else:
+        messages.success(request, f"{user.name} now owns the group.")
+    return redirect("rooms:settings", membership.room.pk)
+
+
+@require_POST
+def leave_room(request, room_id: int):
+    membership = access_membership(request.user, room_id)
+    try:
+        services.do_leave_room(membership)
+    except ValidationError as exc:
+        messages.error(request, exc.messages[0])
+        return redirect("rooms:settings", membership.room.pk)
+    messages.success(request, f"You left {membership.room.title}.")
+    return _redirect(request, reverse("rooms:index"))
+
+
+@require_GET
+def sidebar(request):
+    """The sidebar alone, for a page that reconnected and may have missed updates."""
+    try:
+        current = access_membership(request.user, request.GET.get("room")).room
+    except Http404:
+        current = None
+    return render(request, "rooms/_sidebar.html", {"sidebar": sidebar_entries(request.user), "room": current})
+
+
+@require_POST
+def set_muted(request, room_id: int):
+    membership = access_membership(request.user, room_id)
+    muted = request.POST.get("muted") == "on"
+    services.do_set_muted(membership, muted)
+    title = room_title(membership.room, request.user, room_members(membership.room))
+    messages.success(request, f"{title} is {'muted' if muted else 'unmuted'}.")
+    if request.POST.get("next") == "notifications":
+        return redirect("rooms:notifications")
+    return redirect("rooms:settings", membership.room.pk)
+
+
+@require_http_methods(["GET", "POST"])
+def notification_settings(request):
+    if request.method == "POST":
+        enabled = request.POST.get("desktop_notifications") == "on"
+        do_set_desktop_notifications(request.user, enabled)
+        messages.success(request, f"Desktop notifications are {'on' if enabled else 'off'}.")
+        return redirect("rooms:notifications")
+    return render(request, "rooms/notifications.html", {"sidebar": sidebar_entries(request.user)})

@@ -1,0 +1,122 @@
+import io
+import os
+import uuid
+
+import pytest
+from django.test import Client
+from PIL import Image
+
+from accounts.models import User
+from rooms import services
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(autouse=True)
+def _media_and_cache(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    if settings.REDIS_URL:
+        # A fresh key prefix isolates each test without flushing a Redis others may share.
+        settings.CACHES = {
+            "default": {**settings.CACHES["default"], "KEY_PREFIX": f"calpico-test-{uuid.uuid4().hex}"}
+        }
+    else:
+        from django.core.cache import cache
+
+        cache.clear()
+
+
+def make_user(username: str, display_name: str = "") -> User:
+    return User.objects.create_user(username=username, password=PASSWORD, display_name=display_name)
+
+
+@pytest.fixture
+def alice(db) -> User:
+    return make_user("alice", "Alice Liddell")
+
+
+@pytest.fixture
+def bob(db) -> User:
+    return make_user("bob", "Bob Builder")
+
+
+@pytest.fixture
+def carol(db) -> User:
+    return make_user("carol")
+
+
+@pytest.fixture
+def mallory(db) -> User:
+    """Someone who is in none of the rooms under test."""
+    return make_user("mallory")
+
+
+def client_for(user: User) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def alice_client(alice) -> Client:
+    return client_for(alice)
+
+
+@pytest.fixture
+def bob_client(bob) -> Client:
+    return client_for(bob)
+
+
+@pytest.fixture
+def carol_client(carol) -> Client:
+    return client_for(carol)
+
+
+@pytest.fixture
+def mallory_client(mallory) -> Client:
+    return client_for(mallory)
+
+
+@pytest.fixture
+def group(alice, bob, carol):
+    """A group owned by alice with bob and carol."""
+    return services.do_create_group(alice, "Trip planning", [bob, carol])
+
+
+@pytest.fixture
+def direct(alice, bob):
+    return services.do_open_direct_room(alice, bob)
+
+
+def membership(room, user):
+    return room.memberships.select_related("room", "user").get(user=user)
+
+
+def image_bytes(fmt: str = "PNG", size=(300, 200), colour=(200, 30, 30), **save_kwargs) -> bytes:
+    image = Image.new("RGB", size, colour)
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **save_kwargs)
+    return buffer.getvalue()
+
+
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+CI = os.environ.get("CI", "").lower() == "true"
+
+
+@pytest.fixture(autouse=True)
+def _services_required(request):
+    """Tests marked `services` need PostgreSQL and Redis. Without them they skip on a
+    laptop and fail under CI, where a skip would hide a broken set-up."""
+    if request.node.get_closest_marker("services") is None:
+        return
+    from django.conf import settings
+
+    on_postgres = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+    if on_postgres and settings.REDIS_URL:
+        return
+    reason = "needs DATABASE_URL on PostgreSQL and REDIS_URL (see README, 'PostgreSQL and Redis')"
+    if CI:
+        pytest.fail(reason)
+    pytest.skip(reason)

@@ -1,0 +1,101 @@
+"""Nobody reads, posts in or changes a room they are not in; ids prove nothing."""
+
+import pytest
+from django.urls import reverse
+
+from rooms import services
+from tests.conftest import HTMX, membership
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def message(group, alice):
+    return services.do_post_message(membership(group, alice), "members only").message
+
+
+def room_urls(room, message):
+    return [
+        ("get", reverse("rooms:room", args=[room.pk]), {}),
+        ("get", reverse("rooms:room", args=[room.pk]) + "?before=100", {}),
+        ("get", reverse("rooms:composer", args=[room.pk]), {}),
+        ("get", reverse("rooms:settings", args=[room.pk]), {}),
+        ("get", reverse("rooms:message", args=[room.pk, message.pk]), {}),
+        ("get", reverse("rooms:edit_message", args=[room.pk, message.pk]), {}),
+        ("post", reverse("rooms:post_message", args=[room.pk]), {"body": "let me in"}),
+        ("post", reverse("rooms:edit_message", args=[room.pk, message.pk]), {"body": "defaced"}),
+        ("post", reverse("rooms:delete_message", args=[room.pk, message.pk]), {}),
+        ("post", reverse("rooms:mark_read", args=[room.pk]), {"seq": "1"}),
+        ("post", reverse("rooms:rename", args=[room.pk]), {"title": "pwned"}),
+        ("post", reverse("rooms:add_members", args=[room.pk]), {"members": "mallory"}),
+        ("post", reverse("rooms:remove_member", args=[room.pk]), {"user_id": "1"}),
+        ("post", reverse("rooms:transfer_ownership", args=[room.pk]), {"user_id": "1"}),
+        ("post", reverse("rooms:leave", args=[room.pk]), {}),
+    ]
+
+
+def test_a_non_member_gets_404_for_everything_in_a_room(mallory_client, group, message):
+    before = (group.messages.count(), group.memberships.count())
+    for method, url, data in room_urls(group, message):
+        for headers in ({}, HTMX):
+            response = getattr(mallory_client, method)(url, data, **headers)
+            assert response.status_code == 404, (method, url)
+            assert b"members only" not in response.content
+    group.refresh_from_db()
+    assert group.title == "Trip planning"
+    assert (group.messages.count(), group.memberships.count()) == before
+    message.refresh_from_db()
+    assert message.body == "members only"
+
+
+def test_a_non_member_of_a_direct_room_gets_404(mallory_client, direct, alice):
+    message = services.do_post_message(membership(direct, alice), "members only").message
+    for method, url, data in room_urls(direct, message):
+        assert getattr(mallory_client, method)(url, data).status_code == 404, url
+
+
+def test_anonymous_visitors_are_sent_to_login_for_everything(client, group, message):
+    for method, url, data in room_urls(group, message):
+        response = getattr(client, method)(url, data)
+        assert response.status_code == 302, url
+        assert response["Location"].startswith(reverse("account_login"))
+    assert group.messages.filter(body="let me in").count() == 0
+
+
+def test_a_message_id_from_another_room_is_not_found(alice_client, alice, group, direct):
+    """A forged message id that exists elsewhere behaves exactly like one that does not."""
+    other = services.do_post_message(membership(direct, alice), "in the direct room").message
+    for name in ("rooms:message", "rooms:edit_message"):
+        assert alice_client.get(reverse(name, args=[group.pk, other.pk])).status_code == 404
+    response = alice_client.post(reverse("rooms:delete_message", args=[group.pk, other.pk]))
+    assert response.status_code == 404
+    other.refresh_from_db()
+    assert other.deleted_at is None
+
+
+def test_a_removed_member_loses_every_path_at_once(alice, bob_client, bob, group, message):
+    services.do_remove_member(alice, group, bob)
+    for method, url, data in room_urls(group, message):
+        assert getattr(bob_client, method)(url, data).status_code == 404, url
+
+
+def test_an_archived_group_is_gone_for_everyone(alice_client, alice):
+    room = services.do_create_group(alice, "Solo", [])
+    services.do_leave_room(membership(room, alice))
+    assert alice_client.get(room.get_absolute_url()).status_code == 404
+
+
+def test_deactivated_accounts_cannot_use_rooms(bob_client, bob, group):
+    bob.is_active = False
+    bob.save()
+    response = bob_client.get(group.get_absolute_url())
+    assert response.status_code in (302, 404)
+    assert b"Trip planning" not in response.content
+
+
+def test_media_requires_login(client, alice_client, alice, settings):
+    (settings.MEDIA_ROOT / "avatars").mkdir(parents=True)
+    (settings.MEDIA_ROOT / "avatars" / "x.webp").write_bytes(b"RIFF")
+    assert client.get("/media/avatars/x.webp").status_code == 302
+    assert alice_client.get("/media/avatars/x.webp").status_code == 200
+    assert alice_client.get("/media/../calpico.sqlite3").status_code in (400, 404)

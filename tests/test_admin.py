@@ -1,0 +1,53 @@
+"""The Django admin lists users, rooms, memberships and messages, searchably."""
+
+import pytest
+from django.urls import reverse
+
+from rooms import services
+from tests.conftest import client_for, make_user, membership
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_client(db):
+    staff = make_user("moderator1")
+    staff.is_staff = staff.is_superuser = True
+    staff.save()
+    return client_for(staff)
+
+
+def test_admin_lists_users_with_their_avatar(admin_client, alice):
+    body = admin_client.get(reverse("admin:accounts_user_changelist")).content.decode()
+    assert "alice" in body and "Alice Liddell" in body and ">AL<" in body
+
+
+def test_admin_searches_messages_by_text_author_and_room(admin_client, group, alice, bob):
+    services.do_post_message(membership(group, alice), "the secret meeting point")
+    services.do_post_message(membership(group, bob), "something else")
+    url = reverse("admin:rooms_message_changelist")
+    assert "the secret meeting point" in admin_client.get(url, {"q": "meeting"}).content.decode()
+    by_author = admin_client.get(url, {"q": "bob"}).content.decode()
+    assert "something else" in by_author and "the secret meeting point" not in by_author
+    assert "the secret meeting point" in admin_client.get(url, {"q": "Trip planning"}).content.decode()
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["admin:rooms_room_changelist", "admin:rooms_membership_changelist", "admin:rooms_message_changelist"],
+)
+def test_admin_pages_load(admin_client, group, name):
+    assert admin_client.get(reverse(name)).status_code == 200
+
+
+def test_admin_room_search_finds_by_title(admin_client, group):
+    assert (
+        "Trip planning"
+        in admin_client.get(reverse("admin:rooms_room_changelist"), {"q": "trip"}).content.decode()
+    )
+
+
+def test_the_admin_is_for_staff_only(alice_client):
+    response = alice_client.get(reverse("admin:index"))
+    assert response.status_code == 302
+    assert "login" in response["Location"]

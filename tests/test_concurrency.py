@@ -1,0 +1,87 @@
+"""Concurrent writers on PostgreSQL: the database, not luck, keeps rooms consistent."""
+
+import threading
+import uuid
+
+import pytest
+from django.core.cache import cache
+from django.db import close_old_connections, connection
+
+from rooms import services
+from rooms.models import Message, Room
+from tests.conftest import make_user, membership
+
+pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
+
+
+def run_together(count: int, work) -> list:
+    """Run `work(i)` in `count` threads released at the same moment."""
+    barrier = threading.Barrier(count)
+    results: list = [None] * count
+
+    def target(i):
+        try:
+            barrier.wait()
+            results[i] = work(i)
+        except Exception as exc:  # collected and asserted on by the caller
+            results[i] = exc
+        finally:
+            close_old_connections()
+            connection.close()
+
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return results
+
+
+def test_simultaneous_posts_get_consecutive_sequence_numbers():
+    """Ten people posting at the same instant: no gaps, no duplicates."""
+    owner = make_user("owner")
+    people = [make_user(f"poster{i}") for i in range(10)]
+    room = services.do_create_group(owner, "Busy", people)
+    start = Room.objects.get(pk=room.pk).last_seq
+
+    results = run_together(10, lambda i: services.do_post_message(membership(room, people[i]), f"hi {i}"))
+
+    assert all(not isinstance(r, Exception) for r in results), results
+    seqs = sorted(Message.objects.filter(room=room).values_list("seq", flat=True))
+    assert seqs == list(range(1, start + 11))
+    assert Room.objects.get(pk=room.pk).last_seq == start + 10
+
+
+def test_a_retried_send_racing_itself_stores_one_message():
+    alice = make_user("alice")
+    room = services.do_create_group(alice, "Retry", [])
+    client_id = uuid.uuid4()
+    results = run_together(
+        6, lambda i: services.do_post_message(membership(room, alice), "once", client_id=client_id)
+    )
+    assert all(not isinstance(r, Exception) for r in results), results
+    assert Message.objects.filter(room=room, body="once").count() == 1
+    assert sum(r.created for r in results) == 1
+    assert len({r.message.pk for r in results}) == 1
+
+
+def test_two_people_opening_their_direct_room_at_once_share_one_room():
+    alice, bob = make_user("alice"), make_user("bob")
+    results = run_together(
+        8, lambda i: services.do_open_direct_room(*((alice, bob) if i % 2 else (bob, alice)))
+    )
+    assert all(not isinstance(r, Exception) for r in results), results
+    assert len({room.pk for room in results}) == 1
+    assert Room.objects.filter(kind=Room.Kind.DIRECT).count() == 1
+
+
+def test_the_cache_is_redis_when_redis_url_is_set(settings):
+    """Rate limits (allauth's and ours) must hold across processes, so they need Redis."""
+    assert settings.CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache"
+    key = f"probe-{uuid.uuid4()}"
+    cache.set(key, "shared", 30)
+    import redis
+
+    raw = redis.Redis.from_url(settings.REDIS_URL)
+    assert any(key in k.decode() for k in raw.keys(f"*{key}*"))
+    cache.delete(key)

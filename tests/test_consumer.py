@@ -1,0 +1,455 @@
+"""The page's WebSocket: who may connect, what each viewer receives, and bad frames."""
+
+import asyncio
+import json
+import threading
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.db.backends import utils as db_utils
+from django.test import Client
+
+from calpico.asgi import application
+from rooms import services
+from rooms.consumers import CLOSE_FORBIDDEN, CLOSE_NOT_FOUND, CLOSE_TOO_MANY_FRAMES, CLOSE_UNAUTHENTICATED
+from rooms.models import Membership
+from tests.conftest import membership
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ORIGIN = (b"origin", b"http://127.0.0.1")
+
+
+@pytest.fixture(autouse=True)
+def _in_memory_layer(settings):
+    """Consumer tests run on whichever layer settings choose; each test gets a fresh one."""
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+
+
+def session_cookie(user) -> bytes:
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}".encode()
+
+
+async def connect(user=None, room=None, origin=ORIGIN) -> WebsocketCommunicator:
+    headers = [origin] if origin else []
+    if user is not None:
+        headers.append((b"cookie", await sync_to_async(session_cookie)(user)))
+    path = "/ws/" + (f"?room={room.pk}" if room is not None else "")
+    return WebsocketCommunicator(application, path, headers=headers)
+
+
+async def connected(user, room=None) -> WebsocketCommunicator:
+    """A connected socket that has received its hello."""
+    socket = await connect(user, room)
+    ok, _ = await socket.connect()
+    assert ok
+    hello = json.loads(await socket.receive_from(timeout=5))
+    assert hello["type"] == "hello"
+    return socket
+
+
+async def frames(socket, timeout=0.25) -> list[str]:
+    """Everything the socket receives until it has been quiet for `timeout` seconds."""
+    received = []
+    # receive_nothing polls without cancelling the app (a receive_from timeout would).
+    while not await socket.receive_nothing(timeout=timeout, interval=0.02):
+        received.append(await socket.receive_from(timeout=1))
+    return received
+
+
+def json_frames(received: list[str], kind: str | None = None) -> list[dict]:
+    parsed = [json.loads(f) for f in received if f.startswith("{")]
+    return [f for f in parsed if kind is None or f["type"] == kind]
+
+
+def html(received: list[str]) -> str:
+    return "".join(f for f in received if not f.startswith("{"))
+
+
+async def closed_with(socket, code: int) -> None:
+    output = await socket.receive_output(timeout=5)
+    while output["type"] == "websocket.send":
+        output = await socket.receive_output(timeout=5)
+    assert output == {"type": "websocket.close", "code": code}
+
+
+post = sync_to_async(
+    lambda room, user, text, **kw: services.do_post_message(membership(room, user), text, **kw)
+)
+
+
+# Who may connect
+
+
+async def test_anonymous_sockets_are_closed_with_4401():
+    socket = await connect(None)
+    ok, _ = await socket.connect()
+    assert ok  # accepted, then closed with our code so the page does not retry
+    await closed_with(socket, CLOSE_UNAUTHENTICATED)
+
+
+async def test_a_foreign_origin_is_refused(alice):
+    socket = await connect(alice, origin=(b"origin", b"https://evil.example"))
+    ok, _ = await socket.connect()
+    assert not ok
+
+
+async def test_a_room_the_user_is_not_in_closes_with_4404(mallory, group):
+    socket = await connect(mallory, group)
+    ok, _ = await socket.connect()
+    assert ok
+    await closed_with(socket, CLOSE_NOT_FOUND)
+
+
+@pytest.mark.parametrize("room_param", ["abc", "999999", "-1"])
+async def test_forged_room_ids_close_with_4404(alice, room_param):
+    socket = WebsocketCommunicator(
+        application,
+        f"/ws/?room={room_param}",
+        headers=[ORIGIN, (b"cookie", await sync_to_async(session_cookie)(alice))],
+    )
+    ok, _ = await socket.connect()
+    assert ok
+    await closed_with(socket, CLOSE_NOT_FOUND)
+
+
+async def test_deactivated_accounts_cannot_connect(alice):
+    cookie = await sync_to_async(session_cookie)(alice)
+    alice.is_active = False
+    await sync_to_async(alice.save)()
+    socket = WebsocketCommunicator(application, "/ws/", headers=[ORIGIN, (b"cookie", cookie)])
+    await socket.connect()
+    await closed_with(socket, CLOSE_UNAUTHENTICATED)
+
+
+# What each viewer receives
+
+
+async def test_a_message_reaches_members_viewing_the_room_rendered_once(alice, bob, carol, group):
+    alice_socket = await connected(alice, group)
+    bob_socket = await connected(bob, group)
+    await frames(alice_socket)
+    await frames(bob_socket)
+
+    message = (await post(group, bob, "Lunch at **noon**?")).message
+
+    to_alice = await frames(alice_socket)
+    assert f'id="m-{message.pk}"' in html(to_alice)
+    assert "<strong>noon</strong>" in html(to_alice)
+    assert 'hx-swap-oob="beforeend:#messages"' in html(to_alice)
+    assert "Bob Builder: Lunch at noon?" in html(to_alice)  # the sidebar preview
+    # One frame per delivery: the page showing the room counts unread messages itself.
+    assert len(to_alice) == 1
+    assert json_frames(to_alice, "unread") == []
+    to_bob = await frames(bob_socket)
+    assert f'id="m-{message.pk}"' in html(to_bob)
+    assert "You: Lunch at noon?" in html(to_bob)
+    assert json_frames(to_bob, "unread") == []  # my own message is read
+    assert "toast" not in html(to_bob)
+    for socket in (alice_socket, bob_socket):
+        await socket.disconnect()
+
+
+async def test_members_elsewhere_get_the_sidebar_and_a_toast_but_not_the_message(alice, bob, group, direct):
+    socket = await connected(alice, direct)
+    await frames(socket)
+    await post(group, bob, "over here")
+    received = await frames(socket)
+    assert 'id="m-' not in html(received)
+    assert f'id="sidebar-preview-{group.pk}"' in html(received)
+    assert 'class="toast"' in html(received) and "over here" in html(received)
+    assert json_frames(received, "unread")[0]["count"] == 1
+    await socket.disconnect()
+
+
+async def test_non_members_receive_nothing(alice, bob, mallory, group):
+    socket = await connected(mallory)
+    await frames(socket)
+    await post(group, bob, "members only")
+    assert await frames(socket) == []
+    await socket.disconnect()
+
+
+async def test_a_muted_room_counts_but_does_not_notify_except_mentions(alice, bob, group):
+    await sync_to_async(services.do_set_muted)(await sync_to_async(membership)(group, alice), True)
+    socket = await connected(alice)
+    await frames(socket)
+
+    await post(group, bob, "quiet please")
+    received = await frames(socket)
+    assert "toast" not in html(received)
+    assert json_frames(received, "unread") == [
+        {"type": "unread", "room": group.pk, "count": 1, "muted": True}
+    ]
+
+    await post(group, bob, "@alice you need to see this")
+    received = await frames(socket)
+    assert "toast--mention" in html(received) and "mentioned you" in html(received)
+    await socket.disconnect()
+
+
+async def test_muting_while_connected_takes_effect_at_once(alice, bob, group):
+    socket = await connected(alice)
+    await frames(socket)
+    await sync_to_async(services.do_set_muted)(await sync_to_async(membership)(group, alice), True)
+    await frames(socket)
+    await post(group, bob, "shh")
+    assert "toast" not in html(await frames(socket))
+    await socket.disconnect()
+
+
+async def test_system_messages_arrive_live_without_toasts(alice, bob, group):
+    socket = await connected(bob, group)
+    await frames(socket)
+    await sync_to_async(services.do_rename_room)(alice, group, "Lisbon")
+    received = await frames(socket)
+    assert "renamed the group to “Lisbon”" in html(received)
+    assert "toast" not in html(received)
+    await socket.disconnect()
+
+
+async def test_edits_and_deletes_replace_the_message_in_place(alice, bob, group):
+    message = (await post(group, bob, "typo")).message
+    socket = await connected(alice, group)
+    await frames(socket)
+    await sync_to_async(services.do_edit_message)(bob, message, "fixed")
+    received = html(await frames(socket))
+    assert f'id="m-{message.pk}"' in received and 'hx-swap-oob="true"' in received
+    assert "fixed" in received and "edited" in received
+    await sync_to_async(services.do_delete_message)(bob, message)
+    received = html(await frames(socket))
+    assert "message deleted" in received and "fixed" not in received
+    await socket.disconnect()
+
+
+async def test_delivery_costs_no_database_query_per_recipient(alice, bob, carol, group, monkeypatch):
+    """Posting to a room with three open sockets runs as many queries as with one."""
+    counts = {"n": 0}
+    lock = threading.Lock()
+    original = db_utils.CursorWrapper.execute
+
+    def counting_execute(self, *args, **kwargs):
+        with lock:
+            counts["n"] += 1
+        return original(self, *args, **kwargs)
+
+    async def queries_for_one_post(users):
+        sockets = [await connected(u, group) for u in users]
+        for s in sockets:
+            await frames(s)
+        monkeypatch.setattr(db_utils.CursorWrapper, "execute", counting_execute)
+        counts["n"] = 0
+        await post(group, bob, "count me")
+        for s in sockets:
+            assert "count me" in html(await frames(s))
+        monkeypatch.setattr(db_utils.CursorWrapper, "execute", original)
+        for s in sockets:
+            await s.disconnect()
+        return counts["n"]
+
+    assert await queries_for_one_post([alice]) == await queries_for_one_post([alice, bob, carol])
+
+
+# Removal, logout, deactivation
+
+
+async def test_removing_a_member_closes_their_socket_for_that_room(alice, bob, group):
+    socket = await connected(bob, group)
+    await frames(socket)
+    await sync_to_async(services.do_remove_member)(alice, group, bob)
+    await closed_with(socket, CLOSE_FORBIDDEN)
+
+
+async def test_a_removed_member_elsewhere_loses_the_room_and_its_messages(alice, bob, group):
+    socket = await connected(bob)
+    await frames(socket)
+    await sync_to_async(services.do_remove_member)(alice, group, bob)
+    assert {"type": "room_removed", "room": group.pk} in json_frames(await frames(socket))
+    await post(group, alice, "after you left")
+    assert await frames(socket) == []
+    await socket.disconnect()
+
+
+async def test_someone_added_to_a_group_gets_it_live(alice, bob, group, mallory):
+    socket = await connected(mallory)
+    await frames(socket)
+    await sync_to_async(services.do_add_members)(alice, group, [mallory])
+    received = html(await frames(socket))
+    assert f'id="sidebar-entry-{group.pk}"' in received
+    assert "You were added to Trip planning" in received
+    await post(group, bob, "welcome mallory")
+    assert "welcome mallory" in html(await frames(socket))
+    await socket.disconnect()
+
+
+async def test_logging_out_closes_every_socket_of_the_user(alice, group):
+    sockets = [await connected(alice, group), await connected(alice)]
+    client = Client()
+    await sync_to_async(client.force_login)(alice)
+    await sync_to_async(client.post)("/accounts/logout/")
+    for socket in sockets:
+        await closed_with(socket, CLOSE_UNAUTHENTICATED)
+
+
+async def test_deactivating_an_account_closes_its_sockets(alice):
+    socket = await connected(alice)
+    alice.is_active = False
+    await sync_to_async(alice.save)()
+    await closed_with(socket, CLOSE_UNAUTHENTICATED)
+
+
+# Catch-up
+
+
+async def test_resume_sends_what_was_missed_in_order(alice, bob, group):
+    start = (await sync_to_async(lambda: group.__class__.objects.get(pk=group.pk).last_seq)()) or 0
+    for text in ("one", "two", "three"):
+        await post(group, bob, text)
+    socket = await connected(alice, group)
+    await socket.send_to(text_data=json.dumps({"type": "resume", "room": group.pk, "last_seq": start}))
+    received = await frames(socket)
+    body = html(received)
+    assert body.index(">one<") < body.index(">two<") < body.index(">three<")
+    caught_up = json_frames(received, "caught_up")[0]
+    assert caught_up["last_seq"] == start + 3
+    await socket.disconnect()
+
+
+async def test_resume_also_replaces_messages_changed_while_away(alice, bob, group):
+    message = (await post(group, bob, "original")).message
+    socket = await connected(alice, group)
+    hello_time = await sync_to_async(lambda: message.created_at.isoformat())()
+    await sync_to_async(services.do_edit_message)(bob, message, "changed while away")
+    await frames(socket)
+    await socket.send_to(
+        text_data=json.dumps(
+            {
+                "type": "resume",
+                "room": group.pk,
+                "last_seq": message.seq,
+                "oldest_seq": 1,
+                "since": hello_time,
+            }
+        )
+    )
+    body = html(await frames(socket))
+    assert "changed while away" in body and 'hx-swap-oob="true"' in body
+    await socket.disconnect()
+
+
+async def test_a_client_too_far_behind_is_told_to_reload(alice, bob, group, settings):
+    settings.WS_CATCH_UP_LIMIT = 2
+    for text in ("a", "b", "c"):
+        await post(group, bob, text)
+    socket = await connected(alice, group)
+    await socket.send_to(text_data=json.dumps({"type": "resume", "room": group.pk, "last_seq": 0}))
+    assert json_frames(await frames(socket)) == [{"type": "reload", "reason": "too_far_behind"}]
+    await socket.disconnect()
+
+
+# Typing, presence, reads
+
+
+async def test_typing_reaches_the_others_in_the_room_and_is_throttled(alice, bob, group):
+    alice_socket = await connected(alice, group)
+    bob_socket = await connected(bob, group)
+    await frames(alice_socket)
+    await frames(bob_socket)
+    for _ in range(3):
+        await bob_socket.send_to(text_data=json.dumps({"type": "typing", "room": group.pk}))
+    typing = json_frames(await frames(alice_socket), "typing")
+    assert typing == [
+        {"type": "typing", "room": group.pk, "user": bob.pk, "name": "Bob Builder", "seconds": 5}
+    ]
+    assert json_frames(await frames(bob_socket), "typing") == []
+    for socket in (alice_socket, bob_socket):
+        await socket.disconnect()
+
+
+async def test_presence_goes_online_and_offline_in_batches(alice, bob, carol, group, settings):
+    settings.PRESENCE_BATCH_SECONDS = 0.3
+    alice_socket = await connected(alice, group)
+    await frames(alice_socket)
+    bob_socket, carol_socket = await connect(bob), await connect(carol)
+    await asyncio.gather(bob_socket.connect(), carol_socket.connect())
+    # Two arrivals within the batch interval: one frame for both.
+    arrivals = json_frames(await frames(alice_socket, timeout=0.6), "presence")
+    assert len(arrivals) == 1
+    assert sorted(arrivals[0]["online"]) == sorted([bob.pk, carol.pk]) and arrivals[0]["offline"] == []
+    await bob_socket.disconnect()
+    assert json_frames(await frames(alice_socket, timeout=0.6), "presence") == [
+        {"type": "presence", "online": [], "offline": [bob.pk]}
+    ]
+    await carol_socket.disconnect()
+    await alice_socket.disconnect()
+
+
+async def test_read_frames_move_the_read_position(alice, bob, group, monkeypatch):
+    monkeypatch.setattr("rooms.consumers.READ_FLUSH_SECONDS", 0.05)
+    message = (await post(group, bob, "read me")).message
+    socket = await connected(alice, group)
+    await socket.send_to(text_data=json.dumps({"type": "read", "room": group.pk, "seq": message.seq}))
+    assert json_frames(await frames(socket)) == []  # acknowledged by nothing: the page already knows
+    position = await sync_to_async(lambda: Membership.objects.get(room=group, user=alice).last_read_seq)()
+    assert position == message.seq
+    await socket.disconnect()
+
+
+# Bad frames
+
+
+@pytest.mark.parametrize(
+    ("frame", "error"),
+    [
+        ("not json", "not valid JSON"),
+        ("[1, 2]", "objects with a"),
+        ('{"kind": "typing"}', "objects with a"),
+        ('{"type": "launch"}', "Unknown frame type"),
+        ('{"type": "typing", "room": "1"}', "typing needs a room you are in"),
+        ('{"type": "typing", "room": 999999}', "typing needs a room you are in"),
+        ('{"type": "read", "room": true, "seq": 1}', "read needs a room"),
+        ('{"type": "read", "room": ROOM, "seq": -4}', "read needs a room"),
+        ('{"type": "resume", "room": ROOM}', "resume needs"),
+        ('{"type": "resume", "room": ROOM, "last_seq": "0"}', "resume needs"),
+    ],
+)
+async def test_malformed_frames_get_an_error_and_the_socket_stays_open(alice, group, frame, error):
+    socket = await connected(alice, group)
+    await frames(socket)
+    await socket.send_to(text_data=frame.replace("ROOM", str(group.pk)))
+    errors = json_frames(await frames(socket), "error")
+    assert len(errors) == 1 and error in errors[0]["message"]
+    await socket.send_to(text_data='{"type": "ping"}')
+    assert json_frames(await frames(socket)) == [{"type": "pong"}]
+    await socket.disconnect()
+
+
+async def test_oversized_and_binary_frames_are_refused(alice, group):
+    socket = await connected(alice, group)
+    await frames(socket)
+    await socket.send_to(text_data=json.dumps({"type": "ping", "pad": "x" * settings.WS_MAX_FRAME_BYTES}))
+    assert "at most 16 KB" in json_frames(await frames(socket), "error")[0]["message"]
+    await socket.send_to(bytes_data=b"\x00\x01")
+    assert "JSON text" in json_frames(await frames(socket), "error")[0]["message"]
+    await socket.disconnect()
+
+
+async def test_a_flood_of_frames_is_cut_off(alice, group, settings):
+    settings.WS_FRAMES_PER_10_SECONDS = 5
+    socket = await connected(alice, group)
+    await frames(socket)
+    for _ in range(6):
+        await socket.send_to(text_data='{"type": "ping"}')
+    received = json_frames(await frames(socket, timeout=0.3))
+    assert {"type": "error", "message": "Too many frames; slow down."} in received
+    for _ in range(6):
+        await socket.send_to(text_data='{"type": "ping"}')
+    await closed_with(socket, CLOSE_TOO_MANY_FRAMES)

@@ -1,0 +1,215 @@
+"""Posting, editing, deleting and replying to messages, over plain HTTP and htmx."""
+
+import uuid
+
+import pytest
+from django.urls import reverse
+
+from rooms import services
+from rooms.models import Message
+from tests.conftest import HTMX, membership
+
+pytestmark = pytest.mark.django_db
+
+
+def post(client, room, body, **extra):
+    data = {"body": body, "client_id": extra.pop("client_id", str(uuid.uuid4()))}
+    data.update(extra)
+    return client.post(reverse("rooms:post_message", args=[room.pk]), data, **extra.pop("headers", {}))
+
+
+def texts(room):
+    return list(room.messages.filter(kind=Message.Kind.TEXT).order_by("seq").values_list("body", flat=True))
+
+
+def test_posting_without_javascript_redirects_back_to_the_message(alice_client, group):
+    response = post(alice_client, group, "Hello, everyone")
+    message = group.messages.get(body="Hello, everyone")
+    assert response.status_code == 302
+    assert response["Location"] == f"{group.get_absolute_url()}#m-{message.pk}"
+    assert "Hello, everyone" in alice_client.get(group.get_absolute_url()).content.decode()
+
+
+def test_posting_with_htmx_returns_the_message_and_a_fresh_composer(alice_client, group):
+    client_id = str(uuid.uuid4())
+    response = alice_client.post(
+        reverse("rooms:post_message", args=[group.pk]),
+        {"body": "Hi **there**", "client_id": client_id},
+        **HTMX,
+    )
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert 'hx-swap-oob="beforeend:#messages"' in body
+    assert "<strong>there</strong>" in body
+    assert 'id="composer"' in body
+    assert client_id not in body  # the next message gets a new id
+
+
+def test_messages_take_the_rooms_next_sequence_number(alice_client, bob_client, group):
+    start = group.messages.count()
+    post(alice_client, group, "one")
+    post(bob_client, group, "two")
+    seqs = list(group.messages.order_by("seq").values_list("seq", flat=True))
+    assert seqs == list(range(1, start + 3))
+    group.refresh_from_db()
+    assert group.last_seq == start + 2
+    assert group.last_message.body == "two"
+
+
+def test_sending_twice_with_the_same_client_id_stores_one_message(alice_client, group):
+    client_id = str(uuid.uuid4())
+    first = post(alice_client, group, "only once", client_id=client_id)
+    second = post(alice_client, group, "only once", client_id=client_id)
+    assert first["Location"] == second["Location"]
+    assert texts(group) == ["only once"]
+
+
+def test_the_same_client_id_from_two_people_is_two_messages(alice_client, bob_client, group):
+    client_id = str(uuid.uuid4())
+    post(alice_client, group, "mine", client_id=client_id)
+    post(bob_client, group, "mine too", client_id=client_id)
+    assert texts(group) == ["mine", "mine too"]
+
+
+@pytest.mark.parametrize("body", ["", "   ", "\n\n\t"])
+def test_empty_or_whitespace_only_text_is_refused(alice_client, group, body):
+    response = post(alice_client, group, body, headers=HTMX)
+    assert response.status_code == 422
+    assert "Type a message first." in response.content.decode()
+    assert texts(group) == []
+
+
+def test_over_long_text_is_refused_and_stays_in_the_composer(alice_client, group):
+    """Nothing typed is lost: the refused text comes back in the composer."""
+    body = "é" * 4001
+    for headers in ({}, HTMX):
+        response = post(alice_client, group, body, headers=headers)
+        assert response.status_code == 422
+        page = response.content.decode()
+        assert "Messages are at most 4,000 characters; this one has 4,001." in page
+        assert body in page
+    assert texts(group) == []
+
+
+def test_exactly_4000_characters_is_fine(alice_client, group):
+    assert post(alice_client, group, "a" * 4000).status_code == 302
+    assert texts(group) == ["a" * 4000]
+
+
+def test_text_is_stored_trimmed_with_inner_lines_kept(alice_client, group):
+    post(alice_client, group, "  line one\r\nline two  \n")
+    assert texts(group) == ["line one\nline two"]
+
+
+def test_markdown_is_rendered_and_raw_html_is_not(alice_client, group):
+    post(
+        alice_client,
+        group,
+        "**b** *i* `c` <script>alert(1)</script> [x](javascript:alert(1)) https://example.com",
+    )
+    html = group.messages.get(kind="text").html
+    assert "<strong>b</strong>" in html and "<em>i</em>" in html and "<code>c</code>" in html
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "javascript:" not in html.replace("[x](javascript:alert(1))", "")
+    assert '<a href="https://example.com" target="_blank" rel="noopener nofollow ugc">' in html
+
+
+def test_mentions_of_members_are_highlighted_and_recorded(alice_client, group, bob, mallory):
+    post(alice_client, group, "@bob and @mallory, look")
+    message = group.messages.get(kind="text")
+    assert f'<span class="mention" data-user-id="{bob.pk}">@bob</span>' in message.html
+    assert "@mallory" in message.html and f'data-user-id="{mallory.pk}"' not in message.html
+    assert message.mentioned_user_ids == [bob.pk]
+
+
+def test_reply_shows_the_quoted_original(alice_client, bob_client, group):
+    post(alice_client, group, "Where shall we eat?")
+    original = group.messages.get(body="Where shall we eat?")
+    post(bob_client, group, "The harbour place", reply_to=original.pk)
+    reply = group.messages.get(body="The harbour place")
+    assert reply.reply_to == original
+    page = alice_client.get(group.get_absolute_url()).content.decode()
+    assert f'href="#m-{original.pk}"' in page
+    assert 'class="message__quote-text">Where shall we eat?<' in page
+
+
+def test_replying_to_a_message_in_another_room_is_refused(alice_client, group, direct):
+    other = services.do_post_message(membership(direct, direct.memberships.first().user), "private").message
+    response = post(alice_client, group, "sneaky", reply_to=other.pk)
+    assert response.status_code == 422
+    assert "not in this room" in response.content.decode()
+    assert "sneaky" in response.content.decode()
+    assert texts(group) == []
+
+
+def test_composer_offers_the_reply_target(alice_client, group):
+    post(alice_client, group, "original")
+    original = group.messages.get(body="original")
+    response = alice_client.get(
+        reverse("rooms:composer", args=[group.pk]), {"reply_to": original.pk, "body": "draft"}, **HTMX
+    )
+    body = response.content.decode()
+    assert "Replying to" in body and "original" in body
+    assert f'name="reply_to" value="{original.pk}"' in body
+    assert "draft</textarea>" in body  # what was being typed is kept
+
+
+def test_author_edits_their_message_which_shows_edited(alice_client, group):
+    post(alice_client, group, "Helo")
+    message = group.messages.get(body="Helo")
+    url = reverse("rooms:edit_message", args=[group.pk, message.pk])
+    form = alice_client.get(url, **HTMX)
+    assert "\nHelo</textarea>" in form.content.decode()
+    response = alice_client.post(url, {"body": "Hello"}, **HTMX)
+    assert response.status_code == 200
+    assert "edited" in response.content.decode()
+    message.refresh_from_db()
+    assert message.body == "Hello" and message.edited_at is not None
+
+
+def test_an_edit_to_empty_text_is_refused_and_keeps_the_original(alice_client, group):
+    post(alice_client, group, "keep me")
+    message = group.messages.get(body="keep me")
+    response = alice_client.post(reverse("rooms:edit_message", args=[group.pk, message.pk]), {"body": " "})
+    assert response.status_code == 422
+    assert "Type a message first." in response.content.decode()
+    message.refresh_from_db()
+    assert message.body == "keep me" and message.edited_at is None
+
+
+def test_author_deletes_their_message_and_everyone_sees_message_deleted(alice_client, bob_client, group):
+    post(alice_client, group, "oops, wrong room")
+    message = group.messages.get(body="oops, wrong room")
+    response = alice_client.post(reverse("rooms:delete_message", args=[group.pk, message.pk]), **HTMX)
+    assert response.status_code == 200
+    message.refresh_from_db()
+    assert message.deleted_at is not None and message.body == "" and message.html == ""
+    page = bob_client.get(group.get_absolute_url()).content.decode()
+    assert "message deleted" in page
+    assert "oops, wrong room" not in page
+
+
+@pytest.mark.parametrize("action", ["rooms:edit_message", "rooms:delete_message"])
+def test_nobody_edits_or_deletes_another_persons_message(bob_client, alice_client, group, action):
+    post(alice_client, group, "alice's words")
+    message = group.messages.get(body="alice's words")
+    response = bob_client.post(reverse(action, args=[group.pk, message.pk]), {"body": "bob's words"})
+    assert response.status_code == 403
+    message.refresh_from_db()
+    assert message.body == "alice's words" and message.deleted_at is None
+
+
+def test_system_messages_cannot_be_edited_or_deleted(alice_client, group):
+    system = group.messages.filter(kind="system").first()
+    for action in ("rooms:edit_message", "rooms:delete_message"):
+        response = alice_client.post(reverse(action, args=[group.pk, system.pk]), {"body": "x"})
+        assert response.status_code == 403
+
+
+def test_own_messages_carry_edit_and_delete_controls_for_the_viewer(alice_client, bob_client, group):
+    post(alice_client, group, "mine")
+    message = group.messages.get(body="mine")
+    alice_page = alice_client.get(group.get_absolute_url()).content.decode()
+    bob_page = bob_client.get(group.get_absolute_url()).content.decode()
+    assert f'class="message is-mine" id="m-{message.pk}"' in alice_page
+    assert f'class="message" id="m-{message.pk}"' in bob_page

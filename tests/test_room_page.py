@@ -1,0 +1,134 @@
+"""The room page and the sidebar: history, paging, unread counts, and what they cost."""
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from rooms import services
+from rooms.models import Message, Room
+from tests.conftest import HTMX, make_user, membership
+
+pytestmark = pytest.mark.django_db
+
+
+def fill(room, author, count):
+    """`count` messages in `room`, written in bulk the way the service numbers them."""
+    room.refresh_from_db()
+    now = timezone.now()
+    rows = [
+        Message(
+            room=room,
+            seq=room.last_seq + i,
+            author=author,
+            body=f"message {i}",
+            html=f"<p>message {i}</p>",
+            created_at=now,
+        )
+        for i in range(1, count + 1)
+    ]
+    Message.objects.bulk_create(rows)
+    last = Message.objects.get(room=room, seq=room.last_seq + count)
+    Room.objects.filter(pk=room.pk).update(last_seq=last.seq, last_message=last, last_activity_at=now)
+    room.refresh_from_db()
+
+
+def history(page) -> str:
+    """The message list of a room page, without the sidebar's previews."""
+    return page[page.index('id="messages"') :]
+
+
+def test_room_page_shows_the_newest_50_oldest_first(alice_client, alice, group):
+    fill(group, alice, 120)
+    body = history(alice_client.get(group.get_absolute_url()).content.decode())
+    assert "message 120" in body and "message 71<" in body
+    assert "message 70<" not in body
+    assert body.index("message 71<") < body.index("message 120<")
+    assert "Load older messages" in body
+
+
+def test_older_messages_load_50_at_a_time_with_htmx(alice_client, alice, group):
+    fill(group, alice, 120)
+    oldest_shown = group.last_seq - 49
+    response = alice_client.get(group.get_absolute_url(), {"before": oldest_shown}, **HTMX)
+    body = response.content.decode()
+    assert "<html" not in body
+    assert body.count("data-seq=") == 50
+    assert f"before={oldest_shown - 50}" in body  # the next trigger
+    last_page = alice_client.get(group.get_absolute_url(), {"before": 3}, **HTMX).content.decode()
+    assert "Load older messages" not in last_page
+    assert "beginning of the conversation" in last_page
+
+
+def test_older_messages_work_without_javascript(alice_client, alice, group):
+    fill(group, alice, 120)  # after the 2 system messages: message N has seq N + 2
+    page = alice_client.get(group.get_absolute_url(), {"before": 100}).content.decode()
+    body = history(page)
+    assert "<html" in page and "Jump to the latest messages" in body
+    assert "message 48<" in body and "message 97<" in body
+    assert "message 47<" not in body and "message 98<" not in body
+
+
+@pytest.mark.parametrize("before", ["abc", "-5", "0", "99999999999999999999"])
+def test_forged_paging_values_do_not_break_the_page(alice_client, group, before):
+    assert alice_client.get(group.get_absolute_url(), {"before": before}).status_code == 200
+
+
+def test_room_page_and_sidebar_cost_the_same_with_500_messages_and_30_rooms(
+    alice_client, alice, bob, django_assert_max_num_queries
+):
+    room = services.do_create_group(alice, "Busy", [bob])
+    fill(room, bob, 500)
+    for i in range(15):
+        services.do_create_group(alice, f"Group {i}", [bob])
+        services.do_open_direct_room(alice, make_user(f"friend{i}"))
+    with django_assert_max_num_queries(8):
+        response = alice_client.get(room.get_absolute_url())
+    assert response.status_code == 200
+    with django_assert_max_num_queries(4):
+        assert alice_client.get(reverse("rooms:index")).status_code == 200
+    with django_assert_max_num_queries(4):
+        alice_client.get(room.get_absolute_url(), {"before": 300}, **HTMX)
+
+
+def test_sidebar_lists_my_rooms_by_last_activity_with_previews(alice_client, alice, bob, carol):
+    older = services.do_create_group(alice, "Older", [bob])
+    services.do_create_group(alice, "Newer", [carol])
+    direct = services.do_open_direct_room(alice, bob)
+    services.do_post_message(membership(older, bob), "bump")
+    body = alice_client.get(reverse("rooms:index")).content.decode()
+    assert body.index("Older") < body.index("Newer")
+    assert "Bob Builder: bump" in body
+    assert f'id="sidebar-room-{direct.pk}"' in body
+    assert "No messages yet" in body  # the direct room has none
+
+
+def test_unread_counts_rise_with_others_messages_and_clear_when_read(
+    alice_client, bob_client, alice, bob, group
+):
+    badge = f'id="sidebar-badge-{group.pk}" data-count='
+    alice_view = alice_client.get(reverse("rooms:index")).content.decode()
+    assert badge + '"0"' in alice_view  # her own creation messages are read
+    for text in ("one", "two", "three"):
+        services.do_post_message(membership(group, bob), text)
+    assert badge + '"3"' in alice_client.get(reverse("rooms:index")).content.decode()
+    alice_client.get(group.get_absolute_url())
+    assert badge + '"0"' in alice_client.get(reverse("rooms:index")).content.decode()
+
+
+def test_own_messages_never_count_as_unread(alice_client, alice, group):
+    services.do_post_message(membership(group, alice), "me")
+    assert membership(group, alice).last_read_seq == Room.objects.get(pk=group.pk).last_seq
+
+
+def test_mark_read_moves_forward_only_and_never_past_the_end(alice_client, alice, bob, group):
+    for text in ("a", "b", "c"):
+        services.do_post_message(membership(group, bob), text)
+    group.refresh_from_db()
+    url = reverse("rooms:mark_read", args=[group.pk])
+    assert alice_client.post(url, {"seq": group.last_seq - 1}).status_code == 204
+    assert membership(group, alice).last_read_seq == group.last_seq - 1
+    alice_client.post(url, {"seq": 1})
+    assert membership(group, alice).last_read_seq == group.last_seq - 1
+    alice_client.post(url, {"seq": 10_000})
+    assert membership(group, alice).last_read_seq == group.last_seq
+    assert alice_client.post(url, {"seq": "x"}).status_code == 400
