@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that print figures. Not tests; nothing here runs under pytest."""
