@@ -70,7 +70,7 @@ def open_image(upload, *, max_bytes: int, max_pixels: int) -> Image.Image:
     return image
 
 
-def _encode_webp(image: Image.Image) -> bytes:
+def encode_webp(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     # A new image with only pixels: no exif, icc_profile or xmp is passed to save().
     image.save(buffer, format="WEBP", quality=85, method=4)
@@ -88,5 +88,5 @@ def make_avatar_files(upload) -> AvatarFiles:
         resized = square.resize((size, size), Image.Resampling.LANCZOS)
         clean = Image.new(resized.mode, resized.size)
         clean.paste(resized)
-        files[label] = ContentFile(_encode_webp(clean), name=f"{token}-{size}.webp")
+        files[label] = ContentFile(encode_webp(clean), name=f"{token}-{size}.webp")
     return AvatarFiles(large=files["large"], small=files["small"])

@@ -3,3 +3,12 @@ from django.apps import AppConfig
 
 class AssistantConfig(AppConfig):
     name = "assistant"
+
+    def ready(self) -> None:
+        from assistant.services import queue_for_message
+        from rooms.signals import message_created
+
+        def on_message_created(sender, message, membership, **kwargs) -> None:
+            queue_for_message(message, membership)
+
+        message_created.connect(on_message_created, weak=False, dispatch_uid="assistant.queue_for_message")

@@ -43,6 +43,14 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}") from exc
 
 
+def env_float(name: str, default: float) -> float:
+    value = env(name)
+    try:
+        return float(value) if value else default
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be a number, not {value!r}") from exc
+
+
 VAR_DIR = Path(env("CALPICO_VAR_DIR", str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
@@ -268,6 +276,34 @@ WS_CATCH_UP_LIMIT = 200
 TYPING_SECONDS = 5
 PRESENCE_SECONDS = 60
 PRESENCE_BATCH_SECONDS = 1.0
+
+# Attached images: the avatar pipeline's limits, scaled down to fit this many pixels a side.
+ATTACHMENT_MAX_SIDE = 2048
+
+# The assistant (assistant/): any OpenAI-compatible API through the openai SDK.
+# Without OPENAI_API_KEY the assistant says it is not configured and queues nothing.
+OPENAI_API_KEY = env("OPENAI_API_KEY")
+# Empty means api.openai.com; e.g. http://127.0.0.1:11434/v1 for Ollama.
+OPENAI_BASE_URL = env("OPENAI_BASE_URL")
+ASSISTANT_MODEL = env("ASSISTANT_MODEL", "gpt-4o-mini")
+ASSISTANT_IMAGE_MODEL = env("ASSISTANT_IMAGE_MODEL", "gpt-image-1")
+ASSISTANT_IMAGE_SIZE = env("ASSISTANT_IMAGE_SIZE", "1024x1024")
+ASSISTANT_TIMEOUT_SECONDS = env_float("ASSISTANT_TIMEOUT_SECONDS", 60.0)
+# How much room history goes into a prompt, in (estimated) tokens, and the reply's cap.
+ASSISTANT_CONTEXT_TOKENS = env_int("ASSISTANT_CONTEXT_TOKENS", 6000)
+ASSISTANT_MAX_REPLY_TOKENS = env_int("ASSISTANT_MAX_REPLY_TOKENS", 1500)
+# Runs (replies and images) one person may trigger per day (UTC).
+ASSISTANT_DAILY_RUNS = env_int("ASSISTANT_DAILY_RUNS", 200)
+# Replies streaming at once in one process; more wait in the queue.
+ASSISTANT_MAX_CONCURRENT_RUNS = env_int("ASSISTANT_MAX_CONCURRENT_RUNS", 16)
+# Partial text is pushed to the room at most this often.
+ASSISTANT_STREAM_INTERVAL = env_float("ASSISTANT_STREAM_INTERVAL", 0.1)
+# false: the web processes only queue runs, `manage.py assistant_worker` processes do them.
+ASSISTANT_RUNNER_IN_SERVER = env_bool("ASSISTANT_RUNNER_IN_SERVER", True)
+# How often a runner looks for runs queued by another process.
+ASSISTANT_POLL_SECONDS = env_float("ASSISTANT_POLL_SECONDS", 2.0)
+# A running run whose process has not reported for this long is taken to be orphaned.
+ASSISTANT_STALE_SECONDS = env_float("ASSISTANT_STALE_SECONDS", 30.0)
 
 LOGGING = {
     "version": 1,

@@ -13,6 +13,7 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("", include("accounts.urls")),
     path("", include("rooms.urls")),
+    path("", include("assistant.urls")),
 ]
 
 if settings.SERVE_MEDIA:

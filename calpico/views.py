@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
+from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET
 from django.views.static import serve
@@ -15,7 +16,12 @@ def landing(request):
 
 @require_GET
 def media(request, path: str):
-    """Uploaded files, for signed-in people only, when no proxy serves MEDIA_ROOT."""
+    """Profile pictures, for signed-in people only, when no proxy serves MEDIA_ROOT.
+
+    Message images are not served here: rooms.views.message_image checks membership.
+    """
+    if path.startswith("attachments/"):
+        raise Http404("Not here.")
     response = serve(request, path, document_root=settings.MEDIA_ROOT)
     response.headers["Cache-Control"] = "private, max-age=31536000, immutable"
     return response

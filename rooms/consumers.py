@@ -294,6 +294,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if event["room_id"] == self.current_room and event["room_id"] in self.rooms:
             await self.send(text_data=event["html"])
 
+    async def room_partial_text(self, event: dict) -> None:
+        if event["room_id"] == self.current_room and event["room_id"] in self.rooms:
+            await self.send(text_data=event["html"])
+
     async def room_typing(self, event: dict) -> None:
         if event["room_id"] == self.current_room and event["user_id"] != self.user.pk:
             await self._send_json(

@@ -23,6 +23,14 @@ class MessageForm(forms.Form):
     )
     client_id = forms.UUIDField(required=False, widget=forms.HiddenInput)
     reply_to = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+    # Checked and re-encoded by rooms.attachments, not by Django's ImageField (which would
+    # let Pillow try every format it knows).
+    image = forms.FileField(
+        required=False,
+        widget=forms.FileInput(
+            attrs={"accept": "image/jpeg,image/png,image/webp,image/gif", "class": "composer__file"}
+        ),
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

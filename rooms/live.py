@@ -17,6 +17,7 @@ from django.template.loader import render_to_string
 
 from accounts.models import User
 from rooms import signals
+from rooms.markdown import render_message
 from rooms.models import Message, Room
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,25 @@ def message_event(message: Message) -> dict:
             render_to_string("rooms/live/toast.html", {**context, "mention": True}) if mentioned else ""
         ),
     }
+
+
+async def push_partial_text(room_id: int, message_id: int, body: str) -> None:
+    """Show the text an assistant message has so far to everyone looking at the room.
+
+    Only the message's body travels, as markdown rendered once; the final text arrives
+    as an ordinary message_changed event.
+    """
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    rendered = render_message(body, {}, rich=True)
+    html = render_to_string("rooms/live/partial_text.html", {"message_id": message_id, "html": rendered.html})
+    try:
+        await layer.group_send(
+            room_group(room_id), {"type": "room.partial_text", "room_id": room_id, "html": html}
+        )
+    except Exception:
+        log.exception("Could not push partial text to room %s", room_id)
 
 
 @receiver(signals.message_posted)

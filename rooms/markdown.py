@@ -1,7 +1,7 @@
 """Message text to safe HTML: a markdown subset, @mentions, then a sanitizer.
 
 markdown-it-py parses with raw HTML disabled; only bold, italic, inline code, code
-blocks, lists, links and line breaks are switched on. Mentions of room members become
+blocks, lists, links, quotes and line breaks are switched on. Mentions of room members become
 spans in text tokens (never inside code). nh3 then keeps only the tags and attributes we
 emit, so even a parser bug cannot let markup through.
 """
@@ -16,11 +16,40 @@ from markdown_it.token import Token
 
 MENTION_RE = re.compile(r"(?<![\w.@])@([A-Za-z0-9_.]{3,30})")
 
-_md = MarkdownIt("zero", {"html": False, "linkify": True, "breaks": True, "typographer": False}).enable(
-    ["emphasis", "backticks", "code", "fence", "list", "link", "linkify", "newline", "escape"]
-)
+_OPTIONS = {"html": False, "linkify": True, "breaks": True, "typographer": False}
+_RULES = [
+    "emphasis",
+    "backticks",
+    "code",
+    "fence",
+    "list",
+    "link",
+    "linkify",
+    "newline",
+    "escape",
+    "blockquote",
+]
+_md = MarkdownIt("zero", _OPTIONS).enable(_RULES)
+# The assistant writes longer answers: headings, tables, rules and strikethrough too.
+_md_rich = MarkdownIt("zero", _OPTIONS).enable([*_RULES, "heading", "table", "hr", "strikethrough"])
 
-ALLOWED_TAGS = {"p", "br", "strong", "em", "code", "pre", "ul", "ol", "li", "a", "span"}
+ALLOWED_TAGS = {"p", "br", "strong", "em", "code", "pre", "ul", "ol", "li", "a", "span", "blockquote"}
+RICH_TAGS = ALLOWED_TAGS | {
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "table",
+    "thead",
+    "tbody",
+    "tr",
+    "th",
+    "td",
+    "hr",
+    "s",
+}
 ALLOWED_ATTRIBUTES = {
     "a": {"href"},
     "ol": {"start"},
@@ -79,14 +108,18 @@ def _mark_mentions(tokens: list[Token], members: Mapping[str, int]) -> list[int]
     return found
 
 
-def render_message(body: str, members: Mapping[str, int]) -> RenderedText:
-    """Render `body` to sanitized HTML; `members` maps lower-case usernames to user ids."""
-    tokens = _md.parse(body)
+def render_message(body: str, members: Mapping[str, int], *, rich: bool = False) -> RenderedText:
+    """Render `body` to sanitized HTML; `members` maps lower-case usernames to user ids.
+
+    `rich` (the assistant's messages) adds headings, tables, rules and strikethrough.
+    """
+    md = _md_rich if rich else _md
+    tokens = md.parse(body)
     mentioned = _mark_mentions(tokens, members)
-    html = _md.renderer.render(tokens, _md.options, {})
+    html = md.renderer.render(tokens, md.options, {})
     clean = nh3.clean(
         html,
-        tags=ALLOWED_TAGS,
+        tags=RICH_TAGS if rich else ALLOWED_TAGS,
         attributes=ALLOWED_ATTRIBUTES,
         url_schemes={"http", "https", "mailto"},
         link_rel="noopener nofollow ugc",

@@ -12,6 +12,8 @@ class Room(models.Model):
     class Kind(models.TextChoices):
         DIRECT = "direct", "Direct message"
         GROUP = "group", "Group"
+        # A person alone with the assistant (its direct_key is "assistant:<user id>").
+        PRIVATE = "private", "My assistant"
 
     kind = models.CharField(max_length=10, choices=Kind.choices)
     title = models.CharField(max_length=80, blank=True)
@@ -52,6 +54,10 @@ class Room(models.Model):
     def is_group(self) -> bool:
         return self.kind == self.Kind.GROUP
 
+    @property
+    def is_private(self) -> bool:
+        return self.kind == self.Kind.PRIVATE
+
 
 class Membership(models.Model):
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="memberships")
@@ -76,6 +82,15 @@ class Message(models.Model):
     class Kind(models.TextChoices):
         TEXT = "text", "Message"
         SYSTEM = "system", "System message"
+        ASSISTANT = "assistant", "Assistant message"
+
+    class State(models.TextChoices):
+        """Where an assistant message is in its life; people's messages are always done."""
+
+        DONE = "done", "Done"
+        STREAMING = "streaming", "Streaming"
+        FAILED = "failed", "Failed"
+        STOPPED = "stopped", "Stopped"
 
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="messages")
     seq = models.PositiveBigIntegerField()
@@ -93,6 +108,18 @@ class Message(models.Model):
     html = models.TextField(blank=True)
     mentioned_user_ids = models.JSONField(default=list, blank=True)
     reply_to = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # An assistant message: the assistant's name when it wrote this, and how far it got.
+    persona = models.CharField(max_length=40, blank=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.DONE)
+    # Under an assistant message: why it failed or stopped, in words for the room.
+    note = models.CharField(max_length=300, blank=True)
+    # An attached or generated image: re-encoded WebP under a random name, served only
+    # to the room's members (rooms.views.message_image).
+    image = models.ImageField(
+        upload_to="attachments/", blank=True, width_field="image_width", height_field="image_height"
+    )
+    image_width = models.PositiveIntegerField(null=True, blank=True)
+    image_height = models.PositiveIntegerField(null=True, blank=True)
     # Chosen by the sender's page; a retried send with the same id stores nothing new.
     client_id = models.UUIDField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -118,6 +145,30 @@ class Message(models.Model):
         return self.kind == self.Kind.SYSTEM
 
     @property
+    def is_assistant(self) -> bool:
+        return self.kind == self.Kind.ASSISTANT
+
+    @property
+    def is_streaming(self) -> bool:
+        return self.state == self.State.STREAMING
+
+    @property
+    def is_failed(self) -> bool:
+        return self.state == self.State.FAILED
+
+    @property
+    def is_stopped(self) -> bool:
+        return self.state == self.State.STOPPED
+
+    @property
+    def sender_name(self) -> str:
+        if self.is_assistant:
+            return self.persona or "Assistant"
+        if self.is_system:
+            return "Calpico"
+        return self.author.name if self.author else "Deleted account"
+
+    @property
     def is_deleted(self) -> bool:
         return self.deleted_at is not None
 
@@ -126,5 +177,9 @@ class Message(models.Model):
         """One line for the sidebar."""
         if self.is_deleted:
             return "message deleted"
+        if self.is_assistant and self.is_streaming and not self.body:
+            return f"{self.sender_name} is thinking…"
+        if self.image and not self.body:
+            return "Image"
         text = html.unescape(strip_tags(self.html)) if self.html else self.body
         return " ".join(text.split())[:120]

@@ -38,9 +38,11 @@ def room_members(room: Room) -> list[User]:
     return members
 
 
-def room_title(room: Room, viewer: User, members: list[User]) -> str:
-    if room.is_group:
+def room_title(room: Room, viewer: User, members: list[User] | None = None) -> str:
+    if room.is_group or room.is_private:
         return room.title
+    if members is None:
+        members = room_members(room)
     other = next((m for m in members if m.pk != viewer.pk), None)
     return other.name if other else "Direct message"
 
@@ -71,7 +73,7 @@ def sidebar_entries(user: User) -> list[SidebarEntry]:
     for membership in memberships:
         room = membership.room
         other = others.get(room.pk)
-        title = room.title if room.is_group else (other.name if other else "Direct message")
+        title = room.title if not room.is_direct else (other.name if other else "Direct message")
         entries.append(
             SidebarEntry(
                 room=room,
@@ -82,4 +84,6 @@ def sidebar_entries(user: User) -> list[SidebarEntry]:
                 muted=membership.muted,
             )
         )
+    # The private assistant room is pinned at the top.
+    entries.sort(key=lambda entry: not entry.room.is_private)
     return entries

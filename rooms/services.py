@@ -54,6 +54,10 @@ def _append_message(
     reply_to: Message | None = None,
     client_id: uuid.UUID | None = None,
     read_by: User | None = None,
+    persona: str = "",
+    state: str = Message.State.DONE,
+    note: str = "",
+    image=None,
 ) -> Message:
     """Give the message the room's next sequence number and store it.
 
@@ -73,6 +77,10 @@ def _append_message(
         reply_to=reply_to,
         client_id=client_id,
         created_at=now,
+        persona=persona,
+        state=state,
+        note=note,
+        image=image,
     )
     Room.objects.filter(pk=room.pk).update(last_seq=seq, last_message=message, last_activity_at=now)
     room.last_seq, room.last_message, room.last_activity_at = seq, message, now
@@ -96,10 +104,16 @@ def _system_message(room: Room, text: str, *, actor: User | None = None) -> Mess
     return _append_message(room, author=None, kind=Message.Kind.SYSTEM, body=text, read_by=actor)
 
 
-def clean_message_body(body: str) -> str:
+def do_post_system_message(room_id: int, text: str, *, actor: User | None = None) -> Message:
+    """Tell the room what happened ("alice renamed the assistant to Planner")."""
+    with transaction.atomic():
+        return _system_message(_lock_room(room_id), text, actor=actor)
+
+
+def clean_message_body(body: str, *, allow_empty: bool = False) -> str:
     """The text as it will be stored, or ValidationError with a message for the sender."""
     body = (body or "").replace("\r\n", "\n").strip()
-    if not body:
+    if not body and not allow_empty:
         raise ValidationError("Type a message first.", code="empty")
     limit = settings.MESSAGE_MAX_LENGTH
     if len(body) > limit:
@@ -116,14 +130,15 @@ def do_post_message(
     *,
     client_id: uuid.UUID | None = None,
     reply_to_id: int | None = None,
+    image=None,
 ) -> PostResult:
-    """Post a message as the member. Sending again with the same client_id stores nothing
-    new and returns the first message.
+    """Post a message as the member, with an optional image (from `rooms.attachments.make_attachment`).
+    Sending again with the same client_id stores nothing new and returns the first message.
 
     Raises ValidationError for empty or over-long text or a reply to a message that is not
-    in this room.
+    in this room. Text may be empty when there is an image.
     """
-    body = clean_message_body(body)
+    body = clean_message_body(body, allow_empty=image is not None)
     author = membership.user
     with transaction.atomic():
         room = _lock_room(membership.room_id)
@@ -149,8 +164,65 @@ def do_post_message(
             mentioned_user_ids=[uid for uid in rendered.mentioned_user_ids if uid != author.pk],
             reply_to=reply_to,
             client_id=client_id,
+            image=image,
         )
+        # Inside the transaction: the assistant queues its run with the message, or not at all.
+        signals.message_created.send(sender=Message, message=message, membership=membership)
     return PostResult(message, created=True)
+
+
+def do_post_assistant_message(
+    room_id: int,
+    *,
+    persona: str,
+    body: str = "",
+    state: str = Message.State.STREAMING,
+    note: str = "",
+    reply_to: Message | None = None,
+) -> Message:
+    """Add the assistant's message to the room: empty and streaming while a reply is being
+    written, or finished at once (a refusal saying why it cannot answer)."""
+    with transaction.atomic():
+        room = _lock_room(room_id)
+        return _append_message(
+            room,
+            author=None,
+            kind=Message.Kind.ASSISTANT,
+            body=body,
+            html=render_message(body, {}, rich=True).html if body else "",
+            reply_to=reply_to,
+            persona=persona,
+            state=state,
+            note=note,
+        )
+
+
+def do_update_assistant_message(
+    message: Message,
+    *,
+    body: str,
+    state: str,
+    note: str = "",
+    persona: str | None = None,
+    image=None,
+) -> Message:
+    """Store the assistant message's text (final or as far as it got), its state and the
+    note saying why it stopped, and show it to the room."""
+    message.body = body
+    message.html = render_message(body, {}, rich=True).html if body else ""
+    message.state = state
+    message.note = note
+    fields = ["body", "html", "state", "note"]
+    if persona is not None:
+        message.persona = persona
+        fields.append("persona")
+    if image is not None:
+        message.image = image
+        fields += ["image", "image_width", "image_height"]
+    with transaction.atomic():
+        message.save(update_fields=fields)
+        _announce(signals.message_changed, message=message)
+    return message
 
 
 def do_edit_message(user: User, message: Message, body: str) -> Message:

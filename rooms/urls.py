@@ -16,6 +16,7 @@ urlpatterns = [
     path("r/<int:room_id>/m/<int:message_id>/", views.message_detail, name="message"),
     path("r/<int:room_id>/m/<int:message_id>/edit/", views.edit_message, name="edit_message"),
     path("r/<int:room_id>/m/<int:message_id>/delete/", views.delete_message, name="delete_message"),
+    path("r/<int:room_id>/m/<int:message_id>/image/", views.message_image, name="message_image"),
     path("r/<int:room_id>/settings/", views.room_settings, name="settings"),
     path("r/<int:room_id>/settings/rename/", views.rename_room, name="rename"),
     path("r/<int:room_id>/settings/add/", views.add_members, name="add_members"),

@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -17,6 +17,7 @@ from rooms.access import (
     can_administer,
     can_change_message,
 )
+from rooms.attachments import make_attachment
 from rooms.forms import AddMembersForm, EditMessageForm, GroupForm, MessageForm, RenameForm
 from rooms.models import Membership, Message
 from rooms.queries import history_page, room_members, room_title, sidebar_entries
@@ -113,17 +114,26 @@ def composer(request, room_id: int):
 @require_POST
 def post_message(request, room_id: int):
     membership = access_membership(request.user, room_id)
-    form = MessageForm(request.POST)
+    form = MessageForm(request.POST, request.FILES)
     if form.is_valid():
         try:
+            image = None
+            if form.cleaned_data["image"]:
+                try:
+                    image = make_attachment(form.cleaned_data["image"])
+                except ValidationError as exc:
+                    form.add_error("image", exc)
+                    raise
             result = services.do_post_message(
                 membership,
                 form.cleaned_data["body"],
                 client_id=form.cleaned_data["client_id"],
                 reply_to_id=form.cleaned_data["reply_to"],
+                image=image,
             )
         except ValidationError as exc:
-            form.add_error("body", exc)
+            if not form.has_error("image"):
+                form.add_error("body", exc)
         else:
             if not request.htmx:
                 return redirect(f"{membership.room.get_absolute_url()}#m-{result.message.pk}")
@@ -388,3 +398,20 @@ def notification_settings(request):
         messages.success(request, f"Desktop notifications are {'on' if enabled else 'off'}.")
         return redirect("rooms:notifications")
     return render(request, "rooms/notifications.html", {"sidebar": sidebar_entries(request.user)})
+
+
+@require_GET
+def message_image(request, room_id: int, message_id: int):
+    """A message's image, for the room's members only."""
+    membership = access_membership(request.user, room_id)
+    message = access_message(membership, message_id)
+    if not message.image or message.is_deleted:
+        raise Http404("No image.")
+    try:
+        handle = message.image.open("rb")
+    except FileNotFoundError:
+        raise Http404("No image.") from None
+    response = FileResponse(handle, content_type="image/webp")
+    response.headers["Cache-Control"] = "private, max-age=31536000, immutable"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response

@@ -201,7 +201,8 @@
       const el = document.getElementById(target.id);
       const entry = el && el.closest("li");
       const list = document.getElementById("room-list");
-      if (entry && list && list.firstElementChild !== entry) list.prepend(entry);
+      // Pinned rooms (my assistant) keep their place above the list.
+      if (entry && list && entry.parentElement === list && list.firstElementChild !== entry) list.prepend(entry);
     }
   });
 

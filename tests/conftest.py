@@ -16,6 +16,9 @@ PASSWORD = "correct horse battery staple"
 def _media_and_cache(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # The assistant is unconfigured unless a test asks for the fake server.
+    settings.OPENAI_API_KEY = ""
+    settings.OPENAI_BASE_URL = ""
     if settings.REDIS_URL:
         # A fresh key prefix isolates each test without flushing a Redis others may share.
         settings.CACHES = {
@@ -120,3 +123,15 @@ def _services_required(request):
     if CI:
         pytest.fail(reason)
     pytest.skip(reason)
+
+
+@pytest.fixture
+def fake_openai(settings):
+    """Our fake OpenAI-compatible server, with Calpico pointed at it."""
+    from tests.fake_openai import FakeOpenAI
+
+    with FakeOpenAI(api_key="test-key") as fake:
+        settings.OPENAI_API_KEY = "test-key"
+        settings.OPENAI_BASE_URL = fake.base_url
+        settings.ASSISTANT_TIMEOUT_SECONDS = 2.0
+        yield fake

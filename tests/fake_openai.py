@@ -50,8 +50,13 @@ Usage in tests::
         fake_openai.queue(gate=gate)                      # first piece, then waits for gate.set()
         fake_openai.queue_image(status=500)               # the next image request fails
         ...
-        fake_openai.wait_for_requests(1)
+        fake_openai.wait_for_requests(1)                  # RecordedRequest objects, arrival order
         assert fake_openai.chat_requests()[0]["messages"][-1]["content"] == "hi"
+        fake_openai.release()                             # let hanging / gated requests go on
+
+A server shared by many tests (module or session scope) starts once; call
+``fake.reset()`` between tests to drop recorded requests and queued behaviours and
+restore the constructor's defaults.
 
 Behaviours queued with ``queue()`` are used by the next chat requests, first in
 first out; when the queue is empty the defaults (``reply()``, and the
@@ -69,9 +74,11 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import math
 import re
+import signal
 import socket
 import struct
 import sys
@@ -100,7 +107,7 @@ _ERRORS: dict[int, tuple[str, str | None, str]] = {
         "that is not allowed by our safety system.",
     ),
     401: ("invalid_request_error", "invalid_api_key", "Incorrect API key provided."),
-    403: ("invalid_request_error", "unsupported_country_region_territory", "Country, region, or territory not supported."),
+    403: ("invalid_request_error", "unsupported_country_region_territory", "Country not supported."),
     404: ("invalid_request_error", None, "Not found."),
     429: (
         "rate_limit_error",
@@ -112,7 +119,9 @@ _ERRORS: dict[int, tuple[str, str | None, str]] = {
 }
 
 
-def _error_body(status: int, message: str | None = None, error_type: str | None = None, code: str | None = None):
+def _error_body(
+    status: int, message: str | None = None, error_type: str | None = None, code: str | None = None
+) -> dict[str, Any]:
     default_type, default_code, default_message = _ERRORS.get(
         status, ("server_error" if status >= 500 else "invalid_request_error", None, f"Fake error {status}.")
     )
@@ -214,6 +223,7 @@ class _Dropped(Exception):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 1024  # the default 5 drops bursts of connects (1 s SYN retries) in benchmarks
     fake: FakeOpenAI
 
     def handle_error(self, request, client_address):
@@ -235,10 +245,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def finish(self):
         self.server.fake._track(self.connection, add=False)
-        try:
+        with contextlib.suppress(OSError):
             super().finish()
-        except OSError:
-            pass
 
     def log_message(self, format, *args):
         if self.server.fake.verbose:
@@ -299,10 +307,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _cut(self) -> None:
         """Drop the connection abruptly, mid-response."""
         self.close_connection = True
-        try:
+        with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
     # -- routing ------------------------------------------------------------------------------
 
@@ -389,7 +395,10 @@ class _Handler(BaseHTTPRequestHandler):
         fake._sleep(behaviour.first_token_delay)
         if behaviour.status:
             return self._send_error_json(behaviour.status, behaviour)
-        pieces = list(behaviour.tokens) if behaviour.tokens is not None else split_tokens(behaviour.text or "")
+        if behaviour.tokens is not None:
+            pieces = list(behaviour.tokens)
+        else:
+            pieces = split_tokens(behaviour.text or "")
         model = request.get("model") or fake.models[0]
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         created = int(time.time())
@@ -532,6 +541,7 @@ class FakeOpenAI:
         self.png = solid_png(image_size, image_color)
         self._requested_port = port
         self._reply = reply
+        self._initial = (reply, token_interval, first_token_delay)
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
         self._chat_queue: deque[Behaviour] = deque()
@@ -554,7 +564,7 @@ class FakeOpenAI:
         server.fake = self
         self._server = server
         self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-openai", daemon=True
+            target=server.serve_forever, kwargs={"poll_interval": 0.01}, name="fake-openai", daemon=True
         )
         self._thread.start()
         return self
@@ -569,10 +579,8 @@ class FakeOpenAI:
         with self._lock:
             connections = list(self._connections)
         for connection in connections:
-            try:
+            with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         server.server_close()
         if thread is not None:
             thread.join(timeout=5)
@@ -621,7 +629,9 @@ class FakeOpenAI:
             self._chat_queue.extend(behaviour for _ in range(times))
         return behaviour
 
-    def queue_image(self, behaviour: Behaviour | None = None, /, *, times: int = 1, **options: Any) -> Behaviour:
+    def queue_image(
+        self, behaviour: Behaviour | None = None, /, *, times: int = 1, **options: Any
+    ) -> Behaviour:
         """Like ``queue()`` but for image generations. ``status``, ``message``, ``hang``,
         ``first_token_delay`` (delay before answering), ``cut_after`` (any value: drop the
         connection unanswered) and ``text`` (the ``revised_prompt``) apply."""
@@ -642,6 +652,15 @@ class FakeOpenAI:
             self._chat_queue.clear()
             self._image_queue.clear()
 
+    def reset(self) -> None:
+        """``clear()``, ``release()`` and restore the constructor's reply, token interval and first
+        token delay: a clean slate for a server shared by several tests."""
+        self.release()
+        self.clear()
+        with self._lock:
+            self._reply = self._initial[0]
+        self.token_interval, self.first_token_delay = self._initial[1:]
+
     # -- inspection ---------------------------------------------------------------------------
 
     @property
@@ -658,7 +677,9 @@ class FakeOpenAI:
         """The JSON bodies of the image generation requests, in arrival order."""
         return [r.json for r in self.requests if r.method == "POST" and r.path == "/v1/images/generations"]
 
-    def wait_for_requests(self, n: int, timeout: float = 5.0, path: str | None = None) -> list[RecordedRequest]:
+    def wait_for_requests(
+        self, n: int, timeout: float = 5.0, path: str | None = None
+    ) -> list[RecordedRequest]:
         """Wait until at least ``n`` requests (to ``path``, if given) have arrived; return them all.
 
         Raises ``TimeoutError`` if they do not arrive in time.
@@ -699,10 +720,12 @@ class FakeOpenAI:
             return defaults
         return replace(
             queued,
-            text=queued.text if queued.text is not None else defaults.text,
-            token_interval=queued.token_interval if queued.token_interval is not None else self.token_interval,
+            text=defaults.text if queued.text is None else queued.text,
+            token_interval=(
+                defaults.token_interval if queued.token_interval is None else queued.token_interval
+            ),
             first_token_delay=(
-                queued.first_token_delay if queued.first_token_delay is not None else self.first_token_delay
+                defaults.first_token_delay if queued.first_token_delay is None else queued.first_token_delay
             ),
         )
 
@@ -745,6 +768,10 @@ def main(argv: list[str] | None = None) -> None:
         first_token_delay=args.first_token_delay,
         verbose=not args.quiet,
     )
+    # Stop cleanly on Ctrl-C and on SIGTERM, also when started in the background by a script
+    # (where a shell without job control makes the process ignore SIGINT).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     fake.start()
     print(f"Fake OpenAI API at {fake.base_url} (Ctrl-C to stop)", flush=True)
     try:
@@ -754,6 +781,7 @@ def main(argv: list[str] | None = None) -> None:
         pass
     finally:
         fake.stop()
+        print("Stopped.", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,38 @@
+from django import forms
+
+from assistant.models import NAME_MAX_LENGTH, PERSONALITY_MAX_LENGTH, ReplyMode
+from assistant.services import MEMORY_MAX_LENGTH
+
+
+class AssistantForm(forms.Form):
+    name = forms.CharField(max_length=NAME_MAX_LENGTH, strip=True)
+    personality = forms.CharField(
+        required=False,
+        max_length=PERSONALITY_MAX_LENGTH,
+        widget=forms.Textarea(
+            attrs={"rows": 3, "placeholder": "e.g. a terse travel planner who answers in French"}
+        ),
+        help_text=f"How it talks and what it focuses on; up to {PERSONALITY_MAX_LENGTH:,} characters.",
+    )
+    reply_mode = forms.ChoiceField(choices=ReplyMode.choices, widget=forms.RadioSelect, label="Replies")
+    members_can_edit = forms.BooleanField(
+        required=False, label="Every member may change the assistant (otherwise only the owner)"
+    )
+
+    def __init__(self, *args, owner_controls: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not owner_controls:
+            del self.fields["members_can_edit"]
+
+
+class MemoryForm(forms.Form):
+    text = forms.CharField(
+        max_length=MEMORY_MAX_LENGTH,
+        label="Memory",
+        widget=forms.TextInput(attrs={"placeholder": "e.g. I am vegetarian", "autocomplete": "off"}),
+    )
+
+
+class ShareForm(forms.Form):
+    room = forms.IntegerField(label="Share to")
+    note = forms.CharField(required=False, max_length=500, label="Add a note (optional)")

@@ -1,0 +1,518 @@
+"""Doing the runs: claim one, stream the reply into the room, store how it ended.
+
+A `Runner` lives in each web process (started with the first request, see calpico/asgi.py)
+and in each `manage.py assistant_worker` process. It claims queued runs from the database,
+so any number of processes share the work and none does a run twice: a claim takes the row
+with FOR UPDATE SKIP LOCKED on PostgreSQL (SQLite serializes writers anyway), and a unique
+constraint allows one running run per room, so one room's runs go in order. At most
+ASSISTANT_MAX_CONCURRENT_RUNS stream at once per process; each is an asyncio task, so a slow
+model in one room never holds up another.
+
+While a reply streams, partial text goes to the room every ASSISTANT_STREAM_INTERVAL and
+to the database about once a second (with a heartbeat, and a look at whether someone
+pressed Stop in another process). Runs whose process died are found by their stale
+heartbeat and run once more, or failed with a note saying so.
+"""
+
+import asyncio
+import base64
+import contextlib
+import datetime as dt
+import logging
+import os
+import socket
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+
+import openai
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from assistant.models import AssistantRun
+from assistant.prompt import build_chat_prompt, estimate_tokens, redacted
+from assistant.services import settings_for
+from rooms.attachments import attachment_from_bytes
+from rooms.live import push_partial_text
+from rooms.models import Message
+from rooms.services import do_post_assistant_message, do_update_assistant_message
+
+log = logging.getLogger(__name__)
+
+SAVE_INTERVAL = 1.0
+MAX_ATTEMPTS = 2
+WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def make_client() -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(
+        api_key=settings.OPENAI_API_KEY,
+        base_url=settings.OPENAI_BASE_URL or None,
+        timeout=settings.ASSISTANT_TIMEOUT_SECONDS,
+        max_retries=0,  # a failed run shows Retry; silent retries would only look like a hang
+    )
+
+
+def describe_error(exc: BaseException) -> tuple[str, str]:
+    """(code, sentence for the room) for what went wrong talking to the model."""
+    if isinstance(exc, openai.APITimeoutError):
+        seconds = int(settings.ASSISTANT_TIMEOUT_SECONDS)
+        return "timeout", f"The AI service did not answer within {seconds} seconds."
+    if isinstance(exc, openai.APIConnectionError):
+        return "connection", "Could not reach the AI service."
+    if isinstance(exc, openai.RateLimitError):
+        return "rate_limited", "The AI service is rate limiting requests right now. Try again in a minute."
+    if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+        return "auth", "The AI service refused the server’s API key; an administrator needs to check it."
+    if isinstance(exc, openai.BadRequestError):
+        return "refused", "The AI service refused this request."
+    if isinstance(exc, openai.NotFoundError):
+        return "not_found", "The AI service does not know the configured model."
+    if isinstance(exc, openai.APIStatusError):
+        return "server_error", f"The AI service had an error ({exc.status_code})."
+    if isinstance(exc, StreamCut):
+        return "cut_off", "The reply was cut off before it finished."
+    return "error", "Something went wrong while the assistant was answering."
+
+
+class StreamCut(Exception):
+    """The stream ended without saying it had finished."""
+
+
+@dataclass
+class Claimed:
+    run_id: int
+    room_id: int
+    kind: str
+    message_id: int
+    persona: str
+    model: str
+    prompt: list | dict
+    prompt_tokens_estimate: int = 0
+
+
+@dataclass
+class Progress:
+    text: str = ""
+    dirty: bool = False
+    pieces: int = 0
+    first_token_at: dt.datetime | None = None
+    stop_requested: bool = False
+    usage: object | None = None
+    saved_text: str = ""
+    finished: bool = False
+    last_push: float = field(default_factory=time.monotonic)
+
+
+# Database work (synchronous; called through database_sync_to_async)
+
+
+def claim_next(worker: str) -> Claimed | None:
+    """Take the oldest queued run in a room with nothing running, or None."""
+    while True:
+        with transaction.atomic():
+            busy_rooms = AssistantRun.objects.filter(status=AssistantRun.Status.RUNNING).values("room_id")
+            query = (
+                AssistantRun.objects.filter(status=AssistantRun.Status.QUEUED)
+                .exclude(room_id__in=busy_rooms)
+                .order_by("id")
+            )
+            if connection.features.has_select_for_update_skip_locked:
+                query = query.select_for_update(skip_locked=True)
+            run = query.select_related("room", "requested_by", "trigger", "reply").first()
+            if run is None:
+                return None
+            now = timezone.now()
+            try:
+                with transaction.atomic():
+                    updated = AssistantRun.objects.filter(
+                        pk=run.pk, status=AssistantRun.Status.QUEUED
+                    ).update(
+                        status=AssistantRun.Status.RUNNING,
+                        worker=worker,
+                        started_at=now,
+                        heartbeat_at=now,
+                        attempts=run.attempts + 1,
+                        first_token_at=None,
+                    )
+            except IntegrityError:
+                continue  # another process started a run in this room a moment ago
+            if not updated:
+                continue
+            return _prepare(run)
+
+
+def _prepare(run: AssistantRun) -> Claimed:
+    assistant = settings_for(run.room)
+    if run.kind == AssistantRun.Kind.IMAGE:
+        model = settings.ASSISTANT_IMAGE_MODEL
+        prompt = run.prompt
+        estimate = estimate_tokens(prompt.get("prompt", "")) if isinstance(prompt, dict) else 0
+        stored_prompt = prompt
+    else:
+        model = settings.ASSISTANT_MODEL
+        prompt = build_chat_prompt(run, assistant)
+        estimate = sum(estimate_tokens(str(entry["content"])) for entry in prompt)
+        stored_prompt = redacted(prompt)
+    if run.reply is None:
+        # In a shared room the reply quotes who asked; alone with it, that is plain.
+        reply_to = None if run.room.is_private else run.trigger
+        reply = do_post_assistant_message(run.room_id, persona=assistant.name, reply_to=reply_to)
+    else:
+        reply = do_update_assistant_message(
+            run.reply, body="", state=Message.State.STREAMING, persona=assistant.name
+        )
+    AssistantRun.objects.filter(pk=run.pk).update(reply=reply, model=model, prompt=stored_prompt)
+    return Claimed(
+        run_id=run.pk,
+        room_id=run.room_id,
+        kind=run.kind,
+        message_id=reply.pk,
+        persona=assistant.name,
+        model=model,
+        prompt=prompt,
+        prompt_tokens_estimate=estimate,
+    )
+
+
+def save_progress(claimed: Claimed, text: str, first_token_at) -> bool:
+    """Keep the partial text and the heartbeat; True if someone asked to stop."""
+    updates = {"heartbeat_at": timezone.now()}
+    if first_token_at is not None:
+        updates["first_token_at"] = first_token_at
+    AssistantRun.objects.filter(pk=claimed.run_id).update(**updates)
+    if text:
+        Message.objects.filter(pk=claimed.message_id).update(body=text)
+    return AssistantRun.objects.filter(pk=claimed.run_id, cancel_requested=True).exists()
+
+
+def finish(
+    claimed: Claimed,
+    *,
+    status: str,
+    text: str,
+    progress: Progress,
+    error_code: str = "",
+    error: str = "",
+    image=None,
+) -> None:
+    """Store how the run ended and show the final message to the room."""
+    state = {
+        AssistantRun.Status.DONE: Message.State.DONE,
+        AssistantRun.Status.CANCELLED: Message.State.STOPPED,
+    }.get(status, Message.State.FAILED)
+    usage = progress.usage
+    prompt_tokens = getattr(usage, "prompt_tokens", None)
+    completion_tokens = getattr(usage, "completion_tokens", None)
+    if prompt_tokens is None and claimed.kind == AssistantRun.Kind.REPLY:
+        prompt_tokens = claimed.prompt_tokens_estimate
+    if completion_tokens is None and claimed.kind == AssistantRun.Kind.REPLY:
+        completion_tokens = progress.pieces
+    with transaction.atomic():
+        AssistantRun.objects.filter(pk=claimed.run_id).update(
+            status=status,
+            error_code=error_code,
+            error=error[:300],
+            finished_at=timezone.now(),
+            first_token_at=progress.first_token_at,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            worker="",
+        )
+        message = Message.objects.get(pk=claimed.message_id)
+        note = error if status == AssistantRun.Status.FAILED else ""
+        if status == AssistantRun.Status.CANCELLED:
+            note = "Stopped."
+        if status == AssistantRun.Status.DONE and not text and image is None:
+            state, note = Message.State.FAILED, "The AI service sent an empty reply."
+        do_update_assistant_message(message, body=text, state=state, note=note, image=image)
+
+
+def recover_orphans(*, everything: bool = False) -> int:
+    """Runs left running by a process that died: run once more, or fail with a note.
+
+    `everything`: this is the only process (the embedded defaults), so any running run
+    is an orphan; otherwise only those whose heartbeat is stale.
+    """
+    query = AssistantRun.objects.filter(status=AssistantRun.Status.RUNNING)
+    if not everything:
+        cutoff = timezone.now() - dt.timedelta(seconds=settings.ASSISTANT_STALE_SECONDS)
+        query = query.filter(heartbeat_at__lt=cutoff)
+    recovered = 0
+    for run_id in list(query.values_list("pk", flat=True)):
+        with transaction.atomic():
+            run = (
+                AssistantRun.objects.select_for_update()
+                .select_related("reply")
+                .filter(pk=run_id, status=AssistantRun.Status.RUNNING)
+                .first()
+            )
+            if run is None:
+                continue
+            if run.attempts < MAX_ATTEMPTS and not run.cancel_requested:
+                run.status = AssistantRun.Status.QUEUED
+                run.worker = ""
+                run.save(update_fields=["status", "worker"])
+                if run.reply is not None:
+                    do_update_assistant_message(run.reply, body="", state=Message.State.STREAMING)
+            else:
+                text = "The assistant was interrupted by a server restart."
+                run.status = AssistantRun.Status.FAILED
+                run.error_code, run.error = "interrupted", text
+                run.finished_at = timezone.now()
+                run.worker = ""
+                run.save(update_fields=["status", "error_code", "error", "finished_at", "worker"])
+                if run.reply is not None:
+                    do_update_assistant_message(
+                        run.reply, body=run.reply.body, state=Message.State.FAILED, note=text
+                    )
+            recovered += 1
+    if recovered:
+        log.warning("Recovered %d assistant run(s) left running by a stopped process", recovered)
+    return recovered
+
+
+class Runner:
+    """Claims and streams runs in one process's event loop."""
+
+    def __init__(self, *, worker: str = WORKER_NAME, concurrency: int | None = None) -> None:
+        self.worker = worker
+        self.concurrency = concurrency or settings.ASSISTANT_MAX_CONCURRENT_RUNS
+        self.tasks: dict[int, asyncio.Task] = {}
+        self.stopping: set[int] = set()
+        self.wake = asyncio.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    # Driving
+
+    async def serve(self, *, recover_everything: bool = False) -> None:
+        """Run until cancelled: recover orphans, then claim runs as they are queued."""
+        self.loop = asyncio.get_running_loop()
+        await database_sync_to_async(recover_orphans)(everything=recover_everything)
+        last_recovery = time.monotonic()
+        while True:
+            try:
+                await self.fill()
+            except Exception:
+                log.exception("Could not claim assistant runs")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), timeout=settings.ASSISTANT_POLL_SECONDS)
+            self.wake.clear()
+            if time.monotonic() - last_recovery > settings.ASSISTANT_STALE_SECONDS:
+                last_recovery = time.monotonic()
+                try:
+                    await database_sync_to_async(recover_orphans)()
+                except Exception:
+                    log.exception("Could not recover assistant runs")
+
+    async def fill(self) -> None:
+        while len(self.tasks) < self.concurrency:
+            claimed = await database_sync_to_async(claim_next)(self.worker)
+            if claimed is None:
+                return
+            task = asyncio.get_running_loop().create_task(self.execute(claimed))
+            self.tasks[claimed.run_id] = task
+            task.add_done_callback(lambda _t, run_id=claimed.run_id: self._done(run_id))
+
+    def _done(self, run_id: int) -> None:
+        self.tasks.pop(run_id, None)
+        self.stopping.discard(run_id)
+        self.wake.set()  # the room may have its next run waiting
+
+    async def drain(self) -> None:
+        """Do every queued run, including ones queued while doing them, then return."""
+        self.loop = asyncio.get_running_loop()
+        while True:
+            await self.fill()
+            if not self.tasks:
+                return
+            await asyncio.wait(list(self.tasks.values()), return_when=asyncio.FIRST_COMPLETED)
+
+    def notify_threadsafe(self) -> None:
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.wake.set)
+
+    def stop_run(self, run_id: int) -> None:
+        task = self.tasks.get(run_id)
+        if task is not None and not task.done():
+            self.stopping.add(run_id)
+            task.cancel()
+
+    def stop_run_threadsafe(self, run_id: int) -> None:
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.stop_run, run_id)
+
+    # One run
+
+    async def execute(self, claimed: Claimed) -> None:
+        progress = Progress()
+        watcher = asyncio.get_running_loop().create_task(self._watch(claimed, progress))
+        status, error_code, error, image = AssistantRun.Status.DONE, "", "", None
+        try:
+            if claimed.kind == AssistantRun.Kind.IMAGE:
+                image = await self._make_image(claimed, progress)
+            else:
+                await self._stream_reply(claimed, progress)
+        except asyncio.CancelledError:
+            if claimed.run_id not in self.stopping:
+                raise  # the process is shutting down; recovery deals with the run
+            status = AssistantRun.Status.CANCELLED
+        except Exception as exc:
+            status = AssistantRun.Status.FAILED
+            error_code, error = describe_error(exc)
+            if error_code == "error":
+                log.exception("Assistant run %s failed", claimed.run_id)
+            else:
+                log.warning("Assistant run %s failed: %s", claimed.run_id, error_code)
+        finally:
+            progress.finished = True
+            watcher.cancel()
+        try:
+            await database_sync_to_async(finish)(
+                claimed,
+                status=status,
+                text=progress.text.strip(),
+                progress=progress,
+                error_code=error_code,
+                error=error,
+                image=image,
+            )
+        except Exception:
+            log.exception("Could not store the end of assistant run %s", claimed.run_id)
+
+    async def _stream_reply(self, claimed: Claimed, progress: Progress) -> None:
+        client = make_client()
+        extra = {}
+        if settings.ASSISTANT_MAX_REPLY_TOKENS:
+            extra["max_tokens"] = settings.ASSISTANT_MAX_REPLY_TOKENS
+        stream = await client.chat.completions.create(
+            model=claimed.model,
+            messages=claimed.prompt,
+            stream=True,
+            stream_options={"include_usage": True},
+            **extra,
+        )
+        finished = False
+        try:
+            async for chunk in stream:
+                if chunk.usage is not None:
+                    progress.usage = chunk.usage
+                for choice in chunk.choices:
+                    piece = choice.delta.content if choice.delta else None
+                    if piece:
+                        if progress.first_token_at is None:
+                            progress.first_token_at = timezone.now()
+                        progress.text += piece
+                        progress.pieces += 1
+                        progress.dirty = True
+                    if choice.finish_reason is not None:
+                        finished = True
+                if (
+                    progress.dirty
+                    and time.monotonic() - progress.last_push >= settings.ASSISTANT_STREAM_INTERVAL
+                ):
+                    await self._push(claimed, progress)
+        finally:
+            await stream.close()
+            await client.close()
+        if not finished:
+            raise StreamCut()
+
+    async def _make_image(self, claimed: Claimed, progress: Progress):
+        client = make_client()
+        model = claimed.model
+        extra = {} if model.startswith("gpt-image") else {"response_format": "b64_json"}
+        try:
+            result = await client.images.generate(
+                model=model, prompt=claimed.prompt["prompt"], size=settings.ASSISTANT_IMAGE_SIZE, n=1, **extra
+            )
+        finally:
+            await client.close()
+        item = result.data[0]
+        if item.b64_json:
+            data = base64.b64decode(item.b64_json)
+        elif item.url:
+            data = await asyncio.to_thread(_download, item.url)
+        else:
+            raise StreamCut()
+        progress.first_token_at = timezone.now()
+        return await asyncio.to_thread(attachment_from_bytes, data)
+
+    async def _push(self, claimed: Claimed, progress: Progress) -> None:
+        progress.dirty = False
+        progress.last_push = time.monotonic()
+        await push_partial_text(claimed.room_id, claimed.message_id, progress.text)
+
+    async def _watch(self, claimed: Claimed, progress: Progress) -> None:
+        """Push text that arrived since the last push, keep the heartbeat, notice Stop."""
+        last_save = time.monotonic()
+        while not progress.finished:
+            await asyncio.sleep(settings.ASSISTANT_STREAM_INTERVAL)
+            if progress.dirty and time.monotonic() - progress.last_push >= settings.ASSISTANT_STREAM_INTERVAL:
+                await self._push(claimed, progress)
+            if time.monotonic() - last_save >= SAVE_INTERVAL:
+                last_save = time.monotonic()
+                text = progress.text if progress.text != progress.saved_text else ""
+                progress.saved_text = progress.text
+                try:
+                    stop = await database_sync_to_async(save_progress)(claimed, text, progress.first_token_at)
+                except Exception:
+                    log.exception("Could not save progress of assistant run %s", claimed.run_id)
+                    continue
+                if stop:
+                    self.stop_run(claimed.run_id)
+
+
+def _download(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=settings.ASSISTANT_TIMEOUT_SECONDS) as response:  # noqa: S310
+        return response.read(settings.AVATAR_MAX_BYTES * 4)
+
+
+# The process's runner: started by the web process on its first request, or by a worker.
+
+_runner: Runner | None = None
+
+
+def current() -> Runner | None:
+    return _runner
+
+
+def install(runner: Runner | None) -> None:
+    """Make `runner` the one notify() and cancel() reach in this process (tests, workers)."""
+    global _runner
+    _runner = runner
+
+
+def ensure_started() -> None:
+    """Start this process's runner in the running event loop, once."""
+    global _runner
+    if _runner is not None or not settings.ASSISTANT_RUNNER_IN_SERVER:
+        return
+    _runner = Runner()
+    # Without Redis there is one process: whatever is still running was left by a restart.
+    everything = not settings.REDIS_URL
+    task = asyncio.get_running_loop().create_task(_runner.serve(recover_everything=everything))
+    _runner.serve_task = task
+
+
+def notify() -> None:
+    """A run was queued (called after commit, from any thread)."""
+    if _runner is not None:
+        _runner.notify_threadsafe()
+
+
+def cancel(run_id: int) -> None:
+    """Someone pressed Stop; stop it now if this process streams it (others notice within
+    about a second through the database)."""
+    if _runner is not None:
+        _runner.stop_run_threadsafe(run_id)
+
+
+def run_pending() -> None:
+    """Do every queued run now, from synchronous code (tests, the shell)."""
+    from asgiref.sync import async_to_sync
+
+    async_to_sync(Runner().drain)()

@@ -1,0 +1,436 @@
+"""Every change the assistant makes: its settings per room, the runs it owes, memories.
+
+Like rooms.services, each `do_*` function validates, writes in one transaction and
+announces after commit. Runs are queued by `queue_for_message`, which rooms calls (through
+`rooms.signals.message_created`) inside the transaction that stores a person's message.
+"""
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.models import User
+from assistant.models import (
+    DEFAULT_NAME,
+    NAME_MAX_LENGTH,
+    PERSONALITY_MAX_LENGTH,
+    AssistantRun,
+    AssistantSettings,
+    Memory,
+    ReplyMode,
+)
+from rooms.models import Membership, Message, Room
+from rooms.services import (
+    PostResult,
+    do_post_assistant_message,
+    do_post_message,
+    do_post_system_message,
+    do_update_assistant_message,
+)
+
+IMAGE_COMMAND = "/image"
+MEMORY_MAX_LENGTH = 500
+REMEMBER = re.compile(r"^\s*remember\s+(?:that\s+)?(?P<text>.+)", re.IGNORECASE | re.DOTALL)
+# Refusals made before any work: they never count against the daily limit.
+NOT_CONFIGURED = "not_configured"
+DAILY_LIMIT = "daily_limit"
+REFUSAL_CODES = (NOT_CONFIGURED, DAILY_LIMIT)
+
+
+def is_configured() -> bool:
+    return bool(settings.OPENAI_API_KEY)
+
+
+NOT_CONFIGURED_TEXT = (
+    "The assistant is not configured on this server yet: an administrator needs to set "
+    "OPENAI_API_KEY (and OPENAI_BASE_URL for a self-hosted model)."
+)
+
+
+def settings_for(room: Room) -> AssistantSettings:
+    """The room's assistant settings; the defaults (unsaved) if nobody changed them."""
+    try:
+        return room.assistant
+    except AssistantSettings.DoesNotExist:
+        return AssistantSettings(room=room)
+
+
+def can_change_assistant(user: User, room: Room, assistant: AssistantSettings) -> bool:
+    if room.is_group:
+        return assistant.members_can_edit or room.owner_id == user.pk
+    return True  # a direct room's two members, or the owner of a private room
+
+
+def mentions_assistant(body: str, name: str) -> bool:
+    """`@assistant` or `@<its name>`, in any case, as a whole word."""
+    names = {"assistant", name.strip().lower()}
+    pattern = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True) if n)
+    return re.search(rf"(?<![\w@])@(?:{pattern})(?![\w])", body, re.IGNORECASE) is not None
+
+
+def clean_assistant_name(name: str) -> str:
+    name = " ".join((name or "").split())
+    if not name:
+        raise ValidationError("Give the assistant a name.", code="empty")
+    if len(name) > NAME_MAX_LENGTH:
+        raise ValidationError(f"The name is at most {NAME_MAX_LENGTH} characters.", code="too_long")
+    if "@" in name:
+        raise ValidationError("The name cannot contain “@”.", code="invalid")
+    return name
+
+
+def clean_personality(text: str) -> str:
+    text = (text or "").replace("\r\n", "\n").strip()
+    if len(text) > PERSONALITY_MAX_LENGTH:
+        raise ValidationError(
+            f"The personality is at most {PERSONALITY_MAX_LENGTH:,} characters; this one has {len(text):,}.",
+            code="too_long",
+        )
+    return text
+
+
+def do_update_assistant(
+    actor: User,
+    room: Room,
+    *,
+    name: str,
+    personality: str,
+    reply_mode: str,
+    members_can_edit: bool | None = None,
+) -> AssistantSettings:
+    """Change the room's assistant; each change is told to the room as a system message.
+
+    `members_can_edit` is only the owner's to change, in a group.
+    """
+    with transaction.atomic():
+        room = Room.objects.select_for_update().get(pk=room.pk)
+        assistant = settings_for(room)
+        if not can_change_assistant(actor, room, assistant):
+            raise PermissionDenied("Only the group's owner can change the assistant here.")
+        name = clean_assistant_name(name)
+        personality = clean_personality(personality)
+        if reply_mode not in ReplyMode.values:
+            raise ValidationError("Choose when the assistant replies.", code="reply_mode")
+        notes = []
+        if name != assistant.name:
+            notes.append(f"{actor.name} renamed the assistant to {name}")
+        if personality != assistant.personality:
+            notes.append(
+                f"{actor.name} changed the assistant’s personality"
+                if personality
+                else f"{actor.name} cleared the assistant’s personality"
+            )
+        if reply_mode != assistant.reply_mode:
+            label = {
+                ReplyMode.ALWAYS: "reply to every message",
+                ReplyMode.MENTION: "reply only when mentioned",
+                ReplyMode.OFF: "stay quiet",
+            }[ReplyMode(reply_mode)]
+            notes.append(f"{actor.name} set the assistant to {label}")
+        if members_can_edit is not None and members_can_edit != assistant.members_can_edit:
+            if not (room.is_group and room.owner_id == actor.pk):
+                raise PermissionDenied("Only the group's owner decides who changes the assistant.")
+            notes.append(
+                f"{actor.name} let every member change the assistant"
+                if members_can_edit
+                else f"{actor.name} made the assistant’s settings owner-only"
+            )
+            assistant.members_can_edit = members_can_edit
+        assistant.name, assistant.personality, assistant.reply_mode = name, personality, reply_mode
+        assistant.save()
+        room.assistant = assistant
+        for note in notes:
+            do_post_system_message(room.pk, note, actor=actor)
+    return assistant
+
+
+# Queueing runs
+
+
+def _utc_midnight(now: dt.datetime) -> dt.datetime:
+    return now.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def runs_today(user: User) -> int:
+    since = _utc_midnight(timezone.now())
+    return (
+        AssistantRun.objects.filter(requested_by=user, created_at__gte=since)
+        .exclude(error_code__in=REFUSAL_CODES)
+        .count()
+    )
+
+
+def daily_limit_text() -> str:
+    now = timezone.now()
+    reset = _utc_midnight(now) + dt.timedelta(days=1)
+    hours, rest = divmod(int((reset - now).total_seconds()), 3600)
+    wait = f"{hours} h {rest // 60} min" if hours else f"{rest // 60 + 1} min"
+    return (
+        f"You have used today’s {settings.ASSISTANT_DAILY_RUNS} assistant requests. "
+        f"The limit resets at midnight UTC, in {wait}."
+    )
+
+
+def _refuse(room: Room, trigger: Message, user: User, kind: str, code: str, text: str, persona: str) -> None:
+    """Record a run that ends before it starts, and say why in the room."""
+    reply = do_post_assistant_message(
+        room.pk, persona=persona, note=text, state=Message.State.FAILED, reply_to=trigger
+    )
+    AssistantRun.objects.create(
+        room=room,
+        kind=kind,
+        status=AssistantRun.Status.FAILED,
+        requested_by=user,
+        trigger=trigger,
+        reply=reply,
+        error_code=code,
+        error=text[:300],
+        finished_at=timezone.now(),
+    )
+
+
+def _queue(
+    room: Room, trigger: Message, user: User, kind: str, persona: str, prompt=None
+) -> AssistantRun | None:
+    if not is_configured():
+        _refuse(room, trigger, user, kind, NOT_CONFIGURED, NOT_CONFIGURED_TEXT, persona)
+        return None
+    if kind == AssistantRun.Kind.REPLY:
+        # Messages arriving while a reply is pending are answered together, once.
+        waiting = AssistantRun.objects.filter(room=room, kind=kind, status=AssistantRun.Status.QUEUED).first()
+        if waiting is not None:
+            waiting.trigger, waiting.requested_by = trigger, user
+            waiting.save(update_fields=["trigger", "requested_by"])
+            return waiting
+    if runs_today(user) >= settings.ASSISTANT_DAILY_RUNS:
+        _refuse(room, trigger, user, kind, DAILY_LIMIT, daily_limit_text(), persona)
+        return None
+    run = AssistantRun.objects.create(
+        room=room, kind=kind, requested_by=user, trigger=trigger, prompt=prompt or []
+    )
+    transaction.on_commit(_wake_runner)
+    return run
+
+
+def _wake_runner() -> None:
+    from assistant import runner
+
+    runner.notify()
+
+
+def clean_image_prompt(body: str) -> str | None:
+    """The prompt of an `/image <prompt>` message, None for any other message."""
+    if (
+        not body.lower().startswith(IMAGE_COMMAND)
+        or body[len(IMAGE_COMMAND) : len(IMAGE_COMMAND) + 1].strip()
+    ):
+        return None
+    prompt = body[len(IMAGE_COMMAND) :].strip()
+    if not prompt:
+        raise ValidationError(
+            "Say what to draw: /image a lighthouse at dusk, watercolour.", code="image_prompt"
+        )
+    return prompt
+
+
+def queue_for_message(message: Message, membership: Membership) -> None:
+    """Decide whether a person's new message asks the assistant for something, and queue
+    it. Runs inside the transaction storing the message, which holds the room's lock."""
+    room, user = message.room, membership.user
+    assistant = settings_for(room)
+    image_prompt = clean_image_prompt(message.body)
+    if image_prompt is not None:
+        _queue(room, message, user, AssistantRun.Kind.IMAGE, assistant.name, prompt={"prompt": image_prompt})
+        return
+    if room.is_private:
+        remembered = REMEMBER.match(message.body)
+        if remembered:
+            memory = do_add_memory(user, remembered.group("text"))
+            do_post_system_message(room.pk, f"Memory saved: {memory.text}", actor=user)
+        _queue(room, message, user, AssistantRun.Kind.REPLY, assistant.name)
+        return
+    if assistant.reply_mode == ReplyMode.OFF:
+        return
+    mentioned = mentions_assistant(message.body, assistant.name)
+    if assistant.reply_mode == ReplyMode.ALWAYS and not mentioned and not is_configured():
+        return  # the settings panel says it is not configured; no notice under every message
+    if assistant.reply_mode == ReplyMode.ALWAYS or mentioned:
+        _queue(room, message, user, AssistantRun.Kind.REPLY, assistant.name)
+
+
+# Stop and retry
+
+
+@dataclass(frozen=True)
+class RunAction:
+    run: AssistantRun
+    changed: bool
+
+
+def access_run_for_reply(membership: Membership, message_id) -> AssistantRun:
+    """The latest run behind an assistant message in the member's room, or Http404."""
+    from django.http import Http404
+
+    try:
+        message_id = int(message_id)
+    except (TypeError, ValueError):
+        raise Http404("No such reply.") from None
+    run = (
+        AssistantRun.objects.select_related("reply", "trigger")
+        .filter(room_id=membership.room_id, reply_id=message_id)
+        .order_by("-id")
+        .first()
+    )
+    if run is None:
+        raise Http404("No such reply.")
+    return run
+
+
+def do_stop_run(user: User, run: AssistantRun) -> RunAction:
+    """Stop a reply any member of the room asked for; the text so far stays."""
+    with transaction.atomic():
+        run = AssistantRun.objects.select_for_update().get(pk=run.pk)
+        if run.status == AssistantRun.Status.QUEUED:
+            run.status = AssistantRun.Status.CANCELLED
+            run.finished_at = timezone.now()
+            run.save(update_fields=["status", "finished_at"])
+            return RunAction(run, True)
+        if run.status != AssistantRun.Status.RUNNING or run.cancel_requested:
+            return RunAction(run, False)
+        run.cancel_requested = True
+        run.save(update_fields=["cancel_requested"])
+        run_id = run.pk
+        transaction.on_commit(lambda: _cancel_in_runner(run_id))
+    return RunAction(run, True)
+
+
+def _cancel_in_runner(run_id: int) -> None:
+    from assistant import runner
+
+    runner.cancel(run_id)
+
+
+def do_retry_run(user: User, run: AssistantRun) -> RunAction:
+    """Try a failed reply again, in the same message."""
+    with transaction.atomic():
+        room = Room.objects.select_for_update().get(pk=run.room_id)
+        run = AssistantRun.objects.select_related("reply").get(pk=run.pk)
+        if run.status != AssistantRun.Status.FAILED:
+            return RunAction(run, False)
+        if AssistantRun.objects.filter(reply_id=run.reply_id, id__gt=run.pk).exists():
+            return RunAction(run, False)  # someone pressed Retry first
+        assistant = settings_for(room)
+        if not is_configured():
+            raise ValidationError(NOT_CONFIGURED_TEXT, code=NOT_CONFIGURED)
+        if runs_today(user) >= settings.ASSISTANT_DAILY_RUNS:
+            raise ValidationError(daily_limit_text(), code=DAILY_LIMIT)
+        retry = AssistantRun.objects.create(
+            room=room,
+            kind=run.kind,
+            requested_by=user,
+            trigger=run.trigger,
+            reply=run.reply,
+            prompt=run.prompt if run.kind == AssistantRun.Kind.IMAGE else [],
+        )
+        if run.reply is not None:
+            do_update_assistant_message(
+                run.reply, body="", state=Message.State.STREAMING, persona=assistant.name
+            )
+        transaction.on_commit(_wake_runner)
+    return RunAction(retry, True)
+
+
+def active_runs(room: Room):
+    return AssistantRun.objects.filter(room=room).filter(
+        Q(status=AssistantRun.Status.QUEUED) | Q(status=AssistantRun.Status.RUNNING)
+    )
+
+
+# Memories
+
+
+def clean_memory(text: str) -> str:
+    text = " ".join((text or "").split())
+    if not text:
+        raise ValidationError("Write what to remember.", code="empty")
+    if len(text) > MEMORY_MAX_LENGTH:
+        raise ValidationError(f"A memory is at most {MEMORY_MAX_LENGTH} characters.", code="too_long")
+    return text
+
+
+def do_add_memory(user: User, text: str) -> Memory:
+    return Memory.objects.create(user=user, text=clean_memory(text))
+
+
+def do_edit_memory(memory: Memory, text: str) -> Memory:
+    memory.text = clean_memory(text)
+    memory.updated_at = timezone.now()
+    memory.save(update_fields=["text", "updated_at"])
+    return memory
+
+
+def do_delete_memory(memory: Memory) -> None:
+    memory.delete()
+
+
+def private_room_key(user: User) -> str:
+    return f"assistant:{user.pk}"
+
+
+def do_open_private_room(user: User) -> Room:
+    """The user's own room with the assistant, made the first time it is needed."""
+    room = Room.objects.filter(direct_key=private_room_key(user)).first()
+    if room is not None:
+        return room
+    from django.db import IntegrityError
+
+    try:
+        with transaction.atomic():
+            room = Room.objects.create(
+                kind=Room.Kind.PRIVATE, title="My assistant", owner=user, direct_key=private_room_key(user)
+            )
+            Membership.objects.create(room=room, user=user)
+            AssistantSettings.objects.create(room=room, reply_mode=ReplyMode.ALWAYS, name=DEFAULT_NAME)
+    except IntegrityError:
+        room = Room.objects.get(direct_key=private_room_key(user))
+    return room
+
+
+# Sharing from the private room
+
+
+def question_for(answer: Message) -> Message | None:
+    """The person's message an answer in the private room replied to."""
+    return (
+        Message.objects.filter(room_id=answer.room_id, seq__lt=answer.seq, kind=Message.Kind.TEXT)
+        .filter(deleted_at__isnull=True)
+        .order_by("-seq")
+        .first()
+    )
+
+
+def _quoted(text: str) -> str:
+    return "\n".join(f"> {line}" if line.strip() else ">" for line in text.splitlines())
+
+
+def do_share_answer(target: Membership, answer: Message, *, note: str = "") -> PostResult:
+    """Post a question and its answer from the private room into another room, as the
+    sharer's message quoting both. Nothing else from the private room goes with it."""
+    question = question_for(answer)
+    parts = [note.strip()] if note.strip() else []
+    if question is not None and question.body:
+        parts.append(_quoted(f"**Question:** {question.body}"))
+    parts.append(_quoted(f"**{answer.sender_name} (AI):** {answer.body}"))
+    body = "\n\n".join(parts)
+    limit = settings.MESSAGE_MAX_LENGTH
+    if len(body) > limit:
+        raise ValidationError(
+            f"That answer is too long to share: messages are at most {limit:,} characters.", code="too_long"
+        )
+    return do_post_message(target, body)

@@ -1,0 +1,30 @@
+from django import template
+
+from assistant.forms import AssistantForm
+from assistant.services import can_change_assistant, is_configured, settings_for
+
+register = template.Library()
+
+
+@register.inclusion_tag("assistant/_panel.html")
+def assistant_panel(room, user, form=None):
+    """The room's "Assistant" settings section."""
+    assistant = settings_for(room)
+    owner_controls = room.is_group and room.owner_id == user.pk
+    if form is None:
+        form = AssistantForm(
+            initial={
+                "name": assistant.name,
+                "personality": assistant.personality,
+                "reply_mode": assistant.reply_mode,
+                "members_can_edit": assistant.members_can_edit,
+            },
+            owner_controls=owner_controls,
+        )
+    return {
+        "room": room,
+        "assistant": assistant,
+        "form": form,
+        "can_change": can_change_assistant(user, room, assistant),
+        "configured": is_configured(),
+    }

@@ -1,0 +1,201 @@
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Q
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from assistant import services
+from assistant.forms import AssistantForm, MemoryForm, ShareForm
+from assistant.models import Memory
+from rooms.access import access_membership, access_message
+from rooms.models import Membership, Room
+from rooms.queries import room_title, sidebar_entries
+
+
+def _back(request, url: str):
+    if request.htmx:
+        return HttpResponse(status=204)
+    return redirect(url)
+
+
+@require_http_methods(["GET", "POST"])
+def assistant_settings(request, room_id: int):
+    """The room's Assistant panel on a page of its own (and where its form posts)."""
+    membership = access_membership(request.user, room_id)
+    room = membership.room
+    owner_controls = room.is_group and room.owner_id == request.user.pk
+    form = None
+    status = 200
+    if request.method == "POST":
+        form = AssistantForm(request.POST, owner_controls=owner_controls)
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                services.do_update_assistant(
+                    request.user,
+                    room,
+                    name=data["name"],
+                    personality=data["personality"],
+                    reply_mode=data["reply_mode"],
+                    members_can_edit=data.get("members_can_edit") if owner_controls else None,
+                )
+            except PermissionDenied:
+                raise
+            except ValidationError as exc:
+                form.add_error(None, exc)
+            else:
+                messages.success(request, "The assistant is updated.")
+                return redirect("rooms:settings", room.pk)
+        status = 422
+    context = {
+        "room": room,
+        "form": form,
+        "title": room_title(room, request.user),
+        "sidebar": sidebar_entries(request.user),
+    }
+    return render(request, "assistant/settings.html", context, status=status)
+
+
+@require_POST
+def stop(request, room_id: int, message_id: int):
+    """Any member stops a reply in progress."""
+    membership = access_membership(request.user, room_id)
+    run = services.access_run_for_reply(membership, message_id)
+    services.do_stop_run(request.user, run)
+    return _back(request, f"{membership.room.get_absolute_url()}#m-{message_id}")
+
+
+@require_POST
+def retry(request, room_id: int, message_id: int):
+    """Any member asks again for a reply that failed."""
+    membership = access_membership(request.user, room_id)
+    run = services.access_run_for_reply(membership, message_id)
+    try:
+        services.do_retry_run(request.user, run)
+    except ValidationError as exc:
+        if request.htmx:
+            return render(request, "assistant/_retry_refused.html", {"error": exc.messages[0]}, status=422)
+        messages.error(request, exc.messages[0])
+    return _back(request, f"{membership.room.get_absolute_url()}#m-{message_id}")
+
+
+@require_GET
+def my_assistant(request):
+    """The user's private assistant room, made on first visit."""
+    return redirect(services.do_open_private_room(request.user).get_absolute_url())
+
+
+def _memories_page(request, form=None, editing=None, edit_form=None, status=200):
+    context = {
+        "memories": Memory.objects.filter(user=request.user),
+        "form": form or MemoryForm(),
+        "editing": editing,
+        "edit_form": edit_form,
+        "private_room": Room.objects.filter(direct_key=services.private_room_key(request.user)).first(),
+        "sidebar": sidebar_entries(request.user),
+    }
+    return render(request, "assistant/memories.html", context, status=status)
+
+
+@require_http_methods(["GET", "POST"])
+def memories(request):
+    """The user's memories: used by their private assistant only."""
+    if request.method == "POST":
+        form = MemoryForm(request.POST)
+        if form.is_valid():
+            try:
+                services.do_add_memory(request.user, form.cleaned_data["text"])
+            except ValidationError as exc:
+                form.add_error("text", exc)
+            else:
+                messages.success(request, "Memory saved.")
+                return redirect("assistant:memories")
+        return _memories_page(request, form=form, status=422)
+    return _memories_page(request)
+
+
+def _own_memory(request, memory_id: int) -> Memory:
+    memory = Memory.objects.filter(pk=memory_id, user=request.user).first()
+    if memory is None:
+        raise Http404("No such memory.")
+    return memory
+
+
+@require_http_methods(["GET", "POST"])
+def edit_memory(request, memory_id: int):
+    memory = _own_memory(request, memory_id)
+    if request.method == "POST":
+        form = MemoryForm(request.POST)
+        if form.is_valid():
+            try:
+                services.do_edit_memory(memory, form.cleaned_data["text"])
+            except ValidationError as exc:
+                form.add_error("text", exc)
+            else:
+                messages.success(request, "Memory updated.")
+                return redirect("assistant:memories")
+        return _memories_page(request, editing=memory, edit_form=form, status=422)
+    return _memories_page(request, editing=memory, edit_form=MemoryForm(initial={"text": memory.text}))
+
+
+@require_POST
+def delete_memory(request, memory_id: int):
+    services.do_delete_memory(_own_memory(request, memory_id))
+    messages.success(request, "Memory deleted.")
+    return redirect("assistant:memories")
+
+
+def _share_targets(user):
+    return (
+        Room.objects.filter(memberships__user=user, archived_at__isnull=True)
+        .exclude(kind=Room.Kind.PRIVATE)
+        .order_by("-last_activity_at")
+    )
+
+
+@require_http_methods(["GET", "POST"])
+def share(request, room_id: int, message_id: int):
+    """Post a question and answer from the private room into another room, as a card."""
+    membership = access_membership(request.user, room_id)
+    if not membership.room.is_private:
+        raise Http404("Only answers from your private assistant can be shared.")
+    answer = access_message(membership, message_id)
+    if not answer.is_assistant or answer.is_deleted or not answer.body:
+        raise Http404("Only finished answers can be shared.")
+    targets = [(room, room_title(room, request.user)) for room in _share_targets(request.user)[:100]]
+    form = ShareForm(request.POST or None)
+    status = 200
+    if request.method == "POST" and form.is_valid():
+        target = (
+            Membership.objects.filter(
+                ~Q(room__kind=Room.Kind.PRIVATE),
+                user=request.user,
+                room_id=form.cleaned_data["room"],
+                room__archived_at__isnull=True,
+            )
+            .select_related("room")
+            .first()
+        )
+        if target is None:
+            form.add_error("room", "Choose one of your conversations.")
+        else:
+            try:
+                result = services.do_share_answer(target, answer, note=form.cleaned_data["note"])
+            except ValidationError as exc:
+                form.add_error(None, exc)
+            else:
+                messages.success(request, "Shared.")
+                return redirect(f"{target.room.get_absolute_url()}#m-{result.message.pk}")
+    if request.method == "POST":
+        status = 422
+    question = services.question_for(answer)
+    context = {
+        "room": membership.room,
+        "answer": answer,
+        "question": question,
+        "targets": targets,
+        "form": form,
+        "sidebar": sidebar_entries(request.user),
+    }
+    return render(request, "assistant/share.html", context, status=status)

@@ -1,0 +1,42 @@
+"""Images attached to messages: the avatar pipeline (accounts.avatars), kept whole.
+
+The upload is opened with only the JPEG, PNG, WebP and GIF decoders and the same size and
+pixel limits as profile pictures, turned upright, scaled down to fit
+`ATTACHMENT_MAX_SIDE` and re-encoded as WebP under a random name: no EXIF, GPS or other
+metadata survives. Generated images from the assistant go through the same function.
+"""
+
+import base64
+import secrets
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from PIL import Image
+
+from accounts.avatars import encode_webp, open_image
+
+
+def make_attachment(upload) -> ContentFile:
+    """A clean WebP copy of the upload, or ValidationError saying why it was refused."""
+    image = open_image(upload, max_bytes=settings.AVATAR_MAX_BYTES, max_pixels=settings.AVATAR_MAX_PIXELS)
+    side = settings.ATTACHMENT_MAX_SIDE
+    if max(image.size) > side:
+        image.thumbnail((side, side), Image.Resampling.LANCZOS)
+    clean = Image.new(image.mode, image.size)
+    clean.paste(image)
+    return ContentFile(encode_webp(clean), name=f"{secrets.token_urlsafe(16)}.webp")
+
+
+def attachment_from_bytes(data: bytes) -> ContentFile:
+    """The same pipeline for image bytes we did not receive as an upload."""
+    return make_attachment(ContentFile(data, name="image"))
+
+
+def as_data_url(field) -> str:
+    """A stored attachment as a data: URL, for sending it to the model as image input."""
+    field.open("rb")
+    try:
+        data = field.read()
+    finally:
+        field.close()
+    return "data:image/webp;base64," + base64.b64encode(data).decode()
