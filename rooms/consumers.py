@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
@@ -38,6 +38,7 @@ CLOSE_TOO_MANY_FRAMES = 4429
 READ_FLUSH_SECONDS = 3.0
 LAYER_EVENT_PREFIXES = ("room.", "user.", "membership.", "session.")
 TYPING_MIN_INTERVAL = 2.0
+ASSISTANT_REPLY_WINDOW = timedelta(minutes=30)
 
 
 @dataclass
@@ -219,7 +220,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if since is not None:
             changed = list(
                 query.filter(seq__gte=oldest, seq__lte=last_seq).filter(
-                    Q(edited_at__gte=since) | Q(deleted_at__gte=since)
+                    Q(edited_at__gte=since)
+                    | Q(deleted_at__gte=since)
+                    # Assistant replies change as they stream and end; recent ones are resent.
+                    | Q(kind=Message.Kind.ASSISTANT, created_at__gte=since - ASSISTANT_REPLY_WINDOW)
                 )
             )
         newest = missed[-1].seq if missed else last_seq

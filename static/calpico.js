@@ -124,3 +124,131 @@ document.addEventListener("change", async (event) => {
   }
   input.form.requestSubmit();
 });
+
+// The composer: "@" suggests the room's members and its assistant; the image button
+// shows the chosen file's name.
+(function () {
+  "use strict";
+
+  let menu = null;
+  let choices = [];
+  let selected = 0;
+  let start = -1;
+
+  function candidates() {
+    return Array.from(document.querySelectorAll("#mention-candidates li")).map((li) => ({
+      mention: li.dataset.mention,
+      label: li.dataset.label,
+    }));
+  }
+
+  function close() {
+    if (menu) menu.remove();
+    menu = null;
+    choices = [];
+    start = -1;
+  }
+
+  function render(textarea) {
+    if (!menu) {
+      menu = document.createElement("ul");
+      menu.className = "mention-menu";
+      menu.id = "mention-menu";
+      menu.setAttribute("role", "listbox");
+      menu.addEventListener("mousedown", (event) => {
+        const item = event.target.closest("li");
+        if (!item) return;
+        event.preventDefault();
+        selected = Number(item.dataset.index);
+        pick(textarea);
+      });
+      textarea.closest("#composer").appendChild(menu);
+    }
+    menu.replaceChildren(
+      ...choices.map((choice, index) => {
+        const li = document.createElement("li");
+        li.setAttribute("role", "option");
+        li.dataset.index = String(index);
+        li.setAttribute("aria-selected", index === selected ? "true" : "false");
+        const name = document.createElement("span");
+        name.className = "mention-menu__name";
+        name.textContent = "@" + choice.mention;
+        const label = document.createElement("span");
+        label.className = "mention-menu__username";
+        label.textContent = choice.label;
+        li.append(name, label);
+        return li;
+      })
+    );
+  }
+
+  function update(textarea) {
+    const before = textarea.value.slice(0, textarea.selectionStart);
+    const match = /(^|[\s(])@([\w.]{0,30})$/.exec(before);
+    if (!match) return close();
+    const typed = match[2].toLowerCase();
+    choices = candidates()
+      .filter((c) => c.mention.toLowerCase().startsWith(typed) || c.label.toLowerCase().startsWith(typed))
+      .slice(0, 8);
+    if (!choices.length) return close();
+    start = before.length - match[2].length - 1;
+    selected = Math.min(selected, choices.length - 1);
+    render(textarea);
+  }
+
+  function pick(textarea) {
+    const choice = choices[selected];
+    if (!choice) return close();
+    const caret = textarea.selectionStart;
+    const text = "@" + choice.mention + " ";
+    textarea.value = textarea.value.slice(0, start) + text + textarea.value.slice(caret);
+    const position = start + text.length;
+    textarea.setSelectionRange(position, position);
+    close();
+    textarea.focus();
+  }
+
+  document.addEventListener("input", (event) => {
+    const target = event.target;
+    if (target instanceof HTMLTextAreaElement && target.closest("#composer")) update(target);
+    if (target instanceof HTMLInputElement && target.type === "file" && target.closest("#composer")) {
+      const label = target.closest(".composer__attach");
+      const file = target.files && target.files[0];
+      label.classList.toggle("has-file", Boolean(file));
+      label.title = file ? "Attached: " + file.name + " (click to change)" : "Attach an image";
+      let note = document.getElementById("composer-file-name");
+      if (!note) {
+        note = document.createElement("p");
+        note.id = "composer-file-name";
+        note.className = "composer__file-name";
+        target.closest("#composer").appendChild(note);
+      }
+      note.textContent = file ? "Image: " + file.name : "";
+    }
+  });
+
+  // Capture phase: the menu's keys must not also send the message.
+  document.addEventListener(
+    "keydown",
+    (event) => {
+      if (!menu || !(event.target instanceof HTMLTextAreaElement)) return;
+      if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+        event.preventDefault();
+        selected = (selected + (event.key === "ArrowDown" ? 1 : choices.length - 1)) % choices.length;
+        render(event.target);
+      } else if (event.key === "Enter" || event.key === "Tab") {
+        event.preventDefault();
+        event.stopImmediatePropagation();
+        pick(event.target);
+      } else if (event.key === "Escape") {
+        event.preventDefault();
+        close();
+      }
+    },
+    true
+  );
+
+  document.addEventListener("focusout", (event) => {
+    if (event.target instanceof HTMLTextAreaElement && event.target.closest("#composer")) setTimeout(close, 150);
+  });
+})();

@@ -1,0 +1,166 @@
+"""The assistant's reply as room members see it over their sockets: thinking, streaming,
+stopped, and caught up after a reconnect."""
+
+import asyncio
+import json
+import re
+import threading
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from assistant import runner, services
+from assistant.models import AssistantRun
+from rooms import services as room_services
+from rooms.models import Message
+from tests.conftest import membership
+from tests.test_consumer import _in_memory_layer, connected, frames, html  # noqa: F401
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+async def serving_runner():
+    """This process's runner, serving as it does inside the web server."""
+    worker = runner.Runner()
+    runner.install(worker)
+    task = asyncio.ensure_future(worker.serve())
+    yield worker
+    runner.install(None)
+    task.cancel()
+
+
+async def post(room, user, body):
+    return await sync_to_async(lambda: room_services.do_post_message(membership(room, user), body))()
+
+
+async def collect_until(socket, pattern: str, timeout: float = 5.0) -> list[str]:
+    """Frames until one matches `pattern` (a regex), or fail after `timeout` seconds."""
+    received = []
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        remaining = deadline - asyncio.get_running_loop().time()
+        assert remaining > 0, f"no frame matched {pattern!r}; got {received!r}"
+        frame = await socket.receive_from(timeout=remaining)
+        received.append(frame)
+        if re.search(pattern, frame):
+            return received
+
+
+async def test_a_reply_streams_to_every_member_viewing_the_room(
+    fake_openai, serving_runner, alice, bob, group
+):
+    words = [f"word{i} " for i in range(30)]
+    fake_openai.queue(tokens=words, token_interval=0.02)
+    alice_socket = await connected(alice, group)
+    bob_socket = await connected(bob, group)
+    await post(group, alice, "@assistant count for us")
+
+    seen = {}
+    for name, socket in (("alice", alice_socket), ("bob", bob_socket)):
+        seen[name] = await collect_until(socket, r"message--done")
+    for received in seen.values():
+        body = html(received)
+        assert "Assistant is thinking" in body or "message--streaming" in body
+        partial = [
+            f for f in received if 'id="m-' in f and "-body" in f and "word0" in f and "word29" not in f
+        ]
+        # Partial text arrives in coalesced steps: several, far fewer than one per token.
+        assert 2 <= len(partial) < len(words)
+        assert "word29" in received[-1] and "message--done" in received[-1]
+    await alice_socket.disconnect()
+    await bob_socket.disconnect()
+    reply = await sync_to_async(lambda: Message.objects.get(room=group, kind="assistant"))()
+    assert reply.body == "".join(words).strip() and reply.state == Message.State.DONE
+
+
+async def test_members_elsewhere_see_it_in_the_sidebar_not_the_stream(
+    fake_openai, serving_runner, alice, bob, group, direct
+):
+    fake_openai.queue(tokens=["one ", "two ", "three"], token_interval=0.05)
+    bob_elsewhere = await connected(bob, direct)
+    await post(group, alice, "@assistant hi")
+    await asyncio.sleep(0.6)
+    received = await frames(bob_elsewhere)
+    assert "sidebar-preview-" in html(received)
+    assert not any(re.search(r'id="m-\d+-body"', f) for f in received)
+    await bob_elsewhere.disconnect()
+
+
+async def test_any_member_can_stop_a_reply_and_the_text_so_far_stays(
+    fake_openai, serving_runner, alice, bob, group
+):
+    gate = threading.Event()
+    fake_openai.queue(tokens=["The ", "first ", "part", " and more"], gate=gate)
+    socket = await connected(alice, group)
+    await post(group, alice, "@assistant tell me a long story")
+    await collect_until(socket, r">The<")
+    run = await sync_to_async(lambda: AssistantRun.objects.get(room=group))()
+    assert (await sync_to_async(services.do_stop_run)(bob, run)).changed
+    received = await collect_until(socket, r"message--stopped")
+    gate.set()
+    assert "Stopped." in received[-1]
+    run = await sync_to_async(lambda: AssistantRun.objects.select_related("reply").get(room=group))()
+    assert run.status == AssistantRun.Status.CANCELLED
+    assert run.reply.body == "The" and run.reply.state == Message.State.STOPPED
+    await socket.disconnect()
+
+
+async def test_stop_from_another_process_is_noticed_through_the_database(
+    fake_openai, serving_runner, alice, group
+):
+    gate = threading.Event()
+    fake_openai.queue(tokens=["Partial", " rest"], gate=gate)
+    socket = await connected(alice, group)
+    await post(group, alice, "@assistant go")
+    await collect_until(socket, r"Partial")
+    # As if Stop was pressed on a server that does not hold this run: only the row changes.
+    await sync_to_async(lambda: AssistantRun.objects.filter(room=group).update(cancel_requested=True))()
+    await collect_until(socket, r"message--stopped", timeout=5)
+    gate.set()
+    await socket.disconnect()
+
+
+async def test_a_reconnecting_page_catches_up_on_a_reply_that_finished_meanwhile(
+    fake_openai, serving_runner, alice, group
+):
+    gate = threading.Event()
+    fake_openai.queue(tokens=["Half ", "way ", "there"], gate=gate)
+    socket = await connected(alice, group)
+    trigger = (await post(group, alice, "@assistant hello")).message
+    received = await collect_until(socket, r"Half")
+    since = await sync_to_async(lambda: trigger.created_at.isoformat())()
+    await socket.disconnect()  # the page loses its connection mid-reply
+
+    gate.set()
+    done = sync_to_async(lambda: AssistantRun.objects.filter(room=group, status="done").exists())
+    for _ in range(100):
+        if await done():
+            break
+        await asyncio.sleep(0.05)
+    reply_seq = max(int(s) for s in re.findall(r'data-seq="(\d+)"', html(received)))
+
+    socket = await connected(alice, group)
+    await socket.send_to(
+        text_data=json.dumps(
+            {"type": "resume", "room": group.pk, "last_seq": reply_seq, "oldest_seq": 1, "since": since}
+        )
+    )
+    body = html(await frames(socket))
+    assert "Half way there" in body and "message--done" in body
+    await socket.disconnect()
+
+
+async def test_a_reloaded_page_shows_the_reply_in_progress(
+    fake_openai, serving_runner, alice, alice_client, group
+):
+    gate = threading.Event()
+    fake_openai.queue(tokens=["Still ", "writing"], gate=gate)
+    socket = await connected(alice, group)
+    await post(group, alice, "@assistant hello")
+    await collect_until(socket, r"Still")
+    await asyncio.sleep(1.3)  # the runner keeps the text so far about once a second
+    page = (await sync_to_async(alice_client.get)(group.get_absolute_url())).content.decode()
+    gate.set()
+    assert "message--streaming" in page and "Still" in page and ">Stop<" in page
+    await socket.disconnect()

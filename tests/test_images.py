@@ -1,0 +1,144 @@
+"""Images in rooms: attached by members, made with /image, seen only by the room."""
+
+import io
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+from PIL import Image
+
+from assistant import runner
+from assistant.models import AssistantRun
+from rooms.models import Message
+from tests.conftest import image_bytes
+
+
+def attach(client, room, data: bytes, *, body="look at this", name="photo.jpg", content_type="image/jpeg"):
+    upload = SimpleUploadedFile(name, data, content_type=content_type)
+    return client.post(reverse("rooms:post_message", args=[room.pk]), {"body": body, "image": upload})
+
+
+def stored_image(message) -> Image.Image:
+    with message.image.open("rb") as fh:
+        image = Image.open(io.BytesIO(fh.read()))
+        image.load()
+    return image
+
+
+def test_a_member_attaches_an_image_to_a_message(alice_client, group):
+    response = attach(alice_client, group, image_bytes("JPEG", size=(640, 480)))
+    assert response.status_code == 302
+    message = Message.objects.get(room=group, kind="text")
+    image = stored_image(message)
+    assert image.format == "WEBP" and image.size == (640, 480)
+    assert "photo" not in message.image.name
+    page = alice_client.get(group.get_absolute_url()).content.decode()
+    assert reverse("rooms:message_image", args=[group.pk, message.pk]) in page
+
+
+def test_an_image_alone_needs_no_text(alice_client, group):
+    assert attach(alice_client, group, image_bytes("PNG"), body="", name="a.png").status_code == 302
+    message = Message.objects.get(room=group, kind="text")
+    assert message.body == "" and message.preview == "Image"
+
+
+def test_large_images_are_scaled_to_2048_and_lose_their_metadata(alice_client, group):
+    exif = Image.Exif()
+    exif[0x010F] = "SpyCam"  # camera make
+    attach(alice_client, group, image_bytes("JPEG", size=(4000, 1000), exif=exif.tobytes()))
+    message = Message.objects.get(room=group, kind="text")
+    image = stored_image(message)
+    assert image.size == (2048, 512)
+    assert "exif" not in image.info
+    with message.image.open("rb") as fh:
+        assert b"SpyCam" not in fh.read()
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "error"),
+    [
+        (b"<svg xmlns='http://www.w3.org/2000/svg'/>", "x.svg", "not a JPEG, PNG, WebP or GIF"),
+        (b"GIF89a" + b"\0" * 20, "broken.gif", "not a JPEG, PNG, WebP or GIF"),
+        (b"\0" * (5 * 1024 * 1024 + 1), "huge.png", "the limit is 5 MB"),
+    ],
+)
+def test_bad_images_are_refused_and_the_text_stays(alice_client, group, data, name, error):
+    response = attach(alice_client, group, data, body="my holiday", name=name, content_type="image/png")
+    assert response.status_code == 422
+    page = response.content.decode()
+    assert error in page and "my holiday" in page
+    assert not Message.objects.filter(room=group, kind="text").exists()
+
+
+def test_message_images_are_for_the_rooms_members_only(alice_client, mallory_client, group):
+    attach(alice_client, group, image_bytes("PNG"), name="a.png")
+    message = Message.objects.get(room=group, kind="text")
+    url = reverse("rooms:message_image", args=[group.pk, message.pk])
+    response = alice_client.get(url)
+    assert response.status_code == 200 and response["Content-Type"] == "image/webp"
+    assert mallory_client.get(url).status_code == 404
+    # Not through the general media URL either, even knowing the random name.
+    assert mallory_client.get(f"/media/{message.image.name}").status_code == 404
+
+
+def test_image_makes_a_picture_for_everyone(fake_openai, alice_client, bob_client, group):
+    response = alice_client.post(
+        reverse("rooms:post_message", args=[group.pk]), {"body": "/image a red fox in the snow"}
+    )
+    assert response.status_code == 302
+    runner.run_pending()
+    run = AssistantRun.objects.get()
+    assert run.kind == "image" and run.status == "done" and run.model == "gpt-image-1"
+    (request,) = fake_openai.image_requests()
+    assert request["prompt"] == "a red fox in the snow"
+    reply = run.reply
+    assert reply.is_assistant and reply.image and stored_image(reply).format == "WEBP"
+    page = bob_client.get(group.get_absolute_url()).content.decode()
+    assert reverse("rooms:message_image", args=[group.pk, reply.pk]) in page
+    assert "Image made by Assistant" in page
+
+
+def test_image_works_whatever_the_reply_mode(fake_openai, alice, alice_client, group):
+    from assistant.services import do_update_assistant
+
+    do_update_assistant(alice, group, name="Assistant", personality="", reply_mode="off")
+    alice_client.post(reverse("rooms:post_message", args=[group.pk]), {"body": "/image a boat"})
+    runner.run_pending()
+    assert AssistantRun.objects.get().status == "done"
+
+
+def test_image_without_a_prompt_is_refused_and_kept(alice_client, group):
+    response = alice_client.post(reverse("rooms:post_message", args=[group.pk]), {"body": "/image   "})
+    assert response.status_code == 422
+    assert "Say what to draw" in response.content.decode()
+    assert not Message.objects.filter(room=group, kind="text").exists()
+
+
+def test_a_failed_image_shows_the_error(fake_openai, alice_client, group):
+    fake_openai.queue_image(status=400)
+    alice_client.post(reverse("rooms:post_message", args=[group.pk]), {"body": "/image something"})
+    runner.run_pending()
+    run = AssistantRun.objects.get()
+    assert run.status == "failed" and run.error_code == "refused"
+    assert run.reply.state == "failed" and "refused" in run.reply.note
+
+
+def test_an_image_that_mentions_the_assistant_is_sent_as_image_input(fake_openai, alice_client, group):
+    attach(alice_client, group, image_bytes("PNG"), body="@assistant what colour is this?", name="a.png")
+    runner.run_pending()
+    (request,) = fake_openai.chat_requests()
+    question = request["messages"][-1]
+    assert question["role"] == "user"
+    text, image = question["content"]
+    assert text == {"type": "text", "text": "Alice Liddell: @assistant what colour is this?"}
+    assert image["type"] == "image_url" and image["image_url"]["url"].startswith("data:image/webp;base64,")
+    # The run keeps the prompt without the picture's bytes.
+    stored = AssistantRun.objects.get().prompt[-1]["content"][1]
+    assert stored["image_url"]["url"] == "(image)"
+
+
+def test_older_images_are_not_sent_again(fake_openai, alice_client, group):
+    attach(alice_client, group, image_bytes("PNG"), body="a photo", name="a.png")
+    alice_client.post(reverse("rooms:post_message", args=[group.pk]), {"body": "@assistant hello"})
+    runner.run_pending()
+    assert "image_url" not in str(fake_openai.chat_requests())
