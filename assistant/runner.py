@@ -121,7 +121,7 @@ def claim_next(worker: str) -> Claimed | None:
                 .order_by("id")
             )
             if connection.features.has_select_for_update_skip_locked:
-                query = query.select_for_update(skip_locked=True)
+                query = query.select_for_update(skip_locked=True, of=("self",))
             run = query.select_related("room", "requested_by", "trigger", "reply").first()
             if run is None:
                 return None
@@ -245,7 +245,7 @@ def recover_orphans(*, everything: bool = False) -> int:
     for run_id in list(query.values_list("pk", flat=True)):
         with transaction.atomic():
             run = (
-                AssistantRun.objects.select_for_update()
+                AssistantRun.objects.select_for_update(of=("self",))
                 .select_related("reply")
                 .filter(pk=run_id, status=AssistantRun.Status.RUNNING)
                 .first()
@@ -278,8 +278,11 @@ def recover_orphans(*, everything: bool = False) -> int:
 class Runner:
     """Claims and streams runs in one process's event loop."""
 
-    def __init__(self, *, worker: str = WORKER_NAME, concurrency: int | None = None) -> None:
+    def __init__(self, *, worker: str = WORKER_NAME, concurrency: int | None = None, db=None) -> None:
         self.worker = worker
+        # How database work leaves the event loop: database_sync_to_async, which also
+        # retires stale connections as Channels does for consumers.
+        self.db = db or database_sync_to_async
         self.concurrency = concurrency or settings.ASSISTANT_MAX_CONCURRENT_RUNS
         self.tasks: dict[int, asyncio.Task] = {}
         self.stopping: set[int] = set()
@@ -291,7 +294,7 @@ class Runner:
     async def serve(self, *, recover_everything: bool = False) -> None:
         """Run until cancelled: recover orphans, then claim runs as they are queued."""
         self.loop = asyncio.get_running_loop()
-        await database_sync_to_async(recover_orphans)(everything=recover_everything)
+        await self.db(recover_orphans)(everything=recover_everything)
         last_recovery = time.monotonic()
         while True:
             try:
@@ -304,13 +307,13 @@ class Runner:
             if time.monotonic() - last_recovery > settings.ASSISTANT_STALE_SECONDS:
                 last_recovery = time.monotonic()
                 try:
-                    await database_sync_to_async(recover_orphans)()
+                    await self.db(recover_orphans)()
                 except Exception:
                     log.exception("Could not recover assistant runs")
 
     async def fill(self) -> None:
         while len(self.tasks) < self.concurrency:
-            claimed = await database_sync_to_async(claim_next)(self.worker)
+            claimed = await self.db(claim_next)(self.worker)
             if claimed is None:
                 return
             task = asyncio.get_running_loop().create_task(self.execute(claimed))
@@ -371,7 +374,7 @@ class Runner:
             progress.finished = True
             watcher.cancel()
         try:
-            await database_sync_to_async(finish)(
+            await self.db(finish)(
                 claimed,
                 status=status,
                 text=progress.text.strip(),
@@ -458,7 +461,7 @@ class Runner:
                 text = progress.text if progress.text != progress.saved_text else ""
                 progress.saved_text = progress.text
                 try:
-                    stop = await database_sync_to_async(save_progress)(claimed, text, progress.first_token_at)
+                    stop = await self.db(save_progress)(claimed, text, progress.first_token_at)
                 except Exception:
                     log.exception("Could not save progress of assistant run %s", claimed.run_id)
                     continue
@@ -513,6 +516,7 @@ def cancel(run_id: int) -> None:
 
 def run_pending() -> None:
     """Do every queued run now, from synchronous code (tests, the shell)."""
-    from asgiref.sync import async_to_sync
+    from asgiref.sync import async_to_sync, sync_to_async
 
-    async_to_sync(Runner().drain)()
+    # Plain sync_to_async: the caller's connection (and a test's transaction) is used as is.
+    async_to_sync(Runner(db=sync_to_async).drain)()

@@ -85,3 +85,32 @@ def test_the_cache_is_redis_when_redis_url_is_set(settings):
     raw = redis.Redis.from_url(settings.REDIS_URL)
     assert any(key in k.decode() for k in raw.keys(f"*{key}*"))
     cache.delete(key)
+
+
+def test_competing_runners_claim_each_assistant_run_exactly_once(settings):
+    """Four workers claiming at once from twelve runs in six rooms: every run is taken by
+    one worker, and no room ever has two replies running."""
+    from assistant import runner as assistant_runner
+    from assistant.models import AssistantRun
+
+    settings.OPENAI_API_KEY = "configured"
+    owner = make_user("owner")
+    rooms = [services.do_create_group(owner, f"Room {i}", []) for i in range(6)]
+    for room in rooms:
+        for n in range(2):
+            message = services.do_post_message(membership(room, owner), f"first {n}").message
+            AssistantRun.objects.create(room=room, requested_by=owner, trigger=message)
+
+    def claim_all(i):
+        claimed = []
+        while (run := assistant_runner.claim_next(f"worker-{i}")) is not None:
+            claimed.append(run.run_id)
+        return claimed
+
+    results = run_together(4, claim_all)
+    assert all(not isinstance(r, Exception) for r in results), results
+    taken = [run_id for claimed in results for run_id in claimed]
+    assert len(taken) == len(set(taken)) == 6  # one per room; each room's second run waits
+    running = AssistantRun.objects.filter(status="running")
+    assert sorted(running.values_list("room_id", flat=True)) == sorted(r.pk for r in rooms)
+    assert AssistantRun.objects.filter(status="queued").count() == 6
