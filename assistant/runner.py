@@ -24,7 +24,7 @@ import socket
 import time
 import urllib.request
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import openai
 from channels.db import database_sync_to_async
@@ -104,7 +104,8 @@ class Progress:
     usage: object | None = None
     saved_text: str = ""
     finished: bool = False
-    last_push: float = field(default_factory=time.monotonic)
+    # Zero: the first text goes out the moment it arrives; later pushes are coalesced.
+    last_push: float = 0.0
 
 
 # Database work (synchronous; called through database_sync_to_async)
