@@ -246,12 +246,18 @@ def do_delete_message(user: User, message: Message) -> Message:
     if not can_change_message(user, message):
         raise PermissionDenied("You can only delete your own messages.")
     with transaction.atomic():
+        image = message.image.name if message.image else ""
         message.body = ""
         message.html = ""
         message.mentioned_user_ids = []
+        message.image = None
         message.deleted_at = timezone.now()
-        message.save(update_fields=["body", "html", "mentioned_user_ids", "deleted_at"])
+        message.save(update_fields=["body", "html", "mentioned_user_ids", "image", "deleted_at"])
         _announce(signals.message_changed, message=message)
+        if image:
+            # A deleted message's picture is gone too, once the delete is sure to stand.
+            storage = message.image.storage
+            transaction.on_commit(lambda: storage.delete(image))
     return message
 
 

@@ -19,6 +19,8 @@ def _media_and_cache(settings, tmp_path):
     # The assistant is unconfigured unless a test asks for the fake server.
     settings.OPENAI_API_KEY = ""
     settings.OPENAI_BASE_URL = ""
+    # Tests drive runners themselves; the ASGI app must not start one per test loop.
+    settings.ASSISTANT_RUNNER_IN_SERVER = False
     if settings.REDIS_URL:
         # A fresh key prefix isolates each test without flushing a Redis others may share.
         settings.CACHES = {

@@ -446,3 +446,35 @@ async def test_two_rooms_stream_at_once(settings, fake_openai, alice, bob, group
         gate.set()
         runner.install(None)
         serving.cancel()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_process_streams_at_most_its_share_of_runs_at_once(
+    settings, fake_openai, alice, bob, group, direct
+):
+    """With room for one run, a second room's reply waits its turn instead of piling on."""
+    from channels.db import database_sync_to_async
+
+    post_as = database_sync_to_async(
+        lambda user, room, body: room_services.do_post_message(membership(room, user), body)
+    )
+    gate = threading.Event()
+    fake_openai.queue(text="held open", gate=gate)
+    worker = runner.Runner(concurrency=1)
+    runner.install(worker)
+    serving = asyncio.ensure_future(worker.serve())
+    try:
+        await post_as(alice, group, "@assistant first")
+        await asyncio.to_thread(fake_openai.wait_for_requests, 1)
+        await post_as(bob, direct, "@assistant second")
+        await asyncio.sleep(0.3)
+        statuses = await database_sync_to_async(
+            lambda: dict(AssistantRun.objects.values_list("room_id", "status"))
+        )()
+        assert statuses == {group.pk: "running", direct.pk: "queued"}
+        gate.set()
+        assert await _wait_for(lambda: AssistantRun.objects.filter(status="done").count() == 2)
+    finally:
+        gate.set()
+        runner.install(None)
+        serving.cancel()

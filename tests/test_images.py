@@ -142,3 +142,15 @@ def test_older_images_are_not_sent_again(fake_openai, alice_client, group):
     alice_client.post(reverse("rooms:post_message", args=[group.pk]), {"body": "@assistant hello"})
     runner.run_pending()
     assert "image_url" not in str(fake_openai.chat_requests())
+
+
+def test_deleting_a_message_deletes_its_image(alice_client, group, django_capture_on_commit_callbacks):
+    attach(alice_client, group, image_bytes("PNG"), name="a.png")
+    message = Message.objects.get(room=group, kind="text")
+    storage, name = message.image.storage, message.image.name
+    assert storage.exists(name)
+    with django_capture_on_commit_callbacks(execute=True):
+        alice_client.post(reverse("rooms:delete_message", args=[group.pk, message.pk]))
+    message.refresh_from_db()
+    assert not message.image and not storage.exists(name)
+    assert alice_client.get(reverse("rooms:message_image", args=[group.pk, message.pk])).status_code == 404
