@@ -1,9 +1,11 @@
-"""State changes for accounts: profile edits and profile pictures."""
+"""State changes for accounts: profile edits, profile pictures, blocks."""
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from accounts import signals
 from accounts.avatars import make_avatar_files
-from accounts.models import User
+from accounts.models import Block, User
 
 
 def _delete_files_on_commit(*files) -> None:
@@ -43,3 +45,32 @@ def do_remove_avatar(user: User) -> None:
         user.avatar_large = ""
         user.avatar_small = ""
         user.save(update_fields=["avatar_large", "avatar_small"])
+
+
+# Blocking
+
+
+def blocked_ids(user: User) -> set[int]:
+    """The ids of the people `user` has blocked."""
+    return set(Block.objects.filter(blocker=user).values_list("blocked_id", flat=True))
+
+
+def has_blocked(blocker_id: int, blocked_id: int) -> bool:
+    return Block.objects.filter(blocker_id=blocker_id, blocked_id=blocked_id).exists()
+
+
+def do_block(blocker: User, blocked: User) -> bool:
+    """Block someone; True if they were not blocked already. They are not told."""
+    if blocker.pk == blocked.pk:
+        raise ValidationError("You can't block yourself.", code="self")
+    _, created = Block.objects.get_or_create(blocker=blocker, blocked=blocked)
+    if created:
+        transaction.on_commit(lambda: signals.blocks_changed.send(sender=Block, blocker=blocker))
+    return created
+
+
+def do_unblock(blocker: User, blocked: User) -> bool:
+    deleted, _ = Block.objects.filter(blocker=blocker, blocked=blocked).delete()
+    if deleted:
+        transaction.on_commit(lambda: signals.blocks_changed.send(sender=Block, blocker=blocker))
+    return bool(deleted)

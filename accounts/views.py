@@ -14,7 +14,42 @@ PEOPLE_SEARCH_LIMIT = 20
 @require_GET
 def profile(request, username: str):
     person = get_object_or_404(User, username__iexact=username, is_active=True)
-    return render(request, "accounts/profile.html", {"person": person})
+    blocked = person.pk != request.user.pk and services.has_blocked(request.user.pk, person.pk)
+    return render(request, "accounts/profile.html", {"person": person, "blocked": blocked})
+
+
+def _back(request, person: User):
+    target = request.POST.get("next", "")
+    if target.startswith("/") and not target.startswith("//"):
+        return redirect(target)
+    return redirect(person.get_absolute_url())
+
+
+@require_POST
+def block(request, username: str):
+    """Block someone: they can't message me, add me, or notify me. They are not told."""
+    person = get_object_or_404(User, username__iexact=username)
+    try:
+        services.do_block(request.user, person)
+    except ValidationError as exc:
+        messages.error(request, exc.messages[0])
+    else:
+        messages.success(request, f"You blocked {person.name}. They won't be told.")
+    return _back(request, person)
+
+
+@require_POST
+def unblock(request, username: str):
+    person = get_object_or_404(User, username__iexact=username)
+    services.do_unblock(request.user, person)
+    messages.success(request, f"You unblocked {person.name}.")
+    return _back(request, person)
+
+
+@require_GET
+def blocked_accounts(request):
+    people = User.objects.filter(blocks_received__blocker=request.user).order_by("username")
+    return render(request, "accounts/blocked.html", {"people": people})
 
 
 @require_http_methods(["GET", "POST"])

@@ -12,3 +12,8 @@ class AssistantConfig(AppConfig):
             queue_for_message(message, membership)
 
         message_created.connect(on_message_created, weak=False, dispatch_uid="assistant.queue_for_message")
+
+        from assistant.services import add_run_to_snapshot
+        from rooms.moderation import report_snapshot
+
+        report_snapshot.connect(add_run_to_snapshot, weak=False, dispatch_uid="assistant.report_snapshot")

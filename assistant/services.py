@@ -13,6 +13,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Q
+from django.template.loader import render_to_string
 from django.utils import timezone
 
 from accounts.models import User
@@ -25,6 +26,7 @@ from assistant.models import (
     Memory,
     ReplyMode,
 )
+from rooms.live import send_room_fragment
 from rooms.models import Membership, Message, Room
 from rooms.services import (
     PostResult,
@@ -142,11 +144,17 @@ def do_update_assistant(
                 else f"{actor.name} made the assistant’s settings owner-only"
             )
             assistant.members_can_edit = members_can_edit
+        renamed = name != assistant.name
         assistant.name, assistant.personality, assistant.reply_mode = name, personality, reply_mode
         assistant.save()
         room.assistant = assistant
         for note in notes:
             do_post_system_message(room.pk, note, actor=actor)
+        if renamed:
+            # Open pages suggest and hint the new name from now on.
+            html = render_to_string("assistant/live/renamed.html", {"assistant": assistant})
+            room_id = room.pk
+            transaction.on_commit(lambda: send_room_fragment(room_id, html))
     return assistant
 
 
@@ -434,3 +442,20 @@ def do_share_answer(target: Membership, answer: Message, *, note: str = "") -> P
             f"That answer is too long to share: messages are at most {limit:,} characters.", code="too_long"
         )
     return do_post_message(target, body)
+
+
+def add_run_to_snapshot(sender, message: Message, snapshot: dict, **kwargs) -> None:
+    """A report of an assistant reply keeps the run behind it: model, who asked, and the
+    prompt it was given (rooms.moderation.report_snapshot)."""
+    if not message.is_assistant:
+        return
+    run = AssistantRun.objects.filter(reply=message).select_related("requested_by").order_by("-id").first()
+    if run is None:
+        return
+    snapshot["assistant_run"] = {
+        "id": run.pk,
+        "model": run.model,
+        "status": run.status,
+        "requested_by": run.requested_by.username if run.requested_by else None,
+        "prompt": run.prompt,
+    }

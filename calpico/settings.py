@@ -277,6 +277,14 @@ TYPING_SECONDS = 5
 PRESENCE_SECONDS = 60
 PRESENCE_BATCH_SECONDS = 1.0
 
+# Rate limits (rooms/ratelimits.py), counted in the cache: across processes with Redis.
+# 0 switches one off.
+RATE_MESSAGES_PER_10_SECONDS = env_int("RATE_MESSAGES_PER_10_SECONDS", 10)
+RATE_MESSAGES_PER_HOUR = env_int("RATE_MESSAGES_PER_HOUR", 300)
+RATE_INVITES_PER_HOUR = env_int("RATE_INVITES_PER_HOUR", 20)
+RATE_STRANGERS_PER_DAY = env_int("RATE_STRANGERS_PER_DAY", 20)
+RATE_FAILED_JOINS_PER_HOUR = env_int("RATE_FAILED_JOINS_PER_HOUR", 20)
+
 # Attached images: the avatar pipeline's limits, scaled down to fit this many pixels a side.
 ATTACHMENT_MAX_SIDE = 2048
 

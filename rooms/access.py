@@ -23,6 +23,7 @@ def access_membership(user: User, room_id: int | str) -> Membership:
     membership = (
         Membership.objects.select_related("room", "room__owner", "user")
         .filter(room_id=room_id, user=user, room__archived_at__isnull=True)
+        .exclude(request=Membership.Request.DECLINED)
         .first()
     )
     if membership is None:
@@ -43,9 +44,37 @@ def access_member(room: Room, user_id) -> User:
     return membership.user
 
 
-def can_administer(user: User, room: Room) -> bool:
-    """Rename, add and remove members, hand over ownership: the owner of a group."""
+def is_owner(user: User, room: Room) -> bool:
+    """The group's owner: everything an admin does, plus naming admins and handing over."""
     return room.is_group and room.owner_id == user.pk
+
+
+def can_administer(user: User, room: Room, membership: Membership | None = None) -> bool:
+    """Owner or admin of a group: rename, add and remove members, delete others' messages,
+    manage invite links. `membership` (the user's, if at hand) saves a query."""
+    if not room.is_group:
+        return False
+    if room.owner_id == user.pk:
+        return True
+    if membership is None or membership.user_id != user.pk or membership.room_id != room.pk:
+        membership = Membership.objects.filter(room=room, user=user).only("role").first()
+    return membership is not None and membership.role == Membership.Role.ADMIN
+
+
+def can_remove_member(actor: User, room: Room, target: Membership, actor_membership=None) -> bool:
+    """The owner removes anyone else; an admin removes ordinary members only."""
+    if target.user_id == actor.pk or target.user_id == room.owner_id:
+        return False
+    if is_owner(actor, room):
+        return True
+    return target.role == Membership.Role.MEMBER and can_administer(actor, room, actor_membership)
+
+
+def can_invite(user: User, room: Room, membership: Membership | None = None) -> bool:
+    """Create invite links: any member unless the owner keeps that to admins."""
+    if not room.is_group:
+        return False
+    return room.members_can_invite or can_administer(user, room, membership)
 
 
 def access_message(membership: Membership, message_id: int | str) -> Message:
@@ -65,5 +94,15 @@ def access_message(membership: Membership, message_id: int | str) -> Message:
 
 
 def can_change_message(user: User, message: Message) -> bool:
-    """Only the author edits or deletes a message, and only while it exists."""
+    """Only the author edits a message, and only while it exists."""
     return message.author_id == user.pk and message.kind == Message.Kind.TEXT and message.deleted_at is None
+
+
+def can_delete_message(user: User, message: Message, membership: Membership | None = None) -> bool:
+    """The author deletes their message; a group's owner and admins delete anyone's (and
+    the assistant's), never system messages."""
+    if message.deleted_at is not None or message.kind == Message.Kind.SYSTEM:
+        return False
+    if message.author_id == user.pk and message.kind == Message.Kind.TEXT:
+        return True
+    return can_administer(user, message.room, membership)

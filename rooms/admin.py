@@ -1,7 +1,16 @@
-from django.contrib import admin
-from django.db.models import Count
+import json
 
-from rooms.models import Membership, Message, Room
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Case, Count, Value, When
+from django.shortcuts import render
+from django.utils.html import format_html, format_html_join
+
+from accounts.admin import UserAdmin
+from accounts.models import User
+from rooms import moderation
+from rooms.models import Membership, Message, ModerationAction, Report, Room
 
 
 class MembershipInline(admin.TabularInline):
@@ -51,3 +60,202 @@ class MessageAdmin(admin.ModelAdmin):
     @admin.display(description="Text")
     def short_body(self, message: Message) -> str:
         return message.preview[:80]
+
+
+# Moderation: the report queue, suspending accounts, and the audit log.
+
+
+def _with_reason(action_name: str, title: str, perform):
+    """An admin action that first asks the moderator why (the reason goes to the audit
+    log), then calls `perform(request, obj, reason)` for each selected object."""
+
+    def action(modeladmin, request, queryset):
+        if request.POST.get("confirm") != "yes":
+            return render(
+                request,
+                "admin/rooms/confirm_moderation.html",
+                {
+                    **modeladmin.admin_site.each_context(request),
+                    "title": title,
+                    "objects": queryset,
+                    "action": action_name,
+                    "opts": modeladmin.model._meta,
+                    "selected": request.POST.getlist(ACTION_CHECKBOX_NAME),
+                },
+            )
+        reason = request.POST.get("reason", "").strip()[:1000]
+        done, problems = 0, []
+        for obj in queryset:
+            try:
+                perform(request, obj, reason)
+                done += 1
+            except (ValidationError, PermissionDenied) as exc:
+                problems.append(f"{obj}: {' '.join(getattr(exc, 'messages', [str(exc)]))}")
+        if done:
+            modeladmin.message_user(request, f"{title}: done for {done}.", messages.SUCCESS)
+        for problem in problems:
+            modeladmin.message_user(request, problem, messages.ERROR)
+        return None
+
+    action.__name__ = action_name
+    action.short_description = title
+    return action
+
+
+class OpenFirst(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return Report.Status.choices
+
+    def queryset(self, request, queryset):
+        return queryset.filter(status=self.value()) if self.value() else queryset
+
+
+@admin.register(Report)
+class ReportAdmin(admin.ModelAdmin):
+    """The report queue: open reports first, oldest first among them."""
+
+    list_display = ("id", "created_at", "status", "reason", "reporter", "author", "room", "reported_text")
+    list_filter = (OpenFirst, "reason")
+    search_fields = ("author__username", "reporter__username", "text", "room__title")
+    list_select_related = ("reporter", "author", "room")
+    readonly_fields = (
+        "message",
+        "reporter",
+        "reason",
+        "text",
+        "status",
+        "created_at",
+        "room",
+        "author",
+        "resolved_by",
+        "resolved_at",
+        "resolution",
+        "snapshot_view",
+    )
+    exclude = ("snapshot",)
+    actions = [
+        _with_reason(
+            "dismiss",
+            "Dismiss the report",
+            lambda r, report, why: moderation.do_dismiss_report(r.user, report, reason=why),
+        ),
+        _with_reason(
+            "delete_message",
+            "Delete the message (“removed by a moderator”)",
+            lambda r, report, why: moderation.do_remove_reported_message(r.user, report, reason=why),
+        ),
+        _with_reason(
+            "suspend_author",
+            "Suspend the author",
+            lambda r, report, why: _suspend_reported(r.user, report, why),
+        ),
+        _with_reason(
+            "remove_author",
+            "Remove the author from the room",
+            lambda r, report, why: moderation.do_remove_author_from_room(r.user, report, reason=why),
+        ),
+    ]
+
+    def get_queryset(self, request):
+        open_first = Case(When(status=Report.Status.OPEN, then=Value(0)), default=Value(1))
+        return (
+            super().get_queryset(request).annotate(open_first=open_first).order_by("open_first", "created_at")
+        )
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Reported text")
+    def reported_text(self, report: Report) -> str:
+        return (report.snapshot.get("message", {}).get("body") or "")[:80]
+
+    @admin.display(description="Snapshot (as reported)")
+    def snapshot_view(self, report: Report):
+        snapshot = report.snapshot or {}
+        rows = [*snapshot.get("context", []), {**snapshot.get("message", {}), "reported": True}]
+        items = format_html_join(
+            "",
+            '<li style="{}"><strong>{}</strong>: {}</li>',
+            (
+                (
+                    "font-weight:bold;background:#fff3cd" if row.get("reported") else "",
+                    row.get("sender"),
+                    row.get("body"),
+                )
+                for row in rows
+            ),
+        )
+        run = snapshot.get("assistant_run")
+        prompt = ""
+        if run:
+            prompt = format_html(
+                "<p>Assistant run {} ({}), asked by {}.</p><pre style='white-space:pre-wrap'>{}</pre>",
+                run.get("id"),
+                run.get("model"),
+                run.get("requested_by"),
+                json.dumps(run.get("prompt"), indent=2, ensure_ascii=False),
+            )
+        return format_html("<ol>{}</ol>{}", items, prompt)
+
+
+def _suspend_reported(moderator, report: Report, reason: str) -> None:
+    if report.author is None:
+        raise ValidationError("The author's account no longer exists.")
+    moderation.do_suspend(moderator, report.author, reason=reason, report=report)
+
+
+@admin.register(ModerationAction)
+class ModerationActionAdmin(admin.ModelAdmin):
+    """The audit log. Nobody adds, changes or deletes entries here."""
+
+    list_display = ("created_at", "moderator", "action", "target_user", "room", "report", "reason")
+    list_filter = ("action", "moderator")
+    search_fields = ("target_user__username", "moderator__username", "reason")
+    list_select_related = ("moderator", "target_user", "room", "report")
+    date_hierarchy = "created_at"
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields]
+
+    def get_actions(self, request):
+        return {}
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class ModeratedUserAdmin(UserAdmin):
+    """Accounts, with suspend and unsuspend written to the audit log."""
+
+    list_filter = ("is_active", "is_staff", "date_joined")
+    actions = [
+        _with_reason(
+            "suspend",
+            "Suspend (deactivate, sign out, close sockets)",
+            lambda r, user, why: moderation.do_suspend(r.user, user, reason=why),
+        ),
+        _with_reason(
+            "unsuspend", "Unsuspend", lambda r, user, why: moderation.do_unsuspend(r.user, user, reason=why)
+        ),
+    ]

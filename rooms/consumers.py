@@ -22,9 +22,10 @@ from django.db.models import Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from accounts.services import blocked_ids
 from rooms import presence
 from rooms.live import room_group, user_group
-from rooms.models import Membership, Message
+from rooms.models import Membership, Message, Notice
 from rooms.services import do_mark_read
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.user = self.scope.get("user")
         self.rooms: dict[int, RoomState] = {}
+        self.blocked: set[int] = set()
         self.current_room: int | None = None
         self.groups_joined: list[str] = []
         self.frame_times: list[float] = []
@@ -71,7 +73,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.rooms = await self._load_rooms()
         requested = self._requested_room()
         if requested is not None:
-            if requested not in self.rooms:
+            if requested not in self.rooms and not await self._is_request(requested):
                 await self.close(code=CLOSE_NOT_FOUND)
                 return
             self.current_room = requested
@@ -79,6 +81,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_add(group, self.channel_name)
             self.groups_joined.append(group)
         await self._send_json({"type": "hello", "server_time": timezone.now().isoformat()})
+        for text in await database_sync_to_async(_take_notices)(self.user):
+            await self.send(text_data=render_to_string("rooms/live/notice_toast.html", {"text": text}))
         self.counted_online = True
         if presence.connection_opened(self.user.pk):
             await self._announce_presence(True)
@@ -108,10 +112,19 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     @database_sync_to_async
     def _load_rooms(self) -> dict[int, RoomState]:
-        rows = Membership.objects.filter(user=self.user, room__archived_at__isnull=True).values_list(
-            "room_id", "last_read_seq", "muted"
-        )
+        # Message requests (pending or declined) are not listened to: they notify nothing.
+        rows = Membership.objects.filter(
+            user=self.user, room__archived_at__isnull=True, request=Membership.Request.NONE
+        ).values_list("room_id", "last_read_seq", "muted")
+        self.blocked = blocked_ids(self.user)
         return {room_id: RoomState(last_read, muted) for room_id, last_read, muted in rows}
+
+    @database_sync_to_async
+    def _is_request(self, room_id: int) -> bool:
+        """A pending message request's page: it may connect (for presence) but hears nothing."""
+        return Membership.objects.filter(
+            user=self.user, room_id=room_id, request=Membership.Request.PENDING
+        ).exists()
 
     async def disconnect(self, code: int) -> None:
         for task in (self.heartbeat, self.read_flush):
@@ -275,9 +288,16 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if state is None:
             return  # not (or no longer) a member: nothing from this room
         mine = event["author_id"] == self.user.pk
+        blocked = event["author_id"] in self.blocked
         parts = []
         if room_id == self.current_room:
+            # The page collapses a blocked author's message itself (calpico.js).
             parts.append(event["message_html"])
+        if blocked:
+            # Never a notification, a preview or a count from someone I blocked.
+            if parts:
+                await self.send(text_data="".join(parts))
+            return
         parts.append(event["sidebar_html_mine"] if mine else event["sidebar_html"])
         if mine:
             state.last_read_seq = max(state.last_read_seq, event["seq"])
@@ -295,14 +315,26 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self._send_json({"type": "unread", "room": room_id, "count": count, "muted": state.muted})
 
     async def room_message_changed(self, event: dict) -> None:
-        if event["room_id"] == self.current_room and event["room_id"] in self.rooms:
-            await self.send(text_data=event["html"])
+        room_id = event["room_id"]
+        if room_id not in self.rooms:
+            return
+        parts = []
+        if room_id == self.current_room:
+            parts.append(event["html"])
+        mine = event.get("author_id") == self.user.pk
+        sidebar = event.get("sidebar_html_mine") if mine else event.get("sidebar_html")
+        if sidebar:
+            parts.append(sidebar)
+        if parts:
+            await self.send(text_data="".join(parts))
 
-    async def room_partial_text(self, event: dict) -> None:
+    async def room_fragment(self, event: dict) -> None:
         if event["room_id"] == self.current_room and event["room_id"] in self.rooms:
             await self.send(text_data=event["html"])
 
     async def room_typing(self, event: dict) -> None:
+        if event["user_id"] in self.blocked:
+            return
         if event["room_id"] == self.current_room and event["user_id"] != self.user.pk:
             await self._send_json(
                 {
@@ -322,6 +354,14 @@ class RoomConsumer(AsyncWebsocketConsumer):
         offline = [uid for uid in event["offline"] if uid != self.user.pk]
         if online or offline:
             await self._send_json({"type": "presence", "online": online, "offline": offline})
+
+    async def user_notice(self, event: dict) -> None:
+        await self.send(text_data=render_to_string("rooms/live/notice_toast.html", {"text": event["text"]}))
+        await database_sync_to_async(_mark_notices_seen)(self.user)
+
+    async def user_blocks(self, event: dict) -> None:
+        self.blocked = await database_sync_to_async(blocked_ids)(self.user)
+        await self._send_json({"type": "blocked", "users": sorted(self.blocked)})
 
     async def membership_added(self, event: dict) -> None:
         room_id = event["room_id"]
@@ -395,9 +435,22 @@ def _save_reads(user_id: int, reads: dict[int, int]) -> None:
         do_mark_read(membership, reads[membership.room_id])
 
 
+def _take_notices(user) -> list[str]:
+    """Notices not shown yet (a moderator acted on a report), marked seen as they go out."""
+    notices = list(Notice.objects.filter(user=user, seen_at__isnull=True).order_by("created_at")[:10])
+    Notice.objects.filter(pk__in=[n.pk for n in notices]).update(seen_at=timezone.now())
+    return [n.text for n in notices]
+
+
+def _mark_notices_seen(user) -> None:
+    Notice.objects.filter(user=user, seen_at__isnull=True).update(seen_at=timezone.now())
+
+
 def _membership_state(user_id: int, room_id: int) -> RoomState | None:
     row = (
-        Membership.objects.filter(user_id=user_id, room_id=room_id, room__archived_at__isnull=True)
+        Membership.objects.filter(
+            user_id=user_id, room_id=room_id, room__archived_at__isnull=True, request=Membership.Request.NONE
+        )
         .values_list("last_read_seq", "muted")
         .first()
     )

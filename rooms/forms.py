@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db.models import Q
 
 from accounts.models import User
+from rooms.models import Report
 
 
 class MessageForm(forms.Form):
@@ -91,3 +92,25 @@ class AddMembersForm(forms.Form):
 
 class RenameForm(forms.Form):
     title = forms.CharField(label="Group name", max_length=80, required=False)
+
+
+class InviteForm(forms.Form):
+    expiry = forms.ChoiceField(label="Expires after", initial="7d")
+    uses = forms.ChoiceField(label="Can be used", initial="unlimited")
+
+    def __init__(self, *args, **kwargs):
+        from rooms.invites import EXPIRY_CHOICES, USES_CHOICES
+
+        super().__init__(*args, **kwargs)
+        self.fields["expiry"].choices = [(key, label) for key, (label, _) in EXPIRY_CHOICES.items()]
+        self.fields["uses"].choices = [(key, label) for key, (label, _) in USES_CHOICES.items()]
+
+
+class ReportForm(forms.Form):
+    reason = forms.ChoiceField(choices=Report.Reason.choices, widget=forms.RadioSelect, label="What's wrong?")
+    text = forms.CharField(
+        required=False,
+        max_length=1000,
+        label="Anything the moderators should know (optional)",
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )

@@ -16,6 +16,7 @@ from django.dispatch import receiver
 from django.template.loader import render_to_string
 
 from accounts.models import User
+from accounts.signals import blocks_changed
 from rooms import signals
 from rooms.markdown import render_message
 from rooms.models import Message, Room
@@ -85,10 +86,15 @@ async def push_partial_text(room_id: int, message_id: int, body: str) -> None:
     html = render_to_string("rooms/live/partial_text.html", {"message_id": message_id, "html": rendered.html})
     try:
         await layer.group_send(
-            room_group(room_id), {"type": "room.partial_text", "room_id": room_id, "html": html}
+            room_group(room_id), {"type": "room.fragment", "room_id": room_id, "html": html}
         )
     except Exception:
         log.exception("Could not push partial text to room %s", room_id)
+
+
+def send_room_fragment(room_id: int, html: str) -> None:
+    """Swap `html` (out-of-band fragments) into every page showing the room, from sync code."""
+    send_event(room_group(room_id), {"type": "room.fragment", "room_id": room_id, "html": html})
 
 
 @receiver(signals.message_posted)
@@ -103,8 +109,23 @@ def announce_message_changed(sender, message: Message, **kwargs) -> None:
         "type": "room.message_changed",
         "room_id": message.room_id,
         "message_id": message.pk,
+        "author_id": message.author_id,
         "html": html,
+        "sidebar_html": "",
+        "sidebar_html_mine": "",
     }
+    room = message.room
+    if room.last_message_id == message.pk:
+        # The sidebar shows this message's preview: an edit, a delete or a finished reply
+        # changes it for every member, wherever they are.
+        context = {"message": message, "room": room, "preview": message.preview}
+        event["sidebar_html"] = render_to_string(
+            "rooms/live/sidebar_preview.html", {**context, "mine": False}
+        )
+        if message.author_id:
+            event["sidebar_html_mine"] = render_to_string(
+                "rooms/live/sidebar_preview.html", {**context, "mine": True}
+            )
     send_event(room_group(message.room_id), event)
 
 
@@ -133,6 +154,12 @@ def announce_membership_updated(sender, membership, **kwargs) -> None:
 def close_user_sockets(user_id: int, *, reason: str) -> None:
     """Close every open socket of this user, in every process."""
     send_event(user_group(user_id), {"type": "session.ended", "reason": reason})
+
+
+@receiver(blocks_changed)
+def announce_blocks_changed(sender, blocker, **kwargs) -> None:
+    # The blocker's open pages start (or stop) collapsing and muting that person.
+    send_event(user_group(blocker.pk), {"type": "user.blocks"})
 
 
 @receiver(user_logged_out)

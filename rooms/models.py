@@ -1,4 +1,5 @@
 import html
+import secrets
 
 from django.conf import settings
 from django.db import models
@@ -31,6 +32,8 @@ class Room(models.Model):
         "Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     archived_at = models.DateTimeField(null=True, blank=True)
+    # False: only the owner and admins create invite links.
+    members_can_invite = models.BooleanField(default=True)
 
     class Meta:
         constraints = [
@@ -60,6 +63,19 @@ class Room(models.Model):
 
 
 class Membership(models.Model):
+    class Role(models.TextChoices):
+        MEMBER = "member", "Member"
+        # Removes members, deletes others' messages, manages invite links. The owner is
+        # Room.owner, above every admin.
+        ADMIN = "admin", "Admin"
+
+    class Request(models.TextChoices):
+        """A direct room someone I share no room with opened: mine to accept or not."""
+
+        NONE = "", "Accepted"
+        PENDING = "pending", "Message request"
+        DECLINED = "declined", "Declined"
+
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="memberships")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     joined_at = models.DateTimeField(default=timezone.now)
@@ -67,6 +83,9 @@ class Membership(models.Model):
     last_read_seq = models.PositiveBigIntegerField(default=0)
     # A muted room raises no toast or desktop notification, except for mentions of me.
     muted = models.BooleanField(default=False)
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+    # Pending or declined requests are not in the room list and notify nothing.
+    request = models.CharField(max_length=10, choices=Request.choices, default=Request.NONE, blank=True)
 
     class Meta:
         constraints = [
@@ -125,6 +144,8 @@ class Message(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     edited_at = models.DateTimeField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
+    # Who removed it when it was not its author: "admin" (a room admin) or "moderator".
+    removed_by = models.CharField(max_length=10, blank=True)
 
     class Meta:
         constraints = [
@@ -169,6 +190,12 @@ class Message(models.Model):
         return self.author.name if self.author else "Deleted account"
 
     @property
+    def names_sender_in_preview(self) -> bool:
+        """An assistant message's preview starts with its name, unless the preview is
+        already "Planner is thinking…"."""
+        return self.is_assistant and not (self.is_streaming and not self.body)
+
+    @property
     def is_deleted(self) -> bool:
         return self.deleted_at is not None
 
@@ -183,3 +210,131 @@ class Message(models.Model):
             return "Image"
         text = html.unescape(strip_tags(self.html)) if self.html else self.body
         return " ".join(text.split())[:120]
+
+
+def invite_token() -> str:
+    # 32 random bytes: 256 bits, far beyond guessing.
+    return secrets.token_urlsafe(32)
+
+
+class Invite(models.Model):
+    """A shareable link into a group: /join/<token>/."""
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="invites")
+    token = models.CharField(max_length=64, unique=True, default=invite_token)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="invites_created"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True)  # None: never
+    max_uses = models.PositiveIntegerField(null=True, blank=True)  # None: unlimited
+    uses = models.PositiveIntegerField(default=0)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["room", "revoked_at"])]
+
+    def __str__(self) -> str:
+        return f"Invite to {self.room} ({self.uses} uses)"
+
+    def get_absolute_url(self) -> str:
+        return reverse("rooms:join", args=[self.token])
+
+    def is_expired(self, now=None) -> bool:
+        return self.expires_at is not None and (now or timezone.now()) >= self.expires_at
+
+    @property
+    def is_used_up(self) -> bool:
+        return self.max_uses is not None and self.uses >= self.max_uses
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None and not self.is_expired() and not self.is_used_up
+
+
+class Report(models.Model):
+    """A member's report of a message, with a snapshot taken when it was made."""
+
+    class Reason(models.TextChoices):
+        SPAM = "spam", "Spam"
+        HARASSMENT = "harassment", "Harassment"
+        OTHER = "other", "Something else"
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        DISMISSED = "dismissed", "Dismissed"
+        ACTIONED = "actioned", "Action taken"
+
+    message = models.ForeignKey(Message, null=True, on_delete=models.SET_NULL, related_name="reports")
+    reporter = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="reports_made"
+    )
+    reason = models.CharField(max_length=20, choices=Reason.choices)
+    text = models.TextField(max_length=1000, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN, db_index=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    # The message as it was (text, author, room), the ten before it, and for an assistant
+    # reply the prompt it was given: what the moderator judges, whatever happens later.
+    snapshot = models.JSONField(default=dict)
+    room = models.ForeignKey(Room, null=True, on_delete=models.SET_NULL, related_name="+")
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="reports_received",
+    )
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolution = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["message", "reporter"], name="rooms_report_once_per_reporter"),
+        ]
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Report {self.pk} ({self.get_reason_display()}, {self.status})"
+
+
+class ModerationAction(models.Model):
+    """The audit log: every moderator action, who, what, when and why. Never edited."""
+
+    moderator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="moderation_actions"
+    )
+    action = models.CharField(max_length=40)
+    target_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    room = models.ForeignKey(Room, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    report = models.ForeignKey(
+        Report, null=True, blank=True, on_delete=models.SET_NULL, related_name="actions"
+    )
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.moderator} {self.action} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class Notice(models.Model):
+    """A one-line notice for a person (a moderator acted on their report), shown once."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notices")
+    text = models.CharField(max_length=300)
+    created_at = models.DateTimeField(default=timezone.now)
+    seen_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "seen_at"])]
+
+    def __str__(self) -> str:
+        return self.text

@@ -33,7 +33,11 @@ def history_page(room: Room, *, before: int | None = None, size: int | None = No
 def room_members(room: Room) -> list[User]:
     """Members, the owner first, then by when they joined."""
     memberships = Membership.objects.filter(room=room).select_related("user").order_by("joined_at", "pk")
-    members = [m.user for m in memberships]
+    members = []
+    for membership in memberships:
+        # The role travels with the person for pages that list members.
+        membership.user.room_membership = membership
+        members.append(membership.user)
     members.sort(key=lambda u: u.pk != room.owner_id)
     return members
 
@@ -57,13 +61,24 @@ class SidebarEntry:
     muted: bool
 
 
-def sidebar_entries(user: User) -> list[SidebarEntry]:
+class Sidebar(list):
+    """The sidebar's entries, and how many message requests wait outside it."""
+
+    def __init__(self, entries, *, message_requests: int = 0) -> None:
+        super().__init__(entries)
+        self.message_requests = message_requests
+
+
+def sidebar_entries(user: User) -> Sidebar:
     """All the user's rooms, most recently active first, with preview and unread count."""
-    memberships = list(
+    rows = list(
         Membership.objects.filter(user=user, room__archived_at__isnull=True)
         .select_related("room", "room__last_message", "room__last_message__author")
         .order_by("-room__last_activity_at", "-room_id")
     )
+    # Message requests are not in the list; they are only counted, from the same rows.
+    memberships = [m for m in rows if m.request == Membership.Request.NONE]
+    pending = sum(1 for m in rows if m.request == Membership.Request.PENDING and m.room.last_message_id)
     direct_ids = [m.room_id for m in memberships if m.room.is_direct]
     others = {
         m.room_id: m.user
@@ -86,4 +101,18 @@ def sidebar_entries(user: User) -> list[SidebarEntry]:
         )
     # The private assistant room is pinned at the top.
     entries.sort(key=lambda entry: not entry.room.is_private)
-    return entries
+    return Sidebar(entries, message_requests=pending)
+
+
+def message_requests(user: User) -> list[Membership]:
+    """Direct rooms from people I share no room with, that have a message, newest first."""
+    return list(
+        Membership.objects.filter(
+            user=user,
+            request=Membership.Request.PENDING,
+            room__archived_at__isnull=True,
+            room__last_message__isnull=False,
+        )
+        .select_related("room", "room__last_message", "room__last_message__author")
+        .order_by("-room__last_activity_at")
+    )

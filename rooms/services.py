@@ -18,8 +18,9 @@ from django.db.models.functions import Greatest, Least
 from django.utils import timezone
 
 from accounts.models import User
-from rooms import signals
-from rooms.access import can_administer, can_change_message
+from accounts.services import has_blocked
+from rooms import ratelimits, signals
+from rooms.access import can_administer, can_change_message, can_delete_message, can_remove_member, is_owner
 from rooms.markdown import render_message
 from rooms.models import Membership, Message, Room
 
@@ -148,6 +149,11 @@ def do_post_message(
                 return PostResult(existing, created=False)
         if not Membership.objects.filter(room=room, user=author).exists():
             raise PermissionDenied("You are no longer a member of this room.")
+        refusal = send_refusal(room, author)
+        if refusal:
+            raise ValidationError(refusal, code="blocked")
+        ratelimits.hit(ratelimits.messages_burst(), author.pk)
+        ratelimits.hit(ratelimits.messages_sustained(), author.pk)
         reply_to = None
         if reply_to_id is not None:
             reply_to = Message.objects.filter(pk=reply_to_id, room=room).first()
@@ -241,18 +247,33 @@ def do_edit_message(user: User, message: Message, body: str) -> Message:
     return message
 
 
-def do_delete_message(user: User, message: Message) -> Message:
-    """Delete the user's own message: its text is gone, everyone sees "message deleted"."""
-    if not can_change_message(user, message):
+def do_delete_message(user: User, message: Message, *, membership: Membership | None = None) -> Message:
+    """Delete a message: the author's own ("message deleted") or, for a group's owner and
+    admins, anyone's ("removed by an admin")."""
+    if not can_delete_message(user, message, membership):
         raise PermissionDenied("You can only delete your own messages.")
+    removed_by = "" if message.author_id == user.pk else "admin"
+    return _remove_message(message, removed_by=removed_by)
+
+
+def do_remove_message_as_moderator(message: Message) -> Message:
+    """A moderator's removal: everyone sees "removed by a moderator". The caller (the
+    moderation service) checks the moderator and writes the audit entry."""
+    return _remove_message(message, removed_by="moderator")
+
+
+def _remove_message(message: Message, *, removed_by: str) -> Message:
     with transaction.atomic():
         image = message.image.name if message.image else ""
         message.body = ""
         message.html = ""
         message.mentioned_user_ids = []
         message.image = None
+        message.removed_by = removed_by
         message.deleted_at = timezone.now()
-        message.save(update_fields=["body", "html", "mentioned_user_ids", "image", "deleted_at"])
+        message.save(
+            update_fields=["body", "html", "mentioned_user_ids", "image", "removed_by", "deleted_at"]
+        )
         _announce(signals.message_changed, message=message)
         if image:
             # A deleted message's picture is gone too, once the delete is sure to stand.
@@ -285,26 +306,92 @@ def direct_key(a: User, b: User) -> str:
     return f"{low}:{high}"
 
 
+def _share_a_room(user: User, other: User) -> bool:
+    """Whether the two are already in a group together (or talk directly already)."""
+    return (
+        Membership.objects.filter(user=other, room__memberships__user=user, room__archived_at__isnull=True)
+        .exclude(room__kind=Room.Kind.PRIVATE)
+        .filter(request=Membership.Request.NONE)
+        .exists()
+    )
+
+
 def do_open_direct_room(user: User, other: User) -> Room:
-    """The one direct room of this pair, created the first time."""
+    """The one direct room of this pair, created the first time.
+
+    To someone `user` shares no room with, it arrives as a message request: not in their
+    list, notifying nothing, until they accept. Someone who blocked `user` cannot be
+    reached this way.
+    """
     if user.pk == other.pk:
         raise ValidationError("You can't send a direct message to yourself.", code="self")
     if not other.is_active:
         raise ValidationError("That account is not available.", code="inactive")
+    if has_blocked(other.pk, user.pk):
+        raise ValidationError("You can't start a conversation with this person.", code="blocked")
     key = direct_key(user, other)
     room = Room.objects.filter(direct_key=key).first()
     if room is not None:
+        # Opening it myself answers a request I had from them, or brings back one I declined.
+        Membership.objects.filter(room=room, user=user).exclude(request=Membership.Request.NONE).update(
+            request=Membership.Request.NONE
+        )
         return room
+    stranger = not _share_a_room(user, other)
+    if stranger:
+        ratelimits.hit(ratelimits.strangers_messaged(), user.pk)
     try:
         with transaction.atomic():
             room = Room.objects.create(kind=Room.Kind.DIRECT, direct_key=key)
             Membership.objects.bulk_create(
-                [Membership(room=room, user=user), Membership(room=room, user=other)]
+                [
+                    Membership(room=room, user=user),
+                    Membership(
+                        room=room,
+                        user=other,
+                        request=Membership.Request.PENDING if stranger else Membership.Request.NONE,
+                    ),
+                ]
             )
     except IntegrityError:
         # Both people opened the room at the same moment; the other request made it.
         return Room.objects.get(direct_key=key)
     return room
+
+
+def do_accept_request(membership: Membership) -> None:
+    """Accept a message request: the room joins my list like any direct room."""
+    if membership.request == Membership.Request.NONE:
+        return
+    Membership.objects.filter(pk=membership.pk).update(request=Membership.Request.NONE)
+    membership.request = Membership.Request.NONE
+    room, user = membership.room, membership.user
+    transaction.on_commit(
+        lambda: signals.members_changed.send(sender=Message, room=room, added=[user], removed=[])
+    )
+
+
+def do_decline_request(membership: Membership) -> None:
+    """Delete a message request: it leaves my view. The sender is not told."""
+    Membership.objects.filter(pk=membership.pk).update(request=Membership.Request.DECLINED)
+    membership.request = Membership.Request.DECLINED
+
+
+def send_refusal(room: Room, author: User) -> str | None:
+    """Why `author` may not send in this direct room, or None. Someone blocked by the other
+    person gets a neutral reason that does not say so."""
+    if not room.is_direct:
+        return None
+    other_id = (
+        Membership.objects.filter(room=room).exclude(user=author).values_list("user_id", flat=True).first()
+    )
+    if other_id is None:
+        return None
+    if has_blocked(other_id, author.pk):
+        return "You can't send messages in this conversation."
+    if has_blocked(author.pk, other_id):
+        return "You blocked this person. Unblock them to send messages."
+    return None
 
 
 # Groups
@@ -359,6 +446,11 @@ def do_create_group(owner: User, title: str, members: Iterable[User]) -> Room:
 
 def _require_admin(actor: User, room: Room) -> None:
     if not can_administer(actor, room):
+        raise PermissionDenied("Only the group's owner and admins can do that.")
+
+
+def _require_owner(actor: User, room: Room) -> None:
+    if not is_owner(actor, room):
         raise PermissionDenied("Only the group's owner can do that.")
 
 
@@ -384,6 +476,9 @@ def do_add_members(actor: User, room: Room, users: Iterable[User]) -> list[User]
         new = list({u.pk: u for u in users if u.pk not in present}.values())
         if any(not u.is_active for u in new):
             raise ValidationError("One of those accounts is not available.", code="inactive")
+        refusing = [u for u in new if has_blocked(u.pk, actor.pk)]
+        if refusing:
+            raise ValidationError(f"{_names(refusing)} can't be added to this group.", code="blocked")
         if not new:
             return []
         _check_room_size(len(present), len(new))
@@ -397,17 +492,80 @@ def do_add_members(actor: User, room: Room, users: Iterable[User]) -> list[User]
 
 
 def do_remove_member(actor: User, room: Room, user: User) -> None:
-    """The owner removes someone; they lose access to the room at once."""
+    """The owner removes anyone, an admin removes ordinary members; they lose access to
+    the room at once."""
     _require_admin(actor, room)
     if user.pk == actor.pk:
         raise ValidationError("To leave the group, use Leave.", code="self")
     with transaction.atomic():
         room = _lock_room(room.pk)
-        deleted, _ = Membership.objects.filter(room=room, user=user).delete()
-        if not deleted:
+        target = Membership.objects.filter(room=room, user=user).first()
+        if target is None:
             raise ValidationError(f"{user.name} is not in this group.", code="not_member")
+        if not can_remove_member(actor, room, target):
+            raise PermissionDenied("Only the owner can remove the owner or an admin.")
+        target.delete()
         _system_message(room, f"{actor.name} removed {user.name}", actor=actor)
         _announce(signals.members_changed, room=room, added=[], removed=[user])
+
+
+def do_remove_member_as_moderator(room: Room, user: User) -> bool:
+    """A moderator takes someone out of a room (the moderation service audits it)."""
+    with transaction.atomic():
+        room = _lock_room(room.pk)
+        deleted, _ = Membership.objects.filter(room=room, user=user).delete()
+        if not deleted:
+            return False
+        _system_message(room, f"{user.name} was removed by a moderator")
+        if room.owner_id == user.pk and room.is_group:
+            successor = (
+                Membership.objects.filter(room=room)
+                .select_related("user")
+                .order_by("joined_at", "pk")
+                .first()
+            )
+            room.owner = successor.user if successor else None
+            room.save(update_fields=["owner"])
+        _announce(signals.members_changed, room=room, added=[], removed=[user])
+    return True
+
+
+def do_set_admin(actor: User, room: Room, user: User, admin: bool) -> None:
+    """The owner makes a member an admin, or an admin a member again."""
+    _require_owner(actor, room)
+    role = Membership.Role.ADMIN if admin else Membership.Role.MEMBER
+    with transaction.atomic():
+        room = _lock_room(room.pk)
+        target = Membership.objects.filter(room=room, user=user).first()
+        if target is None:
+            raise ValidationError(f"{user.name} is not in this group.", code="not_member")
+        if user.pk == room.owner_id or target.role == role:
+            return
+        target.role = role
+        target.save(update_fields=["role"])
+        text = (
+            f"{actor.name} made {user.name} an admin"
+            if admin
+            else f"{actor.name} removed {user.name} as admin"
+        )
+        _system_message(room, text, actor=actor)
+
+
+def do_set_members_can_invite(actor: User, room: Room, allowed: bool) -> None:
+    """The owner decides whether every member may create invite links."""
+    _require_owner(actor, room)
+    with transaction.atomic():
+        room = _lock_room(room.pk)
+        if room.members_can_invite == allowed:
+            return
+        room.members_can_invite = allowed
+        room.save(update_fields=["members_can_invite"])
+        text = (
+            f"{actor.name} let every member invite people"
+            if allowed
+            else f"{actor.name} made invite links owner and admins only"
+        )
+        _system_message(room, text, actor=actor)
 
 
 def do_leave_room(membership: Membership) -> None:
@@ -443,7 +601,7 @@ def do_leave_room(membership: Membership) -> None:
 
 
 def do_transfer_ownership(actor: User, room: Room, new_owner: User) -> None:
-    _require_admin(actor, room)
+    _require_owner(actor, room)
     with transaction.atomic():
         room = _lock_room(room.pk)
         if not Membership.objects.filter(room=room, user=new_owner).exists():

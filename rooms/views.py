@@ -1,5 +1,8 @@
+import contextlib
+
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -8,19 +11,31 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRedirect
 
 from accounts.models import User
-from accounts.services import do_set_desktop_notifications
-from rooms import presence, services
+from accounts.services import blocked_ids, do_block, do_set_desktop_notifications
+from rooms import invites, moderation, presence, ratelimits, services
 from rooms.access import (
     access_member,
     access_membership,
     access_message,
     can_administer,
     can_change_message,
+    can_delete_message,
+    can_invite,
+    can_remove_member,
+    is_owner,
 )
 from rooms.attachments import make_attachment
-from rooms.forms import AddMembersForm, EditMessageForm, GroupForm, MessageForm, RenameForm
-from rooms.models import Membership, Message
-from rooms.queries import history_page, room_members, room_title, sidebar_entries
+from rooms.forms import (
+    AddMembersForm,
+    EditMessageForm,
+    GroupForm,
+    InviteForm,
+    MessageForm,
+    RenameForm,
+    ReportForm,
+)
+from rooms.models import Invite, Membership, Message
+from rooms.queries import history_page, message_requests, room_members, room_title, sidebar_entries
 
 
 def _redirect(request: HttpRequest, url: str) -> HttpResponse:
@@ -57,7 +72,10 @@ def _room_context(request, membership: Membership, *, before: int | None = None,
         "form": form,
         "reply_to": reply_to,
         "viewer": request.user,
-        "is_admin": can_administer(request.user, room),
+        "is_admin": can_administer(request.user, room, membership),
+        "blocked_ids": sorted(blocked_ids(request.user)),
+        "refusal": services.send_refusal(room, request.user),
+        "is_request": membership.request == Membership.Request.PENDING,
         "sidebar": sidebar_entries(request.user),
     }
 
@@ -204,8 +222,11 @@ def edit_message(request, room_id: int, message_id: int):
 
 @require_POST
 def delete_message(request, room_id: int, message_id: int):
-    membership, message = _own_message(request, room_id, message_id)
-    services.do_delete_message(request.user, message)
+    membership = access_membership(request.user, room_id)
+    message = access_message(membership, message_id)
+    if not can_delete_message(request.user, message, membership):
+        raise PermissionDenied("You can only delete your own messages.")
+    services.do_delete_message(request.user, message, membership=membership)
     if request.htmx:
         return render(request, "rooms/_message.html", {"message": message, "viewer": request.user})
     return redirect(f"{membership.room.get_absolute_url()}#m-{message.pk}")
@@ -267,16 +288,27 @@ def new_group(request):
 # Group settings
 
 
-def _settings_page(request, membership: Membership, *, status=200, rename_form=None, add_form=None):
+def _settings_page(
+    request, membership: Membership, *, status=200, rename_form=None, add_form=None, invite_form=None
+):
     room = membership.room
     members = room_members(room)
+    is_admin = can_administer(request.user, room, membership)
+    for member in members:
+        member.removable = is_admin and can_remove_member(
+            request.user, room, member.room_membership, membership
+        )
     context = {
         "online": presence.online_user_ids(m.pk for m in members),
         "room": room,
         "membership": membership,
         "title": room_title(room, request.user, members),
         "members": members,
-        "is_admin": can_administer(request.user, room),
+        "is_admin": is_admin,
+        "is_owner": is_owner(request.user, room),
+        "can_invite": can_invite(request.user, room, membership),
+        "invites": invites.active_invites(room) if room.is_group else [],
+        "invite_form": invite_form or InviteForm(),
         "rename_form": rename_form or RenameForm(initial={"title": room.title}),
         "add_form": add_form or AddMembersForm(),
         "max_members": settings.ROOM_MAX_MEMBERS,
@@ -292,7 +324,14 @@ def room_settings(request, room_id: int):
 
 def _group_admin(request, room_id) -> Membership:
     membership = access_membership(request.user, room_id)
-    if not can_administer(request.user, membership.room):
+    if not can_administer(request.user, membership.room, membership):
+        raise PermissionDenied("Only the group's owner and admins can do that.")
+    return membership
+
+
+def _group_owner(request, room_id) -> Membership:
+    membership = access_membership(request.user, room_id)
+    if not is_owner(request.user, membership.room):
         raise PermissionDenied("Only the group's owner can do that.")
     return membership
 
@@ -415,3 +454,198 @@ def message_image(request, room_id: int, message_id: int):
     response.headers["Cache-Control"] = "private, max-age=31536000, immutable"
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+@require_POST
+def set_admin(request, room_id: int):
+    """The owner makes a member an admin, or takes it back."""
+    membership = _group_owner(request, room_id)
+    try:
+        member = access_member(membership.room, request.POST.get("user_id"))
+        services.do_set_admin(request.user, membership.room, member, request.POST.get("admin") == "on")
+    except ValidationError as exc:
+        messages.error(request, exc.messages[0])
+    return redirect("rooms:settings", membership.room.pk)
+
+
+@require_POST
+def set_members_can_invite(request, room_id: int):
+    membership = _group_owner(request, room_id)
+    services.do_set_members_can_invite(request.user, membership.room, request.POST.get("allowed") == "on")
+    return redirect("rooms:settings", membership.room.pk)
+
+
+# Invite links
+
+
+@require_POST
+def create_invite(request, room_id: int):
+    membership = access_membership(request.user, room_id)
+    form = InviteForm(request.POST)
+    if form.is_valid():
+        try:
+            invites.do_create_invite(
+                request.user, membership, expiry=form.cleaned_data["expiry"], uses=form.cleaned_data["uses"]
+            )
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            messages.success(request, "Invite link created: copy it from the list below.")
+            return redirect(f"{reverse('rooms:settings', args=[membership.room.pk])}#invites")
+    return _settings_page(request, membership, status=422, invite_form=form)
+
+
+@require_POST
+def revoke_invite(request, room_id: int, invite_id: int):
+    membership = access_membership(request.user, room_id)
+    invite = Invite.objects.filter(pk=invite_id, room_id=membership.room_id).first()
+    if invite is None:
+        raise Http404("No such invite link.")
+    invites.do_revoke_invite(request.user, invite, membership)
+    messages.success(request, "The invite link no longer works.")
+    return redirect(f"{reverse('rooms:settings', args=[membership.room.pk])}#invites")
+
+
+def _client_ip(request) -> str:
+    # REMOTE_ADDR is the proxy's address behind one; see README on running behind a proxy.
+    return request.META.get("REMOTE_ADDR", "unknown")
+
+
+def _join_problem(request, problem: str, message: str):
+    """Say why the link does not work, and count the failure against the address."""
+    status = {"unknown": 404, "expired": 410, "used_up": 410, "full": 409}.get(problem, 400)
+    if problem != invites.InviteProblem.FULL:
+        # Over the limit, the next request is refused before it looks anything up.
+        with contextlib.suppress(ratelimits.RateLimited):
+            ratelimits.hit(ratelimits.failed_joins(), _client_ip(request))
+    return render(request, "rooms/join_problem.html", {"problem": problem, "message": message}, status=status)
+
+
+def _joins_blocked(request):
+    if ratelimits.peek(ratelimits.failed_joins(), _client_ip(request)):
+        message = "Too many invite links that did not work came from your network. Try again in an hour."
+        return render(
+            request, "rooms/join_problem.html", {"problem": "rate_limited", "message": message}, status=429
+        )
+    return None
+
+
+@require_GET
+@login_not_required
+def join(request, token: str):
+    """The preview of an invite: what you would join, before you join it."""
+    blocked = _joins_blocked(request)
+    if blocked is not None:
+        return blocked
+    lookup = invites.look_up(token)
+    if lookup.problem is not None:
+        return _join_problem(request, lookup.problem, invites.PROBLEM_TEXT[lookup.problem])
+    room = lookup.invite.room
+    members = room_members(room)
+    already = request.user.is_authenticated and any(m.pk == request.user.pk for m in members)
+    full = not already and len(members) >= settings.ROOM_MAX_MEMBERS
+    if full:
+        return _join_problem(request, invites.InviteProblem.FULL, invites.PROBLEM_TEXT["full"])
+    context = {"invite": lookup.invite, "room": room, "members": members, "already": already}
+    return render(request, "rooms/join.html", context)
+
+
+@require_POST
+def join_confirm(request, token: str):
+    blocked = _joins_blocked(request)
+    if blocked is not None:
+        return blocked
+    try:
+        result = invites.do_join_by_invite(request.user, token)
+    except invites.CannotJoin as exc:
+        return _join_problem(request, exc.problem, exc.messages[0])
+    if result.joined:
+        messages.success(request, f"You joined {result.room.title}.")
+    return redirect(result.room.get_absolute_url())
+
+
+# Message requests
+
+
+@require_GET
+def requests(request):
+    """Direct messages from people I share no room with, waiting for my answer."""
+    pending = message_requests(request.user)
+    return render(
+        request, "rooms/requests.html", {"requests": pending, "sidebar": sidebar_entries(request.user)}
+    )
+
+
+def _pending(request, room_id) -> Membership:
+    membership = access_membership(request.user, room_id)
+    if membership.request != Membership.Request.PENDING:
+        raise Http404("No such request.")
+    return membership
+
+
+@require_POST
+def accept_request(request, room_id: int):
+    membership = _pending(request, room_id)
+    services.do_accept_request(membership)
+    return redirect(membership.room.get_absolute_url())
+
+
+@require_POST
+def decline_request(request, room_id: int):
+    membership = _pending(request, room_id)
+    services.do_decline_request(membership)
+    messages.success(request, "Request deleted. They won't be told.")
+    return redirect("rooms:requests")
+
+
+@require_POST
+def block_request(request, room_id: int):
+    membership = _pending(request, room_id)
+    other = (
+        Membership.objects.filter(room=membership.room)
+        .exclude(user=request.user)
+        .select_related("user")
+        .first()
+    )
+    services.do_decline_request(membership)
+    if other is not None:
+        do_block(request.user, other.user)
+        messages.success(request, f"You blocked {other.user.name}. They won't be told.")
+    return redirect("rooms:requests")
+
+
+# Reports
+
+
+@require_http_methods(["GET", "POST"])
+def report_message(request, room_id: int, message_id: int):
+    """Report a message in my room to the moderators."""
+    membership = access_membership(request.user, room_id)
+    message = access_message(membership, message_id)
+    form = ReportForm(request.POST or None)
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                moderation.do_report_message(
+                    request.user,
+                    membership,
+                    message,
+                    reason=form.cleaned_data["reason"],
+                    text=form.cleaned_data["text"],
+                )
+            except ValidationError as exc:
+                form.add_error(None, exc)
+            else:
+                messages.success(
+                    request, "Thanks: the moderators will look at it. You'll get a notice when they act."
+                )
+                return redirect(f"{membership.room.get_absolute_url()}#m-{message.pk}")
+        status = 422
+    context = {
+        "room": membership.room,
+        "message": message,
+        "form": form,
+        "sidebar": sidebar_entries(request.user),
+    }
+    return render(request, "rooms/report.html", context, status=status)

@@ -12,8 +12,33 @@
     return found;
   }
 
+  function blockedAuthors() {
+    const list = document.getElementById("messages");
+    return new Set(((list && list.dataset.blocked) || "").split(",").filter(Boolean));
+  }
+
+  // Messages from people I blocked are collapsed; a click shows one.
+  function collapseBlocked(root) {
+    const blocked = blockedAuthors();
+    within(root, ".message[data-author-id]").forEach((el) => {
+      const isBlocked = blocked.has(el.dataset.authorId);
+      el.classList.toggle("is-blocked", isBlocked);
+      if (isBlocked && !el.querySelector(".blocked-notice")) {
+        const notice = document.createElement("button");
+        notice.type = "button";
+        notice.className = "blocked-notice";
+        notice.textContent = "Message from a blocked account · show";
+        notice.addEventListener("click", () => el.classList.add("is-revealed"));
+        el.prepend(notice);
+      }
+    });
+  }
+
+  document.addEventListener("calpico:blocked", () => collapseBlocked(document));
+
   function decorate(root) {
     if (!root.querySelectorAll) return;
+    collapseBlocked(root);
     if (me) {
       within(root, '.message[data-author-id="' + me + '"]').forEach((el) => el.classList.add("is-mine"));
       within(root, '.mention[data-user-id="' + me + '"]').forEach((el) => el.classList.add("mention--me"));
@@ -187,6 +212,8 @@ document.addEventListener("change", async (event) => {
     const match = /(^|[\s(])@([\w.]{0,30})$/.exec(before);
     if (!match) return close();
     const typed = match[2].toLowerCase();
+    // A mention typed out in full needs no menu: Enter then sends the message.
+    if (typed && candidates().some((c) => c.mention.toLowerCase() === typed)) return close();
     choices = candidates()
       .filter((c) => c.mention.toLowerCase().startsWith(typed) || c.label.toLowerCase().startsWith(typed))
       .slice(0, 8);

@@ -124,6 +124,13 @@
       frame.online.forEach((user) => mark(user, true));
       frame.offline.forEach((user) => mark(user, false));
     },
+    blocked(frame) {
+      const list = document.getElementById("messages");
+      if (list) {
+        list.dataset.blocked = frame.users.join(",");
+        document.dispatchEvent(new CustomEvent("calpico:blocked"));
+      }
+    },
     room_removed(frame) {
       document.getElementById("sidebar-entry-" + frame.room)?.remove();
       updateTitle();

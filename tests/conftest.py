@@ -19,6 +19,9 @@ def _media_and_cache(settings, tmp_path):
     # The assistant is unconfigured unless a test asks for the fake server.
     settings.OPENAI_API_KEY = ""
     settings.OPENAI_BASE_URL = ""
+    # Many tests fill rooms with messages; tests/test_rate_limits.py switches these back on.
+    settings.RATE_MESSAGES_PER_10_SECONDS = 0
+    settings.RATE_MESSAGES_PER_HOUR = 0
     # Tests drive runners themselves; the ASGI app must not start one per test loop.
     settings.ASSISTANT_RUNNER_IN_SERVER = False
     if settings.REDIS_URL:
@@ -91,7 +94,10 @@ def group(alice, bob, carol):
 
 @pytest.fixture
 def direct(alice, bob):
-    return services.do_open_direct_room(alice, bob)
+    """An established direct conversation: bob has accepted alice's first message."""
+    room = services.do_open_direct_room(alice, bob)
+    services.do_accept_request(membership(room, bob))
+    return room
 
 
 def membership(room, user):

@@ -28,6 +28,8 @@ import pytest
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
+    from tests.fake_openai import FakeOpenAI
+
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 SCREENSHOT_DIR = PROJECT_DIR / "docs" / "screenshots"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -96,7 +98,7 @@ def _throwaway_database(url: str) -> Iterator[str]:
         run(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-def _server_env(var_dir: Path, database_url: str) -> dict[str, str]:
+def _server_env(var_dir: Path, database_url: str, extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {name: os.environ[name] for name in INHERITED_ENV if os.environ.get(name)}
     env.update(
         DJANGO_SETTINGS_MODULE="calpico.settings",
@@ -105,6 +107,7 @@ def _server_env(var_dir: Path, database_url: str) -> dict[str, str]:
         ACCOUNT_RATE_LIMITS_ENABLED="false",
         PYTHONUNBUFFERED="1",
     )
+    env.update(extra or {})
     if database_url:
         env["DATABASE_URL"] = database_url
     if env.get("REDIS_URL"):
@@ -145,12 +148,14 @@ def _stop(process: subprocess.Popen) -> None:
         process.wait(timeout=10)
 
 
-@pytest.fixture(scope="session")
-def live_app(tmp_path_factory) -> Iterator[str]:
-    """The base URL of a Calpico served by daphne, as `make run` serves it."""
-    var_dir = tmp_path_factory.mktemp("calpico_var")
+@contextmanager
+def _live_server(var_dir: Path, extra_env: dict[str, str] | None = None) -> Iterator[str]:
+    """Migrate a database of its own and serve Calpico with daphne; yields the base URL.
+
+    `extra_env` adds to (or overrides) the server's environment, e.g. OPENAI_BASE_URL.
+    """
     with _throwaway_database(os.environ.get("DATABASE_URL", "").strip()) as database_url:
-        env = _server_env(var_dir, database_url)
+        env = _server_env(var_dir, database_url, extra_env)
         _migrate(env)
 
         port = _free_port()
@@ -173,6 +178,13 @@ def live_app(tmp_path_factory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def live_app(tmp_path_factory) -> Iterator[str]:
+    """The base URL of a Calpico served by daphne, as `make run` serves it."""
+    with _live_server(tmp_path_factory.mktemp("calpico_var")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
 def browser():
     """Chromium driven through Playwright's sync API."""
     if not CHROMIUM.exists():
@@ -188,20 +200,28 @@ def browser():
         browser.close()
 
 
-@pytest.fixture
-def new_page(browser, live_app) -> Iterator[Callable]:
-    """Open a page in a fresh browser context: one person, with their own cookies."""
+@contextmanager
+def _page_opener(browser, base_url: str) -> Iterator[Callable]:
     contexts = []
 
     def open_page():
-        context = browser.new_context(base_url=live_app, viewport=VIEWPORT)
+        context = browser.new_context(base_url=base_url, viewport=VIEWPORT)
         context.set_default_timeout(10_000)
         contexts.append(context)
         return context.new_page()
 
-    yield open_page
-    for context in contexts:
-        context.close()
+    try:
+        yield open_page
+    finally:
+        for context in contexts:
+            context.close()
+
+
+@pytest.fixture
+def new_page(browser, live_app) -> Iterator[Callable]:
+    """Open a page in a fresh browser context: one person, with their own cookies."""
+    with _page_opener(browser, live_app) as open_page:
+        yield open_page
 
 
 VISIBLE_IMAGES_LOADED = """() => Array.from(document.images)
@@ -227,7 +247,9 @@ def screenshot() -> Callable:
         page.mouse.move(0, 0)  # no hover effects in the picture
         # Avatars are loading="lazy": wait for the ones on screen, or they show as grey discs.
         page.wait_for_function(VISIBLE_IMAGES_LOADED)
-        page.screenshot(path=SCREENSHOT_DIR / f"{name}.png")
+        # Transitions jump to their end (hover-only controls fade out at once), and endless
+        # animations (the thinking dots, the streaming cursor) show their resting state.
+        page.screenshot(path=SCREENSHOT_DIR / f"{name}.png", animations="disabled")
 
     return take
 
@@ -316,6 +338,16 @@ def sign_up(page: "Page", username: str, display_name: str) -> None:
     expect(page.locator(".flash")).to_contain_text("Your profile is saved.")
 
 
+def _person_factory(open_page: Callable) -> Callable[[str, str], Person]:
+    def sign_up_person(first_name: str, display_name: str) -> Person:
+        page = open_page()
+        username = f"{first_name}_{secrets.token_hex(3)}"
+        sign_up(page, username, display_name)
+        return Person(page, username, display_name)
+
+    return sign_up_person
+
+
 @pytest.fixture
 def person(new_page) -> Callable[[str, str], Person]:
     """Sign up someone new on live_app, in a browser context of their own.
@@ -323,11 +355,42 @@ def person(new_page) -> Callable[[str, str], Person]:
     The server lives for the whole session, so usernames get a random suffix
     (`person("alice", "Alice Liddell")` signs up e.g. alice_3f9a1c).
     """
+    return _person_factory(new_page)
 
-    def sign_up_person(first_name: str, display_name: str) -> Person:
-        page = new_page()
-        username = f"{first_name}_{secrets.token_hex(3)}"
-        sign_up(page, username, display_name)
-        return Person(page, username, display_name)
 
-    return sign_up_person
+# The assistant: a fake OpenAI-compatible API in the test process, and a server that talks to it.
+
+FAKE_OPENAI_KEY = "sk-calpico-browser-tests"
+
+
+@pytest.fixture(scope="session")
+def fake_openai_server() -> Iterator["FakeOpenAI"]:
+    """One fake OpenAI API for the session; use `fake_openai`, which resets it per test."""
+    from tests.fake_openai import FakeOpenAI
+
+    # A fox-red square, large enough to look like a picture in the room.
+    with FakeOpenAI(api_key=FAKE_OPENAI_KEY, image_size=256, image_color=(214, 92, 40)) as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_openai(fake_openai_server) -> Iterator["FakeOpenAI"]:
+    """The fake OpenAI API that assistant_app talks to, with nothing queued or recorded."""
+    fake_openai_server.reset()
+    yield fake_openai_server
+    fake_openai_server.release()  # no gated or hanging reply outlives its test
+
+
+@pytest.fixture(scope="session")
+def assistant_app(tmp_path_factory, fake_openai_server) -> Iterator[str]:
+    """Like live_app, with the assistant configured to use the fake OpenAI API."""
+    extra_env = {"OPENAI_API_KEY": FAKE_OPENAI_KEY, "OPENAI_BASE_URL": fake_openai_server.base_url}
+    with _live_server(tmp_path_factory.mktemp("calpico_assistant_var"), extra_env) as url:
+        yield url
+
+
+@pytest.fixture
+def assistant_person(browser, assistant_app) -> Iterator[Callable[[str, str], Person]]:
+    """`person`, on assistant_app."""
+    with _page_opener(browser, assistant_app) as open_page:
+        yield _person_factory(open_page)

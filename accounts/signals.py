@@ -1,0 +1,6 @@
+"""What accounts announce after a change commits (rooms' live layer listens)."""
+
+from django.dispatch import Signal
+
+# blocker: the User whose block list changed.
+blocks_changed = Signal()

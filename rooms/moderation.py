@@ -1,0 +1,208 @@
+"""Reports from members and what moderators do about them.
+
+A report keeps a snapshot of what was reported, taken when it is made: the message as it
+was, its author and room, the ten messages before it, and for an assistant reply the
+prompt it was given (through the `report_snapshot` hook the assistant app fills in). The
+moderator judges that, whatever happens to the message later.
+
+Every moderator action goes through `_act`, which writes the audit log entry in the same
+transaction: no action without its record.
+"""
+
+from django.contrib.auth import get_user_model
+from django.contrib.sessions.models import Session
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+from django.dispatch import Signal
+from django.utils import timezone
+
+from accounts.models import User
+from rooms import services
+from rooms.live import close_user_sockets, send_event, user_group
+from rooms.models import Membership, Message, ModerationAction, Notice, Report
+
+CONTEXT_MESSAGES = 10
+
+# message, snapshot (a dict to add to): lets the assistant app add the prompt of the run
+# that wrote an assistant reply, without rooms importing the assistant.
+report_snapshot = Signal()
+
+
+def _describe(message: Message) -> dict:
+    return {
+        "id": message.pk,
+        "seq": message.seq,
+        "kind": message.kind,
+        "author_id": message.author_id,
+        "author": message.author.username if message.author else None,
+        "sender": message.sender_name,
+        "body": message.body,
+        "had_image": bool(message.image),
+        "created_at": message.created_at.isoformat(),
+        "deleted": message.is_deleted,
+    }
+
+
+def take_snapshot(message: Message) -> dict:
+    before = (
+        Message.objects.filter(room_id=message.room_id, seq__lt=message.seq)
+        .select_related("author")
+        .order_by("-seq")[:CONTEXT_MESSAGES]
+    )
+    room = message.room
+    snapshot = {
+        "message": _describe(message),
+        "room": {"id": room.pk, "kind": room.kind, "title": room.title},
+        "context": [_describe(m) for m in reversed(list(before))],
+    }
+    report_snapshot.send(sender=Message, message=message, snapshot=snapshot)
+    return snapshot
+
+
+def do_report_message(
+    reporter: User, membership: Membership, message: Message, *, reason: str, text: str
+) -> Report:
+    """A member reports a message in their room, once."""
+    if message.room_id != membership.room_id:
+        raise PermissionDenied("That message is not in your room.")
+    if message.is_system:
+        raise ValidationError("System messages can't be reported.", code="system")
+    if message.author_id == reporter.pk:
+        raise ValidationError("You can't report your own message.", code="own")
+    if reason not in Report.Reason.values:
+        raise ValidationError("Choose a reason.", code="reason")
+    text = (text or "").strip()
+    if len(text) > 1000:
+        raise ValidationError("Tell us in at most 1,000 characters.", code="too_long")
+    try:
+        with transaction.atomic():
+            return Report.objects.create(
+                message=message,
+                reporter=reporter,
+                reason=reason,
+                text=text,
+                snapshot=take_snapshot(message),
+                room=message.room,
+                author=message.author,
+            )
+    except IntegrityError:
+        raise ValidationError("You already reported this message.", code="duplicate") from None
+
+
+# Moderator actions
+
+
+def _check_moderator(moderator: User) -> None:
+    if not (moderator.is_active and moderator.is_staff):
+        raise PermissionDenied("Only moderators can do that.")
+
+
+def _act(moderator: User, action: str, *, reason: str = "", report=None, user=None, room=None, message=None):
+    return ModerationAction.objects.create(
+        moderator=moderator,
+        action=action,
+        reason=reason,
+        report=report,
+        target_user=user,
+        room=room,
+        message=message,
+    )
+
+
+def _resolve(report: Report, moderator: User, status: str, resolution: str) -> None:
+    """Close a report (and any other open report of the same message) and tell reporters."""
+    now = timezone.now()
+    reports = Report.objects.filter(status=Report.Status.OPEN)
+    reports = reports.filter(message=report.message) if report.message_id else reports.filter(pk=report.pk)
+    reporters = list(reports.exclude(reporter=None).values_list("reporter_id", flat=True))
+    reports.update(status=status, resolved_by=moderator, resolved_at=now, resolution=resolution)
+    if status == Report.Status.DISMISSED:
+        text = "A moderator reviewed a message you reported and took no action."
+    else:
+        text = f"A moderator acted on a message you reported: {resolution}."
+    for reporter_id in reporters:
+        do_notify(reporter_id, text)
+
+
+def do_notify(user_id: int, text: str) -> Notice:
+    notice = Notice.objects.create(user_id=user_id, text=text)
+    transaction.on_commit(lambda: send_event(user_group(user_id), {"type": "user.notice", "text": text}))
+    return notice
+
+
+def do_dismiss_report(moderator: User, report: Report, *, reason: str = "") -> None:
+    _check_moderator(moderator)
+    with transaction.atomic():
+        _act(moderator, "dismiss report", reason=reason, report=report, user=report.author, room=report.room)
+        _resolve(report, moderator, Report.Status.DISMISSED, "dismissed")
+
+
+def do_remove_reported_message(moderator: User, report: Report, *, reason: str = "") -> None:
+    _check_moderator(moderator)
+    with transaction.atomic():
+        message = report.message
+        if message is not None and not message.is_deleted:
+            services.do_remove_message_as_moderator(message)
+        _act(
+            moderator,
+            "delete message",
+            reason=reason,
+            report=report,
+            user=report.author,
+            room=report.room,
+            message=message,
+        )
+        _resolve(report, moderator, Report.Status.ACTIONED, "the message was removed")
+
+
+def do_remove_author_from_room(moderator: User, report: Report, *, reason: str = "") -> None:
+    _check_moderator(moderator)
+    if report.author is None or report.room is None:
+        raise ValidationError("This report has no author or room any more.", code="gone")
+    with transaction.atomic():
+        services.do_remove_member_as_moderator(report.room, report.author)
+        _act(
+            moderator, "remove from room", reason=reason, report=report, user=report.author, room=report.room
+        )
+        _resolve(report, moderator, Report.Status.ACTIONED, "the author was removed from the room")
+
+
+def end_sessions(user: User) -> int:
+    """Sign the user out everywhere: delete their sessions (database-backed)."""
+    ended = 0
+    for session in Session.objects.filter(expire_date__gt=timezone.now()).iterator():
+        if str(session.get_decoded().get("_auth_user_id")) == str(user.pk):
+            session.delete()
+            ended += 1
+    return ended
+
+
+def do_suspend(moderator: User, user: User, *, reason: str = "", report: Report | None = None) -> None:
+    """Deactivate the account, end its sessions and close its open sockets at once."""
+    _check_moderator(moderator)
+    if user.pk == moderator.pk:
+        raise ValidationError("You can't suspend yourself.", code="self")
+    with transaction.atomic():
+        get_user_model().objects.filter(pk=user.pk).update(is_active=False)
+        user.is_active = False
+        end_sessions(user)
+        user_id = user.pk
+        transaction.on_commit(lambda: close_user_sockets(user_id, reason="suspended"))
+        _act(
+            moderator,
+            "suspend",
+            reason=reason,
+            report=report,
+            user=user,
+            room=report.room if report else None,
+        )
+        if report is not None:
+            _resolve(report, moderator, Report.Status.ACTIONED, "the author's account was suspended")
+
+
+def do_unsuspend(moderator: User, user: User, *, reason: str = "") -> None:
+    _check_moderator(moderator)
+    with transaction.atomic():
+        get_user_model().objects.filter(pk=user.pk).update(is_active=True)
+        user.is_active = True
+        _act(moderator, "unsuspend", reason=reason, user=user)
