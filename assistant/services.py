@@ -26,6 +26,7 @@ from assistant.models import (
     Memory,
     ReplyMode,
 )
+from rooms.access import can_administer
 from rooms.live import send_room_fragment
 from rooms.models import Membership, Message, Room
 from rooms.services import (
@@ -65,7 +66,7 @@ def settings_for(room: Room) -> AssistantSettings:
 
 def can_change_assistant(user: User, room: Room, assistant: AssistantSettings) -> bool:
     if room.is_group:
-        return assistant.members_can_edit or room.owner_id == user.pk
+        return assistant.members_can_edit or can_administer(user, room)
     return True  # a direct room's two members, or the owner of a private room
 
 
@@ -114,7 +115,7 @@ def do_update_assistant(
         room = Room.objects.select_for_update().get(pk=room.pk)
         assistant = settings_for(room)
         if not can_change_assistant(actor, room, assistant):
-            raise PermissionDenied("Only the group's owner can change the assistant here.")
+            raise PermissionDenied("Only the group's owner and admins can change the assistant here.")
         name = clean_assistant_name(name)
         personality = clean_personality(personality)
         if reply_mode not in ReplyMode.values:

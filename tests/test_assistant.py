@@ -81,7 +81,7 @@ def test_the_owner_can_make_the_assistant_owner_only(alice_client, bob_client, g
     )
     assert response.status_code == 403
     assert (
-        "Only the group’s owner can change the assistant here."
+        "Only the group’s owner and admins can change the assistant here."
         in bob_client.get(reverse("rooms:settings", args=[group.pk])).content.decode()
     )
 

@@ -114,3 +114,23 @@ def test_competing_runners_claim_each_assistant_run_exactly_once(settings):
     running = AssistantRun.objects.filter(status="running")
     assert sorted(running.values_list("room_id", flat=True)) == sorted(r.pk for r in rooms)
     assert AssistantRun.objects.filter(status="queued").count() == 6
+
+
+def test_people_racing_for_an_invites_last_use_get_in_exactly_once():
+    """Six people press Join on a one-use link at the same instant: one gets in."""
+    from rooms import invites
+    from rooms.models import Invite, Membership
+
+    owner = make_user("owner")
+    room = services.do_create_group(owner, "Exclusive", [])
+    invite = invites.do_create_invite(owner, membership(room, owner), expiry="1d", uses="1")
+    people = [make_user(f"racer{i}") for i in range(6)]
+
+    results = run_together(6, lambda i: invites.do_join_by_invite(people[i], invite.token))
+
+    joined = [r for r in results if not isinstance(r, Exception)]
+    refused = [r for r in results if isinstance(r, invites.CannotJoin)]
+    assert len(joined) == 1 and len(refused) == 5, results
+    assert all(r.problem == "used_up" for r in refused)
+    assert Invite.objects.get(pk=invite.pk).uses == 1
+    assert Membership.objects.filter(room=room).count() == 2

@@ -21,6 +21,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from html import unescape
 from http.cookies import SimpleCookie
 from pathlib import Path
 from urllib.parse import quote, urlencode
@@ -42,6 +43,7 @@ pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 STARTUP_TIMEOUT = 30.0
+HOURLY_LIMIT = 6
 # How long a live event may take to cross from one process to a socket on the other.
 DELIVERY_TIMEOUT = 5.0
 
@@ -133,6 +135,10 @@ def servers(transactional_db, settings, tmp_path) -> Iterator[tuple[Server, Serv
         CACHE_KEY_PREFIX=prefix,
         ACCOUNT_RATE_LIMITS_ENABLED="false",
         PYTHONUNBUFFERED="1",
+        # Small enough for a test to reach; the burst limit is left out (its 10 s window
+        # could roll over mid-test).
+        RATE_MESSAGES_PER_HOUR=str(HOURLY_LIMIT),
+        RATE_MESSAGES_PER_10_SECONDS="0",
     )
     started = [_start(env, var_dir, "a"), _start(env, var_dir, "b")]
     try:
@@ -210,8 +216,8 @@ async def _close_code(ws: ClientConnection) -> int:
     return await asyncio.wait_for(wait(), DELIVERY_TIMEOUT)
 
 
-def _post_message(server: Server, person: Person, room: Room, body: str) -> None:
-    """Send a message through this server the way the no-JS composer does."""
+def _post_message(server: Server, person: Person, room: Room, body: str, expect: int = 302) -> str:
+    """Send a message through this server the way the no-JS composer does; the page."""
     cookies = {"sessionid": person.session_key}
     page = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
     page.request("GET", f"/r/{room.pk}/", headers={"Cookie": f"sessionid={person.session_key}"})
@@ -234,10 +240,11 @@ def _post_message(server: Server, person: Person, room: Room, body: str) -> None
         },
     )
     response = page.getresponse()
-    response.read()
+    content = response.read().decode()
     page.close()
     # A successful no-JS send redirects to the message.
-    assert response.status == 302, f"{response.status}: {server.log.read_text()[-2000:]}"
+    assert response.status == expect, f"{response.status}: {server.log.read_text()[-2000:]}"
+    return content
 
 
 @sync_to_async
@@ -279,3 +286,17 @@ async def test_removing_a_member_closes_their_socket_on_another_process(servers,
     finally:
         await alice_ws.close()
         await bob_ws.close()
+
+
+async def test_the_message_rate_limit_counts_across_processes(servers, people, room):
+    """Alternating between two processes does not double anyone's allowance."""
+    a, b = servers
+    if time.time() % 3600 > 3570:  # the hourly window is about to roll over
+        await asyncio.sleep(3601 - time.time() % 3600)
+    for i in range(HOURLY_LIMIT):
+        await asyncio.to_thread(_post_message, (a, b)[i % 2], people["alice"], room, f"message {i}")
+    page = await asyncio.to_thread(_post_message, b, people["alice"], room, "one more", 422)
+    assert "You are sending messages too often. Try again in" in unescape(page)
+    page = await asyncio.to_thread(_post_message, a, people["alice"], room, "and via A", 422)
+    assert "and via A" in page  # the refused text stays in the composer
+    await asyncio.to_thread(_post_message, a, people["bob"], room, "bob is unaffected")
