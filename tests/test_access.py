@@ -31,6 +31,21 @@ def room_urls(room, message):
         ("post", reverse("rooms:remove_member", args=[room.pk]), {"user_id": "1"}),
         ("post", reverse("rooms:transfer_ownership", args=[room.pk]), {"user_id": "1"}),
         ("post", reverse("rooms:leave", args=[room.pk]), {}),
+        ("get", reverse("rooms:report", args=[room.pk, message.pk]), {}),
+        ("post", reverse("rooms:report", args=[room.pk, message.pk]), {"reason": "spam"}),
+        ("get", reverse("rooms:message_image", args=[room.pk, message.pk]), {}),
+        ("post", reverse("rooms:set_admin", args=[room.pk]), {"user_id": "1", "admin": "on"}),
+        ("post", reverse("rooms:invite_policy", args=[room.pk]), {}),
+        ("post", reverse("rooms:create_invite", args=[room.pk]), {"expiry": "7d", "uses": "unlimited"}),
+        ("post", reverse("rooms:revoke_invite", args=[room.pk, 1]), {}),
+        ("post", reverse("rooms:accept_request", args=[room.pk]), {}),
+        ("post", reverse("rooms:decline_request", args=[room.pk]), {}),
+        ("post", reverse("rooms:block_request", args=[room.pk]), {}),
+        ("get", reverse("assistant:settings", args=[room.pk]), {}),
+        ("post", reverse("assistant:settings", args=[room.pk]), {"name": "Mine", "reply_mode": "always"}),
+        ("post", reverse("assistant:stop", args=[room.pk, message.pk]), {}),
+        ("post", reverse("assistant:retry", args=[room.pk, message.pk]), {}),
+        ("get", reverse("assistant:share", args=[room.pk, message.pk]), {}),
     ]
 
 
@@ -99,3 +114,71 @@ def test_media_requires_login(client, alice_client, alice, settings):
     assert client.get("/media/avatars/x.webp").status_code == 302
     assert alice_client.get("/media/avatars/x.webp").status_code == 200
     assert alice_client.get("/media/../calpico.sqlite3").status_code in (400, 404)
+
+
+# What each role in a group may do: owner, admin, member.
+
+
+def _as(role, alice, bob, carol):
+    """The acting user for a role in the `group` fixture (alice owns it)."""
+    return {"owner": alice, "admin": bob, "member": carol}[role]
+
+
+def _attempts(group, alice, bob, carol, mallory):
+    target_message = services.do_post_message(membership(group, mallory), "someone else's").message
+    return {
+        "rename": ("post", reverse("rooms:rename", args=[group.pk]), {"title": "Renamed"}),
+        "add member": ("post", reverse("rooms:add_members", args=[group.pk]), {"members": "dave"}),
+        "remove member": ("post", reverse("rooms:remove_member", args=[group.pk]), {"user_id": mallory.pk}),
+        "remove others' message": (
+            "post",
+            reverse("rooms:delete_message", args=[group.pk, target_message.pk]),
+            {},
+        ),
+        "name an admin": (
+            "post",
+            reverse("rooms:set_admin", args=[group.pk]),
+            {"user_id": mallory.pk, "admin": "on"},
+        ),
+        "hand over": ("post", reverse("rooms:transfer_ownership", args=[group.pk]), {"user_id": mallory.pk}),
+        "invite policy": ("post", reverse("rooms:invite_policy", args=[group.pk]), {}),
+    }
+
+
+ALLOWED = {
+    "owner": {
+        "rename",
+        "add member",
+        "remove member",
+        "remove others' message",
+        "name an admin",
+        "hand over",
+        "invite policy",
+    },
+    "admin": {"rename", "add member", "remove member", "remove others' message"},
+    "member": set(),
+}
+
+
+@pytest.mark.parametrize("role", ["owner", "admin", "member"])
+def test_each_role_does_exactly_what_it_may(role, alice, bob, carol, group):
+    from tests.conftest import client_for, make_user
+
+    mallory = make_user("mallory")
+    make_user("dave")
+    services.do_add_members(alice, group, [mallory])
+    services.do_set_admin(alice, group, bob, True)
+    client = client_for(_as(role, alice, bob, carol))
+    for name, (method, url, data) in _attempts(group, alice, bob, carol, mallory).items():
+        response = getattr(client, method)(url, data)
+        if name in ALLOWED[role]:
+            assert response.status_code == 302, (role, name, response.status_code)
+        else:
+            assert response.status_code == 403, (role, name, response.status_code)
+        # Put things back for the next attempt.
+        group.refresh_from_db()
+        if group.owner_id != alice.pk:
+            group.owner = alice
+            group.save(update_fields=["owner"])
+        if not group.memberships.filter(user=mallory).exists():
+            services.do_add_members(alice, group, [mallory])
