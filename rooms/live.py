@@ -141,6 +141,14 @@ def announce_members_changed(sender, room: Room, added: list, removed: list, **k
             )
     for user in removed:
         send_event(user_group(user.pk), {"type": "membership.removed", "room_id": room.pk})
+    if room.is_group and (added or removed):
+        # Pages showing the group: its member count, faces and @ suggestions.
+        from rooms.presence import online_user_ids
+        from rooms.queries import room_members
+
+        members = room_members(room)
+        context = {"room": room, "members": members, "online": online_user_ids(m.pk for m in members)}
+        send_room_fragment(room.pk, render_to_string("rooms/live/members.html", context))
 
 
 @receiver(signals.membership_updated)

@@ -63,7 +63,7 @@ def _room_context(request, membership: Membership, *, before: int | None = None,
         reply_to = _reply_target(membership, form.data.get("reply_to"))
     members = room_members(room)
     return {
-        "online": presence.online_user_ids(m.pk for m in members),
+        "online": _visible_online(members),
         "room": room,
         "membership": membership,
         "title": room_title(room, request.user, members),
@@ -78,6 +78,14 @@ def _room_context(request, membership: Membership, *, before: int | None = None,
         "is_request": membership.request == Membership.Request.PENDING,
         "sidebar": sidebar_entries(request.user),
     }
+
+
+def _visible_online(members) -> set[int]:
+    """Who shows as online: not someone who has not accepted this conversation's request
+    (a stranger would learn they are around)."""
+    return presence.online_user_ids(
+        m.pk for m in members if m.room_membership.request == Membership.Request.NONE
+    )
 
 
 def _reply_target(membership: Membership, value) -> Message | None:
@@ -299,7 +307,7 @@ def _settings_page(
             request.user, room, member.room_membership, membership
         )
     context = {
-        "online": presence.online_user_ids(m.pk for m in members),
+        "online": _visible_online(members),
         "room": room,
         "membership": membership,
         "title": room_title(room, request.user, members),

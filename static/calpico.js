@@ -40,6 +40,9 @@
     if (!root.querySelectorAll) return;
     collapseBlocked(root);
     if (me) {
+      // Pushed fragments are rendered for everyone: I am online, and I don't mention myself.
+      within(root, '[data-presence-user="' + me + '"]').forEach((el) => el.classList.add("is-online"));
+      within(root, '#mention-candidates li[data-user-id="' + me + '"]').forEach((el) => el.remove());
       within(root, '.message[data-author-id="' + me + '"]').forEach((el) => el.classList.add("is-mine"));
       within(root, '.mention[data-user-id="' + me + '"]').forEach((el) => el.classList.add("mention--me"));
     }

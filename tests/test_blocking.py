@@ -226,3 +226,14 @@ async def test_a_request_notifies_nothing_until_accepted(alice, mallory):
     await sync_to_async(lambda: services.do_post_message(membership(room, mallory), "now?"))()
     assert "toast" in html(await frames(socket))
     await socket.disconnect()
+
+
+def test_a_stranger_does_not_see_whether_i_am_online(alice, mallory_client, mallory):
+    from rooms import presence
+
+    presence.refresh(alice.pk)
+    mallory_client.post(reverse("rooms:open_direct", args=["alice"]))
+    room = Room.objects.get(kind="direct")
+    page = text(mallory_client.get(room.get_absolute_url()))
+    assert f'class="presence" data-presence-user="{alice.pk}"' in page
+    assert f'class="presence is-online" data-presence-user="{alice.pk}"' not in page

@@ -192,3 +192,19 @@ def test_invite_links_created_are_rate_limited(settings, alice_client, group):
     assert response.status_code == 422
     assert "You are creating invite links too often. Try again in" in response.content.decode()
     assert Invite.objects.count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_pages_showing_the_group_see_the_newcomer_at_once(alice, mallory, group):
+    from asgiref.sync import sync_to_async
+
+    from tests.test_consumer import connected, frames, html
+
+    invite = await sync_to_async(make_invite)(group, alice)
+    socket = await connected(alice, group)
+    await sync_to_async(invites.do_join_by_invite)(mallory, invite.token)
+    received = html(await frames(socket, timeout=0.5))
+    assert "mallory joined with an invite link" in received
+    assert '<span id="room-member-count" hx-swap-oob="true">4 members</span>' in received
+    assert 'data-mention="mallory"' in received
+    await socket.disconnect()
