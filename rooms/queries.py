@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from accounts.models import User
+from accounts.services import blocked_ids
 from rooms.models import Membership, Message, Room
 
 
@@ -64,9 +65,11 @@ class SidebarEntry:
 class Sidebar(list):
     """The sidebar's entries, and how many message requests wait outside it."""
 
-    def __init__(self, entries, *, message_requests: int = 0) -> None:
+    def __init__(self, entries, *, message_requests: int = 0, blocked: frozenset[int] = frozenset()) -> None:
         super().__init__(entries)
         self.message_requests = message_requests
+        # People the user blocked: their messages never show as a preview.
+        self.blocked = blocked
 
 
 def sidebar_entries(user: User) -> Sidebar:
@@ -101,7 +104,7 @@ def sidebar_entries(user: User) -> Sidebar:
         )
     # The private assistant room is pinned at the top.
     entries.sort(key=lambda entry: not entry.room.is_private)
-    return Sidebar(entries, message_requests=pending)
+    return Sidebar(entries, message_requests=pending, blocked=frozenset(blocked_ids(user)))
 
 
 def message_requests(user: User) -> list[Membership]:

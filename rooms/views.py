@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRedirect
 
 from accounts.models import User
-from accounts.services import blocked_ids, do_block, do_set_desktop_notifications
+from accounts.services import do_block, do_set_desktop_notifications
 from rooms import invites, moderation, presence, ratelimits, services
 from rooms.access import (
     access_member,
@@ -62,6 +62,7 @@ def _room_context(request, membership: Membership, *, before: int | None = None,
     elif form.data.get("reply_to"):
         reply_to = _reply_target(membership, form.data.get("reply_to"))
     members = room_members(room)
+    sidebar = sidebar_entries(request.user)
     return {
         "online": _visible_online(members),
         "room": room,
@@ -73,10 +74,10 @@ def _room_context(request, membership: Membership, *, before: int | None = None,
         "reply_to": reply_to,
         "viewer": request.user,
         "is_admin": can_administer(request.user, room, membership),
-        "blocked_ids": sorted(blocked_ids(request.user)),
+        "blocked_ids": sorted(sidebar.blocked),
         "refusal": services.send_refusal(room, request.user),
         "is_request": membership.request == Membership.Request.PENDING,
-        "sidebar": sidebar_entries(request.user),
+        "sidebar": sidebar,
     }
 
 

@@ -85,6 +85,9 @@ def test_in_a_shared_group_their_messages_are_collapsed_for_me_only(
     post(bob_client, group, "hello group")
     page = text(alice_client.get(group.get_absolute_url()))
     assert f'data-blocked="{bob.pk}"' in page
+    # Nor does the sidebar quote them.
+    sidebar = page[page.index('id="sidebar"') : page.index("</nav>")]
+    assert "hello group" not in sidebar and "Message from a blocked account" in sidebar
     assert 'data-blocked=""' in text(bob_client.get(group.get_absolute_url()))
 
 
