@@ -184,9 +184,14 @@ def live_app(tmp_path_factory) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Chromium driven through Playwright's sync API."""
+    """Chromium driven through Playwright's sync API.
+
+    Per module, not per session: while Playwright's sync API is open its event loop
+    counts as running in the main thread, and async tests after the browser tests
+    (pytest-asyncio) would refuse to start.
+    """
     if not CHROMIUM.exists():
         reason = f"Browser tests need Chromium at {CHROMIUM} (on Debian: apt-get install chromium)."
         if os.environ.get("CI", "").lower() == "true":
