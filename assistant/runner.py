@@ -113,6 +113,10 @@ class Progress:
 
 def claim_next(worker: str) -> Claimed | None:
     """Take the oldest queued run in a room with nothing running, or None."""
+    # Most looks find nothing: answer that without a locking transaction (on SQLite,
+    # BEGIN IMMEDIATE takes the database's write lock).
+    if not AssistantRun.objects.filter(status=AssistantRun.Status.QUEUED).exists():
+        return None
     while True:
         with transaction.atomic():
             busy_rooms = AssistantRun.objects.filter(status=AssistantRun.Status.RUNNING).values("room_id")
@@ -223,7 +227,7 @@ def finish(
             completion_tokens=completion_tokens,
             worker="",
         )
-        message = Message.objects.get(pk=claimed.message_id)
+        message = Message.objects.select_related("room").get(pk=claimed.message_id)
         note = error if status == AssistantRun.Status.FAILED else ""
         if status == AssistantRun.Status.CANCELLED:
             note = "Stopped."
@@ -289,6 +293,8 @@ class Runner:
         self.stopping: set[int] = set()
         self.wake = asyncio.Event()
         self.loop: asyncio.AbstractEventLoop | None = None
+        self._client: openai.AsyncOpenAI | None = None
+        self._client_key: tuple | None = None
 
     # Driving
 
@@ -329,11 +335,14 @@ class Runner:
     async def drain(self) -> None:
         """Do every queued run, including ones queued while doing them, then return."""
         self.loop = asyncio.get_running_loop()
-        while True:
-            await self.fill()
-            if not self.tasks:
-                return
-            await asyncio.wait(list(self.tasks.values()), return_when=asyncio.FIRST_COMPLETED)
+        try:
+            while True:
+                await self.fill()
+                if not self.tasks:
+                    return
+                await asyncio.wait(list(self.tasks.values()), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await self.close()
 
     def notify_threadsafe(self) -> None:
         if self.loop is not None and not self.loop.is_closed():
@@ -387,8 +396,21 @@ class Runner:
         except Exception:
             log.exception("Could not store the end of assistant run %s", claimed.run_id)
 
+    def client(self) -> openai.AsyncOpenAI:
+        """One client for the runner's life: building one loads the CA bundle (tens of ms,
+        on the event loop) and each keeps its connections to the model open for reuse."""
+        key = (settings.OPENAI_API_KEY, settings.OPENAI_BASE_URL, settings.ASSISTANT_TIMEOUT_SECONDS)
+        if self._client is None or self._client_key != key:
+            self._client, self._client_key = make_client(), key
+        return self._client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
     async def _stream_reply(self, claimed: Claimed, progress: Progress) -> None:
-        client = make_client()
+        client = self.client()
         extra = {}
         if settings.ASSISTANT_MAX_REPLY_TOKENS:
             extra["max_tokens"] = settings.ASSISTANT_MAX_REPLY_TOKENS
@@ -421,20 +443,15 @@ class Runner:
                     await self._push(claimed, progress)
         finally:
             await stream.close()
-            await client.close()
         if not finished:
             raise StreamCut()
 
     async def _make_image(self, claimed: Claimed, progress: Progress):
-        client = make_client()
         model = claimed.model
         extra = {} if model.startswith("gpt-image") else {"response_format": "b64_json"}
-        try:
-            result = await client.images.generate(
-                model=model, prompt=claimed.prompt["prompt"], size=settings.ASSISTANT_IMAGE_SIZE, n=1, **extra
-            )
-        finally:
-            await client.close()
+        result = await self.client().images.generate(
+            model=model, prompt=claimed.prompt["prompt"], size=settings.ASSISTANT_IMAGE_SIZE, n=1, **extra
+        )
         item = result.data[0]
         if item.b64_json:
             data = base64.b64decode(item.b64_json)

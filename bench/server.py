@@ -177,15 +177,7 @@ class Daphne(Server):
             return ""
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-            except ProcessLookupError:
-                pass
+        stop_process_group(self.process)
         if self in _started:
             _started.remove(self)
 
@@ -196,3 +188,17 @@ def stop_all() -> None:
             server.stop()
         except Exception as exc:  # keep stopping the others
             print(f"could not stop {server.name}: {exc}", file=sys.stderr)
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    """SIGTERM the process's group, SIGKILL it after 10 s; nothing if it has exited."""
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    except ProcessLookupError:
+        pass
