@@ -184,15 +184,14 @@ class ReportAdmin(admin.ModelAdmin):
     def snapshot_view(self, report: Report):
         snapshot = report.snapshot or {}
         rows = [*snapshot.get("context", []), {**snapshot.get("message", {}), "reported": True}]
+        # Plain markup: the Content-Security-Policy allows no inline styles, even here.
         items = format_html_join(
             "",
-            '<li style="{}"><strong>{}</strong>: {}</li>',
+            "<li>{}</li>",
             (
-                (
-                    "font-weight:bold;background:#fff3cd" if row.get("reported") else "",
-                    row.get("sender"),
-                    row.get("body"),
-                )
+                (format_html("<mark><strong>{}</strong>: {}</mark>", row.get("sender"), row.get("body")),)
+                if row.get("reported")
+                else (format_html("<strong>{}</strong>: {}", row.get("sender"), row.get("body")),)
                 for row in rows
             ),
         )
@@ -200,7 +199,7 @@ class ReportAdmin(admin.ModelAdmin):
         prompt = ""
         if run:
             prompt = format_html(
-                "<p>Assistant run {} ({}), asked by {}.</p><pre style='white-space:pre-wrap'>{}</pre>",
+                "<p>Assistant run {} ({}), asked by {}.</p><pre>{}</pre>",
                 run.get("id"),
                 run.get("model"),
                 run.get("requested_by"),
