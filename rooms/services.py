@@ -152,6 +152,11 @@ def do_post_message(
         refusal = send_refusal(room, author)
         if refusal:
             raise ValidationError(refusal, code="blocked")
+        # Replying to a message request accepts it.
+        if Membership.objects.filter(room=room, user=author, request=Membership.Request.PENDING).update(
+            request=Membership.Request.NONE
+        ):
+            _announce(signals.members_changed, room=room, added=[author], removed=[])
         ratelimits.hit(ratelimits.messages_burst(), author.pk)
         ratelimits.hit(ratelimits.messages_sustained(), author.pk)
         reply_to = None

@@ -241,3 +241,10 @@ def test_a_stranger_does_not_see_whether_i_am_online(alice, mallory_client, mall
     page = text(mallory_client.get(room.get_absolute_url()))
     assert f'class="presence" data-presence-user="{alice.pk}"' in page
     assert f'class="presence is-online" data-presence-user="{alice.pk}"' not in page
+
+
+def test_replying_to_a_request_accepts_it(alice, alice_client, mallory_client):
+    room = _request_from_mallory(mallory_client)
+    services.do_post_message(membership(room, alice), "who is this?")
+    assert Membership.objects.get(room=room, user=alice).request == ""
+    assert f'id="sidebar-entry-{room.pk}"' in text(alice_client.get(reverse("rooms:index")))
