@@ -102,10 +102,6 @@ class AssistantRun(models.Model):
         return f"Run {self.pk} in room {self.room_id} ({self.status})"
 
     @property
-    def is_active(self) -> bool:
-        return self.status in (self.Status.QUEUED, self.Status.RUNNING)
-
-    @property
     def time_to_first_token(self) -> float | None:
         if self.started_at and self.first_token_at:
             return (self.first_token_at - self.started_at).total_seconds()

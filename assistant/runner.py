@@ -294,6 +294,7 @@ class Runner:
         self.wake = asyncio.Event()
         self.loop: asyncio.AbstractEventLoop | None = None
         self._client: openai.AsyncOpenAI | None = None
+        self.serve_task: asyncio.Task | None = None
         self._client_key: tuple | None = None
 
     # Driving
@@ -497,10 +498,6 @@ def _download(url: str) -> bytes:
 _runner: Runner | None = None
 
 
-def current() -> Runner | None:
-    return _runner
-
-
 def install(runner: Runner | None) -> None:
     """Make `runner` the one notify() and cancel() reach in this process (tests, workers)."""
     global _runner
@@ -515,8 +512,8 @@ def ensure_started() -> None:
     _runner = Runner()
     # Without Redis there is one process: whatever is still running was left by a restart.
     everything = not settings.REDIS_URL
-    task = asyncio.get_running_loop().create_task(_runner.serve(recover_everything=everything))
-    _runner.serve_task = task
+    # Kept on the runner: the event loop holds tasks only weakly.
+    _runner.serve_task = asyncio.get_running_loop().create_task(_runner.serve(recover_everything=everything))
 
 
 def notify() -> None:

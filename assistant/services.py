@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -353,12 +352,6 @@ def do_retry_run(user: User, run: AssistantRun) -> RunAction:
             )
         transaction.on_commit(_wake_runner)
     return RunAction(retry, True)
-
-
-def active_runs(room: Room):
-    return AssistantRun.objects.filter(room=room).filter(
-        Q(status=AssistantRun.Status.QUEUED) | Q(status=AssistantRun.Status.RUNNING)
-    )
 
 
 # Memories

@@ -1,5 +1,5 @@
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db.models import Q
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
@@ -40,8 +40,6 @@ def assistant_settings(request, room_id: int):
                     reply_mode=data["reply_mode"],
                     members_can_edit=data.get("members_can_edit") if owner_controls else None,
                 )
-            except PermissionDenied:
-                raise
             except ValidationError as exc:
                 form.add_error(None, exc)
             else:

@@ -9,7 +9,6 @@ get in.
 import datetime as dt
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import F, Q
@@ -147,7 +146,3 @@ def do_join_by_invite(user: User, token: str) -> JoinResult:
         _system_message(room, f"{user.name} joined with an invite link", actor=user)
         _announce(signals.members_changed, room=room, added=[user], removed=[])
     return JoinResult(room, joined=True)
-
-
-def is_full(room: Room) -> bool:
-    return Membership.objects.filter(room=room).count() >= settings.ROOM_MAX_MEMBERS

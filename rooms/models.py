@@ -247,10 +247,6 @@ class Invite(models.Model):
     def is_used_up(self) -> bool:
         return self.max_uses is not None and self.uses >= self.max_uses
 
-    @property
-    def is_active(self) -> bool:
-        return self.revoked_at is None and not self.is_expired() and not self.is_used_up
-
 
 class Report(models.Model):
     """A member's report of a message, with a snapshot taken when it was made."""
