@@ -1,3 +1,5 @@
+import json
+
 from django.contrib import admin
 
 from assistant.models import AssistantRun, AssistantSettings, Memory
@@ -46,14 +48,23 @@ class AssistantRunAdmin(admin.ModelAdmin):
     list_select_related = ("room", "requested_by")
     raw_id_fields = ("room", "requested_by", "trigger", "reply")
 
+    exclude = ("prompt",)
+
     def get_readonly_fields(self, request, obj=None):
-        return [field.name for field in self.model._meta.fields]
+        return [field.name for field in self.model._meta.fields if field.name != "prompt"] + ["prompt_sent"]
 
     def has_add_permission(self, request):
         return False
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    @admin.display(description="Prompt")
+    def prompt_sent(self, run: AssistantRun):
+        # Memories and private conversations are their owner's: not shown here either.
+        if run.room.is_private:
+            return "(a private conversation: not shown)"
+        return json.dumps(run.prompt, indent=2, ensure_ascii=False)
 
     @admin.display(description="First token (s)")
     def first_token_seconds(self, run: AssistantRun):

@@ -6,17 +6,22 @@ from assistant.services import MEMORY_MAX_LENGTH
 
 class AssistantForm(forms.Form):
     name = forms.CharField(max_length=NAME_MAX_LENGTH, strip=True)
+    # The length is checked by the service after line endings are normalised: a browser
+    # sends each newline as two characters.
     personality = forms.CharField(
         required=False,
-        max_length=PERSONALITY_MAX_LENGTH,
         widget=forms.Textarea(
-            attrs={"rows": 3, "placeholder": "e.g. a terse travel planner who answers in French"}
+            attrs={
+                "rows": 3,
+                "maxlength": PERSONALITY_MAX_LENGTH,
+                "placeholder": "e.g. a terse travel planner who answers in French",
+            }
         ),
         help_text=f"How it talks and what it focuses on; up to {PERSONALITY_MAX_LENGTH:,} characters.",
     )
     reply_mode = forms.ChoiceField(choices=ReplyMode.choices, widget=forms.RadioSelect, label="Replies")
     members_can_edit = forms.BooleanField(
-        required=False, label="Every member may change the assistant (otherwise only the owner)"
+        required=False, label="Every member may change the assistant (otherwise only the owner and admins)"
     )
 
     def __init__(self, *args, owner_controls: bool = False, **kwargs):
@@ -34,5 +39,14 @@ class MemoryForm(forms.Form):
 
 
 class ShareForm(forms.Form):
-    room = forms.IntegerField(label="Share to")
+    room = forms.TypedChoiceField(
+        label="Share to",
+        coerce=int,
+        choices=[],
+        error_messages={"invalid_choice": "Choose one of your conversations."},
+    )
     note = forms.CharField(required=False, max_length=500, label="Add a note (optional)")
+
+    def __init__(self, *args, targets=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["room"].choices = [(room.pk, title) for room, title in targets]

@@ -23,7 +23,7 @@ class AssistantSettings(models.Model):
     name = models.CharField(max_length=NAME_MAX_LENGTH, default=DEFAULT_NAME)
     personality = models.TextField(max_length=PERSONALITY_MAX_LENGTH, blank=True)
     reply_mode = models.CharField(max_length=10, choices=ReplyMode.choices, default=ReplyMode.MENTION)
-    # False: only the room's owner may change the assistant.
+    # False: only the group's owner and admins may change the assistant.
     members_can_edit = models.BooleanField(default=True)
 
     class Meta:

@@ -37,6 +37,7 @@ from assistant.prompt import build_chat_prompt, estimate_tokens, redacted
 from assistant.services import settings_for
 from rooms.attachments import attachment_from_bytes
 from rooms.live import push_partial_text
+from rooms.markdown import render_message
 from rooms.models import Message
 from rooms.services import do_post_assistant_message, do_update_assistant_message
 
@@ -100,9 +101,9 @@ class Progress:
     dirty: bool = False
     pieces: int = 0
     first_token_at: dt.datetime | None = None
-    stop_requested: bool = False
     usage: object | None = None
     saved_text: str = ""
+    cut_at_length: bool = False
     finished: bool = False
     # Zero: the first text goes out the moment it arrives; later pushes are coalesced.
     last_push: float = 0.0
@@ -147,7 +148,30 @@ def claim_next(worker: str) -> Claimed | None:
                 continue  # another process started a run in this room a moment ago
             if not updated:
                 continue
+        # Outside the claim's transaction: a run that cannot even be prepared (a missing
+        # image, say) fails on its own instead of blocking the queue behind it.
+        try:
             return _prepare(run)
+        except Exception:
+            log.exception("Could not prepare assistant run %s", run.pk)
+            _fail_unprepared(run)
+
+
+def _fail_unprepared(run: AssistantRun) -> None:
+    text = "Something went wrong before the assistant could start."
+    with transaction.atomic():
+        AssistantRun.objects.filter(pk=run.pk).update(
+            status=AssistantRun.Status.FAILED,
+            error_code="error",
+            error=text,
+            finished_at=timezone.now(),
+            worker="",
+        )
+        reply = (
+            Message.objects.filter(pk=run.reply_id, deleted_at__isnull=True).first() if run.reply_id else None
+        )
+        if reply is not None:
+            do_update_assistant_message(reply, body=reply.body, state=Message.State.FAILED, note=text)
 
 
 def _prepare(run: AssistantRun) -> Claimed:
@@ -190,7 +214,10 @@ def save_progress(claimed: Claimed, text: str, first_token_at) -> bool:
         updates["first_token_at"] = first_token_at
     AssistantRun.objects.filter(pk=claimed.run_id).update(**updates)
     if text:
-        Message.objects.filter(pk=claimed.message_id).update(body=text)
+        # html too: a page loaded now shows the text so far. Never onto a removed message.
+        Message.objects.filter(pk=claimed.message_id, deleted_at__isnull=True).update(
+            body=text, html=render_message(text, {}, rich=True).html
+        )
     return AssistantRun.objects.filter(pk=claimed.run_id, cancel_requested=True).exists()
 
 
@@ -228,9 +255,13 @@ def finish(
             worker="",
         )
         message = Message.objects.select_related("room").get(pk=claimed.message_id)
+        if message.is_deleted:
+            return  # removed by an admin or moderator while it was written: it stays removed
         note = error if status == AssistantRun.Status.FAILED else ""
         if status == AssistantRun.Status.CANCELLED:
             note = "Stopped."
+        if status == AssistantRun.Status.DONE and progress.cut_at_length:
+            note = "Cut off at the reply length limit."
         if status == AssistantRun.Status.DONE and not text and image is None:
             state, note = Message.State.FAILED, "The AI service sent an empty reply."
         do_update_assistant_message(message, body=text, state=state, note=note, image=image)
@@ -257,7 +288,17 @@ def recover_orphans(*, everything: bool = False) -> int:
             )
             if run is None:
                 continue
-            if run.attempts < MAX_ATTEMPTS and not run.cancel_requested:
+            if run.reply is not None and run.reply.is_deleted:
+                run.status, run.finished_at, run.worker = AssistantRun.Status.CANCELLED, timezone.now(), ""
+                run.save(update_fields=["status", "finished_at", "worker"])
+            elif run.cancel_requested:
+                run.status, run.finished_at, run.worker = AssistantRun.Status.CANCELLED, timezone.now(), ""
+                run.save(update_fields=["status", "finished_at", "worker"])
+                if run.reply is not None:
+                    do_update_assistant_message(
+                        run.reply, body=run.reply.body, state=Message.State.STOPPED, note="Stopped."
+                    )
+            elif run.attempts < MAX_ATTEMPTS:
                 run.status = AssistantRun.Status.QUEUED
                 run.worker = ""
                 run.save(update_fields=["status", "worker"])
@@ -437,6 +478,7 @@ class Runner:
                         progress.dirty = True
                     if choice.finish_reason is not None:
                         finished = True
+                        progress.cut_at_length = choice.finish_reason == "length"
                 if (
                     progress.dirty
                     and time.monotonic() - progress.last_push >= settings.ASSISTANT_STREAM_INTERVAL
@@ -489,6 +531,8 @@ class Runner:
 
 
 def _download(url: str) -> bytes:
+    if not url.startswith(("https://", "http://")):
+        raise StreamCut()
     with urllib.request.urlopen(url, timeout=settings.ASSISTANT_TIMEOUT_SECONDS) as response:  # noqa: S310
         return response.read(settings.AVATAR_MAX_BYTES * 4)
 

@@ -25,7 +25,7 @@ from assistant.models import (
     Memory,
     ReplyMode,
 )
-from rooms.access import can_administer
+from rooms.access import can_administer, is_owner
 from rooms.live import send_room_fragment
 from rooms.models import Membership, Message, Room
 from rooms.services import (
@@ -38,7 +38,7 @@ from rooms.services import (
 
 IMAGE_COMMAND = "/image"
 MEMORY_MAX_LENGTH = 500
-REMEMBER = re.compile(r"^\s*remember\s+(?:that\s+)?(?P<text>.+)", re.IGNORECASE | re.DOTALL)
+REMEMBER = re.compile(r"^\s*remember\s+that\s+(?P<text>.+)", re.IGNORECASE | re.DOTALL)
 # Refusals made before any work: they never count against the daily limit.
 NOT_CONFIGURED = "not_configured"
 DAILY_LIMIT = "daily_limit"
@@ -136,12 +136,12 @@ def do_update_assistant(
             }[ReplyMode(reply_mode)]
             notes.append(f"{actor.name} set the assistant to {label}")
         if members_can_edit is not None and members_can_edit != assistant.members_can_edit:
-            if not (room.is_group and room.owner_id == actor.pk):
+            if not is_owner(actor, room):
                 raise PermissionDenied("Only the group's owner decides who changes the assistant.")
             notes.append(
                 f"{actor.name} let every member change the assistant"
                 if members_can_edit
-                else f"{actor.name} made the assistant’s settings owner-only"
+                else f"{actor.name} let only the owner and admins change the assistant"
             )
             assistant.members_can_edit = members_can_edit
         renamed = name != assistant.name
@@ -185,7 +185,9 @@ def daily_limit_text() -> str:
     )
 
 
-def _refuse(room: Room, trigger: Message, user: User, kind: str, code: str, text: str, persona: str) -> None:
+def _refuse(
+    room: Room, trigger: Message, user: User, kind: str, code: str, text: str, persona: str, prompt=None
+) -> None:
     """Record a run that ends before it starts, and say why in the room."""
     reply = do_post_assistant_message(
         room.pk, persona=persona, note=text, state=Message.State.FAILED, reply_to=trigger
@@ -200,6 +202,7 @@ def _refuse(room: Room, trigger: Message, user: User, kind: str, code: str, text
         error_code=code,
         error=text[:300],
         finished_at=timezone.now(),
+        prompt=prompt or [],  # an /image prompt, for Retry
     )
 
 
@@ -207,18 +210,22 @@ def _queue(
     room: Room, trigger: Message, user: User, kind: str, persona: str, prompt=None
 ) -> AssistantRun | None:
     if not is_configured():
-        _refuse(room, trigger, user, kind, NOT_CONFIGURED, NOT_CONFIGURED_TEXT, persona)
+        _refuse(room, trigger, user, kind, NOT_CONFIGURED, NOT_CONFIGURED_TEXT, persona, prompt)
+        return None
+    if runs_today(user) >= settings.ASSISTANT_DAILY_RUNS:
+        _refuse(room, trigger, user, kind, DAILY_LIMIT, daily_limit_text(), persona, prompt)
         return None
     if kind == AssistantRun.Kind.REPLY:
-        # Messages arriving while a reply is pending are answered together, once.
-        waiting = AssistantRun.objects.filter(room=room, kind=kind, status=AssistantRun.Status.QUEUED).first()
+        # Messages arriving while a new reply waits to start are answered together, once
+        # (not a retry, which answers in its own older message). It stays counted
+        # against whoever asked first.
+        waiting = AssistantRun.objects.filter(
+            room=room, kind=kind, status=AssistantRun.Status.QUEUED, reply__isnull=True
+        ).first()
         if waiting is not None:
-            waiting.trigger, waiting.requested_by = trigger, user
-            waiting.save(update_fields=["trigger", "requested_by"])
+            waiting.trigger = trigger
+            waiting.save(update_fields=["trigger"])
             return waiting
-    if runs_today(user) >= settings.ASSISTANT_DAILY_RUNS:
-        _refuse(room, trigger, user, kind, DAILY_LIMIT, daily_limit_text(), persona)
-        return None
     run = AssistantRun.objects.create(
         room=room, kind=kind, requested_by=user, trigger=trigger, prompt=prompt or []
     )
@@ -259,8 +266,12 @@ def queue_for_message(message: Message, membership: Membership) -> None:
     if room.is_private:
         remembered = REMEMBER.match(message.body)
         if remembered:
-            memory = do_add_memory(user, remembered.group("text"))
-            do_post_system_message(room.pk, f"Memory saved: {memory.text}", actor=user)
+            try:
+                memory = do_add_memory(user, remembered.group("text"))
+            except ValidationError as exc:
+                do_post_system_message(room.pk, f"Not saved as a memory: {exc.messages[0]}", actor=user)
+            else:
+                do_post_system_message(room.pk, f"Memory saved: {memory.text}", actor=user)
         _queue(room, message, user, AssistantRun.Kind.REPLY, assistant.name)
         return
     if assistant.reply_mode == ReplyMode.OFF:
@@ -308,6 +319,12 @@ def do_stop_run(user: User, run: AssistantRun) -> RunAction:
             run.status = AssistantRun.Status.CANCELLED
             run.finished_at = timezone.now()
             run.save(update_fields=["status", "finished_at"])
+            # A retried or recovered run already shows its message as "thinking".
+            reply = Message.objects.filter(pk=run.reply_id, deleted_at__isnull=True).first()
+            if reply is not None:
+                do_update_assistant_message(
+                    reply, body=reply.body, state=Message.State.STOPPED, note="Stopped."
+                )
             return RunAction(run, True)
         if run.status != AssistantRun.Status.RUNNING or run.cancel_requested:
             return RunAction(run, False)
@@ -329,7 +346,7 @@ def do_retry_run(user: User, run: AssistantRun) -> RunAction:
     with transaction.atomic():
         room = Room.objects.select_for_update().get(pk=run.room_id)
         run = AssistantRun.objects.select_related("reply").get(pk=run.pk)
-        if run.status != AssistantRun.Status.FAILED:
+        if run.status != AssistantRun.Status.FAILED or (run.reply is not None and run.reply.is_deleted):
             return RunAction(run, False)
         if AssistantRun.objects.filter(reply_id=run.reply_id, id__gt=run.pk).exists():
             return RunAction(run, False)  # someone pressed Retry first
@@ -408,13 +425,11 @@ def do_open_private_room(user: User) -> Room:
 
 
 def question_for(answer: Message) -> Message | None:
-    """The person's message an answer in the private room replied to."""
-    return (
-        Message.objects.filter(room_id=answer.room_id, seq__lt=answer.seq, kind=Message.Kind.TEXT)
-        .filter(deleted_at__isnull=True)
-        .order_by("-seq")
-        .first()
-    )
+    """The person's message an answer in the private room replied to: the run's trigger."""
+    run = AssistantRun.objects.filter(reply=answer).select_related("trigger").order_by("-id").first()
+    if run is None or run.trigger is None or run.trigger.is_deleted:
+        return None
+    return run.trigger
 
 
 def _quoted(text: str) -> str:
@@ -451,5 +466,7 @@ def add_run_to_snapshot(sender, message: Message, snapshot: dict, **kwargs) -> N
         "model": run.model,
         "status": run.status,
         "requested_by": run.requested_by.username if run.requested_by else None,
-        "prompt": run.prompt,
+        # A private room's prompt holds its owner's memories and conversation: never
+        # copied to moderators.
+        "prompt": "(private conversation, not kept)" if message.room.is_private else run.prompt,
     }

@@ -1,6 +1,5 @@
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.db.models import Q
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -8,8 +7,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from assistant import services
 from assistant.forms import AssistantForm, MemoryForm, ShareForm
 from assistant.models import Memory
-from rooms.access import access_membership, access_message
-from rooms.models import Membership, Room
+from rooms.access import access_membership, access_message, is_owner
+from rooms.models import Membership, Message, Room
 from rooms.queries import room_title, sidebar_entries
 
 
@@ -24,7 +23,7 @@ def assistant_settings(request, room_id: int):
     """The room's Assistant panel on a page of its own (and where its form posts)."""
     membership = access_membership(request.user, room_id)
     room = membership.room
-    owner_controls = room.is_group and room.owner_id == request.user.pk
+    owner_controls = is_owner(request.user, room)
     form = None
     status = 200
     if request.method == "POST":
@@ -145,8 +144,13 @@ def delete_memory(request, memory_id: int):
 
 
 def _share_targets(user):
+    """Conversations an answer may go to: the user's accepted, live, shared rooms."""
     return (
-        Room.objects.filter(memberships__user=user, archived_at__isnull=True)
+        Room.objects.filter(
+            memberships__user=user,
+            memberships__request=Membership.Request.NONE,
+            archived_at__isnull=True,
+        )
         .exclude(kind=Room.Kind.PRIVATE)
         .order_by("-last_activity_at")
     )
@@ -159,39 +163,26 @@ def share(request, room_id: int, message_id: int):
     if not membership.room.is_private:
         raise Http404("Only answers from your private assistant can be shared.")
     answer = access_message(membership, message_id)
-    if not answer.is_assistant or answer.is_deleted or not answer.body:
+    if not answer.is_assistant or answer.is_deleted or answer.state != Message.State.DONE or not answer.body:
         raise Http404("Only finished answers can be shared.")
     targets = [(room, room_title(room, request.user)) for room in _share_targets(request.user)[:100]]
-    form = ShareForm(request.POST or None)
+    form = ShareForm(request.POST or None, targets=targets)
     status = 200
     if request.method == "POST" and form.is_valid():
-        target = (
-            Membership.objects.filter(
-                ~Q(room__kind=Room.Kind.PRIVATE),
-                user=request.user,
-                room_id=form.cleaned_data["room"],
-                room__archived_at__isnull=True,
-            )
-            .select_related("room")
-            .first()
-        )
-        if target is None:
-            form.add_error("room", "Choose one of your conversations.")
+        target = access_membership(request.user, form.cleaned_data["room"])
+        try:
+            result = services.do_share_answer(target, answer, note=form.cleaned_data["note"])
+        except ValidationError as exc:
+            form.add_error(None, exc)
         else:
-            try:
-                result = services.do_share_answer(target, answer, note=form.cleaned_data["note"])
-            except ValidationError as exc:
-                form.add_error(None, exc)
-            else:
-                messages.success(request, "Shared.")
-                return redirect(f"{target.room.get_absolute_url()}#m-{result.message.pk}")
+            messages.success(request, "Shared.")
+            return redirect(f"{target.room.get_absolute_url()}#m-{result.message.pk}")
     if request.method == "POST":
         status = 422
-    question = services.question_for(answer)
     context = {
         "room": membership.room,
         "answer": answer,
-        "question": question,
+        "question": services.question_for(answer),
         "targets": targets,
         "form": form,
         "sidebar": sidebar_entries(request.user),

@@ -225,7 +225,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     @database_sync_to_async
     def _missed(self, room_id: int, last_seq: int, oldest: int, since: datetime | None):
         limit = settings.WS_CATCH_UP_LIMIT
-        query = Message.objects.filter(room_id=room_id).select_related("author", "reply_to__author")
+        query = Message.objects.filter(room_id=room_id).select_related("room", "author", "reply_to__author")
         missed = list(query.filter(seq__gt=last_seq).order_by("seq")[: limit + 1])
         if len(missed) > limit:
             return None, [], last_seq

@@ -23,7 +23,7 @@ class HistoryPage:
 def history_page(room: Room, *, before: int | None = None, size: int | None = None) -> HistoryPage:
     """Up to `size` messages before sequence number `before` (or the newest), oldest first."""
     size = size or settings.MESSAGES_PER_PAGE
-    query = Message.objects.filter(room=room).select_related("author", "reply_to", "reply_to__author")
+    query = Message.objects.filter(room=room).select_related("room", "author", "reply_to", "reply_to__author")
     if before is not None:
         query = query.filter(seq__lt=before)
     rows = list(query.order_by("-seq")[: size + 1])

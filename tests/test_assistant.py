@@ -57,7 +57,7 @@ def test_renaming_the_assistant_tells_the_room(alice_client, group):
     [
         ({"name": "", "reply_mode": "mention"}, "This field is required."),
         ({"name": "x" * 41, "reply_mode": "mention"}, "at most 40 characters"),
-        ({"name": "Bot", "personality": "x" * 2001, "reply_mode": "mention"}, "at most 2000 characters"),
+        ({"name": "Bot", "personality": "x" * 2001, "reply_mode": "mention"}, "at most 2,000 characters"),
         ({"name": "Bot", "reply_mode": "sometimes"}, "Select a valid choice"),
         ({"name": "@Bot", "reply_mode": "mention"}, "cannot contain"),
     ],
@@ -158,7 +158,8 @@ def test_messages_arriving_while_it_waits_are_answered_once(settings, alice, bob
     room_services.do_post_message(membership(group, carol), "third")
     queued = AssistantRun.objects.filter(room=group, status="queued")
     assert queued.count() == 1
-    assert queued.get().trigger.body == "third" and queued.get().requested_by == carol
+    # It answers the latest message, and stays counted against whoever asked first.
+    assert queued.get().trigger.body == "third" and queued.get().requested_by == bob
     # One room's runs go in order: the queued one waits for the running one.
     assert runner.claim_next("test-worker") is None
     assert claimed is not None
@@ -478,3 +479,99 @@ async def test_a_process_streams_at_most_its_share_of_runs_at_once(
         gate.set()
         runner.install(None)
         serving.cancel()
+
+
+# Found in review
+
+
+def test_a_run_that_cannot_be_prepared_fails_alone(fake_openai, alice, bob, group, direct, monkeypatch):
+    from assistant import prompt
+
+    room_services.do_post_message(membership(group, alice), "@assistant first")
+    room_services.do_post_message(membership(direct, bob), "@assistant second")
+    calls = []
+    real = prompt.build_chat_prompt
+
+    def broken_once(run, assistant):
+        calls.append(run.pk)
+        if len(calls) == 1:
+            raise FileNotFoundError("the trigger's image is gone")
+        return real(run, assistant)
+
+    monkeypatch.setattr(runner, "build_chat_prompt", broken_once)
+    runner.run_pending()
+    assert dict(AssistantRun.objects.values_list("room_id", "status")) == {
+        group.pk: "failed",
+        direct.pk: "done",
+    }
+
+
+def test_a_reply_removed_while_written_stays_removed(settings, alice, group):
+    settings.OPENAI_API_KEY = "configured"
+    room_services.do_post_message(membership(group, alice), "@assistant hello")
+    claimed = runner.claim_next("test-worker")
+    reply = Message.objects.get(pk=claimed.message_id)
+    room_services.do_delete_message(alice, reply)
+    runner.save_progress(claimed, "secret text", None)
+    runner.finish(claimed, status="done", text="secret text", progress=runner.Progress())
+    reply.refresh_from_db()
+    assert reply.is_deleted and reply.body == "" and reply.html == ""
+
+
+def test_text_so_far_is_kept_as_html_for_a_reloaded_page(settings, alice, group):
+    settings.OPENAI_API_KEY = "configured"
+    room_services.do_post_message(membership(group, alice), "@assistant hello")
+    claimed = runner.claim_next("test-worker")
+    runner.save_progress(claimed, "**Half** an answer", None)
+    assert Message.objects.get(pk=claimed.message_id).html == "<p><strong>Half</strong> an answer</p>"
+
+
+def test_stopping_a_retry_before_it_starts_ends_its_message(fake_openai, alice, group):
+    fake_openai.queue(status=500)
+    room_services.do_post_message(membership(group, alice), "@assistant hello")
+    runner.run_pending()
+    failed = AssistantRun.objects.get()
+    retry = services.do_retry_run(alice, failed).run
+    services.do_stop_run(alice, retry)
+    reply = Message.objects.get(pk=failed.reply_id)
+    assert reply.state == Message.State.STOPPED and reply.note == "Stopped."
+
+
+def test_a_refused_image_can_be_retried(settings, fake_openai, alice, alice_client, group):
+    settings.OPENAI_API_KEY = ""
+    post(alice_client, group, "/image a fox")
+    refused = AssistantRun.objects.get()
+    settings.OPENAI_API_KEY = "test-key"
+    services.do_retry_run(alice, refused)
+    runner.run_pending()
+    assert AssistantRun.objects.latest("id").status == "done"
+    assert fake_openai.image_requests()[0]["prompt"] == "a fox"
+
+
+def test_joining_a_waiting_reply_does_not_dodge_the_daily_limit(settings, alice, bob, group):
+    settings.OPENAI_API_KEY = "configured"
+    settings.ASSISTANT_DAILY_RUNS = 1
+    room_services.do_post_message(membership(group, bob), "@assistant spend my one")
+    runner.claim_next("test-worker")  # bob's reply is running
+    room_services.do_post_message(membership(group, alice), "@assistant alice asks")  # queued, alice's one
+    room_services.do_post_message(membership(group, bob), "@assistant and again")
+    assert "You have used today’s 1 assistant requests" in replies(group)[-1].note
+    assert AssistantRun.objects.get(status="queued").requested_by == alice
+
+
+def test_a_failed_reply_is_not_reused_for_a_new_question(fake_openai, alice, group):
+    fake_openai.queue(status=500)
+    room_services.do_post_message(membership(group, alice), "@assistant one")
+    runner.run_pending()
+    services.do_retry_run(alice, AssistantRun.objects.get())
+    room_services.do_post_message(membership(group, alice), "@assistant a new question")
+    assert AssistantRun.objects.filter(status="queued").count() == 2
+
+
+def test_a_personality_with_newlines_is_counted_as_typed(alice_client, group):
+    text = ("a line\r\n" * 250)[:1999]
+    response = alice_client.post(
+        reverse("assistant:settings", args=[group.pk]),
+        {"name": "A", "personality": text, "reply_mode": "mention"},
+    )
+    assert response.status_code == 302

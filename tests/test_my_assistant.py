@@ -149,3 +149,62 @@ def test_the_admin_lists_runs_with_their_usage_and_failures(fake_openai, admin_c
     assert failed.count('class="field-id"') == 1
     run = AssistantRun.objects.filter(status="done").get()
     assert admin_client.get(reverse("admin:assistant_assistantrun_change", args=[run.pk])).status_code == 200
+
+
+def test_only_remember_that_saves_a_memory(fake_openai, alice, alice_client):
+    room = open_private(alice_client)
+    say(alice_client, room, "Remember when we went to Paris?")
+    assert not Memory.objects.exists()
+    say(alice_client, room, "remember that " + "x" * 600)
+    assert not Memory.objects.exists()
+    assert Message.objects.filter(
+        room=room, body__startswith="Not saved as a memory: A memory is at most"
+    ).exists()
+    assert Message.objects.filter(
+        room=room, body__startswith="remember that xxx"
+    ).exists()  # the message stays
+
+
+def test_unfinished_answers_and_declined_rooms_cannot_be_shared(
+    fake_openai, alice, alice_client, mallory_client
+):
+    from rooms.models import Membership
+
+    room = open_private(alice_client)
+    say(alice_client, room, "hello")
+    runner.run_pending()
+    answer = Message.objects.get(room=room, kind="assistant")
+    mallory_client.post(reverse("rooms:open_direct", args=["alice"]))
+    declined = Room.objects.get(kind="direct")
+    Membership.objects.filter(room=declined, user=alice).update(request="declined")
+    url = reverse("assistant:share", args=[room.pk, answer.pk])
+    for bad in (declined.pk, 10**30, "x"):
+        response = alice_client.post(url, {"room": bad})
+        assert response.status_code == 422 and "Choose one of your conversations" in response.content.decode()
+    assert not Message.objects.filter(room=declined).exists()
+    Message.objects.filter(pk=answer.pk).update(state="streaming")
+    assert alice_client.get(url).status_code == 404
+
+
+def test_private_prompts_are_not_shown_to_staff(fake_openai, admin_client, alice_client, carol_client, group):
+    from assistant.services import do_add_memory
+
+    alice = User_from(alice_client)
+    do_add_memory(alice, "my secret")
+    room = open_private(alice_client)
+    say(alice_client, room, "hello")
+    runner.run_pending()
+    run = AssistantRun.objects.get()
+    page = admin_client.get(reverse("admin:assistant_assistantrun_change", args=[run.pk])).content.decode()
+    assert "my secret" not in page and "a private conversation: not shown" in page
+    answer = Message.objects.get(room=room, kind="assistant")
+    alice_client.post(reverse("rooms:report", args=[room.pk, answer.pk]), {"reason": "other"})
+    from rooms.models import Report
+
+    assert "my secret" not in str(Report.objects.get().snapshot)
+
+
+def User_from(client):
+    from django.contrib.auth import get_user
+
+    return get_user(client)

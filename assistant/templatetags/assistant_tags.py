@@ -2,6 +2,7 @@ from django import template
 
 from assistant.forms import AssistantForm
 from assistant.services import can_change_assistant, is_configured, settings_for
+from rooms.access import is_owner
 
 register = template.Library()
 
@@ -10,7 +11,7 @@ register = template.Library()
 def assistant_panel(room, user, form=None):
     """The room's "Assistant" settings section."""
     assistant = settings_for(room)
-    owner_controls = room.is_group and room.owner_id == user.pk
+    owner_controls = is_owner(user, room)
     if form is None:
         form = AssistantForm(
             initial={
