@@ -323,7 +323,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             parts.append(event["html"])
         mine = event.get("author_id") == self.user.pk
         sidebar = event.get("sidebar_html_mine") if mine else event.get("sidebar_html")
-        if sidebar:
+        if sidebar and event.get("author_id") not in self.blocked:
             parts.append(sidebar)
         if parts:
             await self.send(text_data="".join(parts))

@@ -131,13 +131,27 @@ def announce_message_changed(sender, message: Message, **kwargs) -> None:
 
 @receiver(signals.members_changed)
 def announce_members_changed(sender, room: Room, added: list, removed: list, **kwargs) -> None:
-    if added:
-        entry = render_to_string("rooms/live/sidebar_entry.html", {"room": room})
+    if added and room.is_group:
+        entry = render_to_string("rooms/live/sidebar_entry.html", {"room": room, "title": room.title})
         toast = render_to_string("rooms/live/added_toast.html", {"room": room})
         for user in added:
             send_event(
                 user_group(user.pk),
                 {"type": "membership.added", "room_id": room.pk, "entry_html": entry, "toast_html": toast},
+            )
+    elif added:
+        # A direct room: each person's entry shows the other one; no "added" toast (the
+        # first message notifies as any message does).
+        people = {m.user_id: m.user for m in room.memberships.select_related("user")}
+        for user in added:
+            other = next((p for uid, p in people.items() if uid != user.pk), None)
+            entry = render_to_string(
+                "rooms/live/sidebar_entry.html",
+                {"room": room, "title": other.name if other else "Direct message", "other": other},
+            )
+            send_event(
+                user_group(user.pk),
+                {"type": "membership.added", "room_id": room.pk, "entry_html": entry, "toast_html": ""},
             )
     for user in removed:
         send_event(user_group(user.pk), {"type": "membership.removed", "room_id": room.pk})

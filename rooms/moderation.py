@@ -67,6 +67,8 @@ def do_report_message(
         raise PermissionDenied("That message is not in your room.")
     if message.is_system:
         raise ValidationError("System messages can't be reported.", code="system")
+    if message.is_deleted:
+        raise ValidationError("That message was deleted; there is nothing left to report.", code="deleted")
     if message.author_id == reporter.pk:
         raise ValidationError("You can't report your own message.", code="own")
     if reason not in Report.Reason.values:
@@ -95,6 +97,11 @@ def do_report_message(
 def _check_moderator(moderator: User) -> None:
     if not (moderator.is_active and moderator.is_staff):
         raise PermissionDenied("Only moderators can do that.")
+
+
+def _check_open(report: Report) -> None:
+    if report.status != Report.Status.OPEN:
+        raise ValidationError("This report was already resolved.", code="resolved")
 
 
 def _act(moderator: User, action: str, *, reason: str = "", report=None, user=None, room=None, message=None):
@@ -132,6 +139,7 @@ def do_notify(user_id: int, text: str) -> Notice:
 
 def do_dismiss_report(moderator: User, report: Report, *, reason: str = "") -> None:
     _check_moderator(moderator)
+    _check_open(report)
     with transaction.atomic():
         _act(moderator, "dismiss report", reason=reason, report=report, user=report.author, room=report.room)
         _resolve(report, moderator, Report.Status.DISMISSED, "dismissed")
@@ -139,9 +147,12 @@ def do_dismiss_report(moderator: User, report: Report, *, reason: str = "") -> N
 
 def do_remove_reported_message(moderator: User, report: Report, *, reason: str = "") -> None:
     _check_moderator(moderator)
+    _check_open(report)
     with transaction.atomic():
         message = report.message
-        if message is not None and not message.is_deleted:
+        if message is None:
+            raise ValidationError("The reported message no longer exists.", code="gone")
+        if not message.is_deleted:
             services.do_remove_message_as_moderator(message)
         _act(
             moderator,
@@ -157,6 +168,7 @@ def do_remove_reported_message(moderator: User, report: Report, *, reason: str =
 
 def do_remove_author_from_room(moderator: User, report: Report, *, reason: str = "") -> None:
     _check_moderator(moderator)
+    _check_open(report)
     if report.author is None or report.room is None:
         raise ValidationError("This report has no author or room any more.", code="gone")
     with transaction.atomic():
@@ -182,6 +194,10 @@ def do_suspend(moderator: User, user: User, *, reason: str = "", report: Report 
     _check_moderator(moderator)
     if user.pk == moderator.pk:
         raise ValidationError("You can't suspend yourself.", code="self")
+    if user.is_superuser and not moderator.is_superuser:
+        raise PermissionDenied("Only a superuser can suspend a superuser.")
+    if report is not None:
+        _check_open(report)
     with transaction.atomic():
         get_user_model().objects.filter(pk=user.pk).update(is_active=False)
         user.is_active = False

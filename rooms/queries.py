@@ -81,7 +81,14 @@ def sidebar_entries(user: User) -> Sidebar:
     )
     # Message requests are not in the list; they are only counted, from the same rows.
     memberships = [m for m in rows if m.request == Membership.Request.NONE]
-    pending = sum(1 for m in rows if m.request == Membership.Request.PENDING and m.room.last_message_id)
+    blocked = frozenset(blocked_ids(user))
+    pending = sum(
+        1
+        for m in rows
+        if m.request == Membership.Request.PENDING
+        and m.room.last_message_id
+        and m.room.last_message.author_id not in blocked
+    )
     direct_ids = [m.room_id for m in memberships if m.room.is_direct]
     others = {
         m.room_id: m.user
@@ -104,7 +111,7 @@ def sidebar_entries(user: User) -> Sidebar:
         )
     # The private assistant room is pinned at the top.
     entries.sort(key=lambda entry: not entry.room.is_private)
-    return Sidebar(entries, message_requests=pending, blocked=frozenset(blocked_ids(user)))
+    return Sidebar(entries, message_requests=pending, blocked=blocked)
 
 
 def message_requests(user: User) -> list[Membership]:
@@ -116,6 +123,7 @@ def message_requests(user: User) -> list[Membership]:
             room__archived_at__isnull=True,
             room__last_message__isnull=False,
         )
+        .exclude(room__last_message__author__in=blocked_ids(user))
         .select_related("room", "room__last_message", "room__last_message__author")
         .order_by("-room__last_activity_at")
     )

@@ -18,11 +18,11 @@ from django.db.models.functions import Greatest, Least
 from django.utils import timezone
 
 from accounts.models import User
-from accounts.services import has_blocked
+from accounts.services import do_block, has_blocked
 from rooms import ratelimits, signals
 from rooms.access import can_administer, can_change_message, can_delete_message, can_remove_member, is_owner
 from rooms.markdown import render_message
-from rooms.models import Membership, Message, Room
+from rooms.models import Invite, Membership, Message, Room
 
 TITLE_MAX_LENGTH = 80
 
@@ -241,6 +241,9 @@ def do_edit_message(user: User, message: Message, body: str) -> Message:
     if not can_change_message(user, message):
         raise PermissionDenied("You can only edit your own messages.")
     body = clean_message_body(body)
+    refusal = send_refusal(message.room, user)
+    if refusal:
+        raise ValidationError(refusal, code="blocked")
     with transaction.atomic():
         rendered = render_message(body, _member_usernames(message.room))
         message.body = body
@@ -361,6 +364,10 @@ def do_open_direct_room(user: User, other: User) -> Room:
     except IntegrityError:
         # Both people opened the room at the same moment; the other request made it.
         return Room.objects.get(direct_key=key)
+    if not stranger:
+        transaction.on_commit(
+            lambda: signals.members_changed.send(sender=Message, room=room, added=[other], removed=[])
+        )
     return room
 
 
@@ -380,6 +387,21 @@ def do_decline_request(membership: Membership) -> None:
     """Delete a message request: it leaves my view. The sender is not told."""
     Membership.objects.filter(pk=membership.pk).update(request=Membership.Request.DECLINED)
     membership.request = Membership.Request.DECLINED
+
+
+def do_block_from_request(membership: Membership) -> User | None:
+    """Delete a message request and block its sender, together. Returns the sender."""
+    with transaction.atomic():
+        row = (
+            Membership.objects.filter(room=membership.room)
+            .exclude(user=membership.user)
+            .select_related("user")
+        )
+        sender = row.first().user if row.exists() else None
+        do_decline_request(membership)
+        if sender is not None:
+            do_block(membership.user, sender)
+    return sender
 
 
 def send_refusal(room: Room, author: User) -> str | None:
@@ -436,6 +458,7 @@ def do_create_group(owner: User, title: str, members: Iterable[User]) -> Room:
     others = list({m.pk: m for m in members if m.pk != owner.pk}.values())
     if any(not m.is_active for m in others):
         raise ValidationError("One of those accounts is not available.", code="inactive")
+    _refuse_blockers(owner, others)
     _check_room_size(1, len(others))
     with transaction.atomic():
         room = Room.objects.create(kind=Room.Kind.GROUP, title=title, owner=owner)
@@ -446,7 +469,15 @@ def do_create_group(owner: User, title: str, members: Iterable[User]) -> Room:
         _system_message(room, f"{owner.name} created the group “{title}”", actor=owner)
         if others:
             _system_message(room, f"{owner.name} added {_names(others)}", actor=owner)
+            _announce(signals.members_changed, room=room, added=others, removed=[])
     return room
+
+
+def _refuse_blockers(actor: User, users: list[User]) -> None:
+    """Nobody is put in a group by someone they blocked."""
+    refusing = [u for u in users if has_blocked(u.pk, actor.pk)]
+    if refusing:
+        raise ValidationError(f"{_names(refusing)} can't be added to this group.", code="blocked")
 
 
 def _require_admin(actor: User, room: Room) -> None:
@@ -481,9 +512,7 @@ def do_add_members(actor: User, room: Room, users: Iterable[User]) -> list[User]
         new = list({u.pk: u for u in users if u.pk not in present}.values())
         if any(not u.is_active for u in new):
             raise ValidationError("One of those accounts is not available.", code="inactive")
-        refusing = [u for u in new if has_blocked(u.pk, actor.pk)]
-        if refusing:
-            raise ValidationError(f"{_names(refusing)} can't be added to this group.", code="blocked")
+        _refuse_blockers(actor, new)
         if not new:
             return []
         _check_room_size(len(present), len(new))
@@ -510,29 +539,54 @@ def do_remove_member(actor: User, room: Room, user: User) -> None:
         if not can_remove_member(actor, room, target):
             raise PermissionDenied("Only the owner can remove the owner or an admin.")
         target.delete()
+        _revoke_links_of(room, user)
         _system_message(room, f"{actor.name} removed {user.name}", actor=actor)
         _announce(signals.members_changed, room=room, added=[], removed=[user])
 
 
+def _hand_over_or_archive(room: Room, departed: User) -> None:
+    """After someone left a group: an owner's group goes to the longest-standing member;
+    a group left empty is archived."""
+    if room.owner_id == departed.pk:
+        successor = (
+            Membership.objects.filter(room=room).select_related("user").order_by("joined_at", "pk").first()
+        )
+        if successor is None:
+            room.owner = None
+            room.archived_at = timezone.now()
+            room.save(update_fields=["owner", "archived_at"])
+        else:
+            room.owner = successor.user
+            room.save(update_fields=["owner"])
+            _system_message(room, f"{successor.user.name} is now the owner")
+    elif not Membership.objects.filter(room=room).exists():
+        room.archived_at = timezone.now()
+        room.save(update_fields=["archived_at"])
+
+
 def do_remove_member_as_moderator(room: Room, user: User) -> bool:
-    """A moderator takes someone out of a room (the moderation service audits it)."""
+    """A moderator takes someone out of a group (the moderation service audits it)."""
+    if not room.is_group:
+        raise ValidationError(
+            "Only groups have members to remove; suspend the account instead.", code="direct"
+        )
     with transaction.atomic():
         room = _lock_room(room.pk)
         deleted, _ = Membership.objects.filter(room=room, user=user).delete()
         if not deleted:
             return False
+        _revoke_links_of(room, user)
         _system_message(room, f"{user.name} was removed by a moderator")
-        if room.owner_id == user.pk and room.is_group:
-            successor = (
-                Membership.objects.filter(room=room)
-                .select_related("user")
-                .order_by("joined_at", "pk")
-                .first()
-            )
-            room.owner = successor.user if successor else None
-            room.save(update_fields=["owner"])
+        _hand_over_or_archive(room, user)
         _announce(signals.members_changed, room=room, added=[], removed=[user])
     return True
+
+
+def _revoke_links_of(room: Room, user: User) -> None:
+    """Someone removed from a group does not keep a way back in through their own links."""
+    Invite.objects.filter(room=room, created_by=user, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
 
 
 def do_set_admin(actor: User, room: Room, user: User, admin: bool) -> None:
@@ -584,24 +638,7 @@ def do_leave_room(membership: Membership) -> None:
         room = _lock_room(room.pk)
         Membership.objects.filter(pk=membership.pk).delete()
         _system_message(room, f"{user.name} left")
-        if room.owner_id == user.pk:
-            successor = (
-                Membership.objects.filter(room=room)
-                .select_related("user")
-                .order_by("joined_at", "pk")
-                .first()
-            )
-            if successor is None:
-                room.owner = None
-                room.archived_at = timezone.now()
-                room.save(update_fields=["owner", "archived_at"])
-            else:
-                room.owner = successor.user
-                room.save(update_fields=["owner"])
-                _system_message(room, f"{successor.user.name} is now the owner")
-        elif not Membership.objects.filter(room=room).exists():
-            room.archived_at = timezone.now()
-            room.save(update_fields=["archived_at"])
+        _hand_over_or_archive(room, user)
         _announce(signals.members_changed, room=room, added=[], removed=[user])
 
 

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRedirect
 
 from accounts.models import User
-from accounts.services import do_block, do_set_desktop_notifications
+from accounts.services import do_set_desktop_notifications
 from rooms import invites, moderation, presence, ratelimits, services
 from rooms.access import (
     access_member,
@@ -248,6 +248,8 @@ def mark_read(request, room_id: int):
         seq = int(request.POST.get("seq", ""))
     except ValueError:
         return HttpResponse("seq must be a whole number.", status=400)
+    if not 0 <= seq < 2**63:
+        return HttpResponse("seq is out of range.", status=400)
     services.do_mark_read(membership, seq)
     return HttpResponse(status=204)
 
@@ -316,7 +318,7 @@ def _settings_page(
         "is_admin": is_admin,
         "is_owner": is_owner(request.user, room),
         "can_invite": can_invite(request.user, room, membership),
-        "invites": invites.active_invites(room) if room.is_group else [],
+        "invites": _visible_invites(request.user, room, is_admin),
         "invite_form": invite_form or InviteForm(),
         "rename_form": rename_form or RenameForm(initial={"title": room.title}),
         "add_form": add_form or AddMembersForm(),
@@ -329,6 +331,14 @@ def _settings_page(
 @require_GET
 def room_settings(request, room_id: int):
     return _settings_page(request, access_membership(request.user, room_id))
+
+
+def _visible_invites(user, room, is_admin: bool) -> list:
+    """Admins manage every link; a member sees only the links they made."""
+    if not room.is_group:
+        return []
+    active = invites.active_invites(room)
+    return active if is_admin else [invite for invite in active if invite.created_by_id == user.pk]
 
 
 def _group_admin(request, room_id) -> Membership:
@@ -393,7 +403,7 @@ def remove_member(request, room_id: int):
 
 @require_POST
 def transfer_ownership(request, room_id: int):
-    membership = _group_admin(request, room_id)
+    membership = _group_owner(request, room_id)
     try:
         user = access_member(membership.room, request.POST.get("user_id"))
         services.do_transfer_ownership(request.user, membership.room, user)
@@ -609,17 +619,9 @@ def decline_request(request, room_id: int):
 
 @require_POST
 def block_request(request, room_id: int):
-    membership = _pending(request, room_id)
-    other = (
-        Membership.objects.filter(room=membership.room)
-        .exclude(user=request.user)
-        .select_related("user")
-        .first()
-    )
-    services.do_decline_request(membership)
-    if other is not None:
-        do_block(request.user, other.user)
-        messages.success(request, f"You blocked {other.user.name}. They won't be told.")
+    sender = services.do_block_from_request(_pending(request, room_id))
+    if sender is not None:
+        messages.success(request, f"You blocked {sender.name}. They won't be told.")
     return redirect("rooms:requests")
 
 

@@ -210,11 +210,15 @@ document.addEventListener("change", async (event) => {
     );
   }
 
+  let lastTyped = null;
+
   function update(textarea) {
     const before = textarea.value.slice(0, textarea.selectionStart);
     const match = /(^|[\s(])@([\w.]{0,30})$/.exec(before);
     if (!match) return close();
     const typed = match[2].toLowerCase();
+    if (typed !== lastTyped) selected = 0; // a new filter starts at its best match
+    lastTyped = typed;
     // A mention typed out in full needs no menu: Enter then sends the message.
     if (typed && candidates().some((c) => c.mention.toLowerCase() === typed)) return close();
     choices = candidates()
@@ -261,7 +265,7 @@ document.addEventListener("change", async (event) => {
   document.addEventListener(
     "keydown",
     (event) => {
-      if (!menu || !(event.target instanceof HTMLTextAreaElement)) return;
+      if (!menu || event.isComposing || !(event.target instanceof HTMLTextAreaElement)) return;
       if (event.key === "ArrowDown" || event.key === "ArrowUp") {
         event.preventDefault();
         selected = (selected + (event.key === "ArrowDown" ? 1 : choices.length - 1)) % choices.length;
@@ -282,3 +286,23 @@ document.addEventListener("change", async (event) => {
     if (event.target instanceof HTMLTextAreaElement && event.target.closest("#composer")) setTimeout(close, 150);
   });
 })();
+
+// Forms pushed over the socket were rendered without a request, so they carry no CSRF
+// token; htmx sends it as a header, a plain form gets it added here.
+document.addEventListener("submit", (event) => {
+  const form = event.target;
+  if (!(form instanceof HTMLFormElement) || form.method.toLowerCase() !== "post") return;
+  if (form.querySelector('input[name="csrfmiddlewaretoken"]')) return;
+  let token = "";
+  try {
+    token = JSON.parse(document.body.getAttribute("hx-headers") || "{}")["X-CSRFToken"] || "";
+  } catch {
+    return;
+  }
+  if (!token) return;
+  const input = document.createElement("input");
+  input.type = "hidden";
+  input.name = "csrfmiddlewaretoken";
+  input.value = token;
+  form.appendChild(input);
+});

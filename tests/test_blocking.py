@@ -248,3 +248,54 @@ def test_replying_to_a_request_accepts_it(alice, alice_client, mallory_client):
     services.do_post_message(membership(room, alice), "who is this?")
     assert Membership.objects.get(room=room, user=alice).request == ""
     assert f'id="sidebar-entry-{room.pk}"' in text(alice_client.get(reverse("rooms:index")))
+
+
+# Found in review
+
+
+def test_someone_i_blocked_cannot_put_me_in_a_new_group(alice, bob, bob_client):
+    do_block(alice, bob)
+    response = bob_client.post(reverse("rooms:new_group"), {"title": "Gotcha", "members": "alice"})
+    assert response.status_code == 422
+    assert "Alice Liddell can't be added to this group." in text(response)
+    assert not Room.objects.filter(title="Gotcha").exists()
+
+
+def test_someone_i_blocked_cannot_rewrite_their_old_messages(alice, bob, bob_client, direct):
+    message = services.do_post_message(membership(direct, bob), "polite").message
+    do_block(alice, bob)
+    url = reverse("rooms:edit_message", args=[direct.pk, message.pk])
+    response = bob_client.post(url, {"body": "rude"})
+    assert response.status_code == 422 and "You can't send messages in this conversation." in text(response)
+    message.refresh_from_db()
+    assert message.body == "polite"
+
+
+def test_requests_from_people_i_blocked_are_not_listed(alice, alice_client, mallory, mallory_client):
+    room = _request_from_mallory(mallory_client)
+    do_block(alice, mallory)
+    assert "Message requests" not in text(alice_client.get(reverse("rooms:index")))
+    assert "hello?" not in text(alice_client.get(reverse("rooms:requests")))
+    assert room.pk
+
+
+@pytestmark_live
+async def test_a_blocked_authors_edit_does_not_reach_my_sidebar(alice, bob, group, direct):
+    message = await sync_to_async(lambda: services.do_post_message(membership(group, bob), "hi").message)()
+    await sync_to_async(do_block)(alice, bob)
+    socket = await connected(alice, direct)
+    await sync_to_async(services.do_edit_message)(bob, message, "nasty edit")
+    assert "nasty edit" not in html(await frames(socket))
+    await socket.disconnect()
+
+
+@pytestmark_live
+async def test_a_new_direct_conversation_appears_live_for_the_other_person(alice, bob, group):
+    socket = await connected(bob)
+    room = await sync_to_async(services.do_open_direct_room)(alice, bob)
+    received = html(await frames(socket))
+    assert f'id="sidebar-entry-{room.pk}"' in received and "Alice Liddell" in received
+    assert "You were added" not in received
+    await sync_to_async(lambda: services.do_post_message(membership(room, alice), "hey bob"))()
+    assert "hey bob" in html(await frames(socket))
+    await socket.disconnect()

@@ -8,6 +8,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.models import User
 from rooms import invites, services
 from rooms.models import Invite, Membership, Message
 from tests.conftest import client_for, make_user, membership
@@ -208,3 +209,23 @@ async def test_pages_showing_the_group_see_the_newcomer_at_once(alice, mallory, 
     assert '<span id="room-member-count" hx-swap-oob="true">4 members</span>' in received
     assert 'data-mention="mallory"' in received
     await socket.disconnect()
+
+
+def test_members_see_only_their_own_links(alice, bob, carol_client, group):
+    admins = make_invite(group, alice)
+    mine = invites.do_create_invite(
+        User.objects.get(username="carol"),
+        membership(group, User.objects.get(username="carol")),
+        expiry="7d",
+        uses="unlimited",
+    )
+    page = carol_client.get(reverse("rooms:settings", args=[group.pk])).content.decode()
+    assert mine.token in page and admins.token not in page
+
+
+def test_a_removed_member_cannot_come_back_through_their_own_link(alice, bob, group):
+    link = make_invite(group, bob)
+    services.do_remove_member(alice, group, bob)
+    with pytest.raises(invites.CannotJoin):
+        invites.do_join_by_invite(bob, link.token)
+    assert not Membership.objects.filter(room=group, user=bob).exists()

@@ -259,3 +259,50 @@ async def test_the_reporter_gets_a_notice_live_or_on_next_visit(moderator, bob, 
     again = await connected(carol, group)
     assert await again.receive_nothing(timeout=0.3)
     await again.disconnect()
+
+
+# Found in review
+
+
+def test_deleted_messages_cannot_be_reported(bob, carol_client, group):
+    message = say(bob, group, "gone soon")
+    services.do_delete_message(bob, message)
+    response = report(carol_client, message)
+    assert response.status_code == 422 and "nothing left to report" in unescape(response.content.decode())
+
+
+def test_acting_twice_on_a_report_is_refused_and_not_audited(moderator, bob, carol, group):
+    filed = moderation.do_report_message(
+        carol, membership(group, carol), say(bob, group, "x"), reason="spam", text=""
+    )
+    moderation.do_dismiss_report(moderator, filed)
+    filed.refresh_from_db()
+    with pytest.raises(Exception, match="already resolved"):
+        moderation.do_remove_reported_message(moderator, filed)
+    assert ModerationAction.objects.count() == 1
+
+
+def test_a_staff_member_cannot_suspend_a_superuser(db, bob):
+    staff = User.objects.create_user("helper", password="x" * 12, is_staff=True)
+    boss = User.objects.create_superuser("boss", password="x" * 12)
+    with pytest.raises(Exception, match="Only a superuser"):
+        moderation.do_suspend(staff, boss)
+    boss.refresh_from_db()
+    assert boss.is_active
+
+
+def test_moderators_cannot_remove_someone_from_a_direct_room(moderator, alice, bob, direct):
+    filed = moderation.do_report_message(
+        alice, membership(direct, alice), say(bob, direct, "x"), reason="spam", text=""
+    )
+    with pytest.raises(Exception, match="Only groups"):
+        moderation.do_remove_author_from_room(moderator, filed)
+    assert Membership.objects.filter(room=direct, user=bob).exists()
+
+
+def test_removing_a_groups_last_member_archives_it(alice, bob):
+    room = services.do_create_group(alice, "Pair", [bob])
+    services.do_leave_room(membership(room, alice))
+    services.do_remove_member_as_moderator(room, bob)
+    room.refresh_from_db()
+    assert room.archived_at is not None and room.owner is None

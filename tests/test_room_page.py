@@ -135,3 +135,8 @@ def test_mark_read_moves_forward_only_and_never_past_the_end(alice_client, alice
     alice_client.post(url, {"seq": 10_000})
     assert membership(group, alice).last_read_seq == group.last_seq
     assert alice_client.post(url, {"seq": "x"}).status_code == 400
+
+
+def test_a_forged_read_position_is_refused_not_a_crash(alice_client, group):
+    response = alice_client.post(reverse("rooms:mark_read", args=[group.pk]), {"seq": str(10**30)})
+    assert response.status_code == 400
