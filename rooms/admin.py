@@ -13,7 +13,21 @@ from rooms import moderation
 from rooms.models import Membership, Message, ModerationAction, Report, Room
 
 
-class MembershipInline(admin.TabularInline):
+class ReadOnlyAdmin:
+    """Rooms, memberships and messages change only through the services, which announce
+    each change to open pages and audit moderator actions; here they are looked at."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class MembershipInline(ReadOnlyAdmin, admin.TabularInline):
     model = Membership
     extra = 0
     raw_id_fields = ("user",)
@@ -21,7 +35,7 @@ class MembershipInline(admin.TabularInline):
 
 
 @admin.register(Room)
-class RoomAdmin(admin.ModelAdmin):
+class RoomAdmin(ReadOnlyAdmin, admin.ModelAdmin):
     list_display = ("__str__", "kind", "owner", "member_count", "last_seq", "last_activity_at", "archived_at")
     list_filter = ("kind", ("archived_at", admin.EmptyFieldListFilter))
     search_fields = ("title", "memberships__user__username")
@@ -40,7 +54,7 @@ class RoomAdmin(admin.ModelAdmin):
 
 
 @admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
+class MembershipAdmin(ReadOnlyAdmin, admin.ModelAdmin):
     list_display = ("user", "room", "joined_at", "last_read_seq")
     search_fields = ("user__username", "user__display_name", "room__title")
     raw_id_fields = ("user", "room")
@@ -48,7 +62,7 @@ class MembershipAdmin(admin.ModelAdmin):
 
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
+class MessageAdmin(ReadOnlyAdmin, admin.ModelAdmin):
     list_display = ("room", "seq", "kind", "author", "short_body", "created_at", "edited_at", "deleted_at")
     list_filter = ("kind", ("deleted_at", admin.EmptyFieldListFilter))
     search_fields = ("body", "author__username", "author__display_name", "room__title")

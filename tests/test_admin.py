@@ -51,3 +51,16 @@ def test_the_admin_is_for_staff_only(alice_client):
     response = alice_client.get(reverse("admin:index"))
     assert response.status_code == 302
     assert "login" in response["Location"]
+
+
+def test_rooms_and_messages_are_read_only_in_the_admin(admin_client, group, alice):
+    """Changes go through the services (live updates, audit log), never the admin forms."""
+    message = services.do_post_message(membership(group, alice), "as it was").message
+    url = reverse("admin:rooms_message_change", args=[message.pk])
+    assert admin_client.get(url).status_code == 200
+    admin_client.post(url, {"body": "rewritten"})
+    admin_client.post(reverse("admin:rooms_message_delete", args=[message.pk]), {"post": "yes"})
+    message.refresh_from_db()
+    assert message.body == "as it was"
+    admin_client.post(reverse("admin:rooms_room_delete", args=[group.pk]), {"post": "yes"})
+    assert type(group).objects.filter(pk=group.pk).exists()
