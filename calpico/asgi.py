@@ -2,9 +2,9 @@
 
 import os
 
-from django.core.asgi import get_asgi_application
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "calpico.settings")
+
+from calpico.handlers import get_asgi_application
 
 # Django must be set up before anything imports models.
 django_asgi_app = get_asgi_application()
