@@ -48,12 +48,12 @@ def system_prompt(
     return "\n".join(lines)
 
 
-def _content(message: Message, with_image: bool):
-    text = f"{message.author.name if message.author else 'Deleted account'}: {message.body}"
-    if with_image and message.image:
+def _content(author: str, body: str, image_url: str | None):
+    text = f"{author}: {body}"
+    if image_url:
         return [
             {"type": "text", "text": text},
-            {"type": "image_url", "image_url": {"url": as_data_url(message.image)}},
+            {"type": "image_url", "image_url": {"url": image_url}},
         ]
     return text
 
@@ -75,25 +75,31 @@ def build_chat_prompt(run: AssistantRun, assistant: AssistantSettings) -> list[d
     system = system_prompt(room, assistant, asker_name, member_names, memories)
 
     budget = settings.ASSISTANT_CONTEXT_TOKENS - estimate_tokens(system)
+    # Plain rows, not model instances: this runs before every reply, over up to
+    # HISTORY_SCAN messages, on the way to the model's first token.
     recent = (
         Message.objects.filter(room=room, deleted_at__isnull=True)
         .exclude(kind=Message.Kind.SYSTEM)
         .exclude(pk=run.reply_id)
-        .select_related("author")
-        .order_by("-seq")[:HISTORY_SCAN]
+        .order_by("-seq")
+        .values_list("pk", "kind", "state", "body", "image", "author__display_name", "author__username")[
+            :HISTORY_SCAN
+        ]
     )
     history: list[dict] = []
-    for message in recent:
-        if message.is_assistant:
-            if message.state != Message.State.DONE or not message.body:
+    for pk, kind, state, body, image, display_name, username in recent:
+        if kind == Message.Kind.ASSISTANT:
+            if state != Message.State.DONE or not body:
                 continue  # failed or unfinished replies are not what it said
-            entry = {"role": "assistant", "content": message.body}
-            cost = estimate_tokens(message.body)
+            entry = {"role": "assistant", "content": body}
+            cost = estimate_tokens(body)
         else:
             # The image goes to the model with the message that asked, if it has one.
-            with_image = run.trigger_id == message.pk
-            entry = {"role": "user", "content": _content(message, with_image)}
-            cost = estimate_tokens(message.body) + (300 if with_image and message.image else 0)
+            with_image = bool(image) and run.trigger_id == pk
+            author = (display_name or username) if username else "Deleted account"
+            image_url = as_data_url(run.trigger.image) if with_image else None
+            entry = {"role": "user", "content": _content(author, body, image_url)}
+            cost = estimate_tokens(body) + (300 if with_image else 0)
         if cost > budget and history:
             break
         budget -= cost
