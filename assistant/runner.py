@@ -17,10 +17,12 @@ heartbeat and run once more, or failed with a note saying so.
 import asyncio
 import base64
 import contextlib
+import contextvars
 import datetime as dt
 import logging
 import os
 import socket
+import threading
 import time
 import urllib.request
 import uuid
@@ -30,7 +32,9 @@ import openai
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Q
 from django.utils import timezone
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from assistant.models import AssistantRun
 from assistant.prompt import build_chat_prompt, estimate_tokens, redacted
@@ -44,6 +48,8 @@ from rooms.services import do_post_assistant_message, do_update_assistant_messag
 log = logging.getLogger(__name__)
 
 SAVE_INTERVAL = 1.0
+# Longest a run waits for its placeholder's announcement before sending text anyway.
+ANNOUNCE_WAIT = 2.0
 MAX_ATTEMPTS = 2
 WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
@@ -93,6 +99,10 @@ class Claimed:
     model: str
     prompt: list | dict
     prompt_tokens_estimate: int = 0
+    # Set once the placeholder message has gone out to the room: partial text or the
+    # final message sent before it would reach pages that have nothing to put it in.
+    # None when it went out before the run was handed over.
+    announced: asyncio.Event | None = None
 
 
 @dataclass
@@ -131,30 +141,107 @@ def claim_next(worker: str) -> Claimed | None:
             run = query.select_related("room", "requested_by", "trigger", "reply").first()
             if run is None:
                 return None
-            now = timezone.now()
-            try:
-                with transaction.atomic():
-                    updated = AssistantRun.objects.filter(
-                        pk=run.pk, status=AssistantRun.Status.QUEUED
-                    ).update(
-                        status=AssistantRun.Status.RUNNING,
-                        worker=worker,
-                        started_at=now,
-                        heartbeat_at=now,
-                        attempts=run.attempts + 1,
-                        first_token_at=None,
-                    )
-            except IntegrityError:
+            if not _mark_running(run, worker):
                 continue  # another process started a run in this room a moment ago
-            if not updated:
-                continue
-        # Outside the claim's transaction: a run that cannot even be prepared (a missing
-        # image, say) fails on its own instead of blocking the queue behind it.
-        try:
-            return _prepare(run)
-        except Exception:
-            log.exception("Could not prepare assistant run %s", run.pk)
-            _fail_unprepared(run)
+        claimed = _prepare_or_fail(run)
+        if claimed is not None:
+            return claimed
+
+
+def claim_run(worker: str, run_id: int) -> Claimed | None:
+    """Take this queued run if its room has nothing running and nothing queued before it;
+    None if it is not for this worker now (claim_next picks it up later)."""
+    with transaction.atomic():
+        query = AssistantRun.objects.filter(pk=run_id, status=AssistantRun.Status.QUEUED)
+        if connection.features.has_select_for_update_skip_locked:
+            query = query.select_for_update(skip_locked=True, of=("self",))
+        run = query.select_related("room", "requested_by", "trigger", "reply").first()
+        if run is None:
+            return None
+        if _room_has_work_before(run) or not _mark_running(run, worker):
+            return None
+    return _prepare_or_fail(run)
+
+
+def start_when_committed(run: AssistantRun, *, room_busy: bool) -> None:
+    """Called in the transaction that queues `run`, which holds its room's lock.
+
+    When this process's runner has a free slot and nothing in the room comes first, the
+    run is claimed and prepared right here: its prompt includes the message that asked,
+    and its placeholder follows that message. The request to the model then starts the
+    moment the transaction commits, while the new messages are still being announced.
+    Otherwise it waits in the queue for a runner, here or in another process.
+
+    `room_busy`: the room has other queued or running runs (they go first).
+    """
+    runner = _runner
+    run_id = run.pk
+    if runner is None or room_busy or not runner.has_free_slot():
+        transaction.on_commit(lambda: notify(run_id))
+        return
+    prepared: list[Claimed] = []
+    # Registered before the placeholder's announcement, so the model's first token is
+    # on its way while the room is told about the new messages.
+    transaction.on_commit(lambda: runner.start_prepared(prepared[0] if prepared else None, run_id))
+    try:
+        with transaction.atomic():
+            claimed = _prepare(run, worker=runner.worker, room_locked=True)
+    except IntegrityError:
+        # Another process started a run in this room (a recovered one): it waits.
+        return
+    except Exception:
+        # Rolled back to queued: claim_next tries again and fails it alone if it must.
+        log.exception("Could not prepare assistant run %s", run_id)
+        return
+    claimed.announced = asyncio.Event()
+    prepared.append(claimed)
+    transaction.on_commit(lambda: runner.mark_announced(claimed))
+
+
+def _room_has_work_before(run: AssistantRun) -> bool:
+    return (
+        AssistantRun.objects.filter(room_id=run.room_id)
+        .filter(Q(status=AssistantRun.Status.RUNNING) | Q(status=AssistantRun.Status.QUEUED, pk__lt=run.pk))
+        .exists()
+    )
+
+
+def _return_to_queue(claimed: Claimed) -> None:
+    """A run prepared for this process that it had no slot for after all: back in the
+    queue, its placeholder kept (the claim that takes it fills that message)."""
+    AssistantRun.objects.filter(pk=claimed.run_id, status=AssistantRun.Status.RUNNING).update(
+        status=AssistantRun.Status.QUEUED, worker="", started_at=None, attempts=F("attempts") - 1
+    )
+
+
+def _mark_running(run: AssistantRun, worker: str) -> bool:
+    """Inside the claim's transaction: make the queued run this worker's; False if the
+    one-running-run-per-room constraint or another claim got there first."""
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            updated = AssistantRun.objects.filter(pk=run.pk, status=AssistantRun.Status.QUEUED).update(
+                status=AssistantRun.Status.RUNNING,
+                worker=worker,
+                started_at=now,
+                heartbeat_at=now,
+                attempts=run.attempts + 1,
+                first_token_at=None,
+            )
+    except IntegrityError:
+        return False
+    return bool(updated)
+
+
+def _prepare_or_fail(run: AssistantRun) -> Claimed | None:
+    # Outside the claim's transaction: a run that cannot even be prepared (a missing
+    # image, say) fails on its own instead of blocking the queue behind it.
+    try:
+        return _prepare(run)
+    except Exception:
+        log.exception("Could not prepare assistant run %s", run.pk)
+        _fail_unprepared(run)
+        return None
 
 
 def _fail_unprepared(run: AssistantRun) -> None:
@@ -167,14 +254,26 @@ def _fail_unprepared(run: AssistantRun) -> None:
             finished_at=timezone.now(),
             worker="",
         )
-        reply = (
-            Message.objects.filter(pk=run.reply_id, deleted_at__isnull=True).first() if run.reply_id else None
-        )
+        if run.reply_id is None:
+            # Nothing in the room answers yet: say so there, with Retry, like any failure.
+            reply = do_post_assistant_message(
+                run.room_id,
+                persona=settings_for(run.room).name,
+                state=Message.State.FAILED,
+                note=text,
+                reply_to=None if run.room.is_private else run.trigger,
+            )
+            AssistantRun.objects.filter(pk=run.pk).update(reply=reply)
+            return
+        reply = Message.objects.filter(pk=run.reply_id, deleted_at__isnull=True).first()
         if reply is not None:
             do_update_assistant_message(reply, body=reply.body, state=Message.State.FAILED, note=text)
 
 
-def _prepare(run: AssistantRun) -> Claimed:
+def _prepare(run: AssistantRun, *, worker: str = "", room_locked: bool = False) -> Claimed:
+    """Build the prompt and post (or reset) the reply's message; with `worker`, claim the
+    queued run for it in the same update. `room_locked`: the caller's transaction holds
+    the room's lock, and `run.room` is that locked row."""
     assistant = settings_for(run.room)
     if run.kind == AssistantRun.Kind.IMAGE:
         model = settings.ASSISTANT_IMAGE_MODEL
@@ -189,12 +288,28 @@ def _prepare(run: AssistantRun) -> Claimed:
     if run.reply is None:
         # In a shared room the reply quotes who asked; alone with it, that is plain.
         reply_to = None if run.room.is_private else run.trigger
-        reply = do_post_assistant_message(run.room_id, persona=assistant.name, reply_to=reply_to)
+        reply = do_post_assistant_message(
+            run.room_id,
+            persona=assistant.name,
+            reply_to=reply_to,
+            locked_room=run.room if room_locked else None,
+        )
     else:
         reply = do_update_assistant_message(
             run.reply, body="", state=Message.State.STREAMING, persona=assistant.name
         )
-    AssistantRun.objects.filter(pk=run.pk).update(reply=reply, model=model, prompt=stored_prompt)
+    updates = {"reply": reply, "model": model, "prompt": stored_prompt}
+    if worker:
+        now = timezone.now()
+        updates.update(
+            status=AssistantRun.Status.RUNNING,
+            worker=worker,
+            started_at=now,
+            heartbeat_at=now,
+            attempts=run.attempts + 1,
+            first_token_at=None,
+        )
+    AssistantRun.objects.filter(pk=run.pk).update(**updates)
     return Claimed(
         run_id=run.pk,
         room_id=run.room_id,
@@ -331,6 +446,10 @@ class Runner:
         self.db = db or database_sync_to_async
         self.concurrency = concurrency or settings.ASSISTANT_MAX_CONCURRENT_RUNS
         self.tasks: dict[int, asyncio.Task] = {}
+        # Slots promised to runs being claimed, here or in a thread that just queued one
+        # (see `start_queued`): with the tasks, never more than `concurrency`.
+        self.reserved = 0
+        self._slots = threading.Lock()
         self.stopping: set[int] = set()
         self.wake = asyncio.Event()
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -361,18 +480,95 @@ class Runner:
                     log.exception("Could not recover assistant runs")
 
     async def fill(self) -> None:
-        while len(self.tasks) < self.concurrency:
-            claimed = await self.db(claim_next)(self.worker)
+        while self.reserve():
+            try:
+                claimed = await self.db(claim_next)(self.worker)
+            except BaseException:
+                self.release()
+                raise
             if claimed is None:
+                self.release()
                 return
-            task = asyncio.get_running_loop().create_task(self.execute(claimed))
+            self._start_reserved(claimed)
+
+    def reserve(self) -> bool:
+        """Promise a slot to a run about to be claimed (from any thread); False if full."""
+        with self._slots:
+            if len(self.tasks) + self.reserved >= self.concurrency:
+                return False
+            self.reserved += 1
+            return True
+
+    def release(self) -> None:
+        with self._slots:
+            self.reserved -= 1
+
+    def _start_reserved(self, claimed: Claimed) -> None:
+        """In the loop: stream a claimed run in the slot reserved for it."""
+        task = self.loop.create_task(self.execute(claimed))
+        with self._slots:
+            self.reserved -= 1
             self.tasks[claimed.run_id] = task
-            task.add_done_callback(lambda _t, run_id=claimed.run_id: self._done(run_id))
+        task.add_done_callback(lambda _t, run_id=claimed.run_id: self._done(run_id))
 
     def _done(self, run_id: int) -> None:
-        self.tasks.pop(run_id, None)
+        with self._slots:
+            self.tasks.pop(run_id, None)
         self.stopping.discard(run_id)
         self.wake.set()  # the room may have its next run waiting
+
+    def has_free_slot(self) -> bool:
+        loop = self.loop
+        return (
+            loop is not None and not loop.is_closed() and len(self.tasks) + self.reserved < self.concurrency
+        )
+
+    def start_prepared(self, claimed: Claimed | None, run_id: int) -> None:
+        """After commit, in the thread that queued the run (see start_when_committed)."""
+        if claimed is None:
+            notify(run_id)
+            return
+        if self.reserve():
+            try:
+                self.loop.call_soon_threadsafe(self._start_reserved, claimed, context=contextvars.Context())
+                return
+            except RuntimeError:
+                self.release()  # the loop has closed: recovery deals with the run
+                return
+        # Other threads took the free slots since the transaction looked.
+        _return_to_queue(claimed)
+        self.notify_threadsafe()
+
+    def mark_announced(self, claimed: Claimed) -> None:
+        """After commit, once the placeholder has been announced."""
+        event = claimed.announced
+        if event is not None and self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(event.set)
+
+    def start_queued(self, run_id: int) -> bool:
+        """From the thread that just committed `run_id`: claim it there and start it now,
+        without waking the loop to look for it. False if this runner has no free slot or
+        the run must wait (its room is busy); claim_next takes it later then."""
+        loop = self.loop
+        if loop is None or loop.is_closed() or not self.reserve():
+            return False
+        try:
+            claimed = claim_run(self.worker, run_id)
+        except BaseException:
+            self.release()
+            raise
+        if claimed is None:
+            self.release()
+            return False
+        try:
+            # A context of its own: this thread's (asgiref's sync-thread markers among it)
+            # would make the run's database calls refuse to run.
+            loop.call_soon_threadsafe(self._start_reserved, claimed, context=contextvars.Context())
+        except RuntimeError:
+            # The loop closed in between: the run stays running without a heartbeat and
+            # is recovered like any run of a stopped process.
+            self.release()
+        return True
 
     async def drain(self) -> None:
         """Do every queued run, including ones queued while doing them, then return."""
@@ -426,6 +622,7 @@ class Runner:
             progress.finished = True
             watcher.cancel()
         try:
+            await self._announced(claimed)
             await self.db(finish)(
                 claimed,
                 status=status,
@@ -452,16 +649,25 @@ class Runner:
             self._client = None
 
     async def _stream_reply(self, claimed: Claimed, progress: Progress) -> None:
-        client = self.client()
-        extra = {}
+        body = {
+            "model": claimed.model,
+            "messages": claimed.prompt,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
         if settings.ASSISTANT_MAX_REPLY_TOKENS:
-            extra["max_tokens"] = settings.ASSISTANT_MAX_REPLY_TOKENS
-        stream = await client.chat.completions.create(
-            model=claimed.model,
-            messages=claimed.prompt,
+            body["max_tokens"] = settings.ASSISTANT_MAX_REPLY_TOKENS
+        # The SDK's own request path (authentication, errors, server-sent events), but not
+        # `chat.completions.create`: that first walks every message of the prompt against
+        # the parameter types, about 0.15 ms a message on the event loop (30 ms for a
+        # 200-message history). The prompt is plain JSON already (assistant/prompt.py).
+        stream = await self.client().post(
+            "/chat/completions",
+            body=body,
+            cast_to=ChatCompletion,
+            options={"security": {"bearer_auth": True}},
             stream=True,
-            stream_options={"include_usage": True},
-            **extra,
+            stream_cls=openai.AsyncStream[ChatCompletionChunk],
         )
         finished = False
         try:
@@ -505,7 +711,14 @@ class Runner:
         progress.first_token_at = timezone.now()
         return await asyncio.to_thread(attachment_from_bytes, data)
 
+    async def _announced(self, claimed: Claimed) -> None:
+        """Wait (briefly) until the room has been told of the placeholder."""
+        if claimed.announced is not None and not claimed.announced.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(claimed.announced.wait(), timeout=ANNOUNCE_WAIT)
+
     async def _push(self, claimed: Claimed, progress: Progress) -> None:
+        await self._announced(claimed)
         progress.dirty = False
         progress.last_push = time.monotonic()
         await push_partial_text(claimed.room_id, claimed.message_id, progress.text)
@@ -560,10 +773,23 @@ def ensure_started() -> None:
     _runner.serve_task = asyncio.get_running_loop().create_task(_runner.serve(recover_everything=everything))
 
 
-def notify() -> None:
-    """A run was queued (called after commit, from any thread)."""
-    if _runner is not None:
-        _runner.notify_threadsafe()
+def notify(run_id: int | None = None) -> None:
+    """A run was queued (called after commit, in the thread that queued it).
+
+    With `run_id`, this process's runner claims it right here when it can, so the request
+    to the model starts without a trip through the event loop; otherwise the runner is
+    woken to look for queued runs.
+    """
+    runner = _runner
+    if runner is None:
+        return
+    if run_id is not None:
+        try:
+            if runner.start_queued(run_id):
+                return
+        except Exception:
+            log.exception("Could not start assistant run %s at once", run_id)
+    runner.notify_threadsafe()
 
 
 def cancel(run_id: int) -> None:

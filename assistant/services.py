@@ -60,7 +60,9 @@ def settings_for(room: Room) -> AssistantSettings:
     try:
         return room.assistant
     except AssistantSettings.DoesNotExist:
-        return AssistantSettings(room=room)
+        # Kept on the room like a loaded one, so asking again costs no query.
+        room.assistant = AssistantSettings(room=room)
+        return room.assistant
 
 
 def can_change_assistant(user: User, room: Room, assistant: AssistantSettings) -> bool:
@@ -215,13 +217,24 @@ def _queue(
     if runs_today(user) >= settings.ASSISTANT_DAILY_RUNS:
         _refuse(room, trigger, user, kind, DAILY_LIMIT, daily_limit_text(), persona, prompt)
         return None
+    # The room's unfinished runs (we hold its lock, so no new ones appear meanwhile).
+    unfinished = list(
+        AssistantRun.objects.filter(
+            room=room, status__in=(AssistantRun.Status.QUEUED, AssistantRun.Status.RUNNING)
+        ).only("kind", "status", "reply", "trigger")
+    )
     if kind == AssistantRun.Kind.REPLY:
         # Messages arriving while a new reply waits to start are answered together, once
         # (not a retry, which answers in its own older message). It stays counted
         # against whoever asked first.
-        waiting = AssistantRun.objects.filter(
-            room=room, kind=kind, status=AssistantRun.Status.QUEUED, reply__isnull=True
-        ).first()
+        waiting = next(
+            (
+                run
+                for run in sorted(unfinished, key=lambda run: run.pk)
+                if run.kind == kind and run.status == AssistantRun.Status.QUEUED and run.reply_id is None
+            ),
+            None,
+        )
         if waiting is not None:
             waiting.trigger = trigger
             waiting.save(update_fields=["trigger"])
@@ -229,14 +242,19 @@ def _queue(
     run = AssistantRun.objects.create(
         room=room, kind=kind, requested_by=user, trigger=trigger, prompt=prompt or []
     )
-    transaction.on_commit(_wake_runner)
+    from assistant import runner
+
+    runner.start_when_committed(run, room_busy=bool(unfinished))
     return run
 
 
-def _wake_runner() -> None:
-    from assistant import runner
+def _start_after_commit(run_id: int) -> None:
+    def start() -> None:
+        from assistant import runner
 
-    runner.notify()
+        runner.notify(run_id)
+
+    transaction.on_commit(start)
 
 
 def clean_image_prompt(body: str) -> str | None:
@@ -367,7 +385,7 @@ def do_retry_run(user: User, run: AssistantRun) -> RunAction:
             do_update_assistant_message(
                 run.reply, body="", state=Message.State.STREAMING, persona=assistant.name
             )
-        transaction.on_commit(_wake_runner)
+        _start_after_commit(retry.pk)
     return RunAction(retry, True)
 
 

@@ -147,15 +147,15 @@ def do_post_message(
             existing = Message.objects.filter(room=room, author=author, client_id=client_id).first()
             if existing is not None:
                 return PostResult(existing, created=False)
-        if not Membership.objects.filter(room=room, user=author).exists():
+        request = Membership.objects.filter(room=room, user=author).values_list("request", flat=True).first()
+        if request is None:
             raise PermissionDenied("You are no longer a member of this room.")
         refusal = send_refusal(room, author)
         if refusal:
             raise ValidationError(refusal, code="blocked")
         # Replying to a message request accepts it.
-        if Membership.objects.filter(room=room, user=author, request=Membership.Request.PENDING).update(
-            request=Membership.Request.NONE
-        ):
+        if request == Membership.Request.PENDING:
+            Membership.objects.filter(room=room, user=author).update(request=Membership.Request.NONE)
             _announce(signals.members_changed, room=room, added=[author], removed=[])
         ratelimits.hit(ratelimits.messages_burst(), author.pk)
         ratelimits.hit(ratelimits.messages_sustained(), author.pk)
@@ -190,11 +190,15 @@ def do_post_assistant_message(
     state: str = Message.State.STREAMING,
     note: str = "",
     reply_to: Message | None = None,
+    locked_room: Room | None = None,
 ) -> Message:
     """Add the assistant's message to the room: empty and streaming while a reply is being
-    written, or finished at once (a refusal saying why it cannot answer)."""
+    written, or finished at once (a refusal saying why it cannot answer).
+
+    `locked_room`: the room, when the caller's transaction already holds its lock.
+    """
     with transaction.atomic():
-        room = _lock_room(room_id)
+        room = locked_room if locked_room is not None else _lock_room(room_id)
         return _append_message(
             room,
             author=None,

@@ -164,3 +164,85 @@ async def test_a_reloaded_page_shows_the_reply_in_progress(
     gate.set()
     assert "message--streaming" in page and "Still" in page and ">Stop<" in page
     await socket.disconnect()
+
+
+# Starting a reply without a trip through the queue
+
+
+async def test_a_mention_is_claimed_in_the_posting_transaction_and_streams_after_its_placeholder(
+    fake_openai, serving_runner, alice, bob, group
+):
+    """With a free slot, the post itself claims the run: by the time the post returns the
+    run is running here and its "thinking" message directly follows the question. The
+    room sees that message before any of the reply's text."""
+    fake_openai.queue(tokens=["Right ", "away"], token_interval=0.02)
+    socket = await connected(bob, group)
+    trigger = (await post(group, alice, "@assistant quick one")).message
+
+    run, reply = await sync_to_async(
+        lambda: (
+            AssistantRun.objects.get(room=group),
+            Message.objects.get(room=group, kind=Message.Kind.ASSISTANT),
+        )
+    )()
+    assert run.status == AssistantRun.Status.RUNNING and run.worker == serving_runner.worker
+    assert run.attempts == 1 and run.reply_id == reply.pk and run.model
+    assert reply.seq == trigger.seq + 1 and reply.state == Message.State.STREAMING
+
+    received = await collect_until(socket, r"message--done")
+    placeholder_at = next(i for i, f in enumerate(received) if f'id="m-{reply.pk}"' in f)
+    first_text_at = next(i for i, f in enumerate(received) if "Right" in f)
+    assert placeholder_at < first_text_at
+    assert "Right away" in received[-1]
+    await socket.disconnect()
+
+
+async def test_a_run_claimed_in_the_post_goes_back_to_the_queue_when_the_slots_filled_meanwhile(
+    fake_openai, serving_runner, alice, group, monkeypatch
+):
+    """Between the post's look at the free slots and its commit, other runs took them: the
+    run waits in the queue with its placeholder, and fills that same message later."""
+    fake_openai.queue(text="Later but here")
+    taken = {"refused": False}
+    reserve = serving_runner.reserve
+
+    def busy_once():
+        if not taken["refused"]:
+            taken["refused"] = True
+            return False
+        return reserve()
+
+    monkeypatch.setattr(serving_runner, "reserve", busy_once)
+    socket = await connected(alice, group)
+    await post(group, alice, "@assistant eventually")
+    run = await sync_to_async(lambda: AssistantRun.objects.get(room=group))()
+    assert taken["refused"]
+    assert run.status in (AssistantRun.Status.QUEUED, AssistantRun.Status.RUNNING)
+
+    await collect_until(socket, r"message--done")
+    run = await sync_to_async(lambda: AssistantRun.objects.select_related("reply").get(room=group))()
+    assert run.status == AssistantRun.Status.DONE and run.attempts == 1
+    assert run.reply.body == "Later but here"
+    assert await sync_to_async(lambda: Message.objects.filter(room=group, kind="assistant").count())() == 1
+    await socket.disconnect()
+
+
+async def test_a_run_that_cannot_be_prepared_in_the_post_still_fails_visibly(
+    fake_openai, serving_runner, alice, group, monkeypatch
+):
+    from assistant import prompt
+
+    def broken(*args, **kwargs):
+        raise OSError("the attachment is gone")
+
+    monkeypatch.setattr(prompt, "build_chat_prompt", broken)
+    monkeypatch.setattr(runner, "build_chat_prompt", broken)
+    socket = await connected(alice, group)
+    result = await post(group, alice, "@assistant look at this")
+    assert result.created  # the question itself is kept
+    received = await collect_until(socket, r"message--failed")
+    assert "Something went wrong before the assistant could start." in received[-1]
+    assert ">Retry<" in received[-1]
+    run = await sync_to_async(lambda: AssistantRun.objects.get(room=group))()
+    assert run.status == AssistantRun.Status.FAILED and run.reply_id is not None
+    await socket.disconnect()
