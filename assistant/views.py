@@ -7,6 +7,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from assistant import services
 from assistant.forms import AssistantForm, MemoryForm, ShareForm
 from assistant.models import Memory
+from assistant.prompt import MEMORIES_MAX
 from rooms.access import access_membership, access_message, is_owner
 from rooms.models import Membership, Message, Room
 from rooms.queries import room_title, sidebar_entries
@@ -86,6 +87,7 @@ def my_assistant(request):
 def _memories_page(request, form=None, editing=None, edit_form=None, status=200):
     context = {
         "memories": Memory.objects.filter(user=request.user),
+        "memories_used": MEMORIES_MAX,
         "form": form or MemoryForm(),
         "editing": editing,
         "edit_form": edit_form,

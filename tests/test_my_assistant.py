@@ -208,3 +208,33 @@ def User_from(client):
     from django.contrib.auth import get_user
 
     return get_user(client)
+
+
+def test_the_memories_page_says_which_memories_are_past_the_limit(fake_openai, alice, alice_client, settings):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from assistant.prompt import MEMORIES_MAX
+
+    start = timezone.now() - dt.timedelta(days=1)
+    Memory.objects.bulk_create(
+        Memory(user=alice, text=f"fact number {i}", updated_at=start + dt.timedelta(minutes=i))
+        for i in range(MEMORIES_MAX + 1)
+    )
+    page = alice_client.get(reverse("assistant:memories")).content.decode()
+    assert f"reads the {MEMORIES_MAX} most recently added or edited memories" in page
+    assert page.count("(not used)") == 1
+    assert 'fact number 0 <small class="memory__unused">(not used)</small>' in page
+
+    room = open_private(alice_client)
+    say(alice_client, room, "what do you know?")
+    runner.run_pending()
+    system = fake_openai.chat_requests()[-1]["messages"][0]["content"]
+    assert f"fact number {MEMORIES_MAX}\n" in system + "\n" and "fact number 0\n" not in system + "\n"
+
+
+def test_the_memories_page_has_no_limit_note_below_the_limit(alice, alice_client):
+    services.do_add_memory(alice, "I like tea")
+    page = alice_client.get(reverse("assistant:memories")).content.decode()
+    assert "(not used)" not in page and "most recently added" not in page
