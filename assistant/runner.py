@@ -447,7 +447,7 @@ class Runner:
         self.concurrency = concurrency or settings.ASSISTANT_MAX_CONCURRENT_RUNS
         self.tasks: dict[int, asyncio.Task] = {}
         # Slots promised to runs being claimed, here or in a thread that just queued one
-        # (see `start_queued`): with the tasks, never more than `concurrency`.
+        # (`start_prepared`, `start_queued`): with the tasks, never more than `concurrency`.
         self.reserved = 0
         self._slots = threading.Lock()
         self.stopping: set[int] = set()
@@ -529,12 +529,8 @@ class Runner:
             notify(run_id)
             return
         if self.reserve():
-            try:
-                self.loop.call_soon_threadsafe(self._start_reserved, claimed, context=contextvars.Context())
-                return
-            except RuntimeError:
-                self.release()  # the loop has closed: recovery deals with the run
-                return
+            self._hand_over(claimed)
+            return
         # Other threads took the free slots since the transaction looked.
         _return_to_queue(claimed)
         self.notify_threadsafe()
@@ -560,15 +556,19 @@ class Runner:
         if claimed is None:
             self.release()
             return False
+        self._hand_over(claimed)
+        return True
+
+    def _hand_over(self, claimed: Claimed) -> None:
+        """From another thread: start a claimed run in the slot reserved for it."""
         try:
             # A context of its own: this thread's (asgiref's sync-thread markers among it)
             # would make the run's database calls refuse to run.
-            loop.call_soon_threadsafe(self._start_reserved, claimed, context=contextvars.Context())
+            self.loop.call_soon_threadsafe(self._start_reserved, claimed, context=contextvars.Context())
         except RuntimeError:
             # The loop closed in between: the run stays running without a heartbeat and
             # is recovered like any run of a stopped process.
             self.release()
-        return True
 
     async def drain(self) -> None:
         """Do every queued run, including ones queued while doing them, then return."""
@@ -659,8 +659,8 @@ class Runner:
             body["max_tokens"] = settings.ASSISTANT_MAX_REPLY_TOKENS
         # The SDK's own request path (authentication, errors, server-sent events), but not
         # `chat.completions.create`: that first walks every message of the prompt against
-        # the parameter types, about 0.15 ms a message on the event loop (30 ms for a
-        # 200-message history). The prompt is plain JSON already (assistant/prompt.py).
+        # the parameter types, about 0.15 ms a message on the event loop (30-40 ms for
+        # a 200-message history). The prompt is plain JSON already (assistant/prompt.py).
         stream = await self.client().post(
             "/chat/completions",
             body=body,

@@ -221,7 +221,9 @@ def _queue(
     unfinished = list(
         AssistantRun.objects.filter(
             room=room, status__in=(AssistantRun.Status.QUEUED, AssistantRun.Status.RUNNING)
-        ).only("kind", "status", "reply", "trigger")
+        )
+        .only("kind", "status", "reply", "trigger")
+        .order_by("id")
     )
     if kind == AssistantRun.Kind.REPLY:
         # Messages arriving while a new reply waits to start are answered together, once
@@ -230,7 +232,7 @@ def _queue(
         waiting = next(
             (
                 run
-                for run in sorted(unfinished, key=lambda run: run.pk)
+                for run in unfinished
                 if run.kind == kind and run.status == AssistantRun.Status.QUEUED and run.reply_id is None
             ),
             None,
