@@ -26,13 +26,13 @@ import threading
 import time
 import urllib.request
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import openai
-from channels.db import database_sync_to_async
+from asgiref.sync import SyncToAsync
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Q
+from django.db import IntegrityError, connection, connections, transaction
+from django.db.models import Q
 from django.utils import timezone
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
@@ -43,13 +43,14 @@ from rooms.attachments import attachment_from_bytes
 from rooms.live import push_partial_text
 from rooms.markdown import render_message
 from rooms.models import Message
-from rooms.services import do_post_assistant_message, do_update_assistant_message
+from rooms.services import announce_message, do_post_assistant_message, do_update_assistant_message
 
 log = logging.getLogger(__name__)
 
 SAVE_INTERVAL = 1.0
-# Longest a run waits for its placeholder's announcement before sending text anyway.
-ANNOUNCE_WAIT = 2.0
+# Longest a run started before its post committed waits for the placeholder's
+# announcement; then it checks whether the post committed at all.
+ANNOUNCE_WAIT = 5.0
 MAX_ATTEMPTS = 2
 WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
@@ -89,20 +90,8 @@ class StreamCut(Exception):
     """The stream ended without saying it had finished."""
 
 
-@dataclass
-class Claimed:
-    run_id: int
-    room_id: int
-    kind: str
-    message_id: int
-    persona: str
-    model: str
-    prompt: list | dict
-    prompt_tokens_estimate: int = 0
-    # Set once the placeholder message has gone out to the room: partial text or the
-    # final message sent before it would reach pages that have nothing to put it in.
-    # None when it went out before the run was handed over.
-    announced: asyncio.Event | None = None
+class Abandoned(Exception):
+    """The transaction that prepared the run rolled back: the run does not exist."""
 
 
 @dataclass
@@ -119,7 +108,26 @@ class Progress:
     last_push: float = 0.0
 
 
-# Database work (synchronous; called through database_sync_to_async)
+@dataclass
+class Claimed:
+    run_id: int
+    room_id: int
+    kind: str
+    message_id: int
+    persona: str
+    model: str
+    prompt: list | dict
+    prompt_tokens_estimate: int = 0
+    # Set once the placeholder message has gone out to the room: partial text or the
+    # final message sent before it would reach pages that have nothing to put it in.
+    # None when it went out before the run was handed over.
+    announced: asyncio.Event | None = None
+    # The placeholder, when the runner announces it itself (see `announce_placeholder`).
+    placeholder: Message | None = None
+    progress: Progress = field(default_factory=Progress)
+
+
+# Database work (synchronous; called through Runner.db)
 
 
 def claim_next(worker: str) -> Claimed | None:
@@ -168,34 +176,41 @@ def start_when_committed(run: AssistantRun, *, room_busy: bool) -> None:
 
     When this process's runner has a free slot and nothing in the room comes first, the
     run is claimed and prepared right here: its prompt includes the message that asked,
-    and its placeholder follows that message. The request to the model then starts the
-    moment the transaction commits, while the new messages are still being announced.
-    Otherwise it waits in the queue for a runner, here or in another process.
+    and its placeholder follows that message. The request to the model starts at once,
+    before this transaction commits, so the model works while the post commits and the
+    room is told of the question and the placeholder. Nothing of the run is shown or
+    stored before that announcement; if the transaction rolls back instead, the run finds
+    itself gone and drops what the model sent. Otherwise (no slot, or the room busy) it
+    waits in the queue for a runner, here or in another process.
 
     `room_busy`: the room has other queued or running runs (they go first).
     """
     runner = _runner
     run_id = run.pk
-    if runner is None or room_busy or not runner.has_free_slot():
+    if runner is None or room_busy or not runner.reserve():
         transaction.on_commit(lambda: notify(run_id))
         return
-    prepared: list[Claimed] = []
-    # Registered before the placeholder's announcement, so the model's first token is
-    # on its way while the room is told about the new messages.
-    transaction.on_commit(lambda: runner.start_prepared(prepared[0] if prepared else None, run_id))
     try:
         with transaction.atomic():
-            claimed = _prepare(run, worker=runner.worker, room_locked=True)
-    except IntegrityError:
-        # Another process started a run in this room (a recovered one): it waits.
+            claimed = _prepare(run, worker=runner.worker, room_locked=True, announce=False)
+    except Exception as exc:
+        runner.release()
+        if not isinstance(exc, IntegrityError):  # that one: a recovered run in the room
+            log.exception("Could not prepare assistant run %s", run_id)
+        # Still queued: claim_next takes it, or fails it alone if it must.
+        transaction.on_commit(lambda: notify(run_id))
         return
-    except Exception:
-        # Rolled back to queued: claim_next tries again and fails it alone if it must.
-        log.exception("Could not prepare assistant run %s", run_id)
-        return
+
     claimed.announced = asyncio.Event()
-    prepared.append(claimed)
-    transaction.on_commit(lambda: runner.mark_announced(claimed))
+    runner.hand_over(claimed)
+    transaction.on_commit(lambda: runner.announce_placeholder(claimed))
+
+
+def _still_ours(claimed: Claimed, worker: str) -> bool:
+    """Whether the run is committed and still this worker's."""
+    return AssistantRun.objects.filter(
+        pk=claimed.run_id, status=AssistantRun.Status.RUNNING, worker=worker
+    ).exists()
 
 
 def _room_has_work_before(run: AssistantRun) -> bool:
@@ -203,14 +218,6 @@ def _room_has_work_before(run: AssistantRun) -> bool:
         AssistantRun.objects.filter(room_id=run.room_id)
         .filter(Q(status=AssistantRun.Status.RUNNING) | Q(status=AssistantRun.Status.QUEUED, pk__lt=run.pk))
         .exists()
-    )
-
-
-def _return_to_queue(claimed: Claimed) -> None:
-    """A run prepared for this process that it had no slot for after all: back in the
-    queue, its placeholder kept (the claim that takes it fills that message)."""
-    AssistantRun.objects.filter(pk=claimed.run_id, status=AssistantRun.Status.RUNNING).update(
-        status=AssistantRun.Status.QUEUED, worker="", started_at=None, attempts=F("attempts") - 1
     )
 
 
@@ -270,10 +277,13 @@ def _fail_unprepared(run: AssistantRun) -> None:
             do_update_assistant_message(reply, body=reply.body, state=Message.State.FAILED, note=text)
 
 
-def _prepare(run: AssistantRun, *, worker: str = "", room_locked: bool = False) -> Claimed:
+def _prepare(
+    run: AssistantRun, *, worker: str = "", room_locked: bool = False, announce: bool = True
+) -> Claimed:
     """Build the prompt and post (or reset) the reply's message; with `worker`, claim the
     queued run for it in the same update. `room_locked`: the caller's transaction holds
-    the room's lock, and `run.room` is that locked row."""
+    the room's lock, and `run.room` is that locked row. `announce=False`: a new
+    placeholder is left for the caller to announce (`Claimed.placeholder`)."""
     assistant = settings_for(run.room)
     if run.kind == AssistantRun.Kind.IMAGE:
         model = settings.ASSISTANT_IMAGE_MODEL
@@ -293,6 +303,7 @@ def _prepare(run: AssistantRun, *, worker: str = "", room_locked: bool = False) 
             persona=assistant.name,
             reply_to=reply_to,
             locked_room=run.room if room_locked else None,
+            announce=announce,
         )
     else:
         reply = do_update_assistant_message(
@@ -311,6 +322,7 @@ def _prepare(run: AssistantRun, *, worker: str = "", room_locked: bool = False) 
         )
     AssistantRun.objects.filter(pk=run.pk).update(**updates)
     return Claimed(
+        placeholder=None if announce or run.reply is not None else reply,
         run_id=run.pk,
         room_id=run.room_id,
         kind=run.kind,
@@ -369,7 +381,7 @@ def finish(
             completion_tokens=completion_tokens,
             worker="",
         )
-        message = Message.objects.select_related("room").get(pk=claimed.message_id)
+        message = Message.objects.select_related("room", "reply_to__author").get(pk=claimed.message_id)
         if message.is_deleted:
             return  # removed by an admin or moderator while it was written: it stays removed
         note = error if status == AssistantRun.Status.FAILED else ""
@@ -436,18 +448,38 @@ def recover_orphans(*, everything: bool = False) -> int:
     return recovered
 
 
+class RunnerDatabase(SyncToAsync):
+    """Channels' database_sync_to_async for the runner, keeping a healthy connection.
+
+    A reply calls the database a few times (progress about once a second, the end).
+    With CONN_MAX_AGE=0 (SQLite; PostgreSQL through its pool) Channels' wrapper closes
+    the connection after every call, and SQLite opens a new one (about a millisecond) on
+    the next: on the way to showing the finished reply. Here a connection is replaced
+    only when an error left it unusable.
+    """
+
+    def thread_handler(self, loop, *args, **kwargs):
+        for conn in connections.all(initialized_only=True):
+            if conn.errors_occurred:
+                if conn.is_usable():
+                    conn.errors_occurred = False
+                else:
+                    conn.close()
+        return super().thread_handler(loop, *args, **kwargs)
+
+
 class Runner:
     """Claims and streams runs in one process's event loop."""
 
     def __init__(self, *, worker: str = WORKER_NAME, concurrency: int | None = None, db=None) -> None:
         self.worker = worker
-        # How database work leaves the event loop: database_sync_to_async, which also
-        # retires stale connections as Channels does for consumers.
-        self.db = db or database_sync_to_async
+        # How database work leaves the event loop (see RunnerDatabase).
+        self.db = db or RunnerDatabase
         self.concurrency = concurrency or settings.ASSISTANT_MAX_CONCURRENT_RUNS
         self.tasks: dict[int, asyncio.Task] = {}
         # Slots promised to runs being claimed, here or in a thread that just queued one
-        # (`start_prepared`, `start_queued`): with the tasks, never more than `concurrency`.
+        # (`start_when_committed`, `start_queued`): with the tasks, never more than
+        # `concurrency`.
         self.reserved = 0
         self._slots = threading.Lock()
         self.stopping: set[int] = set()
@@ -492,7 +524,10 @@ class Runner:
             self._start_reserved(claimed)
 
     def reserve(self) -> bool:
-        """Promise a slot to a run about to be claimed (from any thread); False if full."""
+        """Promise a slot to a run about to be claimed (from any thread); False if full
+        or not serving."""
+        if self.loop is None or self.loop.is_closed():
+            return False
         with self._slots:
             if len(self.tasks) + self.reserved >= self.concurrency:
                 return False
@@ -517,26 +552,20 @@ class Runner:
         self.stopping.discard(run_id)
         self.wake.set()  # the room may have its next run waiting
 
-    def has_free_slot(self) -> bool:
-        loop = self.loop
-        return (
-            loop is not None and not loop.is_closed() and len(self.tasks) + self.reserved < self.concurrency
-        )
-
-    def start_prepared(self, claimed: Claimed | None, run_id: int) -> None:
-        """After commit, in the thread that queued the run (see start_when_committed)."""
-        if claimed is None:
-            notify(run_id)
-            return
-        if self.reserve():
-            self._hand_over(claimed)
-            return
-        # Other threads took the free slots since the transaction looked.
-        _return_to_queue(claimed)
-        self.notify_threadsafe()
+    def announce_placeholder(self, claimed: Claimed) -> None:
+        """After commit, in the committing thread: show the reply's message to the room,
+        already holding the words the model has sent by now (its request started before
+        the commit), then let the run push the rest."""
+        reply = claimed.placeholder
+        if reply is not None:
+            text = claimed.progress.text  # written by the loop; a str is read whole
+            if text.strip():
+                reply.body, reply.html = text, render_message(text, {}, rich=True).html
+            announce_message(reply)
+        self.mark_announced(claimed)
 
     def mark_announced(self, claimed: Claimed) -> None:
-        """After commit, once the placeholder has been announced."""
+        """After commit, once the placeholder has been announced (from the committing thread)."""
         event = claimed.announced
         if event is not None and self.loop is not None and not self.loop.is_closed():
             self.loop.call_soon_threadsafe(event.set)
@@ -556,10 +585,10 @@ class Runner:
         if claimed is None:
             self.release()
             return False
-        self._hand_over(claimed)
+        self.hand_over(claimed)
         return True
 
-    def _hand_over(self, claimed: Claimed) -> None:
+    def hand_over(self, claimed: Claimed) -> None:
         """From another thread: start a claimed run in the slot reserved for it."""
         try:
             # A context of its own: this thread's (asgiref's sync-thread markers among it)
@@ -599,7 +628,8 @@ class Runner:
     # One run
 
     async def execute(self, claimed: Claimed) -> None:
-        progress = Progress()
+        progress = claimed.progress
+
         watcher = asyncio.get_running_loop().create_task(self._watch(claimed, progress))
         status, error_code, error, image = AssistantRun.Status.DONE, "", "", None
         try:
@@ -611,6 +641,8 @@ class Runner:
             if claimed.run_id not in self.stopping:
                 raise  # the process is shutting down; recovery deals with the run
             status = AssistantRun.Status.CANCELLED
+        except Abandoned:
+            return
         except Exception as exc:
             status = AssistantRun.Status.FAILED
             error_code, error = describe_error(exc)
@@ -622,7 +654,8 @@ class Runner:
             progress.finished = True
             watcher.cancel()
         try:
-            await self._announced(claimed)
+            if not await self._announced(claimed):
+                return
             await self.db(finish)(
                 claimed,
                 status=status,
@@ -661,6 +694,7 @@ class Runner:
         # `chat.completions.create`: that first walks every message of the prompt against
         # the parameter types, about 0.15 ms a message on the event loop (30-40 ms for
         # a 200-message history). The prompt is plain JSON already (assistant/prompt.py).
+
         stream = await self.client().post(
             "/chat/completions",
             body=body,
@@ -669,6 +703,7 @@ class Runner:
             stream=True,
             stream_cls=openai.AsyncStream[ChatCompletionChunk],
         )
+
         finished = False
         try:
             async for chunk in stream:
@@ -711,14 +746,22 @@ class Runner:
         progress.first_token_at = timezone.now()
         return await asyncio.to_thread(attachment_from_bytes, data)
 
-    async def _announced(self, claimed: Claimed) -> None:
-        """Wait (briefly) until the room has been told of the placeholder."""
-        if claimed.announced is not None and not claimed.announced.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(claimed.announced.wait(), timeout=ANNOUNCE_WAIT)
+    async def _announced(self, claimed: Claimed) -> bool:
+        """Wait until the room has been told of the placeholder. False if that never
+        comes because the transaction that prepared the run rolled back."""
+        event = claimed.announced
+        if event is None or event.is_set():
+            return True
+        try:
+            await asyncio.wait_for(event.wait(), timeout=ANNOUNCE_WAIT)
+        except TimeoutError:
+            # Committed without the announcement (a failed on_commit hook): go on.
+            return await self.db(_still_ours)(claimed, self.worker)
+        return True
 
     async def _push(self, claimed: Claimed, progress: Progress) -> None:
-        await self._announced(claimed)
+        if not await self._announced(claimed):
+            raise Abandoned()
         progress.dirty = False
         progress.last_push = time.monotonic()
         await push_partial_text(claimed.room_id, claimed.message_id, progress.text)
@@ -728,6 +771,8 @@ class Runner:
         last_save = time.monotonic()
         while not progress.finished:
             await asyncio.sleep(settings.ASSISTANT_STREAM_INTERVAL)
+            if claimed.announced is not None and not claimed.announced.is_set():
+                continue  # nothing is shown or stored before the placeholder
             if progress.dirty and time.monotonic() - progress.last_push >= settings.ASSISTANT_STREAM_INTERVAL:
                 await self._push(claimed, progress)
             if time.monotonic() - last_save >= SAVE_INTERVAL:

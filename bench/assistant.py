@@ -84,7 +84,9 @@ ARTICLE = re.compile(
     r' id="m-(\d+)"'
 )
 # A partial-text push: templates/rooms/live/partial_text.html.
-PARTIAL = re.compile(r'id="m-(\d+)-body" hx-swap-oob="true">(.*?)<span class="message__cursor"', re.DOTALL)
+# The reply's text so far: in a partial-text frame, or in the message itself when its
+# first words were in by the time it was announced.
+PARTIAL = re.compile(r'id="m-(\d+)-body"[^>]*>(.*?)<span class="message__cursor"', re.DOTALL)
 TAG = re.compile(r"<[^>]+>")
 # Converts this process's monotonic clock to the wall clock the server stores times in.
 WALL_OFFSET = time.time() - time.monotonic()

@@ -59,8 +59,10 @@ def _append_message(
     state: str = Message.State.DONE,
     note: str = "",
     image=None,
+    announce: bool = True,
 ) -> Message:
-    """Give the message the room's next sequence number and store it.
+    """Give the message the room's next sequence number and store it (and, after commit,
+    announce it, unless the caller will: see `announce_message`).
 
     Must run inside a transaction that holds the room's row lock (see `_lock_room`), so
     sequence numbers have no gaps and no duplicates.
@@ -91,8 +93,15 @@ def _append_message(
         Membership.objects.filter(room=room, user=read_by).update(
             last_read_seq=Greatest(F("last_read_seq"), seq)
         )
-    _announce(signals.message_posted, message=message)
+    if announce:
+        _announce(signals.message_posted, message=message)
     return message
+
+
+def announce_message(message: Message) -> None:
+    """Show a new message to the room now (after commit), for callers that stored it
+    with `announce=False`."""
+    signals.message_posted.send(sender=Message, message=message)
 
 
 def _lock_room(room_id: int) -> Room:
@@ -178,7 +187,9 @@ def do_post_message(
             image=image,
         )
         # Inside the transaction: the assistant queues its run with the message, or not at all.
+
         signals.message_created.send(sender=Message, message=message, membership=membership)
+
     return PostResult(message, created=True)
 
 
@@ -191,13 +202,16 @@ def do_post_assistant_message(
     note: str = "",
     reply_to: Message | None = None,
     locked_room: Room | None = None,
+    announce: bool = True,
 ) -> Message:
     """Add the assistant's message to the room: empty and streaming while a reply is being
     written, or finished at once (a refusal saying why it cannot answer).
 
     `locked_room`: the room, when the caller's transaction already holds its lock.
+    `announce=False`: the caller announces it after commit (`announce_message`).
     """
-    with transaction.atomic():
+    # Within the caller's transaction no savepoint is needed: it rolls back as a whole.
+    with transaction.atomic(savepoint=locked_room is None):
         room = locked_room if locked_room is not None else _lock_room(room_id)
         return _append_message(
             room,
@@ -209,6 +223,7 @@ def do_post_assistant_message(
             persona=persona,
             state=state,
             note=note,
+            announce=announce,
         )
 
 
