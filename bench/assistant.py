@@ -797,6 +797,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="run this process, the fake model and daphne at this nice value (e.g. -10; below 0 needs root)",
     )
     add(
+        "--pin",
+        action="store_true",
+        help="keep daphne on the first CPU and the fake model and this process (the clients) on the "
+        "others, as if they were other machines",
+    )
+    add(
         "--wait-quiet",
         type=float,
         default=0.0,
@@ -867,6 +873,11 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace, work_dir: Path, started: float, models: list[FakeModel]) -> int:
     """Start everything, run the phases, print; `models` gets the fake model for stopping."""
     with ExitStack() as stack:
+        everywhere = os.sched_getaffinity(0)
+        first = min(everywhere)
+        others = everywhere - {first} or everywhere
+        if args.pin:
+            os.sched_setaffinity(0, others)  # inherited by the fake model
         model = FakeModel(
             work_dir,
             reply=reply_text(args.reply_words),
@@ -895,7 +906,11 @@ def run(args: argparse.Namespace, work_dir: Path, started: float, models: list[F
         fanout.migrate(env)
         print(f"creating {rooms} people, a room of their own each, and their sessions ...", flush=True)
         setup = fanout.create_people(env, rooms, 1)
+        if args.pin:
+            os.sched_setaffinity(0, {first})  # inherited by daphne and its threads
         srv = server.Daphne("calpico", "calpico.asgi:application", env, work_dir / "calpico-daphne.log")
+        if args.pin:
+            os.sched_setaffinity(0, others)
         # The SDK's per-request log lines (httpx2, INFO under Django's logging settings).
         logging.getLogger("httpx2").setLevel(logging.WARNING)
         print(f"  ready after {time.monotonic() - started:.1f} s", flush=True)
