@@ -9,6 +9,9 @@ Every moderator action goes through `_act`, which writes the audit log entry in 
 transaction: no action without its record.
 """
 
+from importlib import import_module
+
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.sessions.models import Session
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -180,11 +183,13 @@ def do_remove_author_from_room(moderator: User, report: Report, *, reason: str =
 
 
 def end_sessions(user: User) -> int:
-    """Sign the user out everywhere: delete their sessions (database-backed)."""
+    """Sign the user out everywhere: delete their sessions, through the session engine
+    so its cache forgets them too."""
+    store = import_module(settings.SESSION_ENGINE).SessionStore
     ended = 0
     for session in Session.objects.filter(expire_date__gt=timezone.now()).iterator():
         if str(session.get_decoded().get("_auth_user_id")) == str(user.pk):
-            session.delete()
+            store(session_key=session.session_key).delete()
             ended += 1
     return ended
 

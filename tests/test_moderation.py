@@ -186,6 +186,11 @@ def test_suspending_the_author_ends_their_sessions(moderator_client, bob, bob_cl
     assert bob_client.get(group.get_absolute_url()).status_code == 302  # signed out: to the login page
     entry = ModerationAction.objects.get()
     assert (entry.action, entry.target_user, entry.reason) == ("suspend", bob, "repeated spam")
+    # The session is gone from the session cache too: lifting the suspension does not
+    # bring the old sign-in back.
+    bob.is_active = True
+    bob.save(update_fields=["is_active"])
+    assert bob_client.get(group.get_absolute_url()).status_code == 302
 
 
 @pytest.mark.django_db(transaction=True)
