@@ -278,3 +278,36 @@ async def test_a_reply_started_before_its_post_committed_is_dropped_when_the_pos
     assert not [m for m in kept if m[0] == Message.Kind.ASSISTANT or "hello" in m[1]]
     assert not await sync_to_async(AssistantRun.objects.exists)()
     await socket.disconnect()
+
+
+async def test_the_placeholder_carries_the_words_that_arrived_before_it_was_announced(
+    serving_runner, alice, group
+):
+    """The model was asked before the post committed; words already in when the
+    placeholder is announced go out with it, as its text so far."""
+    socket = await connected(alice, group)
+
+    def prepare():
+        reply = room_services.do_post_assistant_message(group.pk, persona="Planner", announce=False)
+        claimed = runner.Claimed(
+            run_id=0,
+            room_id=group.pk,
+            kind=AssistantRun.Kind.REPLY,
+            message_id=reply.pk,
+            persona="Planner",
+            model="m",
+            prompt=[],
+            announced=asyncio.Event(),
+            placeholder=reply,
+        )
+        claimed.progress.text = "Bonjour **à** tous"
+        return claimed
+
+    claimed = await sync_to_async(prepare)()
+    assert await frames(socket) == []  # stored, not yet shown
+    await sync_to_async(serving_runner.announce_placeholder)(claimed)
+    body = html(await frames(socket))
+    assert f'id="m-{claimed.message_id}-body"' in body
+    assert "Bonjour <strong>à</strong> tous" in body and "is thinking" not in body
+    await asyncio.wait_for(claimed.announced.wait(), timeout=1)
+    await socket.disconnect()
