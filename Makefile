@@ -5,18 +5,18 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install install-test migrate lint format clean
+.PHONY: run test install install-test migrate lint format constraints clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -c constraints.txt -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[test]"
+$(VENV)/.installed-test: pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[test]"
 	touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed
@@ -31,6 +31,7 @@ run: migrate
 
 test: install-test
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install-test
@@ -40,6 +41,12 @@ lint: install-test
 format: install-test
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# After changing dependencies in pyproject.toml: install the newest allowed versions, run
+# `make test`, then record what passed.
+constraints: | $(BIN)/python
+	$(BIN)/pip install --quiet --upgrade -e ".[test]"
+	$(BIN)/pip freeze --exclude-editable | grep -v '^#' > constraints.txt
 
 clean:
 	rm -rf $(VENV) var/static
