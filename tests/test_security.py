@@ -1,12 +1,15 @@
 """The security baseline: headers, CSRF, and a clean `check --deploy`."""
 
+import json
 import os
+import re
 import secrets
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.test import Client
 from django.urls import reverse
 
@@ -173,3 +176,122 @@ def test_logging_in_never_redirects_off_site(client, alice, target):
 def test_logging_in_goes_on_to_the_page_asked_for(client, alice, target):
     response = client.post(reverse("account_login"), {"login": "alice", "password": PASSWORD, "next": target})
     assert response["Location"] == target
+
+
+# A new password ends every other session, and their open pages with them
+
+
+@pytest.fixture
+def fresh_layer():
+    """Each socket test gets a channel layer of its own."""
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+
+
+def signed_in(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+async def page_socket(client: Client, room=None):
+    """An open page of the browser `client` (its session cookie), past its hello."""
+    from channels.testing import WebsocketCommunicator
+
+    from calpico.asgi import application
+
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+    path = "/ws/" + (f"?room={room.pk}" if room is not None else "")
+    socket = WebsocketCommunicator(
+        application, path, headers=[(b"origin", b"http://127.0.0.1"), (b"cookie", cookie)]
+    )
+    ok, _ = await socket.connect()
+    assert ok
+    assert json.loads(await socket.receive_from(timeout=5))["type"] == "hello"
+    return socket
+
+
+async def closed_with(socket, code: int) -> None:
+    output = await socket.receive_output(timeout=5)
+    while output["type"] == "websocket.send":
+        output = await socket.receive_output(timeout=5)
+    assert output == {"type": "websocket.close", "code": code}
+
+
+async def still_live(socket, room, author) -> None:
+    """The socket still gets the room's messages, and answers a ping."""
+    from rooms import services
+    from tests.conftest import membership
+
+    await sync_to_async(lambda: services.do_post_message(membership(room, author), "still here"))()
+    received = await socket.receive_from(timeout=5)
+    while "still here" not in received:
+        received = await socket.receive_from(timeout=5)
+    await socket.send_to(text_data=json.dumps({"type": "ping"}))
+    while (reply := await socket.receive_from(timeout=5)) and not reply.startswith("{"):
+        pass
+    assert json.loads(reply)["type"] == "pong"
+
+
+NEW_PASSWORD = "a brand new passphrase"
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_changing_the_password_closes_the_other_sessions_pages_but_not_this_one(
+    fresh_layer, alice, bob, group
+):
+    """A stolen session stops reading live chat the moment its owner changes the password."""
+    from rooms.consumers import CLOSE_UNAUTHENTICATED
+
+    mine, stolen = await sync_to_async(signed_in)(alice), await sync_to_async(signed_in)(alice)
+    my_page = await page_socket(mine, group)
+    stolen_pages = [await page_socket(stolen, group), await page_socket(stolen)]
+    response = await sync_to_async(mine.post)(
+        reverse("account_change_password"),
+        {"oldpassword": PASSWORD, "password1": NEW_PASSWORD, "password2": NEW_PASSWORD},
+    )
+    assert response.status_code == 302
+    for socket in stolen_pages:
+        await closed_with(socket, CLOSE_UNAUTHENTICATED)
+    await still_live(my_page, group, bob)
+    # The other session itself is over too; this one goes on, and can open new pages.
+    assert (await sync_to_async(stolen.get)(reverse("rooms:index"))).status_code == 302
+    assert (await sync_to_async(mine.get)(reverse("rooms:index"))).status_code == 200
+    again = await page_socket(mine, group)
+    await still_live(again, group, bob)
+    await again.disconnect()
+    await my_page.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_resetting_the_password_closes_every_page_of_the_account(fresh_layer, alice, bob, group):
+    from django.core import mail
+
+    from rooms.consumers import CLOSE_UNAUTHENTICATED
+
+    alice.email = "alice@example.com"
+    await sync_to_async(alice.save)()
+    first, second = await sync_to_async(signed_in)(alice), await sync_to_async(signed_in)(alice)
+    pages = [await page_socket(first, group), await page_socket(second)]
+    bobs_page = await page_socket(await sync_to_async(signed_in)(bob), group)
+
+    visitor = Client()
+    await sync_to_async(visitor.post)(reverse("account_reset_password"), {"email": "alice@example.com"})
+    link = re.search(r"https?://[^/\s]+(/accounts/password/reset/key/\S+/)", mail.outbox[-1].body).group(1)
+    form = await sync_to_async(visitor.get)(link, follow=True)
+    response = await sync_to_async(visitor.post)(
+        form.redirect_chain[-1][0] if form.redirect_chain else link,
+        {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD},
+    )
+    assert response.status_code == 302
+    await sync_to_async(alice.refresh_from_db)()
+    assert alice.check_password(NEW_PASSWORD)
+    for socket in pages:
+        await closed_with(socket, CLOSE_UNAUTHENTICATED)
+    for client in (first, second):
+        assert (await sync_to_async(client.get)(reverse("rooms:index"))).status_code == 302
+    await still_live(bobs_page, group, alice)  # someone else's pages are not touched
+    await bobs_page.disconnect()
