@@ -295,3 +295,92 @@ async def test_resetting_the_password_closes_every_page_of_the_account(fresh_lay
         assert (await sync_to_async(client.get)(reverse("rooms:index"))).status_code == 302
     await still_live(bobs_page, group, alice)  # someone else's pages are not touched
     await bobs_page.disconnect()
+
+
+# Invisible and direction-changing characters
+
+INVISIBLE_ONLY = [
+    "\u200b",  # zero-width space
+    "\u200c\u200d",  # zero-width non-joiner and joiner
+    "\u2060",  # word joiner
+    "\ufeff",  # byte order mark
+    "\u00ad\u00ad",  # soft hyphens
+    "\u200e\u200f\u061c",  # bidi marks
+    "\u202e",  # right-to-left override
+    "\u2066\u2069",  # an empty isolate
+    " \u200b \n\u200b ",  # mixed with whitespace
+    "\u3164",  # Hangul filler
+    "\u2800",  # braille blank
+    "\ufe0f",  # a variation selector alone
+]
+
+
+def post_text(client, room, body):
+    from rooms.models import Message
+
+    before = Message.objects.filter(room=room, kind="text").count()
+    response = client.post(
+        reverse("rooms:post_message", args=[room.pk]), {"body": body}, HTTP_HX_REQUEST="true"
+    )
+    return response, Message.objects.filter(room=room, kind="text").count() - before
+
+
+@pytest.mark.parametrize("body", INVISIBLE_ONLY)
+def test_a_message_of_invisible_characters_only_is_refused(alice_client, group, body):
+    response, stored = post_text(alice_client, group, body)
+    assert response.status_code == 422
+    assert "only invisible characters" in response.content.decode()
+    assert stored == 0
+
+
+@pytest.mark.parametrize("body", ["a\u200bb", "👩\u200d💻", "שלום\u200e!", "co\u00adoperate", "✌\ufe0f"])
+def test_text_with_something_visible_is_posted_as_typed(alice_client, group, body):
+    response, stored = post_text(alice_client, group, body)
+    assert response.status_code == 200 and stored == 1
+    assert group.messages.get(kind="text").body == body
+
+
+@pytest.mark.parametrize("body", ["\u200b", "\u2060\ufeff", "\u202e"])
+def test_an_edit_to_invisible_characters_only_is_refused_and_keeps_the_original(
+    alice_client, alice, group, body
+):
+    from rooms import services
+    from tests.conftest import membership
+
+    message = services.do_post_message(membership(group, alice), "keep me").message
+    response = alice_client.post(reverse("rooms:edit_message", args=[group.pk, message.pk]), {"body": body})
+    assert response.status_code == 422
+    assert "only invisible characters" in response.content.decode()
+    message.refresh_from_db()
+    assert message.body == "keep me" and message.edited_at is None
+
+
+@pytest.mark.parametrize("title", ["\u202eevil", "Trip \u2066cnalp\u2069", "a\u202ab\u202c", "\u202dx"])
+def test_group_names_refuse_direction_overrides(alice_client, group, title):
+    response = alice_client.post(reverse("rooms:new_group"), {"title": title, "members": ""})
+    assert response.status_code == 422
+    assert "reverse the direction" in response.content.decode()
+    response = alice_client.post(reverse("rooms:rename", args=[group.pk]), {"title": title})
+    assert response.status_code == 422
+    assert "reverse the direction" in response.content.decode()
+    group.refresh_from_db()
+    assert group.title == "Trip planning"
+
+
+def test_group_names_of_invisible_characters_only_are_refused(alice_client, group):
+    response = alice_client.post(reverse("rooms:rename", args=[group.pk]), {"title": "\u200b\u2060"})
+    assert response.status_code == 422
+    assert "Give the group a name." in response.content.decode()
+    group.refresh_from_db()
+    assert group.title == "Trip planning"
+
+
+@pytest.mark.parametrize(
+    ("name", "error"), [("\u202eBot", "reverse the direction"), ("\u200b", "Give the assistant a name")]
+)
+def test_assistant_names_refuse_direction_overrides_and_invisible_names(alice_client, group, name, error):
+    response = alice_client.post(
+        reverse("assistant:settings", args=[group.pk]), {"name": name, "reply_mode": "mention"}
+    )
+    assert response.status_code == 422
+    assert error in response.content.decode()
