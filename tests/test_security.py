@@ -197,7 +197,7 @@ def signed_in(user) -> Client:
     return client
 
 
-async def page_socket(client: Client, room=None):
+async def page_socket(client: Client, room=None, *, hello=True):
     """An open page of the browser `client` (its session cookie), past its hello."""
     from channels.testing import WebsocketCommunicator
 
@@ -210,7 +210,8 @@ async def page_socket(client: Client, room=None):
     )
     ok, _ = await socket.connect()
     assert ok
-    assert json.loads(await socket.receive_from(timeout=5))["type"] == "hello"
+    if hello:
+        assert json.loads(await socket.receive_from(timeout=5))["type"] == "hello"
     return socket
 
 
@@ -257,7 +258,9 @@ async def test_changing_the_password_closes_the_other_sessions_pages_but_not_thi
     for socket in stolen_pages:
         await closed_with(socket, CLOSE_UNAUTHENTICATED)
     await still_live(my_page, group, bob)
-    # The other session itself is over too; this one goes on, and can open new pages.
+    # The other session itself is over too, for pages and sockets; this one goes on.
+    reopened = await page_socket(stolen, group, hello=False)
+    await closed_with(reopened, CLOSE_UNAUTHENTICATED)
     assert (await sync_to_async(stolen.get)(reverse("rooms:index"))).status_code == 302
     assert (await sync_to_async(mine.get)(reverse("rooms:index"))).status_code == 200
     again = await page_socket(mine, group)
