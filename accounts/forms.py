@@ -3,6 +3,7 @@ from django import forms
 from django.conf import settings
 
 from accounts.models import User
+from accounts.validators import validate_display_name
 
 
 class ProfileForm(forms.ModelForm):
@@ -11,6 +12,11 @@ class ProfileForm(forms.ModelForm):
         fields = ["display_name"]
         labels = {"display_name": "Display name"}
         help_texts = {"display_name": "Shown next to your messages. At most 50 characters."}
+
+    def clean_display_name(self) -> str:
+        display_name = self.cleaned_data["display_name"]
+        validate_display_name(display_name)
+        return display_name
 
 
 class AvatarForm(forms.Form):

@@ -2,6 +2,7 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db.models import Q
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts import services
@@ -20,7 +21,10 @@ def profile(request, username: str):
 
 def _back(request, person: User):
     target = request.POST.get("next", "")
-    if target.startswith("/") and not target.startswith("//"):
+    # Browsers read "/\evil.example" as "//evil.example": only Django's check knows them all.
+    if target.startswith("/") and url_has_allowed_host_and_scheme(
+        target, allowed_hosts=None, require_https=request.is_secure()
+    ):
         return redirect(target)
     return redirect(person.get_absolute_url())
 

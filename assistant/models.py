@@ -128,4 +128,5 @@ class Memory(models.Model):
         verbose_name_plural = "memories"
 
     def __str__(self) -> str:
-        return self.text[:60]
+        # Shown by the admin (titles, delete confirmations), where the text is not.
+        return f"Memory {self.pk} of {self.user}"

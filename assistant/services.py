@@ -25,6 +25,7 @@ from assistant.models import (
     Memory,
     ReplyMode,
 )
+from calpico.text import check_no_direction_overrides, visible_characters
 from rooms.access import can_administer, is_owner
 from rooms.live import send_room_fragment
 from rooms.models import Membership, Message, Room
@@ -80,8 +81,9 @@ def mentions_assistant(body: str, name: str) -> bool:
 
 def clean_assistant_name(name: str) -> str:
     name = " ".join((name or "").split())
-    if not name:
+    if not visible_characters(name):
         raise ValidationError("Give the assistant a name.", code="empty")
+    check_no_direction_overrides(name, "The assistant's name")
     if len(name) > NAME_MAX_LENGTH:
         raise ValidationError(f"The name is at most {NAME_MAX_LENGTH} characters.", code="too_long")
     if "@" in name:

@@ -1,3 +1,5 @@
+import posixpath
+
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.http import Http404
@@ -19,8 +21,10 @@ def media(request, path: str):
     """Profile pictures, for signed-in people only, when no proxy serves MEDIA_ROOT.
 
     Message images are not served here: rooms.views.message_image checks membership.
+    Only a path exactly as stored under avatars/ is served: any other spelling ("//",
+    "..", "./", a backslash) could lead from here to attachments/.
     """
-    if path.startswith("attachments/"):
+    if not path.startswith("avatars/") or posixpath.normpath(path) != path or "\\" in path or "\0" in path:
         raise Http404("Not here.")
     response = serve(request, path, document_root=settings.MEDIA_ROOT)
     response.headers["Cache-Control"] = "private, max-age=31536000, immutable"

@@ -71,6 +71,11 @@ class MessageAdmin(ReadOnlyAdmin, admin.ModelAdmin):
     list_select_related = ("room", "author")
     date_hierarchy = "created_at"
 
+    def get_queryset(self, request):
+        # What someone tells their own assistant is theirs alone: not listed, searched or
+        # opened here. Shared rooms are what moderators look after.
+        return super().get_queryset(request).exclude(room__kind=Room.Kind.PRIVATE)
+
     @admin.display(description="Text")
     def short_body(self, message: Message) -> str:
         return message.preview[:80]

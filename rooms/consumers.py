@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from accounts.services import blocked_ids
 from rooms import presence
-from rooms.live import room_group, user_group
+from rooms.live import SESSION_MARK, room_group, user_group
 from rooms.models import Membership, Message, Notice
 from rooms.services import do_mark_read
 
@@ -63,6 +63,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.read_flush: asyncio.Task | None = None
         self.heartbeat: asyncio.Task | None = None
         self.counted_online = False
+        self.session_mark: str | None = None
 
         # Accept first, then close with our code: a refused handshake looks like a network
         # failure (1006) that the browser would retry for ever.
@@ -70,6 +71,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if self.user is None or not self.user.is_authenticated or not self.user.is_active:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
+        # Loaded already by the authentication middleware: no query.
+        self.session_mark = await self.scope["session"].aget(SESSION_MARK)
         self.rooms = await self._load_rooms()
         requested = self._requested_room()
         if requested is not None:
@@ -395,6 +398,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
             state.muted = event["muted"]
 
     async def session_ended(self, event: dict) -> None:
+        kept = event.get("except_session")
+        if kept is not None and kept == self.session_mark:
+            return  # the page of the browser that changed the password
         await self.close(code=CLOSE_UNAUTHENTICATED)
 
     # Helpers

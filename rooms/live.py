@@ -6,10 +6,12 @@ The consumer (`rooms/consumers.py`) decides per viewer what to forward, from mem
 """
 
 import logging
+import secrets
 
+from allauth.account.signals import password_changed, password_reset, password_set
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
-from django.contrib.auth.signals import user_logged_out
+from django.contrib.auth.signals import user_logged_in, user_logged_out
 from django.db import transaction
 from django.db.models.signals import post_save
 from django.dispatch import receiver
@@ -173,9 +175,18 @@ def announce_membership_updated(sender, membership, **kwargs) -> None:
     )
 
 
-def close_user_sockets(user_id: int, *, reason: str) -> None:
-    """Close every open socket of this user, in every process."""
-    send_event(user_group(user_id), {"type": "session.ended", "reason": reason})
+# A random mark stored in the session at login. Django keeps a session's data when it
+# renews its key (as it does for the browser that changes its password), so the mark, unlike
+# the key, still names that browser's sockets afterwards.
+SESSION_MARK = "live_session_mark"
+
+
+def close_user_sockets(user_id: int, *, reason: str, except_session: str | None = None) -> None:
+    """Close every open socket of this user, in every process, except those of the session
+    marked `except_session`."""
+    send_event(
+        user_group(user_id), {"type": "session.ended", "reason": reason, "except_session": except_session}
+    )
 
 
 @receiver(blocks_changed)
@@ -184,10 +195,30 @@ def announce_blocks_changed(sender, blocker, **kwargs) -> None:
     send_event(user_group(blocker.pk), {"type": "user.blocks"})
 
 
+@receiver(user_logged_in)
+def mark_session(sender, request, user, **kwargs) -> None:
+    request.session[SESSION_MARK] = secrets.token_hex(16)
+
+
 @receiver(user_logged_out)
 def close_sockets_on_logout(sender, request, user, **kwargs) -> None:
     if user is not None:
         close_user_sockets(user.pk, reason="logged_out")
+
+
+@receiver(password_changed)
+@receiver(password_set)
+def close_other_sockets_on_password_change(sender, request, user, **kwargs) -> None:
+    # Django has ended the other sessions (their stored password hash no longer matches);
+    # their open pages end with them. The browser that made the change stays signed in.
+    mark = request.session.get(SESSION_MARK)
+    transaction.on_commit(lambda: close_user_sockets(user.pk, reason="password_changed", except_session=mark))
+
+
+@receiver(password_reset)
+def close_sockets_on_password_reset(sender, request, user, **kwargs) -> None:
+    # Whoever reset it proved only the e-mail address: no session of the account is kept.
+    transaction.on_commit(lambda: close_user_sockets(user.pk, reason="password_reset"))
 
 
 @receiver(post_save, sender=User)

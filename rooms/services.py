@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from accounts.services import do_block, has_blocked
+from calpico.text import check_no_direction_overrides, visible_characters
 from rooms import ratelimits, signals
 from rooms.access import can_administer, can_change_message, can_delete_message, can_remove_member, is_owner
 from rooms.markdown import render_message
@@ -125,6 +126,13 @@ def clean_message_body(body: str, *, allow_empty: bool = False) -> str:
     body = (body or "").replace("\r\n", "\n").strip()
     if not body and not allow_empty:
         raise ValidationError("Type a message first.", code="empty")
+    if body and not visible_characters(body):
+        if allow_empty:
+            return ""
+        raise ValidationError(
+            "That message has only invisible characters; type something people can see.",
+            code="invisible",
+        )
     limit = settings.MESSAGE_MAX_LENGTH
     if len(body) > limit:
         raise ValidationError(
@@ -445,8 +453,9 @@ def send_refusal(room: Room, author: User) -> str | None:
 
 def clean_title(title: str) -> str:
     title = " ".join((title or "").split())
-    if not title:
+    if not visible_characters(title):
         raise ValidationError("Give the group a name.", code="empty")
+    check_no_direction_overrides(title, "Group names")
     if len(title) > TITLE_MAX_LENGTH:
         raise ValidationError(
             f"Group names are at most {TITLE_MAX_LENGTH} characters; this one has {len(title)}.",

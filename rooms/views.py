@@ -284,7 +284,7 @@ def new_group(request):
                     request.user, form.cleaned_data["title"], form.cleaned_data["members"]
                 )
             except ValidationError as exc:
-                form.add_error("title" if exc.code in {"empty", "too_long"} else "members", exc)
+                form.add_error("title" if exc.code in {"empty", "too_long", "direction"} else "members", exc)
             else:
                 return _redirect(request, room.get_absolute_url())
         status = 422

@@ -182,3 +182,49 @@ def test_people_search_leaves_out_yourself(alice_client, alice):
 def test_allauth_rate_limits_are_on(settings):
     assert settings.ACCOUNT_RATE_LIMITS_ENABLED
     assert getattr(settings, "ACCOUNT_RATE_LIMITS", None) is not False
+
+
+@pytest.mark.parametrize(
+    ("display_name", "error"),
+    [
+        ("\u202eecilA", "reverse the direction"),
+        ("Bob \u2066(admin)\u2069", "reverse the direction"),
+        ("x\u202a\u202c", "reverse the direction"),
+        ("\u200b\u200b", "only invisible characters"),
+        ("\u3164", "only invisible characters"),
+        ("Administrator", "reserved"),
+        ("admin", "reserved"),
+        ("ADMIN", "reserved"),
+        ("Ｍｏｄｅｒａｔｏｒ", "reserved"),  # fullwidth letters
+        ("Ad\u200bmin", "reserved"),
+        ("Sys\u00adtem", "reserved"),
+        ("A d m i n", "reserved"),
+        ("Calpico", "reserved"),
+        ("Calpico Support", "reserved"),
+        ("System", "reserved"),
+        ("support.", "reserved"),
+        ("The Calpico Team", "reserved"),
+    ],
+)
+def test_display_names_that_hide_or_impersonate_are_refused(alice_client, alice, display_name, error):
+    """No reversed text and no posing as staff, the product or the system."""
+    response = alice_client.post(
+        reverse("accounts:profile_settings"), {"action": "profile", "display_name": display_name}
+    )
+    assert response.status_code == 422
+    assert error in response.content.decode()
+    alice.refresh_from_db()
+    assert alice.display_name == "Alice Liddell"
+
+
+@pytest.mark.parametrize(
+    "display_name",
+    ["Alice the Admin", "Modesta", "Émile Zola", "محمد علي", "李雷", "Ada\u200dLovelace", "Systemic Sam"],
+)
+def test_ordinary_display_names_are_kept(alice_client, alice, display_name):
+    response = alice_client.post(
+        reverse("accounts:profile_settings"), {"action": "profile", "display_name": display_name}
+    )
+    assert response.status_code == 302
+    alice.refresh_from_db()
+    assert alice.display_name == display_name

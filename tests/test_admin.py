@@ -64,3 +64,58 @@ def test_rooms_and_messages_are_read_only_in_the_admin(admin_client, group, alic
     assert message.body == "as it was"
     admin_client.post(reverse("admin:rooms_room_delete", args=[group.pk]), {"post": "yes"})
     assert type(group).objects.filter(pk=group.pk).exists()
+
+
+@pytest.fixture
+def private_chat(alice):
+    """alice's conversation with her own assistant, and a memory it keeps."""
+    from assistant.models import Memory
+    from assistant.services import do_open_private_room
+
+    room = do_open_private_room(alice)
+    message = services.do_post_message(membership(room, alice), "my private diagnosis").message
+    Memory.objects.create(user=alice, text="my bank PIN is 4242")
+    return message
+
+
+def test_the_message_admin_leaves_out_private_assistant_conversations(
+    admin_client, group, alice, private_chat
+):
+    """Moderators see shared rooms; what someone tells their own assistant stays theirs."""
+    services.do_post_message(membership(group, alice), "hello group")
+    url = reverse("admin:rooms_message_changelist")
+    listing = admin_client.get(url).content.decode()
+    assert "hello group" in listing and "my private diagnosis" not in listing
+    for query in ("diagnosis", "alice", "My assistant", "Alice Liddell"):
+        assert "my private diagnosis" not in admin_client.get(url, {"q": query}).content.decode()
+    filtered = admin_client.get(url, {"room__id__exact": private_chat.room_id}, follow=True)
+    assert "my private diagnosis" not in filtered.content.decode()
+    detail = admin_client.get(reverse("admin:rooms_message_change", args=[private_chat.pk]), follow=True)
+    assert "my private diagnosis" not in detail.content.decode()
+
+
+def test_no_admin_page_shows_a_private_conversation_or_a_memory(admin_client, alice, private_chat):
+    from assistant.models import Memory
+
+    memory = Memory.objects.get(user=alice)
+    pages = [
+        reverse("admin:rooms_room_change", args=[private_chat.room_id]),
+        reverse("admin:rooms_room_changelist"),
+        reverse("admin:assistant_memory_changelist"),
+        reverse("admin:assistant_memory_change", args=[memory.pk]),
+        reverse("admin:assistant_memory_delete", args=[memory.pk]),
+        reverse("admin:accounts_user_delete", args=[alice.pk]),
+    ]
+    for page in pages:
+        response = admin_client.get(page)
+        assert response.status_code == 200, page
+        body = response.content.decode()
+        assert "my private diagnosis" not in body, page
+        assert "4242" not in body and "bank PIN" not in body, page
+
+
+def test_a_memory_is_named_without_its_text(alice):
+    from assistant.models import Memory
+
+    memory = Memory.objects.create(user=alice, text="my bank PIN is 4242")
+    assert "4242" not in str(memory) and "alice" in str(memory)
