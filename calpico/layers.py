@@ -5,6 +5,11 @@ each `receive` and `group_send`, deep-copies each message for every recipient an
 a task per recipient. With a few hundred open sockets that sweep alone costs a third of
 the server's CPU. Here the sweep runs at most once a second, and a group send puts the
 same event (our events are never mutated by a receiver) straight into each queue.
+
+Group membership never expires here: Channels drops a channel from its groups a day
+(`group_expiry`) after it joined, which silenced a page open for longer. A socket leaves
+its groups when it disconnects (rooms/consumers.py), and a channel whose consumer died
+without leaving is dropped from every group as soon as a message to it expires unread.
 """
 
 import asyncio
@@ -24,9 +29,17 @@ class InMemoryChannelLayer(ChannelsInMemoryChannelLayer):
 
     def _clean_expired(self) -> None:
         now = time.monotonic()
-        if now - self._last_sweep >= self.sweep_interval:
-            self._last_sweep = now
-            super()._clean_expired()
+        if now - self._last_sweep < self.sweep_interval:
+            return
+        self._last_sweep = now
+        # Channels' sweep without its group expiry: only unread messages expire.
+        wall = time.time()
+        for channel, queue in list(self.channels.items()):
+            while not queue.empty() and queue._queue[0][0] < wall:
+                queue.get_nowait()
+                self._remove_from_groups(channel)
+                if queue.empty():
+                    self.channels.pop(channel, None)
 
     async def send(self, channel: str, message: dict) -> None:
         assert isinstance(message, dict), "message is not a dict"
