@@ -190,10 +190,11 @@ if REDIS_URL:
     }
     # Pub/sub: one PUBLISH per room event, fanned out to local sockets by each process, and
     # no group expiry to silently drop long-lived connections. Delivery is at most once;
-    # the database is the truth and clients catch up by sequence number (docs/live.md).
+    # the database is the truth and clients catch up by sequence number (docs/live.md):
+    # when a process subscribes to Redis again, its sockets are told to (calpico/layers.py).
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "BACKEND": "calpico.layers.RedisPubSubChannelLayer",
             "CONFIG": {
                 "hosts": [REDIS_URL],
                 "prefix": env("CHANNEL_LAYER_PREFIX", "calpico"),

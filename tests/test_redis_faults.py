@@ -4,15 +4,37 @@ Redis holds the cache (sessions' fast copy, rate-limit counters, presence) and t
 layer. Each test runs a redis-server of its own (tests/redis_server.py) and stops it.
 """
 
+import asyncio
+import json
 import logging
+import os
+import re
+import time
 import uuid
+from dataclasses import dataclass
 
 import pytest
 from django.urls import reverse
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
-from rooms.models import Message
-from tests.conftest import client_for
+from rooms import services
+from rooms.consumers import CLOSE_RECONNECT
+from rooms.models import Message, Room
+from tests.conftest import client_for, make_user
 from tests.redis_server import own_redis  # noqa: F401 (a fixture)
+from tests.test_multiprocess import (
+    DELIVERY_TIMEOUT,
+    STARTUP_TIMEOUT,
+    Person,
+    Server,
+    _database_url,
+    _open_socket,
+    _post_message,
+    _session_for,
+    _start,
+    _wait_until_serving,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -32,9 +54,9 @@ def redis_cache(settings, own_redis):  # noqa: F811
     return own_redis
 
 
-def post(client, room, body):
+def post(client, chat, body):
     return client.post(
-        reverse("rooms:post_message", args=[room.pk]), {"body": body, "client_id": str(uuid.uuid4())}
+        reverse("rooms:post_message", args=[chat.pk]), {"body": body, "client_id": str(uuid.uuid4())}
     )
 
 
@@ -79,3 +101,123 @@ def test_sessions_come_back_to_the_cache_when_redis_returns(alice, group, redis_
     redis_cache.start()
     assert client.get(reverse("rooms:index")).status_code == 200
     assert post(client, group, "After the outage").status_code == 302
+
+
+# Redis restarting under two server processes
+
+
+@dataclass
+class Page:
+    """A room page's socket as static/live.js drives it: on 4012 it reconnects and sends
+    `resume` with the last sequence number it holds."""
+
+    server: Server
+    person: Person
+    room: Room
+    last_seq: int = 0
+    resumed: int = 0
+    ws: ClientConnection | None = None
+
+    async def open(self) -> None:
+        self.ws = await _open_socket(self.server, self.person, self.room)
+        await self.ws.send(json.dumps({"type": "resume", "room": self.room.pk, "last_seq": self.last_seq}))
+
+    async def receive_all(self, texts: list[str], timeout: float) -> None:
+        """Until every text has shown on this page, directly or by resuming."""
+        missing = set(texts)
+
+        async def wait() -> None:
+            while missing:
+                try:
+                    frame = await self.ws.recv()
+                except ConnectionClosed as closed:
+                    assert closed.rcvd is not None and closed.rcvd.code == CLOSE_RECONNECT, closed
+                    self.resumed += 1
+                    await self.open()
+                    continue
+                if frame.startswith("{"):
+                    continue
+                self.last_seq = max([self.last_seq, *map(int, re.findall(r'data-seq="(\d+)"', frame))])
+                missing.difference_update(text for text in texts if text in frame)
+
+        try:
+            await asyncio.wait_for(wait(), timeout)
+        except TimeoutError:
+            pytest.fail(f"{self.person.user} on :{self.server.port} never got {sorted(missing)}")
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+
+
+@pytest.fixture
+def servers_on_own_redis(transactional_db, settings, tmp_path, own_redis):  # noqa: F811
+    """Two daphne processes on the test database and a Redis of the test's own."""
+    var_dir = tmp_path / "var"
+    var_dir.mkdir()
+    env = {name: os.environ[name] for name in ("PATH", "HOME", "LANG", "TZ") if os.environ.get(name)}
+    env.update(
+        DJANGO_SETTINGS_MODULE="calpico.settings",
+        CALPICO_VAR_DIR=str(var_dir),
+        SECRET_KEY=settings.SECRET_KEY,
+        DATABASE_URL=_database_url(),
+        REDIS_URL=own_redis.url,
+        ACCOUNT_RATE_LIMITS_ENABLED="false",
+        PYTHONUNBUFFERED="1",
+    )
+    started = [_start(env, var_dir, "a"), _start(env, var_dir, "b")]
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        for server in started:
+            _wait_until_serving(server, deadline)
+        yield started[0], started[1]
+    finally:
+        for server in started:
+            server.stop()
+
+
+@pytest.fixture
+def chatters(transactional_db) -> dict[str, Person]:
+    users = {"alice": make_user("alice", "Alice Liddell"), "bob": make_user("bob", "Bob Builder")}
+    return {name: Person(user, _session_for(user)) for name, user in users.items()}
+
+
+@pytest.fixture
+def chat(chatters) -> Room:
+    return services.do_create_group(chatters["alice"].user, "Trip planning", [chatters["bob"].user])
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+async def test_every_open_page_gets_what_was_posted_right_after_redis_restarts(
+    servers_on_own_redis,
+    chatters,
+    chat,
+    own_redis,  # noqa: F811
+):
+    """Redis restarts under two processes; messages posted through both right after it is
+    back reach every open page, live or because the page was told to resume (4012)."""
+    a, b = servers_on_own_redis
+    alice, bob = chatters["alice"], chatters["bob"]
+    pages = [Page(a, alice, chat), Page(b, bob, chat), Page(b, alice, chat), Page(a, bob, chat)]
+    for page in pages:
+        await page.open()
+    try:
+        await asyncio.to_thread(_post_message, a, alice, chat, "Before the restart")
+        for page in pages:
+            await page.receive_all(["Before the restart"], DELIVERY_TIMEOUT)
+
+        await asyncio.to_thread(own_redis.restart)
+        sent = []
+        for i, server in enumerate((a, b, a, b)):
+            text = f"Right after the restart {i}"
+            await asyncio.to_thread(_post_message, server, (alice, bob)[i % 2], chat, text)
+            sent.append(text)
+
+        for page in pages:
+            await page.receive_all(sent, 3 * DELIVERY_TIMEOUT)
+        # Every process lost its subscription for a moment, so every page was told to resume.
+        assert [page.resumed for page in pages] == [1, 1, 1, 1]
+    finally:
+        for page in pages:
+            await page.close()
