@@ -91,8 +91,11 @@ X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_AGE = 60 * 60 * 24 * 30
 # Sessions are read on every request: from the cache (Redis in production), written
-# through to the database so none is lost when the cache is cleared.
-SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+# through to the database so none is lost when the cache is cleared, and read from the
+# database while the cache cannot be reached (calpico/sessions.py).
+SESSION_ENGINE = "calpico.sessions"
+# How long the cache keeps a session's copy before it is read from the database again.
+SESSION_CACHE_SECONDS = 60 * 60
 
 INSTALLED_APPS = [
     "daphne",
@@ -180,14 +183,18 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env("CACHE_KEY_PREFIX", "calpico"),
+            # A Redis that stops answering must not hold requests for minutes: its
+            # callers fall back (sessions, rate limits, presence) after this long.
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
         }
     }
     # Pub/sub: one PUBLISH per room event, fanned out to local sockets by each process, and
     # no group expiry to silently drop long-lived connections. Delivery is at most once;
-    # the database is the truth and clients catch up by sequence number (docs/live.md).
+    # the database is the truth and clients catch up by sequence number (docs/live.md):
+    # when a process subscribes to Redis again, its sockets are told to (calpico/layers.py).
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "BACKEND": "calpico.layers.RedisPubSubChannelLayer",
             "CONFIG": {
                 "hosts": [REDIS_URL],
                 "prefix": env("CHANNEL_LAYER_PREFIX", "calpico"),

@@ -35,6 +35,10 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
 CLOSE_TOO_MANY_FRAMES = 4429
+# Events for this socket may have been lost: the page reconnects at once and resumes from
+# its last seq. (1012 would say so too, but autobahn lets a server close only with 1000 or
+# 3000-4999.)
+CLOSE_RECONNECT = 4012
 
 READ_FLUSH_SECONDS = 3.0
 LAYER_EVENT_PREFIXES = ("room.", "user.", "membership.", "session.")
@@ -402,6 +406,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if kept is not None and kept == self.session_mark:
             return  # the page of the browser that changed the password
         await self.close(code=CLOSE_UNAUTHENTICATED)
+
+    async def layer_reconnected(self, event: dict) -> None:
+        """The layer lost its connection for a while (calpico/layers.py): events may have
+        gone by unheard, so the page reconnects and catches up from the database."""
+        await self.close(code=CLOSE_RECONNECT)
 
     # Helpers
 

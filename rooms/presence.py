@@ -6,6 +6,7 @@ leaves no one "online" for longer than PRESENCE_SECONDS.
 """
 
 import asyncio
+import logging
 from collections import Counter
 from collections.abc import Iterable
 
@@ -14,6 +15,8 @@ from django.conf import settings
 from django.core.cache import cache
 
 from rooms.live import room_group
+
+log = logging.getLogger(__name__)
 
 _local_sockets: Counter[int] = Counter()
 
@@ -52,8 +55,15 @@ def forget(user_id: int) -> None:
 
 
 def online_user_ids(user_ids: Iterable[int]) -> set[int]:
+    """Who of these is online; nobody while the cache cannot be reached (the page still
+    shows, without its online dots)."""
     keys = {_key(uid): uid for uid in user_ids}
-    return {keys[key] for key in cache.get_many(list(keys))}
+    try:
+        found = cache.get_many(list(keys))
+    except Exception as error:
+        log.warning("Presence unknown, the cache is unavailable: %s", error)
+        return set()
+    return {keys[key] for key in found}
 
 
 # Announcing changes. A room whose members all arrive at once (a morning, a restart) would

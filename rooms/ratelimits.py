@@ -4,8 +4,14 @@ Each limit counts hits per key (a user, an IP address) in fixed windows: `cache.
 the window's counter and `cache.incr` is atomic on Redis and on the local-memory cache, so
 several processes share one count. A fixed window may let through up to twice the limit
 around a window's edge; for spam that is close enough, and it costs one round trip.
+
+While the cache cannot be reached (Redis down), limits fail open: nothing is counted and
+everything is let through, with a warning in the log. An outage of a few minutes should
+not stop a chat; the limits are there against spam, not for anyone's safety (invite
+tokens are unguessable without the failed-joins limit). docs/safety.md says the same.
 """
 
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -13,6 +19,8 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -51,12 +59,16 @@ def hit(limit: Limit, key: str | int) -> None:
     now = time.time()
     window = int(now // limit.seconds)
     cache_key = f"ratelimit:{limit.name}:{key}:{window}"
-    cache.add(cache_key, 0, timeout=limit.seconds + 5)
     try:
-        count = cache.incr(cache_key)
-    except ValueError:  # evicted between add and incr
-        cache.set(cache_key, 1, timeout=limit.seconds + 5)
-        count = 1
+        cache.add(cache_key, 0, timeout=limit.seconds + 5)
+        try:
+            count = cache.incr(cache_key)
+        except ValueError:  # evicted between add and incr
+            cache.set(cache_key, 1, timeout=limit.seconds + 5)
+            count = 1
+    except Exception as error:
+        _unavailable(limit, error)
+        return
     if count > limit.count:
         retry_after = max(1, math.ceil((window + 1) * limit.seconds - now))
         raise RateLimited(limit, retry_after)
@@ -67,7 +79,16 @@ def peek(limit: Limit, key: str | int) -> bool:
     if limit.count <= 0:
         return False
     window = int(time.time() // limit.seconds)
-    return (cache.get(f"ratelimit:{limit.name}:{key}:{window}") or 0) >= limit.count
+    try:
+        count = cache.get(f"ratelimit:{limit.name}:{key}:{window}") or 0
+    except Exception as error:
+        _unavailable(limit, error)
+        return False
+    return count >= limit.count
+
+
+def _unavailable(limit: Limit, error: Exception) -> None:
+    log.warning("Rate limit %s not applied, the cache is unavailable: %s", limit.name, error)
 
 
 def messages_burst() -> Limit:
