@@ -109,7 +109,30 @@
     }
   });
 
+  // The composer's client_id makes a resent message one message. A page the browser
+  // brings back (Back button: the HTML from its cache, a restored form or the
+  // back-forward cache) would hold the id of a message it already sent, so every showing
+  // of the page takes a fresh one; the server's answer to a send brings the next.
+  function freshId() {
+    if (window.crypto.randomUUID) return window.crypto.randomUUID(); // secure contexts only
+    const bytes = window.crypto.getRandomValues(new Uint8Array(16));
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+    return [hex.slice(0, 8), hex.slice(8, 12), hex.slice(12, 16), hex.slice(16, 20), hex.slice(20)].join("-");
+  }
+
+  function renewClientId() {
+    const input = document.querySelector('#composer input[name="client_id"]');
+    if (input) input.value = freshId();
+  }
+
+  window.addEventListener("pageshow", (event) => {
+    if (event.persisted) renewClientId();
+  });
+
   document.addEventListener("DOMContentLoaded", () => {
+    renewClientId();
     decorate(document);
     if (!location.hash) scrollToBottom();
     const textarea = document.querySelector("#composer textarea");
