@@ -176,8 +176,8 @@ document.addEventListener("change", async (event) => {
   input.form.requestSubmit();
 });
 
-// The composer: "@" suggests the room's members and its assistant; the image button
-// shows the chosen file's name.
+// The composer: "@" suggests the room's members and its assistant; an image picked with
+// the image button, pasted or dropped shows with its name.
 (function () {
   "use strict";
 
@@ -269,19 +269,118 @@ document.addEventListener("change", async (event) => {
     const target = event.target;
     if (target instanceof HTMLTextAreaElement && target.closest("#composer")) update(target);
     if (target instanceof HTMLInputElement && target.type === "file" && target.closest("#composer")) {
-      const label = target.closest(".composer__attach");
-      const file = target.files && target.files[0];
-      label.classList.toggle("has-file", Boolean(file));
-      label.title = file ? "Attached: " + file.name + " (click to change)" : "Attach an image";
-      let note = document.getElementById("composer-file-name");
-      if (!note) {
-        note = document.createElement("p");
-        note.id = "composer-file-name";
-        note.className = "composer__file-name";
-        target.closest("#composer").appendChild(note);
-      }
-      note.textContent = file ? "Image: " + file.name : "";
+      showAttachment(target, "");
     }
+  });
+
+  // What is attached: a thumbnail, the file's name and Remove; or why a file was not taken.
+  let thumbnailUrl = null;
+
+  function showAttachment(input, problem) {
+    const label = input.closest(".composer__attach");
+    const file = input.files && input.files[0];
+    label.classList.toggle("has-file", Boolean(file));
+    label.title = file ? "Attached: " + file.name + " (click to change)" : "Attach an image";
+    let note = document.getElementById("composer-file-name");
+    if (!note) {
+      note = document.createElement("div");
+      note.id = "composer-file-name";
+      note.className = "composer__file-name";
+      const composer = input.closest("#composer");
+      composer.insertBefore(note, composer.querySelector(".composer__hint"));
+    }
+    if (thumbnailUrl) URL.revokeObjectURL(thumbnailUrl);
+    thumbnailUrl = null;
+    const parts = [];
+    if (file) {
+      thumbnailUrl = URL.createObjectURL(file);
+      const thumbnail = document.createElement("img");
+      thumbnail.src = thumbnailUrl;
+      thumbnail.alt = "";
+      const name = document.createElement("span");
+      name.textContent = "Image: " + file.name;
+      const remove = document.createElement("button");
+      remove.type = "button";
+      remove.className = "composer__file-remove";
+      remove.textContent = "Remove";
+      remove.addEventListener("click", () => {
+        input.value = "";
+        showAttachment(input, "");
+        input.closest("#composer").querySelector("textarea")?.focus();
+      });
+      parts.push(thumbnail, name, remove);
+    }
+    if (problem) {
+      const error = document.createElement("span");
+      error.className = "composer__file-error";
+      error.setAttribute("role", "alert");
+      error.textContent = problem;
+      parts.push(error);
+    }
+    note.replaceChildren(...parts);
+  }
+
+  // Images pasted into the composer or dropped on the page go into the composer's file
+  // input, as if picked with the image button.
+  const IMAGE_TYPES = ["image/jpeg", "image/png", "image/webp", "image/gif"];
+
+  function composerFileInput() {
+    return document.querySelector('#composer input[type="file"]');
+  }
+
+  function attach(files) {
+    const input = composerFileInput();
+    if (!input || !files.length) return;
+    const image = files.find((file) => IMAGE_TYPES.includes(file.type));
+    if (!image) {
+      showAttachment(input, "Only images can be attached (JPEG, PNG, WebP or GIF).");
+      return;
+    }
+    const transfer = new DataTransfer();
+    transfer.items.add(image);
+    input.files = transfer.files;
+    showAttachment(input, files.length > 1 ? "One image per message: " + image.name + " is attached." : "");
+  }
+
+  document.addEventListener("paste", (event) => {
+    const target = event.target;
+    if (!(target instanceof Element) || !target.closest("#composer") || !event.clipboardData) return;
+    const files = Array.from(event.clipboardData.files || []);
+    // Text copied from a document may come with a picture of itself: then the text is meant.
+    if (!files.length || event.clipboardData.types.includes("text/plain")) return;
+    event.preventDefault();
+    attach(files);
+  });
+
+  function carriesFiles(event) {
+    return Boolean(event.dataTransfer && Array.from(event.dataTransfer.types).includes("Files") && composerFileInput());
+  }
+
+  function markDropTarget(on) {
+    document.getElementById("composer")?.classList.toggle("is-drop-target", on);
+  }
+
+  // Dropped anywhere on a room page (not only on the composer): a file let go beside it
+  // would otherwise make the browser leave the page to show the file.
+  ["dragenter", "dragover"].forEach((type) =>
+    document.addEventListener(type, (event) => {
+      if (!carriesFiles(event)) return;
+      event.preventDefault();
+      event.dataTransfer.dropEffect = "copy";
+      markDropTarget(true);
+    })
+  );
+
+  document.addEventListener("dragleave", (event) => {
+    if (!event.relatedTarget) markDropTarget(false); // left the window
+  });
+
+  document.addEventListener("drop", (event) => {
+    if (!carriesFiles(event)) return;
+    event.preventDefault();
+    markDropTarget(false);
+    attach(Array.from(event.dataTransfer.files));
+    document.querySelector("#composer textarea")?.focus();
   });
 
   // Capture phase: the menu's keys must not also send the message.
