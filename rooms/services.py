@@ -6,6 +6,7 @@ nothing else, so the rules hold on every path. Callers check access first
 (`rooms.access`); these functions re-check what they need to stay consistent.
 """
 
+import hashlib
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -142,6 +143,34 @@ def clean_message_body(body: str, *, allow_empty: bool = False) -> str:
     return body
 
 
+def _file_bytes(file) -> bytes:
+    file.seek(0)
+    try:
+        return file.read()
+    finally:
+        file.seek(0)
+
+
+def _content_key(body: str, image) -> str:
+    if image is None:
+        return body
+    return body + "\0" + hashlib.sha256(_file_bytes(image)).hexdigest()
+
+
+def _is_resend(message: Message, body: str, image) -> bool:
+    """Whether `message` holds what this send would store: the same text and the same
+    image (attachments are re-encoded the same way every time), or no image on both."""
+    if message.body != body or bool(message.image) != (image is not None):
+        return False
+    if image is None:
+        return True
+    try:
+        with message.image.open("rb") as stored:
+            return stored.read() == _file_bytes(image)
+    except OSError:  # the stored file is gone: nothing to compare with, so not the same
+        return False
+
+
 def do_post_message(
     membership: Membership,
     body: str,
@@ -151,7 +180,8 @@ def do_post_message(
     image=None,
 ) -> PostResult:
     """Post a message as the member, with an optional image (from `rooms.attachments.make_attachment`).
-    Sending again with the same client_id stores nothing new and returns the first message.
+    Sending the same content again with the same client_id stores nothing new and returns
+    the first message; other content with a used client_id is a new message.
 
     Raises ValidationError for empty or over-long text or a reply to a message that is not
     in this room. Text may be empty when there is an image.
@@ -162,6 +192,12 @@ def do_post_message(
         room = _lock_room(membership.room_id)
         if client_id is not None:
             existing = Message.objects.filter(room=room, author=author, client_id=client_id).first()
+            if existing is not None and not _is_resend(existing, body, image):
+                # Other content under a used id: a page the browser brought back (Back
+                # button, restored form) still holds the id of a message it sent. This is a
+                # new message, under an id made from both, so sending it again is still one.
+                client_id = uuid.uuid5(client_id, _content_key(body, image))
+                existing = Message.objects.filter(room=room, author=author, client_id=client_id).first()
             if existing is not None:
                 return PostResult(existing, created=False)
         request = Membership.objects.filter(room=room, user=author).values_list("request", flat=True).first()

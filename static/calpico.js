@@ -109,7 +109,30 @@
     }
   });
 
+  // The composer's client_id makes a resent message one message. A page the browser
+  // brings back (Back button: the HTML from its cache, a restored form or the
+  // back-forward cache) would hold the id of a message it already sent, so every showing
+  // of the page takes a fresh one; the server's answer to a send brings the next.
+  function freshId() {
+    if (window.crypto.randomUUID) return window.crypto.randomUUID(); // secure contexts only
+    const bytes = window.crypto.getRandomValues(new Uint8Array(16));
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+    return [hex.slice(0, 8), hex.slice(8, 12), hex.slice(12, 16), hex.slice(16, 20), hex.slice(20)].join("-");
+  }
+
+  function renewClientId() {
+    const input = document.querySelector('#composer input[name="client_id"]');
+    if (input) input.value = freshId();
+  }
+
+  window.addEventListener("pageshow", (event) => {
+    if (event.persisted) renewClientId();
+  });
+
   document.addEventListener("DOMContentLoaded", () => {
+    renewClientId();
     decorate(document);
     if (!location.hash) scrollToBottom();
     const textarea = document.querySelector("#composer textarea");
@@ -153,8 +176,8 @@ document.addEventListener("change", async (event) => {
   input.form.requestSubmit();
 });
 
-// The composer: "@" suggests the room's members and its assistant; the image button
-// shows the chosen file's name.
+// The composer: "@" suggests the room's members and its assistant; an image picked with
+// the image button, pasted or dropped shows with its name.
 (function () {
   "use strict";
 
@@ -246,19 +269,118 @@ document.addEventListener("change", async (event) => {
     const target = event.target;
     if (target instanceof HTMLTextAreaElement && target.closest("#composer")) update(target);
     if (target instanceof HTMLInputElement && target.type === "file" && target.closest("#composer")) {
-      const label = target.closest(".composer__attach");
-      const file = target.files && target.files[0];
-      label.classList.toggle("has-file", Boolean(file));
-      label.title = file ? "Attached: " + file.name + " (click to change)" : "Attach an image";
-      let note = document.getElementById("composer-file-name");
-      if (!note) {
-        note = document.createElement("p");
-        note.id = "composer-file-name";
-        note.className = "composer__file-name";
-        target.closest("#composer").appendChild(note);
-      }
-      note.textContent = file ? "Image: " + file.name : "";
+      showAttachment(target, "");
     }
+  });
+
+  // What is attached: a thumbnail, the file's name and Remove; or why a file was not taken.
+  let thumbnailUrl = null;
+
+  function showAttachment(input, problem) {
+    const label = input.closest(".composer__attach");
+    const file = input.files && input.files[0];
+    label.classList.toggle("has-file", Boolean(file));
+    label.title = file ? "Attached: " + file.name + " (click to change)" : "Attach an image";
+    let note = document.getElementById("composer-file-name");
+    if (!note) {
+      note = document.createElement("div");
+      note.id = "composer-file-name";
+      note.className = "composer__file-name";
+      const composer = input.closest("#composer");
+      composer.insertBefore(note, composer.querySelector(".composer__hint"));
+    }
+    if (thumbnailUrl) URL.revokeObjectURL(thumbnailUrl);
+    thumbnailUrl = null;
+    const parts = [];
+    if (file) {
+      thumbnailUrl = URL.createObjectURL(file);
+      const thumbnail = document.createElement("img");
+      thumbnail.src = thumbnailUrl;
+      thumbnail.alt = "";
+      const name = document.createElement("span");
+      name.textContent = "Image: " + file.name;
+      const remove = document.createElement("button");
+      remove.type = "button";
+      remove.className = "composer__file-remove";
+      remove.textContent = "Remove";
+      remove.addEventListener("click", () => {
+        input.value = "";
+        showAttachment(input, "");
+        input.closest("#composer").querySelector("textarea")?.focus();
+      });
+      parts.push(thumbnail, name, remove);
+    }
+    if (problem) {
+      const error = document.createElement("span");
+      error.className = "composer__file-error";
+      error.setAttribute("role", "alert");
+      error.textContent = problem;
+      parts.push(error);
+    }
+    note.replaceChildren(...parts);
+  }
+
+  // Images pasted into the composer or dropped on the page go into the composer's file
+  // input, as if picked with the image button.
+  const IMAGE_TYPES = ["image/jpeg", "image/png", "image/webp", "image/gif"];
+
+  function composerFileInput() {
+    return document.querySelector('#composer input[type="file"]');
+  }
+
+  function attach(files) {
+    const input = composerFileInput();
+    if (!input || !files.length) return;
+    const image = files.find((file) => IMAGE_TYPES.includes(file.type));
+    if (!image) {
+      showAttachment(input, "Only images can be attached (JPEG, PNG, WebP or GIF).");
+      return;
+    }
+    const transfer = new DataTransfer();
+    transfer.items.add(image);
+    input.files = transfer.files;
+    showAttachment(input, files.length > 1 ? "One image per message: " + image.name + " is attached." : "");
+  }
+
+  document.addEventListener("paste", (event) => {
+    const target = event.target;
+    if (!(target instanceof Element) || !target.closest("#composer") || !event.clipboardData) return;
+    const files = Array.from(event.clipboardData.files || []);
+    // Text copied from a document may come with a picture of itself: then the text is meant.
+    if (!files.length || event.clipboardData.types.includes("text/plain")) return;
+    event.preventDefault();
+    attach(files);
+  });
+
+  function carriesFiles(event) {
+    return Boolean(event.dataTransfer && Array.from(event.dataTransfer.types).includes("Files") && composerFileInput());
+  }
+
+  function markDropTarget(on) {
+    document.getElementById("composer")?.classList.toggle("is-drop-target", on);
+  }
+
+  // Dropped anywhere on a room page (not only on the composer): a file let go beside it
+  // would otherwise make the browser leave the page to show the file.
+  ["dragenter", "dragover"].forEach((type) =>
+    document.addEventListener(type, (event) => {
+      if (!carriesFiles(event)) return;
+      event.preventDefault();
+      event.dataTransfer.dropEffect = "copy";
+      markDropTarget(true);
+    })
+  );
+
+  document.addEventListener("dragleave", (event) => {
+    if (!event.relatedTarget) markDropTarget(false); // left the window
+  });
+
+  document.addEventListener("drop", (event) => {
+    if (!carriesFiles(event)) return;
+    event.preventDefault();
+    markDropTarget(false);
+    attach(Array.from(event.dataTransfer.files));
+    document.querySelector("#composer textarea")?.focus();
   });
 
   // Capture phase: the menu's keys must not also send the message.

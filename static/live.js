@@ -6,6 +6,25 @@
 
   const live = document.getElementById("live");
   if (!live) return;
+
+  // Pushes carry fragments for parts a page may not have (the assistant's name in a
+  // composer that is not shown, the member count of a direct room): those are left out
+  // here instead of reaching htmx, which would report each one as an error.
+  htmx.defineExtension("calpico-live", {
+    transformResponse(text) {
+      const template = document.createElement("template");
+      template.innerHTML = text;
+      const orphans = Array.from(template.content.children).filter((child) => {
+        const oob = child.getAttribute("hx-swap-oob") || "true";
+        const colon = oob.indexOf(":");
+        const selector = colon >= 0 ? oob.slice(colon + 1) : child.id ? "#" + CSS.escape(child.id) : "";
+        return selector && !document.querySelector(selector);
+      });
+      if (!orphans.length) return text;
+      orphans.forEach((child) => child.remove());
+      return template.innerHTML;
+    },
+  });
   const roomId = live.dataset.roomId ? Number(live.dataset.roomId) : null;
   const banner = document.getElementById("connection-banner");
   let baseTitle = document.title;
@@ -80,7 +99,9 @@
   });
 
   function refreshSidebar() {
-    const url = "/rooms/sidebar/" + (roomId ? "?room=" + roomId : "");
+    // The room marked in the sidebar: this page's, or the one whose settings it shows.
+    const current = document.querySelector('#sidebar [aria-current="page"]')?.closest("li")?.dataset.roomId;
+    const url = "/rooms/sidebar/" + (current ? "?room=" + current : "");
     htmx.ajax("GET", url, { target: "#sidebar", swap: "outerHTML" }).then(updateTitle);
   }
 

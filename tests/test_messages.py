@@ -3,11 +3,12 @@
 import uuid
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from rooms import services
 from rooms.models import Message
-from tests.conftest import HTMX, membership
+from tests.conftest import HTMX, image_bytes, membership
 
 pytestmark = pytest.mark.django_db
 
@@ -62,6 +63,50 @@ def test_sending_twice_with_the_same_client_id_stores_one_message(alice_client, 
     second = post(alice_client, group, "only once", client_id=client_id)
     assert first["Location"] == second["Location"]
     assert texts(group) == ["only once"]
+
+
+def test_new_text_with_a_used_client_id_is_stored_not_dropped(alice_client, group):
+    """A page brought back by the browser's Back button may send the id of a message it
+    already sent: the new text is a new message, not a retry of the old one."""
+    client_id = str(uuid.uuid4())
+    post(alice_client, group, "before going back", client_id=client_id)
+    response = post(alice_client, group, "after coming back", client_id=client_id)
+    second = group.messages.get(body="after coming back")
+    assert response.status_code == 302
+    assert response["Location"] == f"{group.get_absolute_url()}#m-{second.pk}"
+    assert texts(group) == ["before going back", "after coming back"]
+
+
+def test_new_text_with_a_used_client_id_shows_in_the_htmx_answer(alice_client, group):
+    client_id = str(uuid.uuid4())
+    post(alice_client, group, "before going back", client_id=client_id, headers=HTMX)
+    response = post(alice_client, group, "after coming back", client_id=client_id, headers=HTMX)
+    assert response.status_code == 200
+    assert "after coming back" in response.content.decode()
+    assert texts(group) == ["before going back", "after coming back"]
+
+
+def test_the_new_text_sent_twice_with_the_used_id_is_still_one_message(alice_client, group):
+    client_id = str(uuid.uuid4())
+    post(alice_client, group, "before going back", client_id=client_id)
+    first = post(alice_client, group, "after coming back", client_id=client_id)
+    again = post(alice_client, group, "after coming back", client_id=client_id)
+    assert first["Location"] == again["Location"]
+    assert texts(group) == ["before going back", "after coming back"]
+
+
+def test_another_image_with_a_used_client_id_is_stored_and_the_same_one_is_a_retry(alice_client, group):
+    client_id = str(uuid.uuid4())
+
+    def attach(colour):
+        upload = SimpleUploadedFile("photo.png", image_bytes("PNG", colour=colour), content_type="image/png")
+        data = {"body": "", "client_id": client_id, "image": upload}
+        return alice_client.post(reverse("rooms:post_message", args=[group.pk]), data)
+
+    first = attach((200, 30, 30))
+    assert attach((200, 30, 30))["Location"] == first["Location"]
+    assert attach((30, 30, 200))["Location"] != first["Location"]
+    assert group.messages.filter(kind=Message.Kind.TEXT).exclude(image="").count() == 2
 
 
 def test_the_same_client_id_from_two_people_is_two_messages(alice_client, bob_client, group):

@@ -71,6 +71,14 @@ def test_app_pages_open_the_live_socket_for_their_room(alice_client, group):
     assert 'ws-connect="/ws/"' in index
 
 
+def test_a_room_s_settings_page_does_not_connect_as_the_room(alice_client, group):
+    """Only the room's page shows its messages: a settings page joined as the room would be
+    sent the room's history to catch up on (or told to reload, again and again)."""
+    page = alice_client.get(reverse("rooms:settings", args=[group.pk])).content.decode()
+    assert 'ws-connect="/ws/"' in page
+    assert "data-room-id" not in page.split('id="live"')[1].split(">")[0]
+
+
 def test_member_lists_show_who_is_online(alice_client, bob, group):
     from rooms import presence
 

@@ -1,0 +1,149 @@
+"""The composer in a real browser: what a person sends is stored, whatever way they came
+back to the page, and images go in by paste or drop as well as by the file picker."""
+
+import base64
+import io
+import re
+
+import pytest
+from PIL import Image
+from playwright.sync_api import Page, expect
+
+from tests.browser.test_live import create_group, messages, send, wait_connected
+
+pytestmark = pytest.mark.browser
+
+
+def stored_texts(page: Page, url: str) -> list[str]:
+    """The room's messages as a fresh load of the page shows them (what the server stored)."""
+    fresh = page.context.new_page()
+    try:
+        fresh.goto(url)
+        return fresh.locator("#messages article.message .message__body").all_inner_texts()
+    finally:
+        fresh.close()
+
+
+def test_a_message_sent_after_the_back_button_is_stored_and_shown(person):
+    """Send, open another room from the sidebar, press Back, type, press Enter: both are kept."""
+    alice = person("alice", "Alice Liddell")
+    bob = person("bob", "Bob Builder")
+    other_url, other_id = create_group(alice, "Book club", [bob])
+    url, _ = create_group(alice, "Trip planning", [bob])
+    page = alice.page
+    wait_connected(page)
+    client_id = page.locator('#composer input[name="client_id"]')
+    used_id = client_id.input_value()
+    send(page, "First, before going anywhere")
+
+    page.locator(f"#sidebar-room-{other_id}").click()
+    expect(page).to_have_url(other_url)
+    expect(page.get_by_role("heading", level=1)).to_have_text("Book club")
+    page.go_back()
+    expect(page).to_have_url(url)
+    expect(page.get_by_role("heading", level=1)).to_have_text("Trip planning")
+    # The page came back as it was first shown; its composer must not send the used id.
+    expect(client_id).not_to_have_value(used_id)
+
+    textarea = page.locator("#composer textarea")
+    textarea.press_sequentially("Second, after coming back")
+    textarea.press("Enter")
+    expect(textarea).to_have_value("")
+    expect(messages(page).filter(has_text="Second, after coming back")).to_have_count(1)
+    expect(messages(page).filter(has_text="First, before going anywhere")).to_have_count(1)
+    assert stored_texts(page, url) == ["First, before going anywhere", "Second, after coming back"]
+
+
+def png(colour: tuple[int, int, int]) -> str:
+    """A small PNG, base64-encoded for the page."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (120, 80), colour).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+# A file as the clipboard or a drag from the desktop hands it to the page.
+DATA_TRANSFER = """([name, type, data]) => {
+    const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+    const transfer = new DataTransfer();
+    transfer.items.add(new File([bytes], name, { type }));
+    return transfer;
+}"""
+
+
+def paste_file(page: Page, name: str, type_: str, data: str) -> bool:
+    """Paste into the composer's text; True when the page took the paste over."""
+    transfer = page.evaluate_handle(DATA_TRANSFER, [name, type_, data])
+    return page.evaluate(
+        """(transfer) => {
+            const textarea = document.querySelector("#composer textarea");
+            textarea.focus();
+            const init = { clipboardData: transfer, bubbles: true, cancelable: true };
+            const paste = new ClipboardEvent("paste", init);
+            return !textarea.dispatchEvent(paste);
+        }""",
+        transfer,
+    )
+
+
+def drop_file(page: Page, name: str, type_: str, data: str) -> None:
+    """Drag a file over the composer and drop it there."""
+    transfer = page.evaluate_handle(DATA_TRANSFER, [name, type_, data])
+    target = page.locator("#composer textarea")
+    for event in ("dragenter", "dragover", "drop"):
+        target.dispatch_event(event, {"dataTransfer": transfer})
+
+
+def shown_image(message):
+    image = message.locator(".message__image img")
+    expect(image).to_have_count(1)
+    image.scroll_into_view_if_needed()
+    assert image.evaluate("img => img.decode().then(() => img.naturalWidth)") == 120
+    return image
+
+
+def test_an_image_is_attached_by_pasting_or_dropping_it_on_the_composer(person):
+    """Paste a screenshot, send it with a line of text; drop a picture, send it alone."""
+    alice = person("alice", "Alice Liddell")
+    bob = person("bob", "Bob Builder")
+    url, _ = create_group(alice, "Trip planning", [bob])
+    page = alice.page
+    wait_connected(page)
+    attach = page.locator("#composer .composer__attach")
+    note = page.locator("#composer-file-name")
+
+    assert paste_file(page, "image.png", "image/png", png((200, 40, 40))) is True
+    expect(note).to_contain_text("Image: image.png")
+    expect(attach).to_have_class(re.compile(r"\bhas-file\b"))
+    textarea = page.locator("#composer textarea")
+    textarea.press_sequentially("The map, as promised")
+    textarea.press("Enter")
+    sent = messages(page).filter(has_text="The map, as promised")
+    expect(sent).to_have_count(1)
+    shown_image(sent)
+    expect(note).to_have_count(0)
+    expect(attach).not_to_have_class(re.compile(r"\bhas-file\b"))
+
+    drop_file(page, "drawing.png", "image/png", png((40, 40, 200)))
+    expect(note).to_contain_text("Image: drawing.png")
+    page.locator("#composer").get_by_role("button", name="Send").click()
+    expect(messages(page)).to_have_count(2)
+    shown_image(messages(page).last)
+
+    # Something that is not an image is refused on the spot, and nothing is attached.
+    drop_file(page, "notes.txt", "text/plain", base64.b64encode(b"just words").decode())
+    expect(note).to_contain_text("Only images can be attached")
+    expect(attach).not_to_have_class(re.compile(r"\bhas-file\b"))
+    expect(page).to_have_url(url)
+
+    # An image pasted by mistake can be taken off again before sending.
+    paste_file(page, "image.png", "image/png", png((10, 160, 10)))
+    expect(note).to_contain_text("Image: image.png")
+    note.get_by_role("button", name="Remove").click()
+    expect(attach).not_to_have_class(re.compile(r"\bhas-file\b"))
+    assert page.locator("#composer input[type=file]").evaluate("input => input.files.length") == 0
+    fresh = page.context.new_page()
+    fresh.goto(url)
+    expect(messages(fresh)).to_have_count(2)
+    expect(messages(fresh).locator(".message__image img")).to_have_count(2)
+    expect(messages(fresh).first).to_contain_text("The map, as promised")
+    fresh.close()
