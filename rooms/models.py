@@ -97,6 +97,10 @@ class Membership(models.Model):
         return f"{self.user} in {self.room}"
 
 
+# The largest box a message image is shown in; static/calpico.css lets it shrink below that.
+IMAGE_BOX = (420, 360)
+
+
 class Message(models.Model):
     class Kind(models.TextChoices):
         TEXT = "text", "Message"
@@ -194,6 +198,15 @@ class Message(models.Model):
         """An assistant message's preview starts with its name, unless the preview is
         already "Planner is thinking…"."""
         return self.is_assistant and not (self.is_streaming and not self.body)
+
+    @property
+    def image_box(self) -> tuple[int, int] | None:
+        """The image's size on the page: its own, scaled down to fit IMAGE_BOX, written on
+        the <img> so the page keeps its place before the file arrives."""
+        if not (self.image_width and self.image_height):
+            return None
+        scale = min(1, IMAGE_BOX[0] / self.image_width, IMAGE_BOX[1] / self.image_height)
+        return max(1, round(self.image_width * scale)), max(1, round(self.image_height * scale))
 
     @property
     def is_deleted(self) -> bool:
