@@ -53,7 +53,14 @@ def test_a_room_ending_in_images_opens_at_its_newest_message(person, tmp_path):
     # On a real network the pictures arrive after the page has scrolled to the bottom:
     # hold them until then.
     held, opened = [], []
-    page.route(re.compile(r"/m/\d+/image/$"), lambda route: route.continue_() if opened else held.append(route))
+
+    def hold(route) -> None:
+        if opened:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route(re.compile(r"/m/\d+/image/$"), hold)
     page.goto(room_url, wait_until="domcontentloaded")
     opened.append(True)
     for route in held:
