@@ -75,3 +75,32 @@ def test_a_room_ending_in_images_opens_at_its_newest_message(person, tmp_path):
     assert history.evaluate("el => el.scrollHeight > el.clientHeight"), "the room should need scrolling"
     assert history.evaluate(AT_BOTTOM) <= 4
     expect(images.last).to_be_in_viewport()
+
+
+def test_on_a_phone_the_room_list_fills_the_screen_under_its_actions(person, screenshot):
+    """At 390 px the index is the room list from the top bar to the bottom of the screen,
+    and "New message" and "New group" stay in the top bar."""
+    alice = person("alice", "Alice Liddell")
+    page = alice.page
+    for title, text in [("Trip planning", "The 9:40 train it is."), ("Book club", "Next up: Middlemarch")]:
+        post(page, create_group(page, title), text)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto("/rooms/")
+
+    sidebar = page.locator("#sidebar")
+    expect(sidebar.get_by_role("link", name=re.compile("Book club"))).to_be_visible()
+    box = sidebar.bounding_box()
+    topbar = page.locator(".topbar").bounding_box()
+    assert box["y"] == pytest.approx(topbar["y"] + topbar["height"], abs=1)
+    assert box["y"] + box["height"] == pytest.approx(844, abs=1)
+    assert box["width"] == pytest.approx(390, abs=1)
+    expect(page.get_by_text("Pick a conversation")).to_be_hidden()
+    for name in ["New message", "New group"]:
+        action = page.locator(".topbar").get_by_role("link", name=name)
+        expect(action).to_be_visible()
+        expect(action).to_be_in_viewport(ratio=1)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    screenshot(page, "mobile-index")
+
+    page.locator(".topbar").get_by_role("link", name="New group").click()
+    expect(page).to_have_url(re.compile(r"/rooms/new/$"))
