@@ -219,6 +219,11 @@ class Message(models.Model):
             return "message deleted"
         if self.is_assistant and self.is_streaming and not self.body:
             return f"{self.sender_name} is thinking…"
+        # After "Planner: ", never nothing: the room shows the note saying why.
+        if self.is_assistant and self.is_failed and not self.body and not self.image:
+            return "couldn't reply"
+        if self.is_assistant and self.is_stopped and not self.body and not self.image:
+            return "stopped before replying"
         if self.image and not self.body:
             return "Image"
         text = html.unescape(strip_tags(self.html)) if self.html else self.body
