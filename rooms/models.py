@@ -97,6 +97,10 @@ class Membership(models.Model):
         return f"{self.user} in {self.room}"
 
 
+# The largest box a message image is shown in; static/calpico.css lets it shrink below that.
+IMAGE_BOX = (420, 360)
+
+
 class Message(models.Model):
     class Kind(models.TextChoices):
         TEXT = "text", "Message"
@@ -196,6 +200,15 @@ class Message(models.Model):
         return self.is_assistant and not (self.is_streaming and not self.body)
 
     @property
+    def image_box(self) -> tuple[int, int] | None:
+        """The image's size on the page: its own, scaled down to fit IMAGE_BOX, written on
+        the <img> so the page keeps its place before the file arrives."""
+        if not (self.image_width and self.image_height):
+            return None
+        scale = min(1, IMAGE_BOX[0] / self.image_width, IMAGE_BOX[1] / self.image_height)
+        return max(1, round(self.image_width * scale)), max(1, round(self.image_height * scale))
+
+    @property
     def is_deleted(self) -> bool:
         return self.deleted_at is not None
 
@@ -206,6 +219,11 @@ class Message(models.Model):
             return "message deleted"
         if self.is_assistant and self.is_streaming and not self.body:
             return f"{self.sender_name} is thinking…"
+        # After "Planner: ", never nothing: the room shows the note saying why.
+        if self.is_assistant and self.is_failed and not self.body and not self.image:
+            return "couldn't reply"
+        if self.is_assistant and self.is_stopped and not self.body and not self.image:
+            return "stopped before replying"
         if self.image and not self.body:
             return "Image"
         text = html.unescape(strip_tags(self.html)) if self.html else self.body

@@ -2,6 +2,7 @@
 stopped, and caught up after a reconnect."""
 
 import asyncio
+import html as html_module
 import json
 import re
 import threading
@@ -84,6 +85,20 @@ async def test_members_elsewhere_see_it_in_the_sidebar_not_the_stream(
     received = await frames(bob_elsewhere)
     assert "sidebar-preview-" in html(received)
     assert not any(re.search(r'id="m-\d+-body"', f) for f in received)
+    await bob_elsewhere.disconnect()
+
+
+async def test_members_elsewhere_see_in_the_sidebar_that_it_could_not_reply(
+    fake_openai, serving_runner, alice, bob, group, direct
+):
+    await sync_to_async(services.do_update_assistant)(
+        alice, group, name="Planner", personality="", reply_mode="mention"
+    )
+    fake_openai.queue(status=400)
+    bob_elsewhere = await connected(bob, direct)
+    await post(group, alice, "@Planner where should we go?")
+    received = await collect_until(bob_elsewhere, rf'id="sidebar-preview-{group.pk}"[^<]*couldn')
+    assert html_module.unescape(received[-1]).count("Planner: couldn't reply") == 1
     await bob_elsewhere.disconnect()
 
 

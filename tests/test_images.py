@@ -98,6 +98,31 @@ def test_image_makes_a_picture_for_everyone(fake_openai, alice_client, bob_clien
     assert "Image made by Assistant" in page
 
 
+@pytest.mark.parametrize(
+    ("size", "shown"),
+    [((640, 480), (420, 315)), ((600, 1200), (180, 360)), ((300, 200), (300, 200))],
+)
+def test_an_image_keeps_its_size_and_the_page_reserves_its_space(alice_client, group, size, shown):
+    """Width and height are stored at upload and written on the <img>, fitted to the
+    420 x 360 box it is shown in, so the room does not shift when the picture arrives."""
+    attach(alice_client, group, image_bytes("JPEG", size=size))
+    message = Message.objects.get(room=group, kind="text")
+    assert (message.image_width, message.image_height) == size
+    page = alice_client.get(group.get_absolute_url()).content.decode()
+    src = reverse("rooms:message_image", args=[group.pk, message.pk])
+    assert f'<img src="{src}" width="{shown[0]}" height="{shown[1]}"' in page
+
+
+def test_a_picture_made_by_the_assistant_keeps_its_size(fake_openai, alice_client, group):
+    alice_client.post(reverse("rooms:post_message", args=[group.pk]), {"body": "/image a red fox"})
+    runner.run_pending()
+    reply = AssistantRun.objects.get().reply
+    reply.refresh_from_db()
+    assert (reply.image_width, reply.image_height) == stored_image(reply).size == (64, 64)
+    page = alice_client.get(group.get_absolute_url()).content.decode()
+    assert f'{reverse("rooms:message_image", args=[group.pk, reply.pk])}" width="64" height="64"' in page
+
+
 def test_image_works_whatever_the_reply_mode(fake_openai, alice, alice_client, group):
     from assistant.services import do_update_assistant
 

@@ -1,9 +1,15 @@
 """The room page and the sidebar: history, paging, unread counts, and what they cost."""
 
+import html
+import re
+
 import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from assistant import runner
+from assistant.models import AssistantRun
+from assistant.services import do_update_assistant
 from rooms import services
 from rooms.models import Message, Room
 from tests.conftest import HTMX, make_user, membership
@@ -103,6 +109,44 @@ def test_sidebar_lists_my_rooms_by_last_activity_with_previews(alice_client, ali
     assert "Bob Builder: bump" in body
     assert f'id="sidebar-room-{direct.pk}"' in body
     assert "No messages yet" in body  # the direct room has none
+
+
+def sidebar_preview(client, room) -> str:
+    """The preview line under the room in the sidebar fragment, as text."""
+    page = client.get(reverse("rooms:sidebar"), **HTMX).content.decode()
+    match = re.search(rf'id="sidebar-preview-{room.pk}"[^>]*>(.*?)</span>', page, re.S)
+    return html.unescape(match.group(1))
+
+
+def test_the_sidebar_says_when_the_assistant_could_not_reply(fake_openai, bob_client, alice, group):
+    """A failed reply without text is not an empty "Planner:"."""
+    do_update_assistant(alice, group, name="Planner", personality="", reply_mode="mention")
+    fake_openai.queue(status=400)
+    services.do_post_message(membership(group, alice), "@Planner where should we go?")
+    runner.run_pending()
+    assert AssistantRun.objects.get().status == AssistantRun.Status.FAILED
+    assert sidebar_preview(bob_client, group) == "Planner: couldn't reply"
+
+
+@pytest.mark.parametrize(
+    ("state", "body", "preview"),
+    [
+        (Message.State.STREAMING, "", "Planner is thinking…"),
+        (Message.State.STREAMING, "Try the", "Planner: Try the"),
+        (Message.State.STOPPED, "", "Planner: stopped before replying"),
+        (Message.State.STOPPED, "Try the", "Planner: Try the"),
+        (Message.State.FAILED, "", "Planner: couldn't reply"),
+        (Message.State.DONE, "Try the lake.", "Planner: Try the lake."),
+    ],
+)
+def test_the_sidebar_says_where_an_assistant_reply_is(alice, bob_client, group, state, body, preview):
+    group.refresh_from_db()
+    reply = Message.objects.create(
+        room=group, seq=group.last_seq + 1, kind=Message.Kind.ASSISTANT, persona="Planner", state=state
+    )
+    Room.objects.filter(pk=group.pk).update(last_seq=reply.seq, last_message=reply)
+    services.do_update_assistant_message(reply, body=body, state=state)
+    assert sidebar_preview(bob_client, group) == preview
 
 
 def test_unread_counts_rise_with_others_messages_and_clear_when_read(
