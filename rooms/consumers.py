@@ -222,6 +222,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     @database_sync_to_async
     def _missed(self, room_id: int, last_seq: int, oldest: int, since: datetime | None):
+        # Missed and changed messages together are at most the limit: `since` and
+        # `oldest_seq` are the page's to choose, so either could name a whole room.
         limit = settings.WS_CATCH_UP_LIMIT
         query = Message.objects.filter(room_id=room_id).select_related("room", "author", "reply_to__author")
         missed = list(query.filter(seq__gt=last_seq).order_by("seq")[: limit + 1])
@@ -229,14 +231,19 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return None, [], last_seq
         changed = []
         if since is not None:
+            room_limit = limit - len(missed)
             changed = list(
-                query.filter(seq__gte=oldest, seq__lte=last_seq).filter(
+                query.filter(seq__gte=oldest, seq__lte=last_seq)
+                .filter(
                     Q(edited_at__gte=since)
                     | Q(deleted_at__gte=since)
                     # Assistant replies change as they stream and end; recent ones are resent.
                     | Q(kind=Message.Kind.ASSISTANT, created_at__gte=since - ASSISTANT_REPLY_WINDOW)
                 )
+                .order_by("seq")[: room_limit + 1]
             )
+            if len(changed) > room_limit:
+                return None, [], last_seq
         newest = missed[-1].seq if missed else last_seq
         return missed, changed, newest
 
