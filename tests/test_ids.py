@@ -117,8 +117,9 @@ def _requests_to_try(world, admin_only=False):
 @pytest.mark.parametrize("who", ["anonymous", "member", "staff"])
 def test_no_url_answers_500_to_a_bad_id(who, world, alice, settings):
     """Every URL pattern with a bad value in each of its parameters, and with bad ids in
-    the query string and the form. Each request is rolled back, so none changes what the
-    next one sees (a member who "leaves" the room is still in it for the next request)."""
+    the query string and the form (every name in ID_FIELDS at once: each view reads only its
+    own). Each request is rolled back, so none changes what the next one sees (a member who
+    "leaves" the room is still in it for the next request)."""
     settings.RATE_FAILED_JOINS_PER_HOUR = 0
     client = Client(raise_request_exception=False)
     if who == "staff":
