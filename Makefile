@@ -27,7 +27,7 @@ migrate: install
 	$(BIN)/python manage.py migrate --noinput
 
 run: migrate
-	$(BIN)/daphne -b $(HOST) -p $(PORT) calpico.asgi:application
+	$(BIN)/python -m calpico.serve -b $(HOST) -p $(PORT) calpico.asgi:application
 
 test: install-test
 	$(BIN)/ruff check .

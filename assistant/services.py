@@ -26,7 +26,7 @@ from assistant.models import (
     ReplyMode,
 )
 from calpico.text import check_no_direction_overrides, visible_characters
-from rooms.access import can_administer, is_owner
+from rooms.access import can_administer, is_owner, parse_id
 from rooms.live import send_room_fragment
 from rooms.models import Membership, Message, Room
 from rooms.services import (
@@ -318,10 +318,9 @@ def access_run_for_reply(membership: Membership, message_id) -> AssistantRun:
     """The latest run behind an assistant message in the member's room, or Http404."""
     from django.http import Http404
 
-    try:
-        message_id = int(message_id)
-    except (TypeError, ValueError):
-        raise Http404("No such reply.") from None
+    message_id = parse_id(message_id)
+    if message_id is None:
+        raise Http404("No such reply.")
     run = (
         AssistantRun.objects.select_related("reply", "trigger")
         .filter(room_id=membership.room_id, reply_id=message_id)

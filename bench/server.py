@@ -137,9 +137,14 @@ class Daphne(Server):
         port = free_port()
         super().__init__(name, f"http://127.0.0.1:{port}")
         self.log = log
+        # Calpico as `make run` serves it (calpico/serve.py: daphne with its WebSocket limits);
+        # the bare baseline app under daphne itself, which knows nothing of Calpico's settings.
+        command = [venv_script("python"), "-m", "calpico.serve"]
+        if not application.startswith("calpico."):
+            command = [venv_script("daphne")]
         with log.open("w") as log_file:
             self.process = subprocess.Popen(
-                [venv_script("daphne"), "-b", "127.0.0.1", "-p", str(port), application],
+                [*command, "-b", "127.0.0.1", "-p", str(port), application],
                 cwd=PROJECT_DIR,
                 env=env,
                 stdout=log_file,

@@ -279,7 +279,11 @@ MESSAGE_MAX_LENGTH = 4000
 MESSAGES_PER_PAGE = 50
 
 # Live layer (rooms/consumers.py).
+# A larger frame from a page gets an error frame from the consumer; the socket stays open.
 WS_MAX_FRAME_BYTES = 16 * 1024
+# A message larger than this the server does not read at all: it closes the socket with 1009
+# (calpico/serve.py hands it to daphne, which would otherwise allow 1 MiB).
+WS_MAX_MESSAGE_BYTES = 256 * 1024
 WS_FRAMES_PER_10_SECONDS = env_int("WS_FRAMES_PER_10_SECONDS", 60)
 # A client further behind than this reloads the page instead of replaying messages.
 WS_CATCH_UP_LIMIT = 200

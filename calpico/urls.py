@@ -1,8 +1,12 @@
 from django.conf import settings
 from django.contrib import admin
-from django.urls import include, path, re_path
+from django.urls import include, path, re_path, register_converter
 
 from calpico import views
+from rooms.access import IdConverter
+
+# `<id:room_id>`: an id a 64-bit column holds; any other value is a 404 (rooms.access).
+register_converter(IdConverter, "id")
 
 admin.site.site_header = "Calpico administration"
 admin.site.site_title = "Calpico admin"

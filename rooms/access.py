@@ -3,6 +3,10 @@
 Everything that reaches a room or a message by an id from a URL, a form or a socket frame
 goes through an `access_*` function here. A room the user is not a member of does not
 exist for them: the answer is 404, never 403, so ids reveal nothing.
+
+Every id (and seq) from outside is read by `parse_id` (`parse_seq`): a whole number a 64-bit
+column holds, or nothing. URLs take ids through the `<id:...>` converter, which uses it too,
+so an id out of range is a 404 before any view runs.
 """
 
 from django.core.exceptions import ValidationError
@@ -11,13 +15,53 @@ from django.http import Http404
 from accounts.models import User
 from rooms.models import Membership, Message, Room
 
+# The largest id or seq: PostgreSQL's bigint and SQLite's INTEGER hold no more.
+MAX_ID = 2**63 - 1
 
-def access_membership(user: User, room_id: int | str) -> Membership:
+
+def parse_id(value) -> int | None:
+    """An id from a URL, a form, a query string or a socket frame: a whole number from 1 to
+    MAX_ID, given as ASCII digits or as an int (never a bool). Anything else is None."""
+    return _bounded_int(value, 1)
+
+
+def parse_seq(value) -> int | None:
+    """A position in a room (`seq`, `last_seq`, `before`): like `parse_id`, but 0 (before
+    the first message) is one too."""
+    return _bounded_int(value, 0)
+
+
+def _bounded_int(value, lowest: int) -> int | None:
+    if isinstance(value, str):
+        # Not int(value) as it is: that reads " 12", "+12", "1_2" and "١٢" (Arabic-Indic).
+        if not (value.isascii() and value.isdigit() and len(value) <= 19):
+            return None
+        value = int(value)
+    elif not isinstance(value, int) or isinstance(value, bool):
+        return None
+    return value if lowest <= value <= MAX_ID else None
+
+
+class IdConverter:
+    """`<id:room_id>` in a URL pattern: `parse_id`'s ids, anything else does not match (404)."""
+
+    regex = "[0-9]{1,19}"
+
+    def to_python(self, value: str) -> int:
+        parsed = parse_id(value)
+        if parsed is None:
+            raise ValueError(f"{value!r} is not an id")
+        return parsed
+
+    def to_url(self, value) -> str:
+        return str(value)
+
+
+def access_membership(user: User, room_id: int | str | None) -> Membership:
     """The user's membership of a room they belong to, with the room; else Http404."""
-    try:
-        room_id = int(room_id)
-    except (TypeError, ValueError):
-        raise Http404("No such room.") from None
+    room_id = parse_id(room_id)
+    if room_id is None:
+        raise Http404("No such room.")
     if not user.is_authenticated or not user.is_active:
         raise Http404("No such room.")
     membership = (
@@ -34,10 +78,9 @@ def access_membership(user: User, room_id: int | str) -> Membership:
 def access_member(room: Room, user_id) -> User:
     """A member of the room, by an id from a form. Any other id (not a number, nobody,
     someone outside the room) is a ValidationError with a message for the person."""
-    try:
-        user_id = int(user_id)
-    except (TypeError, ValueError):
-        raise ValidationError("Choose a member.") from None
+    user_id = parse_id(user_id)
+    if user_id is None:
+        raise ValidationError("Choose a member.")
     membership = Membership.objects.select_related("user").filter(room=room, user_id=user_id).first()
     if membership is None:
         raise ValidationError("That person is not in this group.")
@@ -79,10 +122,9 @@ def can_invite(user: User, room: Room, membership: Membership | None = None) -> 
 
 def access_message(membership: Membership, message_id: int | str) -> Message:
     """A message in the member's room; Http404 for any other id."""
-    try:
-        message_id = int(message_id)
-    except (TypeError, ValueError):
-        raise Http404("No such message.") from None
+    message_id = parse_id(message_id)
+    if message_id is None:
+        raise Http404("No such message.")
     message = (
         Message.objects.select_related("author", "reply_to__author")
         .filter(pk=message_id, room_id=membership.room_id)

@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from accounts.services import blocked_ids
 from rooms import presence
+from rooms.access import parse_id, parse_seq
 from rooms.live import SESSION_MARK, room_group, user_group
 from rooms.models import Membership, Message, Notice
 from rooms.services import do_mark_read
@@ -107,14 +108,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await super().dispatch(message)
 
     def _requested_room(self) -> int | None:
+        """The `room` of the query string; 0 (no room's id) when it is there but no id."""
         query = self.scope.get("query_string", b"").decode()
         for part in query.split("&"):
             name, _, value = part.partition("=")
             if name == "room" and value:
-                try:
-                    return int(value)
-                except ValueError:
-                    return -1
+                return parse_id(value) or 0
         return None
 
     @database_sync_to_async
@@ -190,16 +189,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
         return len(self.frame_times) <= settings.WS_FRAMES_PER_10_SECONDS
 
     def _frame_room(self, frame: dict) -> int | None:
-        room_id = frame.get("room")
-        if isinstance(room_id, int) and not isinstance(room_id, bool) and room_id in self.rooms:
-            return room_id
-        return None
+        room_id = _frame_number(frame, "room", parse_id)
+        return room_id if room_id in self.rooms else None
 
-    def _frame_int(self, frame: dict, name: str) -> int | None:
-        value = frame.get(name)
-        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63:
-            return value
-        return None
+    def _frame_seq(self, frame: dict, name: str) -> int | None:
+        return _frame_number(frame, name, parse_seq)
 
     async def _on_ping(self, frame: dict) -> None:
         await self._send_json({"type": "pong"})
@@ -207,12 +201,16 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def _on_resume(self, frame: dict) -> None:
         """Send what the page missed after `last_seq`, or ask it to reload."""
         room_id = self._frame_room(frame)
-        last_seq = self._frame_int(frame, "last_seq")
-        if room_id is None or room_id != self.current_room or last_seq is None:
-            await self._error("resume needs this page's room and a last_seq.")
-            return
+        last_seq = self._frame_seq(frame, "last_seq")
+        oldest = self._frame_seq(frame, "oldest_seq") if "oldest_seq" in frame else last_seq
         since = _parse_time(frame.get("since"))
-        oldest = self._frame_int(frame, "oldest_seq") or last_seq
+        if room_id is None or room_id != self.current_room or last_seq is None or oldest is None:
+            await self._error("resume needs this page's room, a last_seq and an oldest_seq (seqs).")
+            return
+        if since is None and frame.get("since") is not None:
+            await self._error("resume's since is a time with its zone, as the server sent it.")
+            return
+        oldest = oldest or last_seq
         missed, changed, newest = await self._missed(room_id, last_seq, oldest, since)
         if missed is None:
             await self._send_json({"type": "reload", "reason": "too_far_behind"})
@@ -231,6 +229,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     @database_sync_to_async
     def _missed(self, room_id: int, last_seq: int, oldest: int, since: datetime | None):
+        # Missed and changed messages together are at most the limit: `since` and
+        # `oldest_seq` are the page's to choose, so either could name a whole room.
         limit = settings.WS_CATCH_UP_LIMIT
         query = Message.objects.filter(room_id=room_id).select_related("room", "author", "reply_to__author")
         missed = list(query.filter(seq__gt=last_seq).order_by("seq")[: limit + 1])
@@ -238,14 +238,19 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return None, [], last_seq
         changed = []
         if since is not None:
+            room_limit = limit - len(missed)
             changed = list(
-                query.filter(seq__gte=oldest, seq__lte=last_seq).filter(
+                query.filter(seq__gte=oldest, seq__lte=last_seq)
+                .filter(
                     Q(edited_at__gte=since)
                     | Q(deleted_at__gte=since)
                     # Assistant replies change as they stream and end; recent ones are resent.
                     | Q(kind=Message.Kind.ASSISTANT, created_at__gte=since - ASSISTANT_REPLY_WINDOW)
                 )
+                .order_by("seq")[: room_limit + 1]
             )
+            if len(changed) > room_limit:
+                return None, [], last_seq
         newest = missed[-1].seq if missed else last_seq
         return missed, changed, newest
 
@@ -265,7 +270,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def _on_read(self, frame: dict) -> None:
         room_id = self._frame_room(frame)
-        seq = self._frame_int(frame, "seq")
+        seq = self._frame_seq(frame, "seq")
         if room_id is None or seq is None:
             await self._error("read needs a room you are in and a seq.")
             return
@@ -433,6 +438,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 continue
             if appeared:
                 await self._announce_presence(True)
+
+
+def _frame_number(frame: dict, name: str, parse) -> int | None:
+    """A JSON number in a frame, read by `parse` (rooms.access): "12" or 12.0 are not one."""
+    value = frame.get(name)
+    return parse(value) if isinstance(value, int) else None
 
 
 def _parse_time(value) -> datetime | None:

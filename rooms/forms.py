@@ -6,7 +6,24 @@ from django.conf import settings
 from django.db.models import Q
 
 from accounts.models import User
+from rooms.access import parse_id
 from rooms.models import Report
+
+
+class IdField(forms.Field):
+    """An id in a form: a whole number a 64-bit column holds (see rooms.access.parse_id).
+    Django's IntegerField would take "+12", "١٢" and ids no column holds."""
+
+    widget = forms.HiddenInput
+    default_error_messages = {"invalid": "That is not one of the choices."}
+
+    def to_python(self, value):
+        if value in self.empty_values:
+            return None
+        parsed = parse_id(value)
+        if parsed is None:
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
+        return parsed
 
 
 class MessageForm(forms.Form):
@@ -23,7 +40,9 @@ class MessageForm(forms.Form):
         ),
     )
     client_id = forms.UUIDField(required=False, widget=forms.HiddenInput)
-    reply_to = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+    reply_to = IdField(
+        required=False, error_messages={"invalid": "The message you replied to is not in this room."}
+    )
     # Checked and re-encoded by rooms.attachments, not by Django's ImageField (which would
     # let Pillow try every format it knows).
     image = forms.FileField(

@@ -23,6 +23,7 @@ from rooms.access import (
     can_invite,
     can_remove_member,
     is_owner,
+    parse_seq,
 )
 from rooms.attachments import make_attachment
 from rooms.forms import (
@@ -100,11 +101,7 @@ def _reply_target(membership: Membership, value) -> Message | None:
 
 
 def _before(request) -> int | None:
-    try:
-        value = int(request.GET.get("before", ""))
-    except ValueError:
-        return None
-    return value if value > 0 else None
+    return parse_seq(request.GET.get("before")) or None
 
 
 @require_GET
@@ -244,12 +241,9 @@ def delete_message(request, room_id: int, message_id: int):
 @require_POST
 def mark_read(request, room_id: int):
     membership = access_membership(request.user, room_id)
-    try:
-        seq = int(request.POST.get("seq", ""))
-    except ValueError:
-        return HttpResponse("seq must be a whole number.", status=400)
-    if not 0 <= seq < 2**63:
-        return HttpResponse("seq is out of range.", status=400)
+    seq = parse_seq(request.POST.get("seq"))
+    if seq is None:
+        return HttpResponse("seq must be a whole number from 0 to 2**63 - 1.", status=400)
     services.do_mark_read(membership, seq)
     return HttpResponse(status=204)
 

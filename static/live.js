@@ -90,7 +90,8 @@
     if (code === 4403 || code === 4404) return showBanner("You are no longer a member of this room.");
     showBanner("Reconnecting…");
     // The extension retries 1006, 1011, 1012 and 1013 by itself; everything else
-    // (a server restart's 1001, a normal close, too many frames) is ours to retry.
+    // (a server restart's 1001, a normal close, a frame too big (1009), too many frames)
+    // is ours to retry.
     if ([1006, 1011, 1012, 1013].includes(code)) return;
     const delay = Math.min(30000, 1000 * 2 ** retries) * (0.5 + Math.random() / 2);
     retries += 1;

@@ -3,6 +3,7 @@
 import asyncio
 import json
 import threading
+from datetime import timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -10,6 +11,7 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.db.backends import utils as db_utils
 from django.test import Client
+from django.utils import timezone
 
 from calpico.asgi import application
 from rooms import services
@@ -353,6 +355,54 @@ async def test_a_client_too_far_behind_is_told_to_reload(alice, bob, group, sett
     await socket.send_to(text_data=json.dumps({"type": "resume", "room": group.pk, "last_seq": 0}))
     assert json_frames(await frames(socket)) == [{"type": "reload", "reason": "too_far_behind"}]
     await socket.disconnect()
+
+
+async def test_catch_up_of_changed_messages_is_bounded_too(alice, bob, group, settings, monkeypatch):
+    """A page may name any `since` and `oldest_seq`: with more changed messages than the
+    limit, it is told to reload instead of being sent every one of them."""
+    settings.WS_CATCH_UP_LIMIT = 5
+    start = await sync_to_async(lambda: timezone.now() - timedelta(days=365))()
+    messages = [(await post(group, bob, f"note {n}")).message for n in range(12)]
+    for message in messages:
+        await sync_to_async(services.do_edit_message)(bob, message, f"{message.body} edited")
+    socket = await connected(alice, group)
+    await frames(socket)
+    queries = count_queries(monkeypatch)
+    resume = {"type": "resume", "room": group.pk, "last_seq": messages[-1].seq, "oldest_seq": 1}
+    await socket.send_to(text_data=json.dumps({**resume, "since": start.isoformat()}))
+    received = await frames(socket)
+    assert json_frames(received) == [{"type": "reload", "reason": "too_far_behind"}]
+    assert html(received).count("<article") == 0
+    assert queries["n"] <= 3
+    # Within the limit, missed and changed messages together, everything arrives.
+    since = await sync_to_async(timezone.now)()
+    await sync_to_async(services.do_edit_message)(bob, messages[3], "changed once more")
+    await frames(socket)  # the edit, live
+    queries["n"] = 0
+    await socket.send_to(
+        text_data=json.dumps({**resume, "last_seq": messages[7].seq, "since": since.isoformat()})
+    )
+    received = await frames(socket)
+    assert json_frames(received, "caught_up")[0]["last_seq"] == messages[-1].seq
+    body = html(received)
+    assert "changed once more" in body and body.count("<article") == 5  # 4 missed, 1 changed
+    assert queries["n"] <= 3
+    await socket.disconnect()
+
+
+def count_queries(monkeypatch) -> dict:
+    """From now on, counts["n"] is the number of database queries run (in any thread)."""
+    counts = {"n": 0}
+    lock = threading.Lock()
+    original = db_utils.CursorWrapper.execute
+
+    def counting_execute(self, *args, **kwargs):
+        with lock:
+            counts["n"] += 1
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(db_utils.CursorWrapper, "execute", counting_execute)
+    return counts
 
 
 # Typing, presence, reads

@@ -46,6 +46,8 @@ STARTUP_TIMEOUT = 30.0
 # The server's environment is built from nothing but these, so a developer's DEBUG,
 # MEDIA_ROOT or SECRET_KEY never leaks into the run.
 INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "DATABASE_URL", "REDIS_URL")
+# daphne as `make run` starts it (calpico/serve.py), with the interpreter running the tests.
+SERVER = [sys.executable, "-m", "calpico.serve"]
 
 
 def _free_port() -> int:
@@ -162,7 +164,7 @@ def _live_server(var_dir: Path, extra_env: dict[str, str] | None = None) -> Iter
         log = var_dir / "daphne.log"
         with log.open("w") as log_file:
             process = subprocess.Popen(
-                [_venv_script("daphne"), "-b", "127.0.0.1", "-p", str(port), "calpico.asgi:application"],
+                [*SERVER, "-b", "127.0.0.1", "-p", str(port), "calpico.asgi:application"],
                 cwd=PROJECT_DIR,
                 env=env,
                 stdout=log_file,
@@ -286,7 +288,7 @@ class RestartableApp:
     def start(self) -> None:
         with self.log.open("a") as log_file:
             self.process = subprocess.Popen(
-                [_venv_script("daphne"), "-b", "127.0.0.1", "-p", str(self.port), "calpico.asgi:application"],
+                [*SERVER, "-b", "127.0.0.1", "-p", str(self.port), "calpico.asgi:application"],
                 cwd=PROJECT_DIR,
                 env=self.env,
                 stdout=log_file,
