@@ -6,12 +6,9 @@ class AssistantConfig(AppConfig):
 
     def ready(self) -> None:
         from assistant.services import queue_for_message
-        from rooms.signals import message_created
+        from rooms import hooks
 
-        def on_message_created(sender, message, membership, **kwargs) -> None:
-            queue_for_message(message, membership)
-
-        message_created.connect(on_message_created, weak=False, dispatch_uid="assistant.queue_for_message")
+        hooks.on_message_stored(queue_for_message)
 
         from assistant.services import add_run_to_snapshot
         from rooms.moderation import report_snapshot

@@ -40,10 +40,10 @@ from assistant.models import AssistantRun
 from assistant.prompt import build_chat_prompt, estimate_tokens, redacted
 from assistant.services import settings_for
 from rooms.attachments import attachment_from_bytes
-from rooms.live import push_partial_text
+from rooms.live import announce_message, push_partial_text
 from rooms.markdown import render_message
 from rooms.models import Message
-from rooms.services import announce_message, do_post_assistant_message, do_update_assistant_message
+from rooms.services import do_post_assistant_message, do_update_assistant_message
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """Every change the assistant makes: its settings per room, the runs it owes, memories.
 
 Like rooms.services, each `do_*` function validates, writes in one transaction and
-announces after commit. Runs are queued by `queue_for_message`, which rooms calls (through
-`rooms.signals.message_created`) inside the transaction that stores a person's message.
+announces after commit. Runs are queued by `queue_for_message`, which rooms calls (the hook registered in
+`rooms.hooks`) inside the transaction that stores a person's message.
 """
 
 import datetime as dt

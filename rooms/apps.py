@@ -5,5 +5,6 @@ class RoomsConfig(AppConfig):
     name = "rooms"
 
     def ready(self) -> None:
-        # Connects the live-delivery receivers to rooms' signals.
+        # Connects the live layer's receivers of account changes (sign-in and out,
+        # passwords, blocks, suspensions).
         from rooms import live  # noqa: F401

@@ -15,10 +15,10 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.models import User
-from rooms import ratelimits
+from rooms import live, ratelimits
 from rooms.access import can_administer, can_invite
 from rooms.models import Invite, Membership, Room
-from rooms.services import _announce, _check_room_size, _lock_room, _system_message, signals
+from rooms.services import _check_room_size, _lock_room, _on_commit, _system_message
 
 EXPIRY_CHOICES = {
     "1h": ("1 hour", dt.timedelta(hours=1)),
@@ -144,5 +144,5 @@ def do_join_by_invite(user: User, token: str) -> JoinResult:
         Membership.objects.create(room=room, user=user, last_read_seq=room.last_seq)
         Invite.objects.filter(pk=invite.pk).update(uses=F("uses") + 1)
         _system_message(room, f"{user.name} joined with an invite link", actor=user)
-        _announce(signals.members_changed, room=room, added=[user], removed=[])
+        _on_commit(live.announce_members_changed, room, added=[user])
     return JoinResult(room, joined=True)

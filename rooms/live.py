@@ -1,12 +1,15 @@
 """Telling connected browsers what changed, through the channel layer.
 
-Receivers here listen to `rooms.signals` (sent after commit) and to account changes,
-render what is the same for every viewer exactly once, and send one event to a group.
-The consumer (`rooms/consumers.py`) decides per viewer what to forward, from memory.
+The `announce_*` functions are called by the services after their transaction commits
+(`transaction.on_commit`); the receivers at the end listen to account changes, which
+`accounts` cannot tell `rooms` directly. Each renders what is the same for every viewer
+exactly once and sends one event to a group. The consumer (`rooms/consumers.py`) decides
+per viewer what to forward, from memory.
 """
 
 import logging
 import secrets
+from collections.abc import Sequence
 
 from allauth.account.signals import password_changed, password_reset, password_set
 from asgiref.sync import async_to_sync
@@ -19,19 +22,13 @@ from django.template.loader import render_to_string
 
 from accounts.models import User
 from accounts.signals import blocks_changed
-from rooms import signals
+from rooms.live_groups import room_group, user_group
 from rooms.markdown import render_message
-from rooms.models import Message, Room
+from rooms.models import Membership, Message, Room
+from rooms.presence import online_user_ids
+from rooms.queries import room_members
 
 log = logging.getLogger(__name__)
-
-
-def room_group(room_id: int) -> str:
-    return f"room.{room_id}"
-
-
-def user_group(user_id: int) -> str:
-    return f"user.{user_id}"
 
 
 def send_event(group: str, event: dict) -> None:
@@ -99,13 +96,13 @@ def send_room_fragment(room_id: int, html: str) -> None:
     send_event(room_group(room_id), {"type": "room.fragment", "room_id": room_id, "html": html})
 
 
-@receiver(signals.message_posted)
-def announce_message(sender, message: Message, **kwargs) -> None:
+def announce_message(message: Message) -> None:
+    """A new message, to everyone in its room."""
     send_event(room_group(message.room_id), message_event(message))
 
 
-@receiver(signals.message_changed)
-def announce_message_changed(sender, message: Message, **kwargs) -> None:
+def announce_message_changed(message: Message) -> None:
+    """A message edited, deleted, or an assistant reply moving on, to everyone in its room."""
     html = render_to_string("rooms/_message.html", {"message": message, "oob": True})
     event = {
         "type": "room.message_changed",
@@ -131,8 +128,8 @@ def announce_message_changed(sender, message: Message, **kwargs) -> None:
     send_event(room_group(message.room_id), event)
 
 
-@receiver(signals.members_changed)
-def announce_members_changed(sender, room: Room, added: list, removed: list, **kwargs) -> None:
+def announce_members_changed(room: Room, *, added: Sequence[User] = (), removed: Sequence[User] = ()) -> None:
+    """People joined or left: their sidebars, and the room's member list on open pages."""
     if added and room.is_group:
         entry = render_to_string("rooms/live/sidebar_entry.html", {"room": room, "title": room.title})
         toast = render_to_string("rooms/live/added_toast.html", {"room": room})
@@ -159,16 +156,13 @@ def announce_members_changed(sender, room: Room, added: list, removed: list, **k
         send_event(user_group(user.pk), {"type": "membership.removed", "room_id": room.pk})
     if room.is_group and (added or removed):
         # Pages showing the group: its member count, faces and @ suggestions.
-        from rooms.presence import online_user_ids
-        from rooms.queries import room_members
-
         members = room_members(room)
         context = {"room": room, "members": members, "online": online_user_ids(m.pk for m in members)}
         send_room_fragment(room.pk, render_to_string("rooms/live/members.html", context))
 
 
-@receiver(signals.membership_updated)
-def announce_membership_updated(sender, membership, **kwargs) -> None:
+def announce_membership_updated(membership: Membership) -> None:
+    """A member's own settings for the room (mute), to their other pages."""
     send_event(
         user_group(membership.user_id),
         {"type": "membership.updated", "room_id": membership.room_id, "muted": membership.muted},

@@ -14,7 +14,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.cache import cache
 
-from rooms.live import room_group
+from rooms.live_groups import room_group
 
 log = logging.getLogger(__name__)
 

@@ -1,14 +1,16 @@
 """Every change to rooms, memberships and messages.
 
 Each public `do_*` function is one transaction that validates, writes and then announces
-the change after commit (`rooms.signals`). Views and the WebSocket consumer call these and
-nothing else, so the rules hold on every path. Callers check access first
-(`rooms.access`); these functions re-check what they need to stay consistent.
+the change after commit, calling `rooms.live` through `transaction.on_commit`. Views and
+the WebSocket consumer call these and nothing else, so the rules hold on every path.
+Callers check access first (`rooms.access`); these functions re-check what they need to
+stay consistent.
 """
 
+import functools
 import hashlib
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -21,7 +23,7 @@ from django.utils import timezone
 from accounts.models import User
 from accounts.services import do_block, has_blocked
 from calpico.text import check_no_direction_overrides, visible_characters
-from rooms import ratelimits, signals
+from rooms import hooks, live, ratelimits
 from rooms.access import can_administer, can_change_message, can_delete_message, can_remove_member, is_owner
 from rooms.markdown import render_message
 from rooms.models import Invite, Membership, Message, Room
@@ -35,8 +37,10 @@ class PostResult:
     created: bool
 
 
-def _announce(signal, **kwargs) -> None:
-    transaction.on_commit(lambda: signal.send(sender=Message, **kwargs))
+def _on_commit(announce: Callable[..., None], *args, **kwargs) -> None:
+    """Call `announce` (a `rooms.live` function) once the transaction commits, never if it
+    rolls back: pages are told only what the database holds."""
+    transaction.on_commit(functools.partial(announce, *args, **kwargs))
 
 
 def _member_usernames(room: Room) -> dict[str, int]:
@@ -64,7 +68,7 @@ def _append_message(
     announce: bool = True,
 ) -> Message:
     """Give the message the room's next sequence number and store it (and, after commit,
-    announce it, unless the caller will: see `announce_message`).
+    announce it, unless the caller will with `rooms.live.announce_message`).
 
     Must run inside a transaction that holds the room's row lock (see `_lock_room`), so
     sequence numbers have no gaps and no duplicates.
@@ -96,14 +100,8 @@ def _append_message(
             last_read_seq=Greatest(F("last_read_seq"), seq)
         )
     if announce:
-        _announce(signals.message_posted, message=message)
+        _on_commit(live.announce_message, message)
     return message
-
-
-def announce_message(message: Message) -> None:
-    """Show a new message to the room now (after commit), for callers that stored it
-    with `announce=False`."""
-    signals.message_posted.send(sender=Message, message=message)
 
 
 def _lock_room(room_id: int) -> Room:
@@ -209,7 +207,7 @@ def do_post_message(
         # Replying to a message request accepts it.
         if request == Membership.Request.PENDING:
             Membership.objects.filter(room=room, user=author).update(request=Membership.Request.NONE)
-            _announce(signals.members_changed, room=room, added=[author], removed=[])
+            _on_commit(live.announce_members_changed, room, added=[author])
         ratelimits.hit(ratelimits.messages_burst(), author.pk)
         ratelimits.hit(ratelimits.messages_sustained(), author.pk)
         reply_to = None
@@ -229,11 +227,13 @@ def do_post_message(
             reply_to=reply_to,
             client_id=client_id,
             image=image,
+            announce=False,
         )
-        # Inside the transaction: the assistant queues its run with the message, or not at all.
-
-        signals.message_created.send(sender=Message, message=message, membership=membership)
-
+        # After commit, in this order: the room sees the message, then whatever the hooks
+        # recorded starts (the assistant's reply, once its question is on every page).
+        _on_commit(live.announce_message, message)
+        # The assistant records a run here, with the message or not at all (rooms.hooks).
+        hooks.message_stored(message, membership)
     return PostResult(message, created=True)
 
 
@@ -252,7 +252,7 @@ def do_post_assistant_message(
     written, or finished at once (a refusal saying why it cannot answer).
 
     `locked_room`: the room, when the caller's transaction already holds its lock.
-    `announce=False`: the caller announces it after commit (`announce_message`).
+    `announce=False`: the caller announces it after commit (`rooms.live.announce_message`).
     """
     # Within the caller's transaction no savepoint is needed: it rolls back as a whole.
     with transaction.atomic(savepoint=locked_room is None):
@@ -295,7 +295,7 @@ def do_update_assistant_message(
         fields += ["image", "image_width", "image_height"]
     with transaction.atomic():
         message.save(update_fields=fields)
-        _announce(signals.message_changed, message=message)
+        _on_commit(live.announce_message_changed, message)
     return message
 
 
@@ -314,7 +314,7 @@ def do_edit_message(user: User, message: Message, body: str) -> Message:
         message.mentioned_user_ids = [uid for uid in rendered.mentioned_user_ids if uid != user.pk]
         message.edited_at = timezone.now()
         message.save(update_fields=["body", "html", "mentioned_user_ids", "edited_at"])
-        _announce(signals.message_changed, message=message)
+        _on_commit(live.announce_message_changed, message)
     return message
 
 
@@ -345,7 +345,7 @@ def _remove_message(message: Message, *, removed_by: str) -> Message:
         message.save(
             update_fields=["body", "html", "mentioned_user_ids", "image", "removed_by", "deleted_at"]
         )
-        _announce(signals.message_changed, message=message)
+        _on_commit(live.announce_message_changed, message)
         if image:
             # A deleted message's picture is gone too, once the delete is sure to stand.
             storage = message.image.storage
@@ -366,7 +366,7 @@ def do_set_muted(membership: Membership, muted: bool) -> None:
     mentions of them."""
     membership.muted = muted
     membership.save(update_fields=["muted"])
-    transaction.on_commit(lambda: signals.membership_updated.send(sender=Membership, membership=membership))
+    _on_commit(live.announce_membership_updated, membership)
 
 
 # Direct rooms
@@ -428,9 +428,7 @@ def do_open_direct_room(user: User, other: User) -> Room:
         # Both people opened the room at the same moment; the other request made it.
         return Room.objects.get(direct_key=key)
     if not stranger:
-        transaction.on_commit(
-            lambda: signals.members_changed.send(sender=Message, room=room, added=[other], removed=[])
-        )
+        _on_commit(live.announce_members_changed, room, added=[other])
     return room
 
 
@@ -441,9 +439,7 @@ def do_accept_request(membership: Membership) -> None:
     Membership.objects.filter(pk=membership.pk).update(request=Membership.Request.NONE)
     membership.request = Membership.Request.NONE
     room, user = membership.room, membership.user
-    transaction.on_commit(
-        lambda: signals.members_changed.send(sender=Message, room=room, added=[user], removed=[])
-    )
+    _on_commit(live.announce_members_changed, room, added=[user])
 
 
 def do_decline_request(membership: Membership) -> None:
@@ -533,7 +529,7 @@ def do_create_group(owner: User, title: str, members: Iterable[User]) -> Room:
         _system_message(room, f"{owner.name} created the group “{title}”", actor=owner)
         if others:
             _system_message(room, f"{owner.name} added {_names(others)}", actor=owner)
-            _announce(signals.members_changed, room=room, added=others, removed=[])
+            _on_commit(live.announce_members_changed, room, added=others)
     return room
 
 
@@ -585,7 +581,7 @@ def do_add_members(actor: User, room: Room, users: Iterable[User]) -> list[User]
             [Membership(room=room, user=u, last_read_seq=room.last_seq) for u in new]
         )
         _system_message(room, f"{actor.name} added {_names(new)}", actor=actor)
-        _announce(signals.members_changed, room=room, added=new, removed=[])
+        _on_commit(live.announce_members_changed, room, added=new)
     return new
 
 
@@ -605,7 +601,7 @@ def do_remove_member(actor: User, room: Room, user: User) -> None:
         target.delete()
         _revoke_links_of(room, user)
         _system_message(room, f"{actor.name} removed {user.name}", actor=actor)
-        _announce(signals.members_changed, room=room, added=[], removed=[user])
+        _on_commit(live.announce_members_changed, room, removed=[user])
 
 
 def _hand_over_or_archive(room: Room, departed: User) -> None:
@@ -642,7 +638,7 @@ def do_remove_member_as_moderator(room: Room, user: User) -> bool:
         _revoke_links_of(room, user)
         _system_message(room, f"{user.name} was removed by a moderator")
         _hand_over_or_archive(room, user)
-        _announce(signals.members_changed, room=room, added=[], removed=[user])
+        _on_commit(live.announce_members_changed, room, removed=[user])
     return True
 
 
@@ -703,7 +699,7 @@ def do_leave_room(membership: Membership) -> None:
         Membership.objects.filter(pk=membership.pk).delete()
         _system_message(room, f"{user.name} left")
         _hand_over_or_archive(room, user)
-        _announce(signals.members_changed, room=room, added=[], removed=[user])
+        _on_commit(live.announce_members_changed, room, removed=[user])
 
 
 def do_transfer_ownership(actor: User, room: Room, new_owner: User) -> None:
