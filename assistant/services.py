@@ -474,9 +474,9 @@ def do_share_answer(target: Membership, answer: Message, *, note: str = "") -> P
     return do_post_message(target, body)
 
 
-def add_run_to_snapshot(sender, message: Message, snapshot: dict, **kwargs) -> None:
+def add_run_to_snapshot(message: Message, snapshot: dict) -> None:
     """A report of an assistant reply keeps the run behind it: model, who asked, and the
-    prompt it was given (rooms.moderation.report_snapshot)."""
+    prompt it was given (the `rooms.hooks.report_snapshot` hook)."""
     if not message.is_assistant:
         return
     run = AssistantRun.objects.filter(reply=message).select_related("requested_by").order_by("-id").first()

@@ -9,8 +9,8 @@ from django.utils.html import format_html, format_html_join
 
 from accounts.admin import UserAdmin
 from accounts.models import User
-from rooms import moderation
 from rooms.models import Membership, Message, ModerationAction, Report, Room
+from rooms.services import moderation
 
 
 class ReadOnlyAdmin:

@@ -118,7 +118,7 @@ class InviteForm(forms.Form):
     uses = forms.ChoiceField(label="Can be used", initial="unlimited")
 
     def __init__(self, *args, **kwargs):
-        from rooms.invites import EXPIRY_CHOICES, USES_CHOICES
+        from rooms.services.invites import EXPIRY_CHOICES, USES_CHOICES
 
         super().__init__(*args, **kwargs)
         self.fields["expiry"].choices = [(key, label) for key, (label, _) in EXPIRY_CHOICES.items()]

@@ -1,9 +1,10 @@
-"""The one way another app takes part in posting a message, without rooms importing it.
+"""How another app takes part in what rooms does, without rooms importing it.
 
 `rooms` must not import `assistant` (it depends on rooms, not the reverse), yet a message
 that asks the assistant for something has to record that request in the same transaction
 as the message, so the two commit together or not at all. The assistant registers one
-function here at start-up (`AssistantConfig.ready`); the post service calls it.
+function here at start-up (`AssistantConfig.ready`); the post service calls it. It also
+adds what it knows of a reported assistant reply to the report's snapshot.
 
 A hook runs inside the posting transaction while the room's row is locked: it may only
 record work (insert rows, register `transaction.on_commit` callbacks), never do it. Reading
@@ -15,8 +16,10 @@ from collections.abc import Callable
 from rooms.models import Membership, Message
 
 MessageStored = Callable[[Message, Membership], None]
+ReportSnapshot = Callable[[Message, dict], None]
 
 _message_stored: list[MessageStored] = []
+_report_snapshot: list[ReportSnapshot] = []
 
 
 def on_message_stored(hook: MessageStored) -> None:
@@ -29,3 +32,16 @@ def message_stored(message: Message, membership: Membership) -> None:
     """Called by the post service inside its transaction, after the message is stored."""
     for hook in _message_stored:
         hook(message, membership)
+
+
+def on_report_snapshot(hook: ReportSnapshot) -> None:
+    """Register `hook(message, snapshot)`, which may add to the dict a report keeps of
+    `message` (the assistant: the run that wrote a reply, and its prompt)."""
+    if hook not in _report_snapshot:
+        _report_snapshot.append(hook)
+
+
+def report_snapshot(message: Message, snapshot: dict) -> None:
+    """Called by the moderation service while it takes a report's snapshot."""
+    for hook in _report_snapshot:
+        hook(message, snapshot)

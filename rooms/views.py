@@ -12,7 +12,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from accounts.models import User
 from accounts.services import do_set_desktop_notifications
-from rooms import invites, moderation, presence, ratelimits, services
+from rooms import presence, ratelimits, services
 from rooms.access import (
     access_member,
     access_membership,
@@ -37,6 +37,7 @@ from rooms.forms import (
 )
 from rooms.models import Invite, Membership, Message
 from rooms.queries import history_page, message_requests, room_members, room_title, sidebar_entries
+from rooms.services import invites, moderation
 
 
 def _redirect(request: HttpRequest, url: str) -> HttpResponse:

@@ -118,8 +118,8 @@ def test_competing_runners_claim_each_assistant_run_exactly_once(settings):
 
 def test_people_racing_for_an_invites_last_use_get_in_exactly_once():
     """Six people press Join on a one-use link at the same instant: one gets in."""
-    from rooms import invites
     from rooms.models import Invite, Membership
+    from rooms.services import invites
 
     owner = make_user("owner")
     room = services.do_create_group(owner, "Exclusive", [])

@@ -18,10 +18,11 @@ from django.urls.resolvers import RegexPattern
 
 from assistant.services import do_add_memory
 from calpico.asgi import application
-from rooms import invites, services
+from rooms import services
 from rooms.access import MAX_ID, parse_id, parse_seq
 from rooms.consumers import CLOSE_NOT_FOUND
 from rooms.forms import MessageForm
+from rooms.services import invites
 from tests.conftest import client_for, membership
 
 pytestmark = pytest.mark.django_db

@@ -9,8 +9,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import User
-from rooms import invites, services
+from rooms import services
 from rooms.models import Invite, Membership, Message
+from rooms.services import invites
 from tests.conftest import client_for, make_user, membership
 
 

@@ -9,9 +9,10 @@ from django.urls import reverse
 
 from accounts.models import User
 from assistant import runner
-from rooms import moderation, services
+from rooms import services
 from rooms.consumers import CLOSE_UNAUTHENTICATED
 from rooms.models import Membership, Message, ModerationAction, Notice, Report
+from rooms.services import moderation
 from tests.conftest import client_for, membership
 from tests.test_consumer import _in_memory_layer, closed_with, connected  # noqa: F401
 

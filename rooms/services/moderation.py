@@ -2,7 +2,7 @@
 
 A report keeps a snapshot of what was reported, taken when it is made: the message as it
 was, its author and room, the ten messages before it, and for an assistant reply the
-prompt it was given (through the `report_snapshot` hook the assistant app fills in). The
+prompt it was given (through the `rooms.hooks.report_snapshot` hook the assistant app fills in). The
 moderator judges that, whatever happens to the message later.
 
 Every moderator action goes through `_act`, which writes the audit log entry in the same
@@ -16,19 +16,16 @@ from django.contrib.auth import get_user_model
 from django.contrib.sessions.models import Session
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
-from django.dispatch import Signal
 from django.utils import timezone
 
 from accounts.models import User
-from rooms import services
+from rooms import hooks
 from rooms.live import close_user_sockets, send_event, user_group
 from rooms.models import Membership, Message, ModerationAction, Notice, Report
+from rooms.services.groups import do_remove_member_as_moderator
+from rooms.services.messages import do_remove_message_as_moderator
 
 CONTEXT_MESSAGES = 10
-
-# message, snapshot (a dict to add to): lets the assistant app add the prompt of the run
-# that wrote an assistant reply, without rooms importing the assistant.
-report_snapshot = Signal()
 
 
 def _describe(message: Message) -> dict:
@@ -58,7 +55,7 @@ def take_snapshot(message: Message) -> dict:
         "room": {"id": room.pk, "kind": room.kind, "title": room.title},
         "context": [_describe(m) for m in reversed(list(before))],
     }
-    report_snapshot.send(sender=Message, message=message, snapshot=snapshot)
+    hooks.report_snapshot(message, snapshot)
     return snapshot
 
 
@@ -156,7 +153,7 @@ def do_remove_reported_message(moderator: User, report: Report, *, reason: str =
         if message is None:
             raise ValidationError("The reported message no longer exists.", code="gone")
         if not message.is_deleted:
-            services.do_remove_message_as_moderator(message)
+            do_remove_message_as_moderator(message)
         _act(
             moderator,
             "delete message",
@@ -175,7 +172,7 @@ def do_remove_author_from_room(moderator: User, report: Report, *, reason: str =
     if report.author is None or report.room is None:
         raise ValidationError("This report has no author or room any more.", code="gone")
     with transaction.atomic():
-        services.do_remove_member_as_moderator(report.room, report.author)
+        do_remove_member_as_moderator(report.room, report.author)
         _act(
             moderator, "remove from room", reason=reason, report=report, user=report.author, room=report.room
         )

@@ -18,7 +18,7 @@ from accounts.models import User
 from rooms import live, ratelimits
 from rooms.access import can_administer, can_invite
 from rooms.models import Invite, Membership, Room
-from rooms.services import _check_room_size, _lock_room, _on_commit, _system_message
+from rooms.services.core import announce_on_commit, check_room_size, lock_room, system_message
 
 EXPIRY_CHOICES = {
     "1h": ("1 hour", dt.timedelta(hours=1)),
@@ -130,7 +130,7 @@ def do_join_by_invite(user: User, token: str) -> JoinResult:
         invite = Invite.objects.select_for_update().filter(token=token).first()
         if invite is None:
             raise CannotJoin(InviteProblem.UNKNOWN, PROBLEM_TEXT[InviteProblem.UNKNOWN])
-        room = _lock_room(invite.room_id)
+        room = lock_room(invite.room_id)
         invite.room = room
         if Membership.objects.filter(room=room, user=user).exists():
             return JoinResult(room, joined=False)
@@ -138,11 +138,11 @@ def do_join_by_invite(user: User, token: str) -> JoinResult:
         if problem is not None:
             raise CannotJoin(problem, PROBLEM_TEXT[problem])
         try:
-            _check_room_size(Membership.objects.filter(room=room).count(), 1)
+            check_room_size(Membership.objects.filter(room=room).count(), 1)
         except ValidationError:
             raise CannotJoin(InviteProblem.FULL, PROBLEM_TEXT[InviteProblem.FULL]) from None
         Membership.objects.create(room=room, user=user, last_read_seq=room.last_seq)
         Invite.objects.filter(pk=invite.pk).update(uses=F("uses") + 1)
-        _system_message(room, f"{user.name} joined with an invite link", actor=user)
-        _on_commit(live.announce_members_changed, room, added=[user])
+        system_message(room, f"{user.name} joined with an invite link", actor=user)
+        announce_on_commit(live.announce_members_changed, room, added=[user])
     return JoinResult(room, joined=True)

@@ -1,0 +1,109 @@
+"""What every room service shares: the room lock, sequence numbers, storing a message,
+system messages, and announcing after commit."""
+
+import functools
+import uuid
+from collections.abc import Callable
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import F
+from django.db.models.functions import Greatest
+from django.utils import timezone
+
+from accounts.models import User
+from rooms import live
+from rooms.models import Membership, Message, Room
+
+
+def announce_on_commit(announce: Callable[..., None], *args, **kwargs) -> None:
+    """Call `announce` (a `rooms.live` function) once the transaction commits, never if it
+    rolls back: pages are told only what the database holds."""
+    transaction.on_commit(functools.partial(announce, *args, **kwargs))
+
+
+def member_usernames(room: Room) -> dict[str, int]:
+    return {
+        username.lower(): user_id
+        for user_id, username in Membership.objects.filter(room=room).values_list("user_id", "user__username")
+    }
+
+
+def append_message(
+    room: Room,
+    *,
+    author: User | None,
+    kind: str,
+    body: str,
+    html: str = "",
+    mentioned_user_ids: list[int] | None = None,
+    reply_to: Message | None = None,
+    client_id: uuid.UUID | None = None,
+    read_by: User | None = None,
+    persona: str = "",
+    state: str = Message.State.DONE,
+    note: str = "",
+    image=None,
+    announce: bool = True,
+) -> Message:
+    """Give the message the room's next sequence number and store it (and, after commit,
+    announce it, unless the caller will with `rooms.live.announce_message`).
+
+    Must run inside a transaction that holds the room's row lock (see `lock_room`), so
+    sequence numbers have no gaps and no duplicates.
+    """
+    now = timezone.now()
+    seq = room.last_seq + 1
+    message = Message.objects.create(
+        room=room,
+        seq=seq,
+        kind=kind,
+        author=author,
+        body=body,
+        html=html,
+        mentioned_user_ids=mentioned_user_ids or [],
+        reply_to=reply_to,
+        client_id=client_id,
+        created_at=now,
+        persona=persona,
+        state=state,
+        note=note,
+        image=image,
+    )
+    Room.objects.filter(pk=room.pk).update(last_seq=seq, last_message=message, last_activity_at=now)
+    room.last_seq, room.last_message, room.last_activity_at = seq, message, now
+    read_by = read_by or author
+    if read_by is not None:
+        # My own message, or the system message about what I just did, is read by me.
+        Membership.objects.filter(room=room, user=read_by).update(
+            last_read_seq=Greatest(F("last_read_seq"), seq)
+        )
+    if announce:
+        announce_on_commit(live.announce_message, message)
+    return message
+
+
+def lock_room(room_id: int) -> Room:
+    # FOR UPDATE serializes writers per room on PostgreSQL; SQLite runs transactions
+    # in IMMEDIATE mode (settings), which serializes all writers.
+    return Room.objects.select_for_update().get(pk=room_id)
+
+
+def system_message(room: Room, text: str, *, actor: User | None = None) -> Message:
+    return append_message(room, author=None, kind=Message.Kind.SYSTEM, body=text, read_by=actor)
+
+
+def do_post_system_message(room_id: int, text: str, *, actor: User | None = None) -> Message:
+    """Tell the room what happened ("alice renamed the assistant to Planner")."""
+    with transaction.atomic():
+        return system_message(lock_room(room_id), text, actor=actor)
+
+
+def check_room_size(current: int, adding: int) -> None:
+    limit = settings.ROOM_MAX_MEMBERS
+    if current + adding > limit:
+        raise ValidationError(
+            f"A group has at most {limit} members; this would make {current + adding}.",
+            code="too_many_members",
+        )

@@ -1,0 +1,296 @@
+"""Posting, editing and deleting messages, the assistant's messages, and read positions.
+
+`do_post_message` is the story of a post: every consequence of sending a message is in
+that one function, in the order it happens."""
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import F, OuterRef, Subquery, Value
+from django.db.models.functions import Greatest, Least
+from django.utils import timezone
+
+from accounts.models import User
+from accounts.services import has_blocked
+from calpico.text import visible_characters
+from rooms import hooks, live, ratelimits
+from rooms.access import can_change_message, can_delete_message
+from rooms.markdown import render_message
+from rooms.models import Membership, Message, Room
+from rooms.services.core import announce_on_commit, append_message, lock_room, member_usernames
+
+
+@dataclass(frozen=True)
+class PostResult:
+    message: Message
+    created: bool
+
+
+def clean_message_body(body: str, *, allow_empty: bool = False) -> str:
+    """The text as it will be stored, or ValidationError with a message for the sender."""
+    body = (body or "").replace("\r\n", "\n").strip()
+    if not body and not allow_empty:
+        raise ValidationError("Type a message first.", code="empty")
+    if body and not visible_characters(body):
+        if allow_empty:
+            return ""
+        raise ValidationError(
+            "That message has only invisible characters; type something people can see.",
+            code="invisible",
+        )
+    limit = settings.MESSAGE_MAX_LENGTH
+    if len(body) > limit:
+        raise ValidationError(
+            f"Messages are at most {limit:,} characters; this one has {len(body):,}.",
+            code="too_long",
+        )
+    return body
+
+
+def _file_bytes(file) -> bytes:
+    file.seek(0)
+    try:
+        return file.read()
+    finally:
+        file.seek(0)
+
+
+def _content_key(body: str, image) -> str:
+    if image is None:
+        return body
+    return body + "\0" + hashlib.sha256(_file_bytes(image)).hexdigest()
+
+
+def _is_resend(message: Message, body: str, image) -> bool:
+    """Whether `message` holds what this send would store: the same text and the same
+    image (attachments are re-encoded the same way every time), or no image on both."""
+    if message.body != body or bool(message.image) != (image is not None):
+        return False
+    if image is None:
+        return True
+    try:
+        with message.image.open("rb") as stored:
+            return stored.read() == _file_bytes(image)
+    except OSError:  # the stored file is gone: nothing to compare with, so not the same
+        return False
+
+
+def do_post_message(
+    membership: Membership,
+    body: str,
+    *,
+    client_id: uuid.UUID | None = None,
+    reply_to_id: int | None = None,
+    image=None,
+) -> PostResult:
+    """Post a message as the member, with an optional image (from `rooms.attachments.make_attachment`).
+    Sending the same content again with the same client_id stores nothing new and returns
+    the first message; other content with a used client_id is a new message.
+
+    Raises ValidationError for empty or over-long text or a reply to a message that is not
+    in this room. Text may be empty when there is an image.
+    """
+    body = clean_message_body(body, allow_empty=image is not None)
+    author = membership.user
+    with transaction.atomic():
+        room = lock_room(membership.room_id)
+        if client_id is not None:
+            existing = Message.objects.filter(room=room, author=author, client_id=client_id).first()
+            if existing is not None and not _is_resend(existing, body, image):
+                # Other content under a used id: a page the browser brought back (Back
+                # button, restored form) still holds the id of a message it sent. This is a
+                # new message, under an id made from both, so sending it again is still one.
+                client_id = uuid.uuid5(client_id, _content_key(body, image))
+                existing = Message.objects.filter(room=room, author=author, client_id=client_id).first()
+            if existing is not None:
+                return PostResult(existing, created=False)
+        request = Membership.objects.filter(room=room, user=author).values_list("request", flat=True).first()
+        if request is None:
+            raise PermissionDenied("You are no longer a member of this room.")
+        refusal = send_refusal(room, author)
+        if refusal:
+            raise ValidationError(refusal, code="blocked")
+        # Replying to a message request accepts it.
+        if request == Membership.Request.PENDING:
+            Membership.objects.filter(room=room, user=author).update(request=Membership.Request.NONE)
+            announce_on_commit(live.announce_members_changed, room, added=[author])
+        ratelimits.hit(ratelimits.messages_burst(), author.pk)
+        ratelimits.hit(ratelimits.messages_sustained(), author.pk)
+        reply_to = None
+        if reply_to_id is not None:
+            reply_to = Message.objects.filter(pk=reply_to_id, room=room).first()
+            if reply_to is None:
+                raise ValidationError("The message you replied to is not in this room.", code="reply_to")
+        # Only text with an "@" can mention anyone: skip loading the member list otherwise.
+        rendered = render_message(body, member_usernames(room) if "@" in body else {})
+        message = append_message(
+            room,
+            author=author,
+            kind=Message.Kind.TEXT,
+            body=body,
+            html=rendered.html,
+            mentioned_user_ids=[uid for uid in rendered.mentioned_user_ids if uid != author.pk],
+            reply_to=reply_to,
+            client_id=client_id,
+            image=image,
+            announce=False,
+        )
+        # After commit, in this order: the room sees the message, then whatever the hooks
+        # recorded starts (the assistant's reply, once its question is on every page).
+        announce_on_commit(live.announce_message, message)
+        # The assistant records a run here, with the message or not at all (rooms.hooks).
+        hooks.message_stored(message, membership)
+    return PostResult(message, created=True)
+
+
+def do_post_assistant_message(
+    room_id: int,
+    *,
+    persona: str,
+    body: str = "",
+    state: str = Message.State.STREAMING,
+    note: str = "",
+    reply_to: Message | None = None,
+    locked_room: Room | None = None,
+    announce: bool = True,
+) -> Message:
+    """Add the assistant's message to the room: empty and streaming while a reply is being
+    written, or finished at once (a refusal saying why it cannot answer).
+
+    `locked_room`: the room, when the caller's transaction already holds its lock.
+    `announce=False`: the caller announces it after commit (`rooms.live.announce_message`).
+    """
+    # Within the caller's transaction no savepoint is needed: it rolls back as a whole.
+    with transaction.atomic(savepoint=locked_room is None):
+        room = locked_room if locked_room is not None else lock_room(room_id)
+        return append_message(
+            room,
+            author=None,
+            kind=Message.Kind.ASSISTANT,
+            body=body,
+            html=render_message(body, {}, rich=True).html if body else "",
+            reply_to=reply_to,
+            persona=persona,
+            state=state,
+            note=note,
+            announce=announce,
+        )
+
+
+def do_update_assistant_message(
+    message: Message,
+    *,
+    body: str,
+    state: str,
+    note: str = "",
+    persona: str | None = None,
+    image=None,
+) -> Message:
+    """Store the assistant message's text (final or as far as it got), its state and the
+    note saying why it stopped, and show it to the room."""
+    message.body = body
+    message.html = render_message(body, {}, rich=True).html if body else ""
+    message.state = state
+    message.note = note
+    fields = ["body", "html", "state", "note"]
+    if persona is not None:
+        message.persona = persona
+        fields.append("persona")
+    if image is not None:
+        message.image = image
+        fields += ["image", "image_width", "image_height"]
+    with transaction.atomic():
+        message.save(update_fields=fields)
+        announce_on_commit(live.announce_message_changed, message)
+    return message
+
+
+def do_edit_message(user: User, message: Message, body: str) -> Message:
+    """Replace the text of the user's own message; it then shows as edited."""
+    if not can_change_message(user, message):
+        raise PermissionDenied("You can only edit your own messages.")
+    body = clean_message_body(body)
+    refusal = send_refusal(message.room, user)
+    if refusal:
+        raise ValidationError(refusal, code="blocked")
+    with transaction.atomic():
+        rendered = render_message(body, member_usernames(message.room))
+        message.body = body
+        message.html = rendered.html
+        message.mentioned_user_ids = [uid for uid in rendered.mentioned_user_ids if uid != user.pk]
+        message.edited_at = timezone.now()
+        message.save(update_fields=["body", "html", "mentioned_user_ids", "edited_at"])
+        announce_on_commit(live.announce_message_changed, message)
+    return message
+
+
+def do_delete_message(user: User, message: Message, *, membership: Membership | None = None) -> Message:
+    """Delete a message: the author's own ("message deleted") or, for a group's owner and
+    admins, anyone's ("removed by an admin")."""
+    if not can_delete_message(user, message, membership):
+        raise PermissionDenied("You can only delete your own messages.")
+    removed_by = "" if message.author_id == user.pk else "admin"
+    return _remove_message(message, removed_by=removed_by)
+
+
+def do_remove_message_as_moderator(message: Message) -> Message:
+    """A moderator's removal: everyone sees "removed by a moderator". The caller (the
+    moderation service) checks the moderator and writes the audit entry."""
+    return _remove_message(message, removed_by="moderator")
+
+
+def _remove_message(message: Message, *, removed_by: str) -> Message:
+    with transaction.atomic():
+        image = message.image.name if message.image else ""
+        message.body = ""
+        message.html = ""
+        message.mentioned_user_ids = []
+        message.image = None
+        message.removed_by = removed_by
+        message.deleted_at = timezone.now()
+        message.save(
+            update_fields=["body", "html", "mentioned_user_ids", "image", "removed_by", "deleted_at"]
+        )
+        announce_on_commit(live.announce_message_changed, message)
+        if image:
+            # A deleted message's picture is gone too, once the delete is sure to stand.
+            storage = message.image.storage
+            transaction.on_commit(lambda: storage.delete(image))
+    return message
+
+
+def send_refusal(room: Room, author: User) -> str | None:
+    """Why `author` may not send in this direct room, or None. Someone blocked by the other
+    person gets a neutral reason that does not say so."""
+    if not room.is_direct:
+        return None
+    other_id = (
+        Membership.objects.filter(room=room).exclude(user=author).values_list("user_id", flat=True).first()
+    )
+    if other_id is None:
+        return None
+    if has_blocked(other_id, author.pk):
+        return "You can't send messages in this conversation."
+    if has_blocked(author.pk, other_id):
+        return "You blocked this person. Unblock them to send messages."
+    return None
+
+
+def do_mark_read(membership: Membership, seq: int) -> None:
+    """Everything up to `seq` is read; the read position never moves backwards."""
+    room_last_seq = Subquery(Room.objects.filter(pk=OuterRef("room_id")).values("last_seq")[:1])
+    Membership.objects.filter(pk=membership.pk).update(
+        last_read_seq=Greatest(F("last_read_seq"), Least(Value(seq), room_last_seq))
+    )
+
+
+def do_set_muted(membership: Membership, muted: bool) -> None:
+    """Mute or unmute a room for one member: no toasts or desktop notifications but for
+    mentions of them."""
+    membership.muted = muted
+    membership.save(update_fields=["muted"])
+    announce_on_commit(live.announce_membership_updated, membership)
