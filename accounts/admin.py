@@ -11,7 +11,7 @@ class UserAdmin(BaseUserAdmin):
     list_display_links = ("avatar", "username")
     search_fields = ("username", "display_name", "email")
     fieldsets = (
-        *BaseUserAdmin.fieldsets,
+        *(BaseUserAdmin.fieldsets or ()),
         ("Profile", {"fields": ("display_name", "avatar_large", "avatar_small")}),
     )
 

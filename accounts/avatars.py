@@ -64,10 +64,10 @@ def open_image(upload, *, max_bytes: int, max_pixels: int) -> Image.Image:
             "That file is not a JPEG, PNG, WebP or GIF image we can read.",
             code="not_an_image",
         ) from exc
-    image = ImageOps.exif_transpose(image)
-    if image.mode not in ("RGB", "RGBA"):
-        image = image.convert("RGBA" if "transparency" in image.info or "A" in image.mode else "RGB")
-    return image
+    upright: Image.Image = ImageOps.exif_transpose(image)
+    if upright.mode not in ("RGB", "RGBA"):
+        upright = upright.convert("RGBA" if "transparency" in upright.info or "A" in upright.mode else "RGB")
+    return upright
 
 
 def encode_webp(image: Image.Image) -> bytes:

@@ -39,6 +39,9 @@ class AvatarForm(forms.Form):
 class _PlainLabels:
     """allauth's forms repeat each label as a placeholder and end labels with colons."""
 
+    fields: dict[str, forms.Field]
+    label_suffix: str
+
     def _tidy(self) -> None:
         self.label_suffix = ""
         for field in self.fields.values():

@@ -1,4 +1,5 @@
 import hashlib
+from typing import ClassVar
 
 from django.contrib.auth.models import AbstractUser, UserManager
 from django.db import models
@@ -30,7 +31,7 @@ class User(AbstractUser):
     # when the person switches this on.
     desktop_notifications = models.BooleanField(default=False)
 
-    objects = CalpicoUserManager()
+    objects: ClassVar[CalpicoUserManager] = CalpicoUserManager()
 
     class Meta:
         constraints = [

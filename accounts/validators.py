@@ -1,5 +1,6 @@
 import re
 import unicodedata
+from collections.abc import Callable
 
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
@@ -43,7 +44,10 @@ def validate_username_not_reserved(value: str) -> None:
         raise ValidationError("That username is reserved.", code="reserved_username")
 
 
-USERNAME_VALIDATORS = [validate_username_characters, validate_username_not_reserved]
+USERNAME_VALIDATORS: list[Callable[[str], None]] = [
+    validate_username_characters,
+    validate_username_not_reserved,
+]
 
 
 # Display names that would pass for the product, its staff or the system. A name made only

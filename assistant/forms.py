@@ -49,4 +49,6 @@ class ShareForm(forms.Form):
 
     def __init__(self, *args, targets=(), **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["room"].choices = [(room.pk, title) for room, title in targets]
+        field = self.fields["room"]
+        assert isinstance(field, forms.ChoiceField)
+        field.choices = [(room.pk, title) for room, title in targets]

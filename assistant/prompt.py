@@ -80,7 +80,7 @@ def build_chat_prompt(run: AssistantRun, assistant: AssistantSettings) -> list[d
     recent = (
         Message.objects.filter(room=room, deleted_at__isnull=True)
         .exclude(kind=Message.Kind.SYSTEM)
-        .exclude(pk=run.reply_id)
+        .exclude(pk=run.reply_id)  # type: ignore[misc]  # None excludes nothing
         .order_by("-seq")
         .values_list("pk", "kind", "state", "body", "image", "author__display_name", "author__username")[
             :HISTORY_SCAN
@@ -97,7 +97,7 @@ def build_chat_prompt(run: AssistantRun, assistant: AssistantSettings) -> list[d
             # The image goes to the model with the message that asked, if it has one.
             with_image = bool(image) and run.trigger_id == pk
             author = (display_name or username) if username else "Deleted account"
-            image_url = as_data_url(run.trigger.image) if with_image else None
+            image_url = as_data_url(run.trigger.image) if with_image and run.trigger else None
             entry = {"role": "user", "content": _content(author, body, image_url)}
             cost = estimate_tokens(body) + (300 if with_image else 0)
         if cost > budget and history:

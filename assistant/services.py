@@ -341,7 +341,7 @@ def do_stop_run(user: User, run: AssistantRun) -> RunAction:
             run.finished_at = timezone.now()
             run.save(update_fields=["status", "finished_at"])
             # A retried or recovered run already shows its message as "thinking".
-            reply = Message.objects.filter(pk=run.reply_id, deleted_at__isnull=True).first()
+            reply = Message.objects.filter(pk=run.reply_id, deleted_at__isnull=True).first()  # type: ignore[misc]  # None finds nothing
             if reply is not None:
                 do_update_assistant_message(
                     reply, body=reply.body, state=Message.State.STOPPED, note="Stopped."

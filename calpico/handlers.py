@@ -16,7 +16,8 @@ from django.core.handlers.asgi import ASGIHandler
 class SyncChainASGIHandler(ASGIHandler):
     def load_middleware(self, is_async: bool = False) -> None:
         super().load_middleware(is_async=False)
-        self._middleware_chain = sync_to_async(self._middleware_chain, thread_sensitive=True)
+        chain = self._middleware_chain  # type: ignore[has-type]  # set by load_middleware
+        self._middleware_chain = sync_to_async(chain, thread_sensitive=True)
 
 
 def get_asgi_application() -> SyncChainASGIHandler:

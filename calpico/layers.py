@@ -97,7 +97,7 @@ class RedisPubSubChannelLayer(ChannelsRedisPubSubChannelLayer):
 class _LoopLayer(RedisPubSubLoopLayer):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._shards = [_Shard(shard.host, self) for shard in self._shards]
+        self._shards = [_Shard(shard.host, self) for shard in self._shards]  # type: ignore[has-type]
 
 
 class _Shard(RedisSingleShardConnection):
@@ -112,6 +112,7 @@ class _Shard(RedisSingleShardConnection):
     def _ensure_redis(self) -> None:
         if self._redis is None:
             super()._ensure_redis()
+            assert self._redis is not None
             self._pubsub = _PubSub(self._redis.connection_pool, on_reconnect=self._reconnected)
 
     def _reconnected(self) -> None:

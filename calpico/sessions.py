@@ -84,4 +84,4 @@ class _CacheThatMayFail:
 class SessionStore(cached_db.SessionStore):
     def __init__(self, session_key: str | None = None) -> None:
         super().__init__(session_key)
-        self._cache = _CacheThatMayFail(self._cache)
+        self._cache = _CacheThatMayFail(self._cache)  # type: ignore[has-type]  # set by cached_db

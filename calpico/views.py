@@ -26,6 +26,6 @@ def media(request, path: str):
     """
     if not path.startswith("avatars/") or posixpath.normpath(path) != path or "\\" in path or "\0" in path:
         raise Http404("Not here.")
-    response = serve(request, path, document_root=settings.MEDIA_ROOT)
+    response = serve(request, path, document_root=str(settings.MEDIA_ROOT))
     response.headers["Cache-Control"] = "private, max-age=31536000, immutable"
     return response

@@ -19,27 +19,29 @@ from rooms.models import Membership, Message, Room
 MAX_ID = 2**63 - 1
 
 
-def parse_id(value) -> int | None:
+def parse_id(value: object) -> int | None:
     """An id from a URL, a form, a query string or a socket frame: a whole number from 1 to
     MAX_ID, given as ASCII digits or as an int (never a bool). Anything else is None."""
     return _bounded_int(value, 1)
 
 
-def parse_seq(value) -> int | None:
+def parse_seq(value: object) -> int | None:
     """A position in a room (`seq`, `last_seq`, `before`): like `parse_id`, but 0 (before
     the first message) is one too."""
     return _bounded_int(value, 0)
 
 
-def _bounded_int(value, lowest: int) -> int | None:
+def _bounded_int(value: object, lowest: int) -> int | None:
     if isinstance(value, str):
         # Not int(value) as it is: that reads " 12", "+12", "1_2" and "١٢" (Arabic-Indic).
         if not (value.isascii() and value.isdigit() and len(value) <= 19):
             return None
-        value = int(value)
-    elif not isinstance(value, int) or isinstance(value, bool):
+        number = int(value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
         return None
-    return value if lowest <= value <= MAX_ID else None
+    return number if lowest <= number <= MAX_ID else None
 
 
 class IdConverter:
@@ -53,7 +55,7 @@ class IdConverter:
             raise ValueError(f"{value!r} is not an id")
         return parsed
 
-    def to_url(self, value) -> str:
+    def to_url(self, value: int) -> str:
         return str(value)
 
 
@@ -75,7 +77,7 @@ def access_membership(user: User, room_id: int | str | None) -> Membership:
     return membership
 
 
-def access_member(room: Room, user_id) -> User:
+def access_member(room: Room, user_id: object) -> User:
     """A member of the room, by an id from a form. Any other id (not a number, nobody,
     someone outside the room) is a ValidationError with a message for the person."""
     user_id = parse_id(user_id)
@@ -104,7 +106,9 @@ def can_administer(user: User, room: Room, membership: Membership | None = None)
     return membership is not None and membership.role == Membership.Role.ADMIN
 
 
-def can_remove_member(actor: User, room: Room, target: Membership, actor_membership=None) -> bool:
+def can_remove_member(
+    actor: User, room: Room, target: Membership, actor_membership: Membership | None = None
+) -> bool:
     """The owner removes anyone else; an admin removes ordinary members only."""
     if target.user_id == actor.pk or target.user_id == room.owner_id:
         return False
@@ -122,12 +126,12 @@ def can_invite(user: User, room: Room, membership: Membership | None = None) -> 
 
 def access_message(membership: Membership, message_id: int | str) -> Message:
     """A message in the member's room; Http404 for any other id."""
-    message_id = parse_id(message_id)
-    if message_id is None:
+    parsed = parse_id(message_id)
+    if parsed is None:
         raise Http404("No such message.")
     message = (
         Message.objects.select_related("author", "reply_to__author")
-        .filter(pk=message_id, room_id=membership.room_id)
+        .filter(pk=parsed, room_id=membership.room_id)
         .first()
     )
     if message is None:

@@ -50,7 +50,7 @@ class RoomAdmin(ReadOnlyAdmin, admin.ModelAdmin):
 
     @admin.display(description="Members", ordering="member_count")
     def member_count(self, room: Room) -> int:
-        return room.member_count
+        return room.member_count  # type: ignore[attr-defined]  # annotated by get_queryset
 
 
 @admin.register(Membership)
@@ -117,8 +117,7 @@ def _with_reason(action_name: str, title: str, perform):
         return None
 
     action.__name__ = action_name
-    action.short_description = title
-    return action
+    return admin.action(description=title)(action)
 
 
 class OpenFirst(admin.SimpleListFilter):

@@ -25,7 +25,8 @@ from django.utils import timezone
 from accounts.services import blocked_ids
 from rooms import presence
 from rooms.access import parse_id, parse_seq
-from rooms.live import SESSION_MARK, room_group, user_group
+from rooms.live import SESSION_MARK
+from rooms.live_groups import room_group, user_group
 from rooms.models import Membership, Message, Notice
 from rooms.services import do_mark_read
 

@@ -121,8 +121,10 @@ class InviteForm(forms.Form):
         from rooms.services.invites import EXPIRY_CHOICES, USES_CHOICES
 
         super().__init__(*args, **kwargs)
-        self.fields["expiry"].choices = [(key, label) for key, (label, _) in EXPIRY_CHOICES.items()]
-        self.fields["uses"].choices = [(key, label) for key, (label, _) in USES_CHOICES.items()]
+        expiry, uses = self.fields["expiry"], self.fields["uses"]
+        assert isinstance(expiry, forms.ChoiceField) and isinstance(uses, forms.ChoiceField)
+        expiry.choices = [(key, label) for key, (label, _) in EXPIRY_CHOICES.items()]
+        uses.choices = [(key, label) for key, (label, _) in USES_CHOICES.items()]
 
 
 class ReportForm(forms.Form):

@@ -12,11 +12,12 @@ history, building prompts and calling outside services happen after commit.
 """
 
 from collections.abc import Callable
+from typing import Any
 
 from rooms.models import Membership, Message
 
 MessageStored = Callable[[Message, Membership], None]
-ReportSnapshot = Callable[[Message, dict], None]
+ReportSnapshot = Callable[[Message, dict[str, Any]], None]
 
 _message_stored: list[MessageStored] = []
 _report_snapshot: list[ReportSnapshot] = []
@@ -41,7 +42,7 @@ def on_report_snapshot(hook: ReportSnapshot) -> None:
         _report_snapshot.append(hook)
 
 
-def report_snapshot(message: Message, snapshot: dict) -> None:
+def report_snapshot(message: Message, snapshot: dict[str, Any]) -> None:
     """Called by the moderation service while it takes a report's snapshot."""
     for hook in _report_snapshot:
         hook(message, snapshot)

@@ -10,6 +10,7 @@ per viewer what to forward, from memory.
 import logging
 import secrets
 from collections.abc import Sequence
+from typing import Any
 
 from allauth.account.signals import password_changed, password_reset, password_set
 from asgiref.sync import async_to_sync
@@ -18,6 +19,7 @@ from django.contrib.auth.signals import user_logged_in, user_logged_out
 from django.db import transaction
 from django.db.models.signals import post_save
 from django.dispatch import receiver
+from django.http import HttpRequest
 from django.template.loader import render_to_string
 
 from accounts.models import User
@@ -31,7 +33,7 @@ from rooms.queries import room_members
 log = logging.getLogger(__name__)
 
 
-def send_event(group: str, event: dict) -> None:
+def send_event(group: str, event: dict[str, Any]) -> None:
     """Send from synchronous code (views, services' on_commit callbacks)."""
     layer = get_channel_layer()
     if layer is None:
@@ -43,7 +45,7 @@ def send_event(group: str, event: dict) -> None:
         log.exception("Could not send %s to %s", event.get("type"), group)
 
 
-def message_event(message: Message) -> dict:
+def message_event(message: Message) -> dict[str, Any]:
     """The event for a new message: every fragment rendered once, for any viewer."""
     room = message.room
     author = message.author
@@ -184,25 +186,29 @@ def close_user_sockets(user_id: int, *, reason: str, except_session: str | None 
 
 
 @receiver(blocks_changed)
-def announce_blocks_changed(sender, blocker, **kwargs) -> None:
+def announce_blocks_changed(sender: object, blocker: User, **kwargs: object) -> None:
     # The blocker's open pages start (or stop) collapsing and muting that person.
     send_event(user_group(blocker.pk), {"type": "user.blocks"})
 
 
 @receiver(user_logged_in)
-def mark_session(sender, request, user, **kwargs) -> None:
+def mark_session(sender: object, request: HttpRequest, user: User, **kwargs: object) -> None:
     request.session[SESSION_MARK] = secrets.token_hex(16)
 
 
 @receiver(user_logged_out)
-def close_sockets_on_logout(sender, request, user, **kwargs) -> None:
+def close_sockets_on_logout(
+    sender: object, request: HttpRequest, user: User | None, **kwargs: object
+) -> None:
     if user is not None:
         close_user_sockets(user.pk, reason="logged_out")
 
 
 @receiver(password_changed)
 @receiver(password_set)
-def close_other_sockets_on_password_change(sender, request, user, **kwargs) -> None:
+def close_other_sockets_on_password_change(
+    sender: object, request: HttpRequest, user: User, **kwargs: object
+) -> None:
     # Django has ended the other sessions (their stored password hash no longer matches);
     # their open pages end with them. The browser that made the change stays signed in.
     mark = request.session.get(SESSION_MARK)
@@ -210,13 +216,17 @@ def close_other_sockets_on_password_change(sender, request, user, **kwargs) -> N
 
 
 @receiver(password_reset)
-def close_sockets_on_password_reset(sender, request, user, **kwargs) -> None:
+def close_sockets_on_password_reset(
+    sender: object, request: HttpRequest, user: User, **kwargs: object
+) -> None:
     # Whoever reset it proved only the e-mail address: no session of the account is kept.
     transaction.on_commit(lambda: close_user_sockets(user.pk, reason="password_reset"))
 
 
 @receiver(post_save, sender=User)
-def close_sockets_of_deactivated_users(sender, instance: User, update_fields=None, **kwargs) -> None:
+def close_sockets_of_deactivated_users(
+    sender: object, instance: User, update_fields: frozenset[str] | None = None, **kwargs: object
+) -> None:
     if not instance.is_active and (update_fields is None or "is_active" in update_fields):
         user_id = instance.pk
         transaction.on_commit(lambda: close_user_sockets(user_id, reason="deactivated"))

@@ -37,7 +37,7 @@ def room_members(room: Room) -> list[User]:
     members = []
     for membership in memberships:
         # The role travels with the person for pages that list members.
-        membership.user.room_membership = membership
+        membership.user.room_membership = membership  # type: ignore[attr-defined]
         members.append(membership.user)
     members.sort(key=lambda u: u.pk != room.owner_id)
     return members
@@ -86,7 +86,7 @@ def sidebar_entries(user: User) -> Sidebar:
         1
         for m in rows
         if m.request == Membership.Request.PENDING
-        and m.room.last_message_id
+        and m.room.last_message is not None
         and m.room.last_message.author_id not in blocked
     )
     direct_ids = [m.room_id for m in memberships if m.room.is_direct]

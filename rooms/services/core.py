@@ -1,12 +1,16 @@
 """What every room service shares: the room lock, sequence numbers, storing a message,
 system messages, and announcing after commit."""
 
+from __future__ import annotations
+
 import functools
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.files import File
 from django.db import transaction
 from django.db.models import F
 from django.db.models.functions import Greatest
@@ -17,7 +21,7 @@ from rooms import live
 from rooms.models import Membership, Message, Room
 
 
-def announce_on_commit(announce: Callable[..., None], *args, **kwargs) -> None:
+def announce_on_commit(announce: Callable[..., None], *args: Any, **kwargs: Any) -> None:
     """Call `announce` (a `rooms.live` function) once the transaction commits, never if it
     rolls back: pages are told only what the database holds."""
     transaction.on_commit(functools.partial(announce, *args, **kwargs))
@@ -44,7 +48,7 @@ def append_message(
     persona: str = "",
     state: str = Message.State.DONE,
     note: str = "",
-    image=None,
+    image: File[Any] | None = None,
     announce: bool = True,
 ) -> Message:
     """Give the message the room's next sequence number and store it (and, after commit,

@@ -89,12 +89,13 @@ def do_decline_request(membership: Membership) -> None:
 def do_block_from_request(membership: Membership) -> User | None:
     """Delete a message request and block its sender, together. Returns the sender."""
     with transaction.atomic():
-        row = (
+        other = (
             Membership.objects.filter(room=membership.room)
             .exclude(user=membership.user)
             .select_related("user")
+            .first()
         )
-        sender = row.first().user if row.exists() else None
+        sender = other.user if other is not None else None
         do_decline_request(membership)
         if sender is not None:
             do_block(membership.user, sender)

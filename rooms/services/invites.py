@@ -86,7 +86,7 @@ def do_revoke_invite(actor: User, invite: Invite, membership: Membership) -> Non
     Invite.objects.filter(pk=invite.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
 
 
-def _problem(invite: Invite | None, now) -> str | None:
+def _problem(invite: Invite | None, now: dt.datetime) -> str | None:
     if invite is None or invite.revoked_at is not None or invite.room.archived_at is not None:
         return InviteProblem.UNKNOWN
     if invite.is_expired(now):

@@ -3,12 +3,16 @@
 `do_post_message` is the story of a post: every consequence of sending a message is in
 that one function, in the order it happens."""
 
+from __future__ import annotations
+
 import hashlib
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.files import File
 from django.db import transaction
 from django.db.models import F, OuterRef, Subquery, Value
 from django.db.models.functions import Greatest, Least
@@ -51,21 +55,22 @@ def clean_message_body(body: str, *, allow_empty: bool = False) -> str:
     return body
 
 
-def _file_bytes(file) -> bytes:
+def _file_bytes(file: File[Any]) -> bytes:
     file.seek(0)
     try:
-        return file.read()
+        data: bytes = file.read()
+        return data
     finally:
         file.seek(0)
 
 
-def _content_key(body: str, image) -> str:
+def _content_key(body: str, image: File[Any] | None) -> str:
     if image is None:
         return body
     return body + "\0" + hashlib.sha256(_file_bytes(image)).hexdigest()
 
 
-def _is_resend(message: Message, body: str, image) -> bool:
+def _is_resend(message: Message, body: str, image: File[Any] | None) -> bool:
     """Whether `message` holds what this send would store: the same text and the same
     image (attachments are re-encoded the same way every time), or no image on both."""
     if message.body != body or bool(message.image) != (image is not None):
@@ -74,7 +79,8 @@ def _is_resend(message: Message, body: str, image) -> bool:
         return True
     try:
         with message.image.open("rb") as stored:
-            return stored.read() == _file_bytes(image)
+            same: bool = stored.read() == _file_bytes(image)
+            return same
     except OSError:  # the stored file is gone: nothing to compare with, so not the same
         return False
 
@@ -85,7 +91,7 @@ def do_post_message(
     *,
     client_id: uuid.UUID | None = None,
     reply_to_id: int | None = None,
-    image=None,
+    image: File[Any] | None = None,
 ) -> PostResult:
     """Post a message as the member, with an optional image (from `rooms.attachments.make_attachment`).
     Sending the same content again with the same client_id stores nothing new and returns
@@ -188,7 +194,7 @@ def do_update_assistant_message(
     state: str,
     note: str = "",
     persona: str | None = None,
-    image=None,
+    image: File[Any] | None = None,
 ) -> Message:
     """Store the assistant message's text (final or as far as it got), its state and the
     note saying why it stopped, and show it to the room."""

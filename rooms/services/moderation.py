@@ -10,6 +10,7 @@ transaction: no action without its record.
 """
 
 from importlib import import_module
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -20,15 +21,16 @@ from django.utils import timezone
 
 from accounts.models import User
 from rooms import hooks
-from rooms.live import close_user_sockets, send_event, user_group
-from rooms.models import Membership, Message, ModerationAction, Notice, Report
+from rooms.live import close_user_sockets, send_event
+from rooms.live_groups import user_group
+from rooms.models import Membership, Message, ModerationAction, Notice, Report, Room
 from rooms.services.groups import do_remove_member_as_moderator
 from rooms.services.messages import do_remove_message_as_moderator
 
 CONTEXT_MESSAGES = 10
 
 
-def _describe(message: Message) -> dict:
+def _describe(message: Message) -> dict[str, Any]:
     return {
         "id": message.pk,
         "seq": message.seq,
@@ -43,7 +45,7 @@ def _describe(message: Message) -> dict:
     }
 
 
-def take_snapshot(message: Message) -> dict:
+def take_snapshot(message: Message) -> dict[str, Any]:
     before = (
         Message.objects.filter(room_id=message.room_id, seq__lt=message.seq)
         .select_related("author")
@@ -104,7 +106,16 @@ def _check_open(report: Report) -> None:
         raise ValidationError("This report was already resolved.", code="resolved")
 
 
-def _act(moderator: User, action: str, *, reason: str = "", report=None, user=None, room=None, message=None):
+def _act(
+    moderator: User,
+    action: str,
+    *,
+    reason: str = "",
+    report: Report | None = None,
+    user: User | None = None,
+    room: Room | None = None,
+    message: Message | None = None,
+) -> ModerationAction:
     return ModerationAction.objects.create(
         moderator=moderator,
         action=action,
