@@ -1,6 +1,6 @@
 from django.urls import path
 
-from rooms import views
+from rooms.views import groups as views
 
 app_name = "rooms"
 
