@@ -20,7 +20,7 @@ def landing(request):
 def media(request, path: str):
     """Profile pictures, for signed-in people only, when no proxy serves MEDIA_ROOT.
 
-    Message images are not served here: rooms.views.message_image checks membership.
+    Message images are not served here: rooms.views.messages.message_image checks membership.
     Only a path exactly as stored under avatars/ is served: any other spelling ("//",
     "..", "./", a backslash) could lead from here to attachments/.
     """

@@ -9,11 +9,13 @@ column holds, or nothing. URLs take ids through the `<id:...>` converter, which 
 so an id out of range is a 404 before any view runs.
 """
 
-from django.core.exceptions import ValidationError
+from collections.abc import Iterable
+
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404
 
 from accounts.models import User
-from rooms.models import Membership, Message, Room
+from rooms.models import Invite, Membership, Message, Room
 
 # The largest id or seq: PostgreSQL's bigint and SQLite's INTEGER hold no more.
 MAX_ID = 2**63 - 1
@@ -77,6 +79,39 @@ def access_membership(user: User, room_id: int | str | None) -> Membership:
     return membership
 
 
+def access_admin_membership(user: User, room_id: int | str | None) -> Membership:
+    """The membership of a group's owner or admin; Http404 outside the room, PermissionDenied
+    for any other member."""
+    membership = access_membership(user, room_id)
+    if not can_administer(user, membership.room, membership):
+        raise PermissionDenied("Only the group's owner and admins can do that.")
+    return membership
+
+
+def access_owner_membership(user: User, room_id: int | str | None) -> Membership:
+    """The membership of a group's owner; Http404 outside the room, PermissionDenied for
+    any other member."""
+    membership = access_membership(user, room_id)
+    if not is_owner(user, membership.room):
+        raise PermissionDenied("Only the group's owner can do that.")
+    return membership
+
+
+def access_pending_request(user: User, room_id: int | str | None) -> Membership:
+    """The user's membership of a conversation whose message request waits for their
+    answer; Http404 for any other room, as if there were no request."""
+    membership = access_membership(user, room_id)
+    if membership.request != Membership.Request.PENDING:
+        raise Http404("No such request.")
+    return membership
+
+
+def shows_presence(membership: Membership) -> bool:
+    """Whether this member's online dot shows in the room: not while they have not accepted
+    the conversation's request (a stranger would learn they are around)."""
+    return membership.request == Membership.Request.NONE
+
+
 def access_member(room: Room, user_id: object) -> User:
     """A member of the room, by an id from a form. Any other id (not a number, nobody,
     someone outside the room) is a ValidationError with a message for the person."""
@@ -124,6 +159,31 @@ def can_invite(user: User, room: Room, membership: Membership | None = None) -> 
     return room.members_can_invite or can_administer(user, room, membership)
 
 
+def can_manage_invite(user: User, invite: Invite, membership: Membership) -> bool:
+    """See and revoke an invite link on the group's settings: the owner and admins any of
+    the group's links, a member only the links they made. `membership` is the user's."""
+    if invite.room_id != membership.room_id or not membership.room.is_group:
+        return False
+    return invite.created_by_id == user.pk or can_administer(user, membership.room, membership)
+
+
+def visible_invites(user: User, membership: Membership, invites: Iterable[Invite]) -> list[Invite]:
+    """The links of `invites` that the member sees on the group's settings page."""
+    return [invite for invite in invites if can_manage_invite(user, invite, membership)]
+
+
+def access_invite(membership: Membership, invite_id: int | str) -> Invite:
+    """An invite link of the member's room; Http404 for any other id. Whether they may
+    revoke it is `can_manage_invite`."""
+    parsed = parse_id(invite_id)
+    invite = None
+    if parsed is not None:
+        invite = Invite.objects.filter(pk=parsed, room_id=membership.room_id).first()
+    if invite is None:
+        raise Http404("No such invite link.")
+    return invite
+
+
 def access_message(membership: Membership, message_id: int | str) -> Message:
     """A message in the member's room; Http404 for any other id."""
     parsed = parse_id(message_id)
@@ -152,3 +212,12 @@ def can_delete_message(user: User, message: Message, membership: Membership | No
     if message.author_id == user.pk and message.kind == Message.Kind.TEXT:
         return True
     return can_administer(user, message.room, membership)
+
+
+def access_own_message(user: User, membership: Membership, message_id: int | str) -> Message:
+    """A message in the member's room that they may edit; Http404 for any other id,
+    PermissionDenied for someone else's message."""
+    message = access_message(membership, message_id)
+    if not can_change_message(user, message):
+        raise PermissionDenied("You can only change your own messages.")
+    return message

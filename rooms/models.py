@@ -137,7 +137,7 @@ class Message(models.Model):
     # Under an assistant message: why it failed or stopped, in words for the room.
     note = models.CharField(max_length=300, blank=True)
     # An attached or generated image: re-encoded WebP under a random name, served only
-    # to the room's members (rooms.views.message_image).
+    # to the room's members (rooms.views.messages.message_image).
     image = models.ImageField(
         upload_to="attachments/", blank=True, width_field="image_width", height_field="image_height"
     )

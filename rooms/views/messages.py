@@ -1,0 +1,135 @@
+"""A message's own paths: post, show, edit, delete, its image, and reading up to it."""
+
+from django.core.exceptions import ValidationError
+from django.http import FileResponse, Http404, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from rooms import services
+from rooms.access import access_membership, access_message, access_own_message, parse_seq
+from rooms.attachments import make_attachment
+from rooms.forms import EditMessageForm, MessageForm
+from rooms.queries import sidebar_entries
+from rooms.views._common import reply_target, room_context
+
+
+@require_POST
+def post_message(request, room_id: int):
+    membership = access_membership(request.user, room_id)
+    form = MessageForm(request.POST, request.FILES)
+    if form.is_valid():
+        try:
+            image = None
+            if form.cleaned_data["image"]:
+                try:
+                    image = make_attachment(form.cleaned_data["image"])
+                except ValidationError as exc:
+                    form.add_error("image", exc)
+                    raise
+            result = services.do_post_message(
+                membership,
+                form.cleaned_data["body"],
+                client_id=form.cleaned_data["client_id"],
+                reply_to_id=form.cleaned_data["reply_to"],
+                image=image,
+            )
+        except ValidationError as exc:
+            if not form.has_error("image"):
+                form.add_error("body", exc)
+        else:
+            if not request.htmx:
+                return redirect(f"{membership.room.get_absolute_url()}#m-{result.message.pk}")
+            return render(
+                request,
+                "rooms/_posted.html",
+                {
+                    "room": membership.room,
+                    "form": MessageForm(),
+                    "message": result.message,
+                    "viewer": request.user,
+                },
+            )
+    if request.htmx:
+        reply_to = reply_target(membership, form.data.get("reply_to"))
+        return render(
+            request,
+            "rooms/room.html#composer",
+            {"room": membership.room, "form": form, "reply_to": reply_to},
+            status=422,
+        )
+    return render(request, "rooms/room.html", room_context(request, membership, form=form), status=422)
+
+
+@require_GET
+def message_detail(request, room_id: int, message_id: int):
+    membership = access_membership(request.user, room_id)
+    message = access_message(membership, message_id)
+    if request.htmx:
+        return render(request, "rooms/_message.html", {"message": message, "viewer": request.user})
+    return redirect(f"{membership.room.get_absolute_url()}#m-{message.pk}")
+
+
+@require_http_methods(["GET", "POST"])
+def edit_message(request, room_id: int, message_id: int):
+    membership = access_membership(request.user, room_id)
+    message = access_own_message(request.user, membership, message_id)
+    status = 200
+    if request.method == "POST":
+        form = EditMessageForm(request.POST)
+        if form.is_valid():
+            try:
+                services.do_edit_message(request.user, message, form.cleaned_data["body"])
+            except ValidationError as exc:
+                form.add_error("body", exc)
+            else:
+                if request.htmx:
+                    return render(
+                        request, "rooms/_message.html", {"message": message, "viewer": request.user}
+                    )
+                return redirect(f"{membership.room.get_absolute_url()}#m-{message.pk}")
+        status = 422
+    else:
+        form = EditMessageForm(initial={"body": message.body})
+    template = "rooms/edit_message.html#form" if request.htmx else "rooms/edit_message.html"
+    context = {"room": membership.room, "message": message, "form": form, "sidebar": None}
+    if not request.htmx:
+        context["sidebar"] = sidebar_entries(request.user)
+    return render(request, template, context, status=status)
+
+
+@require_POST
+def delete_message(request, room_id: int, message_id: int):
+    membership = access_membership(request.user, room_id)
+    message = access_message(membership, message_id)
+    # The service refuses (PermissionDenied) anyone `access.can_delete_message` does not allow.
+    services.do_delete_message(request.user, message, membership=membership)
+    if request.htmx:
+        return render(request, "rooms/_message.html", {"message": message, "viewer": request.user})
+    return redirect(f"{membership.room.get_absolute_url()}#m-{message.pk}")
+
+
+@require_POST
+def mark_read(request, room_id: int):
+    membership = access_membership(request.user, room_id)
+    seq = parse_seq(request.POST.get("seq"))
+    if seq is None:
+        return HttpResponse("seq must be a whole number from 0 to 2**63 - 1.", status=400)
+    services.do_mark_read(membership, seq)
+    return HttpResponse(status=204)
+
+
+@require_GET
+def message_image(request, room_id: int, message_id: int):
+    """A message's image, for the room's members only."""
+    membership = access_membership(request.user, room_id)
+    message = access_message(membership, message_id)
+    if not message.image or message.is_deleted:
+        raise Http404("No image.")
+    try:
+        handle = message.image.open("rb")
+    except FileNotFoundError:
+        raise Http404("No image.") from None
+    response = FileResponse(handle, content_type="image/webp")
+    response.headers["Cache-Control"] = "private, max-age=31536000, immutable"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response

@@ -1,0 +1,64 @@
+"""The rooms list, a room's page and its fragments (older history, composer, sidebar)."""
+
+from django.contrib import messages
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods
+
+from accounts.services import do_set_desktop_notifications
+from rooms import services
+from rooms.access import access_membership, parse_seq
+from rooms.queries import history_page, sidebar_entries
+from rooms.views._common import composer_form, room_context
+
+
+@require_GET
+def index(request):
+    return render(request, "rooms/index.html", {"sidebar": sidebar_entries(request.user)})
+
+
+@require_GET
+def room(request, room_id: int):
+    membership = access_membership(request.user, room_id)
+    before = parse_seq(request.GET.get("before")) or None
+    if request.htmx and before:
+        page = history_page(membership.room, before=before)
+        return render(
+            request,
+            "rooms/room.html#older",
+            {"room": membership.room, "page": page, "viewer": request.user},
+        )
+    if before is None:
+        # Opening a room reads it; do it first so the sidebar shows it read.
+        services.do_mark_read(membership, membership.room.last_seq)
+    return render(request, "rooms/room.html", room_context(request, membership, before=before))
+
+
+@require_GET
+def composer(request, room_id: int):
+    """The composer alone, e.g. with a reply target chosen."""
+    membership = access_membership(request.user, room_id)
+    form, reply_to = composer_form(request, membership)
+    return render(
+        request, "rooms/room.html#composer", {"room": membership.room, "form": form, "reply_to": reply_to}
+    )
+
+
+@require_GET
+def sidebar(request):
+    """The sidebar alone, for a page that reconnected and may have missed updates."""
+    try:
+        current = access_membership(request.user, request.GET.get("room")).room
+    except Http404:
+        current = None
+    return render(request, "rooms/_sidebar.html", {"sidebar": sidebar_entries(request.user), "room": current})
+
+
+@require_http_methods(["GET", "POST"])
+def notification_settings(request):
+    if request.method == "POST":
+        enabled = request.POST.get("desktop_notifications") == "on"
+        do_set_desktop_notifications(request.user, enabled)
+        messages.success(request, f"Desktop notifications are {'on' if enabled else 'off'}.")
+        return redirect("rooms:notifications")
+    return render(request, "rooms/notifications.html", {"sidebar": sidebar_entries(request.user)})
