@@ -21,6 +21,7 @@ from accounts.models import User
 from accounts.services import do_block, has_blocked
 from rooms import ratelimits, signals
 from rooms.access import can_administer, can_change_message, can_delete_message, can_remove_member, is_owner
+from rooms.attachments import PendingAttachment
 from rooms.markdown import render_message
 from rooms.models import Invite, Membership, Message, Room
 
@@ -150,7 +151,9 @@ def do_post_message(
     """
     body = clean_message_body(body, allow_empty=image is not None)
     author = membership.user
-    with transaction.atomic():
+    # The image's file is saved first and removed again if the post does not go through.
+    attachment = PendingAttachment(image)
+    with attachment, transaction.atomic():
         room = _lock_room(membership.room_id)
         if client_id is not None:
             existing = Message.objects.filter(room=room, author=author, client_id=client_id).first()
@@ -184,8 +187,9 @@ def do_post_message(
             mentioned_user_ids=[uid for uid in rendered.mentioned_user_ids if uid != author.pk],
             reply_to=reply_to,
             client_id=client_id,
-            image=image,
+            image=attachment.name,
         )
+        attachment.taken()
         # Inside the transaction: the assistant queues its run with the message, or not at all.
 
         signals.message_created.send(sender=Message, message=message, membership=membership)
