@@ -493,8 +493,11 @@ class Runner:
 
     async def serve(self, *, recover_everything: bool = False) -> None:
         """Run until cancelled: recover orphans, then claim runs as they are queued."""
-        self.loop = asyncio.get_running_loop()
+        # Recovery first, and only then open for claims: `reserve()` refuses while
+        # `self.loop` is unset, so no thread can claim a run for this runner that
+        # recovery (which may take every running run for an orphan) would hand back.
         await self.db(recover_orphans)(everything=recover_everything)
+        self.loop = asyncio.get_running_loop()
         last_recovery = time.monotonic()
         while True:
             try:
