@@ -9,9 +9,11 @@ ASSISTANT_MAX_CONCURRENT_RUNS stream at once per process; each is an asyncio tas
 model in one room never holds up another.
 
 While a reply streams, partial text goes to the room every ASSISTANT_STREAM_INTERVAL and
-to the database about once a second (with a heartbeat, and a look at whether someone
-pressed Stop in another process). Runs whose process died are found by their stale
-heartbeat and run once more, or failed with a note saying so.
+to the database every ASSISTANT_HEARTBEAT_SECONDS (with a heartbeat, and a look at whether
+someone pressed Stop in another process). Runs whose process died are found by their
+stale heartbeat within a few seconds and run once more, or failed with a note saying so.
+A process that is stopped (SIGTERM) hands its running runs back to the queue at once and
+wakes the other processes' runners (`Runner.shut_down`).
 """
 
 import asyncio
@@ -30,6 +32,7 @@ from dataclasses import dataclass, field
 
 import openai
 from asgiref.sync import SyncToAsync
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import IntegrityError, connection, connections, transaction
 from django.db.models import Q
@@ -47,11 +50,16 @@ from rooms.services import do_post_assistant_message, do_update_assistant_messag
 
 log = logging.getLogger(__name__)
 
-SAVE_INTERVAL = 1.0
 # Longest a run started before its post committed waits for the placeholder's
 # announcement; then it checks whether the post committed at all.
 ANNOUNCE_WAIT = 5.0
 MAX_ATTEMPTS = 2
+# Shown in a reply's place while it waits for another process to take it over.
+RECONNECTING = "Reconnecting the assistant…"
+# The channel-layer group every runner listens on, to hear of runs handed back elsewhere.
+RUNNERS_GROUP = "assistant.runners"
+# How long a stopping runner waits for its streams to notice they were cancelled.
+SHUTDOWN_WAIT = 0.5
 WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
@@ -118,6 +126,8 @@ class Claimed:
     model: str
     prompt: list | dict
     prompt_tokens_estimate: int = 0
+    # The runner holding the run: progress and the end are written only while it still does.
+    worker: str = ""
     # Set once the placeholder message has gone out to the room: partial text or the
     # final message sent before it would reach pages that have nothing to put it in.
     # None when it went out before the run was handed over.
@@ -153,6 +163,7 @@ def claim_next(worker: str) -> Claimed | None:
                 continue  # another process started a run in this room a moment ago
         claimed = _prepare_or_fail(run)
         if claimed is not None:
+            claimed.worker = worker
             return claimed
 
 
@@ -168,7 +179,10 @@ def claim_run(worker: str, run_id: int) -> Claimed | None:
             return None
         if _room_has_work_before(run) or not _mark_running(run, worker):
             return None
-    return _prepare_or_fail(run)
+    claimed = _prepare_or_fail(run)
+    if claimed is not None:
+        claimed.worker = worker
+    return claimed
 
 
 def start_when_committed(run: AssistantRun, *, room_busy: bool) -> None:
@@ -322,6 +336,7 @@ def _prepare(
         )
     AssistantRun.objects.filter(pk=run.pk).update(**updates)
     return Claimed(
+        worker=worker,
         placeholder=None if announce or run.reply is not None else reply,
         run_id=run.pk,
         room_id=run.room_id,
@@ -334,18 +349,31 @@ def _prepare(
     )
 
 
-def save_progress(claimed: Claimed, text: str, first_token_at) -> bool:
-    """Keep the partial text and the heartbeat; True if someone asked to stop."""
+# What save_progress found.
+STOP = "stop"  # someone pressed Stop (in another process)
+LOST = "lost"  # the run is no longer this runner's: taken for an orphan, queued again
+
+
+def _ours(claimed: Claimed):
+    """The run, while it is still running for the runner that claimed it."""
+    query = AssistantRun.objects.filter(pk=claimed.run_id, status=AssistantRun.Status.RUNNING)
+    return query.filter(worker=claimed.worker) if claimed.worker else query
+
+
+def save_progress(claimed: Claimed, text: str, first_token_at) -> str:
+    """Keep the partial text and the heartbeat; STOP if someone asked to stop, LOST if
+    the run is no longer ours (another process took it over: write nothing more)."""
     updates = {"heartbeat_at": timezone.now()}
     if first_token_at is not None:
         updates["first_token_at"] = first_token_at
-    AssistantRun.objects.filter(pk=claimed.run_id).update(**updates)
+    if not _ours(claimed).update(**updates):
+        return LOST
     if text:
         # html too: a page loaded now shows the text so far. Never onto a removed message.
         Message.objects.filter(pk=claimed.message_id, deleted_at__isnull=True).update(
             body=text, html=render_message(text, {}, rich=True).html
         )
-    return AssistantRun.objects.filter(pk=claimed.run_id, cancel_requested=True).exists()
+    return STOP if AssistantRun.objects.filter(pk=claimed.run_id, cancel_requested=True).exists() else ""
 
 
 def finish(
@@ -371,7 +399,7 @@ def finish(
     if completion_tokens is None and claimed.kind == AssistantRun.Kind.REPLY:
         completion_tokens = progress.pieces
     with transaction.atomic():
-        AssistantRun.objects.filter(pk=claimed.run_id).update(
+        ended = _ours(claimed).update(
             status=status,
             error_code=error_code,
             error=error[:300],
@@ -381,6 +409,11 @@ def finish(
             completion_tokens=completion_tokens,
             worker="",
         )
+        if not ended:
+            # Handed back or taken over meanwhile: the run and its message are another
+            # runner's now.
+            log.warning("Assistant run %s ended here after it was taken over", claimed.run_id)
+            return
         message = Message.objects.select_related("room", "reply_to__author").get(pk=claimed.message_id)
         if message.is_deleted:
             return  # removed by an admin or moderator while it was written: it stays removed
@@ -406,46 +439,82 @@ def recover_orphans(*, everything: bool = False) -> int:
         query = query.filter(heartbeat_at__lt=cutoff)
     recovered = 0
     for run_id in list(query.values_list("pk", flat=True)):
-        with transaction.atomic():
-            run = (
-                AssistantRun.objects.select_for_update(of=("self",))
-                .select_related("reply")
-                .filter(pk=run_id, status=AssistantRun.Status.RUNNING)
-                .first()
-            )
-            if run is None:
-                continue
-            if run.reply is not None and run.reply.is_deleted:
-                run.status, run.finished_at, run.worker = AssistantRun.Status.CANCELLED, timezone.now(), ""
-                run.save(update_fields=["status", "finished_at", "worker"])
-            elif run.cancel_requested:
-                run.status, run.finished_at, run.worker = AssistantRun.Status.CANCELLED, timezone.now(), ""
-                run.save(update_fields=["status", "finished_at", "worker"])
-                if run.reply is not None:
-                    do_update_assistant_message(
-                        run.reply, body=run.reply.body, state=Message.State.STOPPED, note="Stopped."
-                    )
-            elif run.attempts < MAX_ATTEMPTS:
-                run.status = AssistantRun.Status.QUEUED
-                run.worker = ""
-                run.save(update_fields=["status", "worker"])
-                if run.reply is not None:
-                    do_update_assistant_message(run.reply, body="", state=Message.State.STREAMING)
-            else:
-                text = "The assistant was interrupted by a server restart."
-                run.status = AssistantRun.Status.FAILED
-                run.error_code, run.error = "interrupted", text
-                run.finished_at = timezone.now()
-                run.worker = ""
-                run.save(update_fields=["status", "error_code", "error", "finished_at", "worker"])
-                if run.reply is not None:
-                    do_update_assistant_message(
-                        run.reply, body=run.reply.body, state=Message.State.FAILED, note=text
-                    )
+        if _release(run_id, handed_back=False):
             recovered += 1
     if recovered:
         log.warning("Recovered %d assistant run(s) left running by a stopped process", recovered)
     return recovered
+
+
+def hand_back(worker: str) -> int:
+    """A stopping runner gives its running runs back to the queue, for another process
+    to answer in the same messages. Not counted as a failed attempt: the run did nothing
+    wrong. Returns how many went back."""
+    query = AssistantRun.objects.filter(status=AssistantRun.Status.RUNNING, worker=worker)
+    handed = 0
+    for run_id in list(query.values_list("pk", flat=True)):
+        if _release(run_id, handed_back=True, worker=worker):
+            handed += 1
+    if handed:
+        log.info("Handed %d assistant run(s) back to the queue", handed)
+    return handed
+
+
+def _release(run_id: int, *, handed_back: bool, worker: str = "") -> bool:
+    """Queue a running run again (or end it: stopped, removed, or interrupted once too
+    often). The text so far is dropped: the next attempt answers from the start, and
+    until it starts the room sees RECONNECTING in the reply's place."""
+    with transaction.atomic():
+        query = AssistantRun.objects.select_for_update(of=("self",)).select_related("reply")
+        query = query.filter(pk=run_id, status=AssistantRun.Status.RUNNING)
+        if worker:
+            query = query.filter(worker=worker)
+        run = query.first()
+        if run is None:
+            return False
+        if run.reply is not None and run.reply.is_deleted:
+            run.status, run.finished_at, run.worker = AssistantRun.Status.CANCELLED, timezone.now(), ""
+            run.save(update_fields=["status", "finished_at", "worker"])
+        elif run.cancel_requested:
+            run.status, run.finished_at, run.worker = AssistantRun.Status.CANCELLED, timezone.now(), ""
+            run.save(update_fields=["status", "finished_at", "worker"])
+            if run.reply is not None:
+                do_update_assistant_message(
+                    run.reply, body=run.reply.body, state=Message.State.STOPPED, note="Stopped."
+                )
+        elif handed_back or run.attempts < MAX_ATTEMPTS:
+            run.status = AssistantRun.Status.QUEUED
+            run.worker = ""
+            if handed_back:
+                run.attempts = max(run.attempts - 1, 0)
+            run.save(update_fields=["status", "worker", "attempts"])
+            if run.reply is not None:
+                do_update_assistant_message(
+                    run.reply, body="", state=Message.State.STREAMING, note=RECONNECTING
+                )
+        else:
+            text = "The assistant was interrupted by a server restart."
+            run.status = AssistantRun.Status.FAILED
+            run.error_code, run.error = "interrupted", text
+            run.finished_at = timezone.now()
+            run.worker = ""
+            run.save(update_fields=["status", "error_code", "error", "finished_at", "worker"])
+            if run.reply is not None:
+                do_update_assistant_message(
+                    run.reply, body=run.reply.body, state=Message.State.FAILED, note=text
+                )
+    return True
+
+
+async def wake_runners() -> None:
+    """Tell every process's runner to look for queued runs now (not at its next poll)."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        await layer.group_send(RUNNERS_GROUP, {"type": "runs.queued"})
+    except Exception:
+        log.exception("Could not wake the other assistant runners")
 
 
 class RunnerDatabase(SyncToAsync):
@@ -488,28 +557,87 @@ class Runner:
         self._client: openai.AsyncOpenAI | None = None
         self.serve_task: asyncio.Task | None = None
         self._client_key: tuple | None = None
+        # Set by shut_down(): no more claims, and runs handed over now are left alone.
+        self.closing = False
 
     # Driving
 
     async def serve(self, *, recover_everything: bool = False) -> None:
         """Run until cancelled: recover orphans, then claim runs as they are queued."""
-        self.loop = asyncio.get_running_loop()
+        # Recovery first, and only then open for claims: `reserve()` refuses while
+        # `self.loop` is unset, so no thread can claim a run for this runner that
+        # recovery (which may take every running run for an orphan) would hand back.
         await self.db(recover_orphans)(everything=recover_everything)
+        self.loop = asyncio.get_running_loop()
+        # Only with Redis are there other processes to hear from.
+        listener = self.loop.create_task(self._listen()) if settings.REDIS_URL else None
+        # A dead process's runs are looked for every heartbeat, so one is taken over
+        # within ASSISTANT_STALE_SECONDS plus a heartbeat of the process going silent.
         last_recovery = time.monotonic()
-        while True:
-            try:
-                await self.fill()
-            except Exception:
-                log.exception("Could not claim assistant runs")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout=settings.ASSISTANT_POLL_SECONDS)
-            self.wake.clear()
-            if time.monotonic() - last_recovery > settings.ASSISTANT_STALE_SECONDS:
-                last_recovery = time.monotonic()
+        try:
+            while True:
                 try:
-                    await self.db(recover_orphans)()
+                    await self.fill()
                 except Exception:
-                    log.exception("Could not recover assistant runs")
+                    log.exception("Could not claim assistant runs")
+                next_recovery = last_recovery + settings.ASSISTANT_HEARTBEAT_SECONDS - time.monotonic()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self.wake.wait(),
+                        timeout=max(0.0, min(settings.ASSISTANT_POLL_SECONDS, next_recovery)),
+                    )
+                self.wake.clear()
+                if time.monotonic() - last_recovery >= settings.ASSISTANT_HEARTBEAT_SECONDS:
+                    last_recovery = time.monotonic()
+                    try:
+                        await self.db(recover_orphans)()
+                    except Exception:
+                        log.exception("Could not recover assistant runs")
+        finally:
+            if listener is not None:
+                listener.cancel()
+
+    async def _listen(self) -> None:
+        """Wake up when another process hands runs back (see `wake_runners`), instead of
+        finding them at the next poll."""
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        channel = None
+        try:
+            while True:
+                try:
+                    if channel is None:
+                        channel = await layer.new_channel("assistant-runner.")
+                    await layer.group_add(RUNNERS_GROUP, channel)
+                    while True:
+                        await layer.receive(channel)
+                        self.wake.set()
+                except Exception:
+                    log.warning("Assistant runner lost the channel layer; polling until it is back")
+                    await asyncio.sleep(settings.ASSISTANT_POLL_SECONDS)
+        finally:
+            if channel is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(layer.group_discard(RUNNERS_GROUP, channel))
+
+    async def shut_down(self) -> int:
+        """The process is stopping: claim nothing more, stop streaming, and give the
+        running runs back to the queue at once (the other processes' runners are woken
+        to take them). Returns how many went back."""
+        self.closing = True
+        if self.serve_task is not None:
+            self.serve_task.cancel()
+        tasks = list(self.tasks.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=SHUTDOWN_WAIT)
+        handed = await self.db(hand_back)(self.worker)
+        if handed:
+            await wake_runners()
+        await self.close()
+        return handed
 
     async def fill(self) -> None:
         while self.reserve():
@@ -526,7 +654,7 @@ class Runner:
     def reserve(self) -> bool:
         """Promise a slot to a run about to be claimed (from any thread); False if full
         or not serving."""
-        if self.loop is None or self.loop.is_closed():
+        if self.loop is None or self.loop.is_closed() or self.closing:
             return False
         with self._slots:
             if len(self.tasks) + self.reserved >= self.concurrency:
@@ -540,6 +668,10 @@ class Runner:
 
     def _start_reserved(self, claimed: Claimed) -> None:
         """In the loop: stream a claimed run in the slot reserved for it."""
+        if self.closing:
+            # Claimed as the process began to stop: another runner finds it by its heartbeat.
+            self.release()
+            return
         task = self.loop.create_task(self.execute(claimed))
         with self._slots:
             self.reserved -= 1
@@ -619,6 +751,12 @@ class Runner:
         task = self.tasks.get(run_id)
         if task is not None and not task.done():
             self.stopping.add(run_id)
+            task.cancel()
+
+    def drop_run(self, run_id: int) -> None:
+        """The run was taken over by another process: stop streaming it, write nothing."""
+        task = self.tasks.get(run_id)
+        if task is not None and not task.done():
             task.cancel()
 
     def stop_run_threadsafe(self, run_id: int) -> None:
@@ -775,17 +913,20 @@ class Runner:
                 continue  # nothing is shown or stored before the placeholder
             if progress.dirty and time.monotonic() - progress.last_push >= settings.ASSISTANT_STREAM_INTERVAL:
                 await self._push(claimed, progress)
-            if time.monotonic() - last_save >= SAVE_INTERVAL:
+            if time.monotonic() - last_save >= settings.ASSISTANT_HEARTBEAT_SECONDS:
                 last_save = time.monotonic()
                 text = progress.text if progress.text != progress.saved_text else ""
                 progress.saved_text = progress.text
                 try:
-                    stop = await self.db(save_progress)(claimed, text, progress.first_token_at)
+                    found = await self.db(save_progress)(claimed, text, progress.first_token_at)
                 except Exception:
                     log.exception("Could not save progress of assistant run %s", claimed.run_id)
                     continue
-                if stop:
+                if found == STOP:
                     self.stop_run(claimed.run_id)
+                elif found == LOST:
+                    log.warning("Assistant run %s was taken over by another process", claimed.run_id)
+                    self.drop_run(claimed.run_id)
 
 
 def _download(url: str) -> bytes:
@@ -816,6 +957,13 @@ def ensure_started() -> None:
     everything = not settings.REDIS_URL
     # Kept on the runner: the event loop holds tasks only weakly.
     _runner.serve_task = asyncio.get_running_loop().create_task(_runner.serve(recover_everything=everything))
+
+
+async def shut_down() -> None:
+    """The process is stopping (calpico/shutdown.py): this process's runner, if it has
+    one, hands its running runs back to the queue for another process."""
+    if _runner is not None:
+        await _runner.shut_down()
 
 
 def notify(run_id: int | None = None) -> None:

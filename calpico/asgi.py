@@ -14,6 +14,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from assistant import runner  # noqa: E402
+from calpico import shutdown  # noqa: E402
 from rooms.routing import websocket_urlpatterns  # noqa: E402
 
 router = ProtocolTypeRouter(
@@ -30,3 +31,7 @@ async def application(scope, receive, send):
     if scope["type"] in ("http", "websocket"):
         runner.ensure_started()
     return await router(scope, receive, send)
+
+
+# On SIGTERM: sockets closed with 1012, the assistant's runs handed back at once.
+shutdown.install_reactor_hook()

@@ -324,8 +324,11 @@ ASSISTANT_STREAM_INTERVAL = env_float("ASSISTANT_STREAM_INTERVAL", 0.1)
 ASSISTANT_RUNNER_IN_SERVER = env_bool("ASSISTANT_RUNNER_IN_SERVER", True)
 # How often a runner looks for runs queued by another process.
 ASSISTANT_POLL_SECONDS = env_float("ASSISTANT_POLL_SECONDS", 2.0)
-# A running run whose process has not reported for this long is taken to be orphaned.
-ASSISTANT_STALE_SECONDS = env_float("ASSISTANT_STALE_SECONDS", 30.0)
+# A streaming run's heartbeat (saved with its text so far), and how often each runner
+# looks for runs whose process died.
+ASSISTANT_HEARTBEAT_SECONDS = env_float("ASSISTANT_HEARTBEAT_SECONDS", 1.0)
+# A running run whose heartbeat is this old is taken to be orphaned (a few missed beats).
+ASSISTANT_STALE_SECONDS = env_float("ASSISTANT_STALE_SECONDS", 5.0)
 
 LOGGING = {
     "version": 1,

@@ -6,14 +6,19 @@ pixel limits as profile pictures, turned upright, scaled down to fit
 metadata survives. Generated images from the assistant go through the same function.
 """
 
+from __future__ import annotations
+
 import base64
 import secrets
+from typing import Any
 
 from django.conf import settings
+from django.core.files import File
 from django.core.files.base import ContentFile
 from PIL import Image
 
 from accounts.avatars import encode_webp, open_image
+from rooms.models import Message
 
 
 def make_attachment(upload) -> ContentFile:
@@ -30,6 +35,41 @@ def make_attachment(upload) -> ContentFile:
 def attachment_from_bytes(data: bytes) -> ContentFile:
     """The same pipeline for image bytes we did not receive as an upload."""
     return make_attachment(ContentFile(data, name="image"))
+
+
+class PendingAttachment:
+    """An attachment saved for a message that is about to be stored, and deleted again
+    unless the message took it and its transaction committed.
+
+        pending = PendingAttachment(image)
+        with pending, transaction.atomic():
+            ...  # anything here may refuse the post and roll it back
+            message = Message.objects.create(..., image=pending.name)
+            pending.taken()
+
+    Django has no rollback hook, and a file saved by the model's own save would stay on
+    disk when the transaction rolls back; saved here first, its name is known and it goes
+    once the block ends without the message (refused, a repeated send, a failed commit).
+    """
+
+    def __init__(self, content: File[Any] | None) -> None:
+        self.content = content
+        self.name: str | None = None
+        self._taken = False
+
+    def __enter__(self) -> PendingAttachment:
+        if self.content is not None:
+            field = Message._meta.get_field("image")
+            name = field.generate_filename(None, self.content.name or "image")
+            self.name = field.storage.save(name, self.content)
+        return self
+
+    def taken(self) -> None:
+        self._taken = True
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self.name and (exc_type is not None or not self._taken):
+            Message._meta.get_field("image").storage.delete(self.name)
 
 
 def as_data_url(field) -> str:

@@ -179,3 +179,34 @@ def test_deleting_a_message_deletes_its_image(alice_client, group, django_captur
     message.refresh_from_db()
     assert not message.image and not storage.exists(name)
     assert alice_client.get(reverse("rooms:message_image", args=[group.pk, message.pk])).status_code == 404
+
+
+def _stored_files(settings) -> list[str]:
+    media = settings.MEDIA_ROOT
+    return sorted(str(path.relative_to(media)) for path in media.rglob("*") if path.is_file())
+
+
+def test_a_refused_image_command_leaves_no_file_behind(settings, alice_client, group):
+    """The attachment is stored with the message; when a later check refuses the post, the
+    message is rolled back and so is its file."""
+    response = attach(alice_client, group, image_bytes("PNG"), body="/image", name="a.png")
+    assert response.status_code == 422
+    page = response.content.decode()
+    assert "Say what to draw" in page and ">\n/image</textarea>" in page  # the text is kept
+    assert not Message.objects.filter(room=group, kind="text").exists()
+    assert _stored_files(settings) == []
+
+
+def test_a_retried_send_with_an_image_keeps_one_file(settings, alice_client, group):
+    """The same send twice (a lost answer, retried): one message, one stored image."""
+    client_id = "7f1c0e52-4a53-4d7e-9a3b-2f1e4c5d6a70"
+    for _ in range(2):
+        upload = SimpleUploadedFile("a.png", image_bytes("PNG"), content_type="image/png")
+        response = alice_client.post(
+            reverse("rooms:post_message", args=[group.pk]),
+            {"body": "twice", "image": upload, "client_id": client_id},
+        )
+        assert response.status_code == 302
+    message = Message.objects.get(room=group, kind="text")
+    assert _stored_files(settings) == [message.image.name]
+    assert (message.image_width, message.image_height) == (300, 200)

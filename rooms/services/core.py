@@ -48,7 +48,7 @@ def append_message(
     persona: str = "",
     state: str = Message.State.DONE,
     note: str = "",
-    image: File[Any] | None = None,
+    image: File[Any] | str | None = None,
     announce: bool = True,
 ) -> Message:
     """Give the message the room's next sequence number and store it (and, after commit,

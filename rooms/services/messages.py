@@ -23,6 +23,7 @@ from accounts.services import has_blocked
 from calpico.text import visible_characters
 from rooms import hooks, live, ratelimits
 from rooms.access import can_change_message, can_delete_message
+from rooms.attachments import PendingAttachment
 from rooms.markdown import render_message
 from rooms.models import Membership, Message, Room
 from rooms.services.core import announce_on_commit, append_message, lock_room, member_usernames
@@ -102,7 +103,9 @@ def do_post_message(
     """
     body = clean_message_body(body, allow_empty=image is not None)
     author = membership.user
-    with transaction.atomic():
+    # The image's file is saved first and removed again if the post does not go through.
+    attachment = PendingAttachment(image)
+    with attachment, transaction.atomic():
         room = lock_room(membership.room_id)
         if client_id is not None:
             existing = Message.objects.filter(room=room, author=author, client_id=client_id).first()
@@ -142,9 +145,10 @@ def do_post_message(
             mentioned_user_ids=[uid for uid in rendered.mentioned_user_ids if uid != author.pk],
             reply_to=reply_to,
             client_id=client_id,
-            image=image,
+            image=attachment.name,
             announce=False,
         )
+        attachment.taken()
         # After commit, in this order: the room sees the message, then whatever the hooks
         # recorded starts (the assistant's reply, once its question is on every page).
         announce_on_commit(live.announce_message, message)

@@ -1,0 +1,91 @@
+"""A graceful stop of a web process: sockets told to reconnect, assistant runs handed back.
+
+daphne runs on Twisted's reactor and does not speak ASGI lifespan (nor does Channels), so
+the public place to act on SIGTERM (daphne's graceful stop; SIGINT too) is Twisted's
+`reactor.addSystemEventTrigger("before", "shutdown", ...)`: on `reactor.stop()` the
+reactor calls every "before shutdown" trigger, waits for the Deferreds they return, and
+only then drops the connections that are left. daphne's own trigger cancels every
+application instance; without more, each WebSocket would just be cut (1006, no close
+frame). Ours, registered when the application module is loaded under daphne:
+
+- sends every open WebSocket of this process a close frame with 1012 (service restart):
+  pages reconnect at once, to another process, and catch up;
+- has this process's assistant runner hand its running runs back to the queue and wake
+  the other processes' runners (`assistant.runner.Runner.shut_down`);
+
+and lets the reactor go on once the clients have answered and the runs are back (at most
+SHUTDOWN_TIMEOUT).
+
+Why the close frame does not go through ASGI: daphne passes a `websocket.close` to
+autobahn's `sendClose`, which accepts only 1000 and 3000-4999 from an application, so 1012
+cannot be sent that way. The open connections are found with the reactor's public
+`getReaders()` (each TCP transport's `protocol`, daphne's autobahn WebSocket protocol once
+upgraded) and closed with autobahn's `sendCloseFrame`, the call autobahn itself uses for
+protocol-level codes; its `is_closed` Deferred says when the closing handshake is done.
+No daphne internals are patched or reached into.
+"""
+
+import asyncio
+import logging
+import sys
+
+log = logging.getLogger(__name__)
+
+# 1012 "Service Restart": the server is restarting; reconnect (to another process).
+CLOSE_SERVICE_RESTART = 1012
+# How long a stopping process waits for close handshakes and the hand-back.
+SHUTDOWN_TIMEOUT = 2.0
+
+
+def under_daphne() -> bool:
+    """daphne installed its Twisted reactor before importing the application."""
+    return "daphne.server" in sys.modules and "twisted.internet.reactor" in sys.modules
+
+
+def _open_websockets() -> list:
+    from autobahn.websocket.protocol import WebSocketProtocol
+    from twisted.internet import reactor
+
+    found = []
+    for reader in reactor.getReaders():  # type: ignore[misc]  # the reactor is typed as a module
+        protocol = getattr(reader, "protocol", None)
+        protocol = getattr(protocol, "wrappedProtocol", protocol)  # behind TLS
+        if isinstance(protocol, WebSocketProtocol) and protocol.state == WebSocketProtocol.STATE_OPEN:
+            found.append(protocol)
+    return found
+
+
+def close_all_local_sockets(code: int = CLOSE_SERVICE_RESTART) -> list:
+    """Send every open WebSocket of this process a close frame with `code` (a protocol
+    code such as 1012, which an ASGI `websocket.close` cannot send on daphne). Call from
+    the event loop. Returns the closing connections; none when not under daphne."""
+    if not under_daphne():
+        return []
+    sockets = _open_websockets()
+    for protocol in sockets:
+        try:
+            protocol.sendCloseFrame(code=code, isReply=False)
+        except Exception:
+            log.exception("Could not close a WebSocket with %s", code)
+    return sockets
+
+
+def install_reactor_hook() -> bool:
+    """Under daphne, run the graceful stop before the reactor shuts down. Anywhere else
+    (tests, other servers) nothing is installed and no reactor is imported."""
+    if not under_daphne():
+        return False
+    from twisted.internet import defer, reactor
+
+    from assistant import runner
+
+    def before_shutdown():
+        sockets = close_all_local_sockets(CLOSE_SERVICE_RESTART)
+        handed_back = defer.Deferred.fromFuture(asyncio.ensure_future(runner.shut_down()))
+        done = defer.DeferredList([handed_back, *(p.is_closed for p in sockets)], consumeErrors=True)
+        done.addTimeout(SHUTDOWN_TIMEOUT, reactor)
+        done.addErrback(lambda failure: log.warning("Graceful stop cut short: %s", failure.value))
+        return done
+
+    reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)  # type: ignore[arg-type]
+    return True

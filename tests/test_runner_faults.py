@@ -1,0 +1,194 @@
+"""The runner when processes start, stop and die: no reply is streamed twice, none stays
+frozen. The tests with two real daphne processes are in tests/test_runner_processes.py."""
+
+import asyncio
+import threading
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.utils import timezone
+
+from assistant import runner
+from assistant.models import AssistantRun
+from rooms import services as room_services
+from rooms.models import Message
+from tests.conftest import membership
+from tests.test_assistant_live import collect_until
+from tests.test_consumer import _in_memory_layer, connected  # noqa: F401
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def wait_until(check, timeout: float = 5.0, what: str = "the condition") -> None:
+    """Poll a database check (bounded) until it holds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await sync_to_async(check)():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_run_claimed_while_the_runner_starts_is_streamed_once(fake_openai, alice, group):
+    """A process starts (alone: every running run is taken to be left by a restart) and a
+    mention arrives while it is still recovering. The run is claimed once and streamed
+    once: recovery never hands back a run this runner has just started."""
+    recovering, resume, recovered = threading.Event(), asyncio.Event(), asyncio.Event()
+
+    def database(func):
+        call = runner.RunnerDatabase(func)
+        if func is not runner.recover_orphans:
+            return call
+
+        async def paused(*args, **kwargs):
+            recovering.set()
+            await resume.wait()
+            try:
+                return await call(*args, **kwargs)
+            finally:
+                recovered.set()
+
+        return paused
+
+    gate = threading.Event()
+    fake_openai.queue(tokens=["Only ", "once"], gate=gate)
+    worker = runner.Runner(db=database)
+    runner.install(worker)
+    serving = asyncio.ensure_future(worker.serve(recover_everything=True))
+    try:
+        assert await asyncio.to_thread(recovering.wait, 5)
+        # A person posts through the ordinary path while the runner is still starting.
+        await sync_to_async(lambda: room_services.do_post_message(membership(group, alice), "@assistant"))()
+        resume.set()
+        await asyncio.wait_for(recovered.wait(), 5)
+        running = AssistantRun.objects.filter(room=group, status="running")
+        await wait_until(running.exists, what="the run to start")
+        run = await sync_to_async(AssistantRun.objects.get)(room=group)
+        assert run.attempts == 1, "recovery handed back a run this runner had just claimed"
+        gate.set()
+        await wait_until(
+            lambda: AssistantRun.objects.filter(room=group, status="done").exists() and not worker.tasks,
+            what="the reply to finish",
+        )
+        assert len(fake_openai.chat_requests()) == 1
+        reply = await sync_to_async(Message.objects.get)(room=group, kind=Message.Kind.ASSISTANT)
+        assert reply.body == "Only once" and reply.state == Message.State.DONE
+    finally:
+        gate.set()
+        resume.set()
+        runner.install(None)
+        serving.cancel()
+
+
+# A process that stops or dies in the middle of a reply
+
+
+@pytest.fixture
+async def first_runner():
+    """The runner of the process that starts the reply (and then stops or dies)."""
+    worker = runner.Runner(worker="first:1:aaaaaa")
+    runner.install(worker)
+    worker.serve_task = asyncio.ensure_future(worker.serve())
+    yield worker
+    runner.install(None)
+    worker.serve_task.cancel()
+
+
+@pytest.fixture
+async def second_runner():
+    """Another process's runner, started by the test when it wants it (`.serve()`)."""
+    worker = runner.Runner(worker="second:2:bbbbbb")
+    yield worker
+    if worker.serve_task is not None:
+        worker.serve_task.cancel()
+
+
+def start(worker: runner.Runner) -> None:
+    worker.serve_task = asyncio.ensure_future(worker.serve())
+
+
+async def post(room, user, body):
+    return await sync_to_async(lambda: room_services.do_post_message(membership(room, user), body))()
+
+
+async def test_a_stopping_process_hands_its_reply_back_at_once(
+    fake_openai, first_runner, second_runner, alice, group
+):
+    """On a graceful stop the runner gives its running reply back to the queue (without
+    counting it as a failed attempt): the room sees "Reconnecting the assistant…" instead
+    of the text so far, and another process answers in the same message."""
+    gate = threading.Event()
+    fake_openai.queue(tokens=["Half ", "an ", "answer"], gate=gate)
+    fake_openai.reply("A whole answer.")
+    socket = await connected(alice, group)
+    await post(group, alice, "@assistant tell me")
+    await collect_until(socket, r">Half<")
+
+    await first_runner.shut_down()
+    assert not first_runner.tasks
+    run = await sync_to_async(AssistantRun.objects.select_related("reply").get)(room=group)
+    assert run.status == AssistantRun.Status.QUEUED and run.worker == "" and run.attempts == 0
+    assert run.reply.state == Message.State.STREAMING and run.reply.body == ""
+    assert run.reply.note == "Reconnecting the assistant…"
+    received = await collect_until(socket, r"Reconnecting the assistant…")
+    assert "message--streaming" in received[-1] and "Half" not in received[-1]
+
+    start(second_runner)
+    received = await collect_until(socket, r"message--done")
+    gate.set()
+    assert "A whole answer." in received[-1] and "Reconnecting" not in received[-1]
+    run = await sync_to_async(AssistantRun.objects.select_related("reply").get)(room=group)
+    assert run.status == AssistantRun.Status.DONE and run.attempts == 1
+    assert run.reply.body == "A whole answer." and run.reply.note == ""
+    assert await sync_to_async(Message.objects.filter(room=group, kind="assistant").count)() == 1
+    await socket.disconnect()
+
+
+async def test_a_reply_whose_process_died_is_taken_over_within_seconds(
+    fake_openai, second_runner, alice, group
+):
+    """A process dies mid-reply (its heartbeat just stopped): another process notices the
+    silence within a few seconds, says so in the room and answers in the same message."""
+    fake_openai.reply("Picked up again.")
+    socket = await connected(alice, group)
+
+    def died_mid_reply():
+        reply = room_services.do_post_assistant_message(group.pk, persona="Assistant", body="Half an ans")
+        now = timezone.now()
+        return AssistantRun.objects.create(
+            room=group,
+            requested_by=alice,
+            status="running",
+            reply=reply,
+            attempts=1,
+            started_at=now,
+            heartbeat_at=now,
+            worker="gone:1:cccccc",
+        )
+
+    start(second_runner)
+    await sync_to_async(died_mid_reply)()
+    died_at = asyncio.get_running_loop().time()
+    received = await collect_until(socket, r"message--done", timeout=10)
+    taken_over = asyncio.get_running_loop().time() - died_at
+    assert any("Reconnecting the assistant…" in frame for frame in received)
+    assert "Picked up again." in received[-1] and "Half an ans" not in received[-1]
+    # Stale after ASSISTANT_STALE_SECONDS, noticed within a heartbeat: well inside 10 s.
+    assert taken_over < 8, taken_over
+    await socket.disconnect()
+
+
+async def test_a_runner_that_lost_its_run_stops_writing_it(fake_openai, first_runner, alice, group):
+    """Taken for an orphan (its process stalled past the threshold) and given to another
+    process, a run is dropped by the runner that had it: it writes neither text nor an end."""
+    gate = threading.Event()
+    fake_openai.queue(tokens=["Mine ", "no ", "longer"], gate=gate)
+    socket = await connected(alice, group)
+    await post(group, alice, "@assistant hello")
+    await collect_until(socket, r">Mine<")
+    # Another process took it over meanwhile.
+    await sync_to_async(lambda: AssistantRun.objects.filter(room=group).update(worker="other:3:dddddd"))()
+    await wait_until(lambda: not first_runner.tasks, what="the runner to drop the run")
+    gate.set()
+    run = await sync_to_async(AssistantRun.objects.select_related("reply").get)(room=group)
+    assert run.status == AssistantRun.Status.RUNNING and run.worker == "other:3:dddddd"
+    assert run.reply.state == Message.State.STREAMING and "longer" not in run.reply.body
+    await socket.disconnect()
