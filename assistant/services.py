@@ -6,6 +6,7 @@ announces after commit. Runs are queued by `queue_for_message`, which rooms call
 """
 
 import datetime as dt
+import functools
 import re
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from accounts.models import User
+from assistant import dispatch
 from assistant.models import (
     DEFAULT_NAME,
     NAME_MAX_LENGTH,
@@ -246,19 +248,10 @@ def _queue(
     run = AssistantRun.objects.create(
         room=room, kind=kind, requested_by=user, trigger=trigger, prompt=prompt or []
     )
-    from assistant import runner
-
-    runner.start_when_committed(run, room_busy=bool(unfinished))
+    # After commit (and after the post has shown the message that asked): the runner
+    # claims it at once if the room has nothing before it, or finds it in the queue.
+    transaction.on_commit(functools.partial(dispatch.run_queued, run.pk, start_now=not unfinished))
     return run
-
-
-def _start_after_commit(run_id: int) -> None:
-    def start() -> None:
-        from assistant import runner
-
-        runner.notify(run_id)
-
-    transaction.on_commit(start)
 
 
 def clean_image_prompt(body: str) -> str | None:
@@ -351,15 +344,8 @@ def do_stop_run(user: User, run: AssistantRun) -> RunAction:
             return RunAction(run, False)
         run.cancel_requested = True
         run.save(update_fields=["cancel_requested"])
-        run_id = run.pk
-        transaction.on_commit(lambda: _cancel_in_runner(run_id))
+        transaction.on_commit(functools.partial(dispatch.stop, run.pk))
     return RunAction(run, True)
-
-
-def _cancel_in_runner(run_id: int) -> None:
-    from assistant import runner
-
-    runner.cancel(run_id)
 
 
 def do_retry_run(user: User, run: AssistantRun) -> RunAction:
@@ -388,7 +374,7 @@ def do_retry_run(user: User, run: AssistantRun) -> RunAction:
             do_update_assistant_message(
                 run.reply, body="", state=Message.State.STREAMING, persona=assistant.name
             )
-        _start_after_commit(retry.pk)
+        transaction.on_commit(functools.partial(dispatch.run_queued, retry.pk))
     return RunAction(retry, True)
 
 

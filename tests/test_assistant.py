@@ -9,7 +9,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from assistant import runner, services
+from assistant import runner, runs, services
 from assistant.models import AssistantRun, ReplyMode
 from rooms import services as room_services
 from rooms.models import Message
@@ -153,7 +153,7 @@ def test_messages_arriving_while_it_waits_are_answered_once(settings, alice, bob
     settings.OPENAI_API_KEY = "configured"
     set_assistant(group, alice, mode=ReplyMode.ALWAYS)
     room_services.do_post_message(membership(group, alice), "first")
-    claimed = runner.claim_next("test-worker")  # the first reply is now running
+    claimed = runs.claim_next("test-worker")  # the first reply is now running
     room_services.do_post_message(membership(group, bob), "second")
     room_services.do_post_message(membership(group, carol), "third")
     queued = AssistantRun.objects.filter(room=group, status="queued")
@@ -161,7 +161,7 @@ def test_messages_arriving_while_it_waits_are_answered_once(settings, alice, bob
     # It answers the latest message, and stays counted against whoever asked first.
     assert queued.get().trigger.body == "third" and queued.get().requested_by == bob
     # One room's runs go in order: the queued one waits for the running one.
-    assert runner.claim_next("test-worker") is None
+    assert runs.claim_next("test-worker") is None
     assert claimed is not None
 
 
@@ -377,7 +377,7 @@ def _running_run(room, user, *, attempts=1, heartbeat_age=120):
 
 def test_a_run_orphaned_by_a_restart_runs_once_more(fake_openai, alice, group):
     run = _running_run(group, alice, attempts=1)
-    assert runner.recover_orphans() == 1
+    assert runs.recover_orphans() == 1
     run.refresh_from_db()
     assert run.status == AssistantRun.Status.QUEUED
     runner.run_pending()
@@ -388,7 +388,7 @@ def test_a_run_orphaned_by_a_restart_runs_once_more(fake_openai, alice, group):
 
 def test_a_run_orphaned_twice_fails_with_a_note(alice, group):
     run = _running_run(group, alice, attempts=2)
-    runner.recover_orphans()
+    runs.recover_orphans()
     run.refresh_from_db()
     assert run.status == AssistantRun.Status.FAILED and run.error_code == "interrupted"
     assert run.reply.state == Message.State.FAILED
@@ -397,14 +397,14 @@ def test_a_run_orphaned_twice_fails_with_a_note(alice, group):
 
 def test_a_live_run_elsewhere_is_left_alone(alice, group):
     run = _running_run(group, alice, heartbeat_age=1)
-    assert runner.recover_orphans() == 0
+    assert runs.recover_orphans() == 0
     run.refresh_from_db()
     assert run.status == AssistantRun.Status.RUNNING
 
 
 def test_with_one_process_every_running_run_is_an_orphan(alice, group):
     _running_run(group, alice, heartbeat_age=1)
-    assert runner.recover_orphans(everything=True) == 1
+    assert runs.recover_orphans(everything=True) == 1
 
 
 # Other rooms are not slowed
@@ -498,7 +498,7 @@ def test_a_run_that_cannot_be_prepared_fails_alone(fake_openai, alice, bob, grou
             raise FileNotFoundError("the trigger's image is gone")
         return real(run, assistant)
 
-    monkeypatch.setattr(runner, "build_chat_prompt", broken_once)
+    monkeypatch.setattr(runs, "build_chat_prompt", broken_once)
     runner.run_pending()
     assert dict(AssistantRun.objects.values_list("room_id", "status")) == {
         group.pk: "failed",
@@ -509,11 +509,12 @@ def test_a_run_that_cannot_be_prepared_fails_alone(fake_openai, alice, bob, grou
 def test_a_reply_removed_while_written_stays_removed(settings, alice, group):
     settings.OPENAI_API_KEY = "configured"
     room_services.do_post_message(membership(group, alice), "@assistant hello")
-    claimed = runner.claim_next("test-worker")
+    claimed = runs.claim_next("test-worker")
+    runs.show(claimed)
     reply = Message.objects.get(pk=claimed.message_id)
     room_services.do_delete_message(alice, reply)
-    runner.save_progress(claimed, "secret text", None)
-    runner.finish(claimed, status="done", text="secret text", progress=runner.Progress())
+    runs.save_progress(claimed, "secret text", None)
+    runs.finish(claimed, status="done", text="secret text", progress=runs.Progress())
     reply.refresh_from_db()
     assert reply.is_deleted and reply.body == "" and reply.html == ""
 
@@ -521,8 +522,9 @@ def test_a_reply_removed_while_written_stays_removed(settings, alice, group):
 def test_text_so_far_is_kept_as_html_for_a_reloaded_page(settings, alice, group):
     settings.OPENAI_API_KEY = "configured"
     room_services.do_post_message(membership(group, alice), "@assistant hello")
-    claimed = runner.claim_next("test-worker")
-    runner.save_progress(claimed, "**Half** an answer", None)
+    claimed = runs.claim_next("test-worker")
+    runs.show(claimed)
+    runs.save_progress(claimed, "**Half** an answer", None)
     assert Message.objects.get(pk=claimed.message_id).html == "<p><strong>Half</strong> an answer</p>"
 
 
@@ -552,7 +554,7 @@ def test_joining_a_waiting_reply_does_not_dodge_the_daily_limit(settings, alice,
     settings.OPENAI_API_KEY = "configured"
     settings.ASSISTANT_DAILY_RUNS = 1
     room_services.do_post_message(membership(group, bob), "@assistant spend my one")
-    runner.claim_next("test-worker")  # bob's reply is running
+    runs.claim_next("test-worker")  # bob's reply is running
     room_services.do_post_message(membership(group, alice), "@assistant alice asks")  # queued, alice's one
     room_services.do_post_message(membership(group, bob), "@assistant and again")
     assert "You have used today’s 1 assistant requests" in replies(group)[-1].note

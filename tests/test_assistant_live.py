@@ -10,7 +10,7 @@ import threading
 import pytest
 from asgiref.sync import sync_to_async
 
-from assistant import runner, services
+from assistant import runner, runs, services
 from assistant.models import AssistantRun
 from rooms import services as room_services
 from rooms.models import Message
@@ -184,12 +184,12 @@ async def test_a_reloaded_page_shows_the_reply_in_progress(
 # Starting a reply without a trip through the queue
 
 
-async def test_a_mention_is_claimed_in_the_posting_transaction_and_streams_after_its_placeholder(
+async def test_a_mention_is_claimed_as_its_post_commits_and_streams_after_its_placeholder(
     fake_openai, serving_runner, alice, bob, group
 ):
-    """With a free slot, the post itself claims the run: by the time the post returns the
-    run is running here and its "thinking" message directly follows the question. The
-    room sees that message before any of the reply's text."""
+    """With a free slot, the posting thread claims the run once the post commits: by the
+    time the post returns the run is running here and its "thinking" message directly
+    follows the question. The room sees that message before any of the reply's text."""
     fake_openai.queue(tokens=["Right ", "away"], token_interval=0.02)
     socket = await connected(bob, group)
     trigger = (await post(group, alice, "@assistant quick one")).message
@@ -219,22 +219,23 @@ async def test_a_post_that_finds_every_slot_taken_leaves_its_run_to_the_queue(
     """The runner is full when the post looks: the run waits in the queue and is answered
     once a slot frees, in one message."""
     fake_openai.queue(text="Later but here")
-    taken = {"refused": False}
+    slots = {"free": False, "refused": 0}
     reserve = serving_runner.reserve
 
-    def busy_once():
-        if not taken["refused"]:
-            taken["refused"] = True
+    def full_until_freed():
+        if not slots["free"]:
+            slots["refused"] += 1
             return False
         return reserve()
 
-    monkeypatch.setattr(serving_runner, "reserve", busy_once)
+    monkeypatch.setattr(serving_runner, "reserve", full_until_freed)
     socket = await connected(alice, group)
     await post(group, alice, "@assistant eventually")
     run = await sync_to_async(lambda: AssistantRun.objects.get(room=group))()
-    assert taken["refused"]
-    assert run.status in (AssistantRun.Status.QUEUED, AssistantRun.Status.RUNNING)
+    assert slots["refused"] and run.status == AssistantRun.Status.QUEUED and run.reply_id is None
 
+    slots["free"] = True
+    serving_runner.notify_threadsafe()
     await collect_until(socket, r"message--done")
     run = await sync_to_async(lambda: AssistantRun.objects.select_related("reply").get(room=group))()
     assert run.status == AssistantRun.Status.DONE and run.attempts == 1
@@ -252,7 +253,7 @@ async def test_a_run_that_cannot_be_prepared_in_the_post_still_fails_visibly(
         raise OSError("the attachment is gone")
 
     monkeypatch.setattr(prompt, "build_chat_prompt", broken)
-    monkeypatch.setattr(runner, "build_chat_prompt", broken)
+    monkeypatch.setattr(runs, "build_chat_prompt", broken)
     socket = await connected(alice, group)
     result = await post(group, alice, "@assistant look at this")
     assert result.created  # the question itself is kept
@@ -264,15 +265,12 @@ async def test_a_run_that_cannot_be_prepared_in_the_post_still_fails_visibly(
     await socket.disconnect()
 
 
-async def test_a_reply_started_before_its_post_committed_is_dropped_when_the_post_rolls_back(
-    fake_openai, serving_runner, alice, group, monkeypatch
-):
-    """The request to the model goes out before the post commits; if the post's
-    transaction rolls back, nothing of the reply is shown or stored and the slot is free."""
+async def test_a_post_that_rolls_back_asks_the_model_nothing(fake_openai, serving_runner, alice, group):
+    """Nothing of the assistant's work starts before the post commits: a post whose
+    transaction rolls back leaves no run, no message, and no request to the model."""
     from django.db import transaction
 
-    monkeypatch.setattr(runner, "ANNOUNCE_WAIT", 0.3)
-    fake_openai.queue(tokens=["never ", "shown"], token_interval=0.05)
+    fake_openai.queue(text="never shown")
     socket = await connected(alice, group)
 
     def post_then_fail():
@@ -282,47 +280,34 @@ async def test_a_reply_started_before_its_post_committed_is_dropped_when_the_pos
 
     with pytest.raises(RuntimeError):
         await sync_to_async(post_then_fail)()
-    await asyncio.to_thread(fake_openai.wait_for_requests, 1)  # the model was asked
-    for _ in range(100):
-        if not serving_runner.tasks:
-            break
-        await asyncio.sleep(0.05)
+    serving_runner.notify_threadsafe()  # a runner looking now finds nothing either
+    await asyncio.sleep(0.2)
+    assert fake_openai.requests == []
     assert not serving_runner.tasks and serving_runner.reserved == 0
-    assert "shown" not in html(await frames(socket))
+    assert await frames(socket) == []
     kept = await sync_to_async(lambda: list(Message.objects.filter(room=group).values_list("kind", "body")))()
-    assert not [m for m in kept if m[0] == Message.Kind.ASSISTANT or "hello" in m[1]]
+    assert not [m for m in kept if m[0] != Message.Kind.SYSTEM]
     assert not await sync_to_async(AssistantRun.objects.exists)()
     await socket.disconnect()
 
 
-async def test_the_placeholder_carries_the_words_that_arrived_before_it_was_announced(
-    serving_runner, alice, group
-):
-    """The model was asked before the post committed; words already in when the
-    placeholder is announced go out with it, as its text so far."""
+async def test_the_reply_s_message_holds_the_words_that_arrived_before_it_was_shown(alice, group):
+    """The model is asked before the reply's message is stored: words already in by then
+    are stored and shown with it, so a page never sees "thinking" over text that exists."""
     socket = await connected(alice, group)
 
-    def prepare():
-        reply = room_services.do_post_assistant_message(group.pk, persona="Planner", announce=False)
-        claimed = runner.Claimed(
-            run_id=0,
-            room_id=group.pk,
-            kind=AssistantRun.Kind.REPLY,
-            message_id=reply.pk,
-            persona="Planner",
-            model="m",
-            prompt=[],
-            announced=asyncio.Event(),
-            placeholder=reply,
-        )
+    def claim_and_show():
+        trigger = room_services.do_post_message(membership(group, alice), "hello").message
+        run = AssistantRun.objects.create(room=group, requested_by=alice, trigger=trigger)
+        claimed = runs.claim_run("test-worker", run.pk)
         claimed.progress.text = "Bonjour **à** tous"
+        runs.show(claimed)
         return claimed
 
-    claimed = await sync_to_async(prepare)()
-    assert await frames(socket) == []  # stored, not yet shown
-    await sync_to_async(serving_runner.announce_placeholder)(claimed)
+    claimed = await sync_to_async(claim_and_show)()
     body = html(await frames(socket))
-    assert f'id="m-{claimed.message_id}-body"' in body
+    assert f'id="m-{claimed.message_id}"' in body
     assert "Bonjour <strong>à</strong> tous" in body and "is thinking" not in body
-    await asyncio.wait_for(claimed.announced.wait(), timeout=1)
+    stored = await sync_to_async(Message.objects.get)(pk=claimed.message_id)
+    assert stored.body == "Bonjour **à** tous" and stored.state == Message.State.STREAMING
     await socket.disconnect()

@@ -90,7 +90,7 @@ def test_the_cache_is_redis_when_redis_url_is_set(settings):
 def test_competing_runners_claim_each_assistant_run_exactly_once(settings):
     """Four workers claiming at once from twelve runs in six rooms: every run is taken by
     one worker, and no room ever has two replies running."""
-    from assistant import runner as assistant_runner
+    from assistant import runs as assistant_runs
     from assistant.models import AssistantRun
 
     settings.OPENAI_API_KEY = "configured"
@@ -103,7 +103,7 @@ def test_competing_runners_claim_each_assistant_run_exactly_once(settings):
 
     def claim_all(i):
         claimed = []
-        while (run := assistant_runner.claim_next(f"worker-{i}")) is not None:
+        while (run := assistant_runs.claim_next(f"worker-{i}")) is not None:
             claimed.append(run.run_id)
         return claimed
 

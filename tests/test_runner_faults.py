@@ -8,7 +8,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
-from assistant import runner
+from assistant import runner, runs
 from assistant.models import AssistantRun
 from rooms import services as room_services
 from rooms.models import Message
@@ -35,7 +35,7 @@ async def test_a_run_claimed_while_the_runner_starts_is_streamed_once(fake_opena
 
     def database(func):
         call = runner.RunnerDatabase(func)
-        if func is not runner.recover_orphans:
+        if func is not runs.recover_orphans:
             return call
 
         async def paused(*args, **kwargs):

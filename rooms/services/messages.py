@@ -165,20 +165,13 @@ def do_post_assistant_message(
     state: str = Message.State.STREAMING,
     note: str = "",
     reply_to: Message | None = None,
-    locked_room: Room | None = None,
-    announce: bool = True,
 ) -> Message:
-    """Add the assistant's message to the room: empty and streaming while a reply is being
-    written, or finished at once (a refusal saying why it cannot answer).
-
-    `locked_room`: the room, when the caller's transaction already holds its lock.
-    `announce=False`: the caller announces it after commit (`rooms.live.announce_message`).
-    """
-    # Within the caller's transaction no savepoint is needed: it rolls back as a whole.
-    with transaction.atomic(savepoint=locked_room is None):
-        room = locked_room if locked_room is not None else lock_room(room_id)
+    """Add the assistant's message to the room: streaming while a reply is being written
+    (holding the text so far, or none yet: "thinking"), or finished at once (a refusal
+    saying why it cannot answer)."""
+    with transaction.atomic():
         return append_message(
-            room,
+            lock_room(room_id),
             author=None,
             kind=Message.Kind.ASSISTANT,
             body=body,
@@ -187,7 +180,6 @@ def do_post_assistant_message(
             persona=persona,
             state=state,
             note=note,
-            announce=announce,
         )
 
 

@@ -1,0 +1,411 @@
+"""A run's life in the database: claim, prepare, show, progress, finish, recover.
+
+Everything here is synchronous database work; the runner (`assistant/runner.py`) calls it
+from its event loop through a thread, or from the thread that just committed a run.
+
+- A run is claimed in one place, `_mark_running`: queued to running for one worker. The
+  unique constraint of one running run per room keeps a room's runs in order, and
+  `claim_next` takes rows with FOR UPDATE SKIP LOCKED on PostgreSQL (SQLite serializes
+  writers anyway), so any number of processes share the work and none does a run twice.
+- Claiming also builds the prompt (`Claimed.prompt`), outside any transaction. The
+  runner sends it to the model at once, and only then stores and announces the reply's
+  message (`show`), already holding the words that arrived meanwhile.
+- Progress and the end are written only while the run is still this worker's: a run
+  taken over (its process looked dead) or handed back is another runner's.
+- `recover_orphans` finds runs whose process went silent; `hand_back` is a stopping
+  process giving its runs back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from assistant.models import AssistantRun
+from assistant.prompt import build_chat_prompt, estimate_tokens, redacted
+from assistant.services import settings_for
+from rooms.markdown import render_message
+from rooms.models import Message
+from rooms.services import do_post_assistant_message, do_update_assistant_message
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 2
+# Shown in a reply's place while it waits for another process to take it over.
+RECONNECTING = "Reconnecting the assistant…"
+# What save_progress found.
+STOP = "stop"  # someone pressed Stop (in another process)
+LOST = "lost"  # the run is no longer this runner's: taken for an orphan, queued again
+
+
+@dataclass
+class Progress:
+    """What the model has sent so far, kept by the runner while the run streams."""
+
+    text: str = ""
+    dirty: bool = False
+    pieces: int = 0
+    first_token_at: dt.datetime | None = None
+    usage: Any = None
+    saved_text: str = ""
+    cut_at_length: bool = False
+    finished: bool = False
+    # Zero: the first text goes out the moment it arrives; later pushes are coalesced.
+    last_push: float = 0.0
+
+
+@dataclass
+class Claimed:
+    """A run this worker holds, with everything needed to do it."""
+
+    run_id: int
+    room_id: int
+    kind: str
+    persona: str
+    model: str
+    prompt: Any  # chat messages (a list) for a reply, {"prompt": ...} for an image
+    worker: str
+    prompt_tokens_estimate: int = 0
+    # The reply's message, once `show` has stored it.
+    message_id: int | None = None
+    # Set once `show` has ended: partial text or the end sent before it would reach
+    # pages with nothing to put it in. `shown` says whether it succeeded.
+    announced: asyncio.Event = field(default_factory=asyncio.Event)
+    shown: bool = False
+    progress: Progress = field(default_factory=Progress)
+
+
+# Claiming
+
+
+def claim_next(worker: str) -> Claimed | None:
+    """Take the oldest queued run in a room with nothing running, or None."""
+    # Most looks find nothing: answer that without a locking transaction (on SQLite,
+    # BEGIN IMMEDIATE takes the database's write lock).
+    if not AssistantRun.objects.filter(status=AssistantRun.Status.QUEUED).exists():
+        return None
+    while True:
+        with transaction.atomic():
+            busy_rooms = AssistantRun.objects.filter(status=AssistantRun.Status.RUNNING).values("room_id")
+            query = (
+                AssistantRun.objects.filter(status=AssistantRun.Status.QUEUED)
+                .exclude(room_id__in=busy_rooms)
+                .order_by("id")
+            )
+            run = _claimable(query).first()
+            if run is None:
+                return None
+            if not _mark_running(run, worker):
+                continue  # another process started a run in this room a moment ago
+        claimed = _prepare_or_fail(run, worker)
+        if claimed is not None:
+            return claimed
+
+
+def claim_run(worker: str, run_id: int) -> Claimed | None:
+    """Take this queued run if its room has nothing running and nothing queued before it;
+    None if it is not for this worker now (claim_next picks it up later)."""
+    with transaction.atomic():
+        run = _claimable(AssistantRun.objects.filter(pk=run_id, status=AssistantRun.Status.QUEUED)).first()
+        if run is None or _room_has_work_before(run) or not _mark_running(run, worker):
+            return None
+    return _prepare_or_fail(run, worker)
+
+
+def _claimable(query: QuerySet[AssistantRun]) -> QuerySet[AssistantRun]:
+    if connection.features.has_select_for_update_skip_locked:
+        query = query.select_for_update(skip_locked=True, of=("self",))
+    return query.select_related("room", "requested_by", "trigger", "reply")
+
+
+def _room_has_work_before(run: AssistantRun) -> bool:
+    return (
+        AssistantRun.objects.filter(room_id=run.room_id)
+        .filter(Q(status=AssistantRun.Status.RUNNING) | Q(status=AssistantRun.Status.QUEUED, pk__lt=run.pk))
+        .exists()
+    )
+
+
+def _mark_running(run: AssistantRun, worker: str) -> bool:
+    """The one way a run starts: inside the claim's transaction, make the queued run this
+    worker's. False if the one-running-run-per-room constraint or another claim got
+    there first."""
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            updated = AssistantRun.objects.filter(pk=run.pk, status=AssistantRun.Status.QUEUED).update(
+                status=AssistantRun.Status.RUNNING,
+                worker=worker,
+                started_at=now,
+                heartbeat_at=now,
+                attempts=run.attempts + 1,
+                first_token_at=None,
+            )
+    except IntegrityError:
+        return False
+    return bool(updated)
+
+
+# Preparing and showing
+
+
+def _prepare_or_fail(run: AssistantRun, worker: str) -> Claimed | None:
+    # Outside the claim's transaction: a run that cannot even be prepared (a missing
+    # image, say) fails on its own instead of blocking the queue behind it.
+    try:
+        return _prepare(run, worker)
+    except Exception:
+        log.exception("Could not prepare assistant run %s", run.pk)
+        fail_unprepared(run.pk)
+        return None
+
+
+def _prepare(run: AssistantRun, worker: str) -> Claimed:
+    """What the model is asked: the prompt is built from the room as it is now."""
+    assistant = settings_for(run.room)
+    prompt: Any
+    if run.kind == AssistantRun.Kind.IMAGE:
+        model = settings.ASSISTANT_IMAGE_MODEL
+        prompt = run.prompt
+        estimate = estimate_tokens(prompt.get("prompt", "")) if isinstance(prompt, dict) else 0
+    else:
+        model = settings.ASSISTANT_MODEL
+        prompt = build_chat_prompt(run, assistant)
+        estimate = sum(estimate_tokens(str(entry["content"])) for entry in prompt)
+    return Claimed(
+        run_id=run.pk,
+        room_id=run.room_id,
+        kind=run.kind,
+        persona=assistant.name,
+        model=model,
+        prompt=prompt,
+        worker=worker,
+        prompt_tokens_estimate=estimate,
+    )
+
+
+def show(claimed: Claimed) -> None:
+    """Store the reply's message (new, or the retried one reset) holding the text the model
+    has sent so far, record the prompt on the run, and announce the message after commit.
+    Called once the model's request is on its way."""
+    with transaction.atomic():
+        run = (
+            _ours(claimed).select_for_update(of=("self",)).select_related("room", "trigger", "reply").first()
+        )
+        if run is None:
+            raise LookupError(f"Assistant run {claimed.run_id} is no longer this worker's.")
+        text = claimed.progress.text  # written by the event loop; a str is read whole
+        if run.reply is None:
+            # In a shared room the reply quotes who asked; alone with it, that is plain.
+            reply = do_post_assistant_message(
+                run.room_id,
+                persona=claimed.persona,
+                body=text,
+                reply_to=None if run.room.is_private else run.trigger,
+            )
+        else:
+            reply = do_update_assistant_message(
+                run.reply, body=text, state=Message.State.STREAMING, persona=claimed.persona
+            )
+        stored_prompt = redacted(claimed.prompt) if run.kind == AssistantRun.Kind.REPLY else claimed.prompt
+        AssistantRun.objects.filter(pk=run.pk).update(reply=reply, model=claimed.model, prompt=stored_prompt)
+        claimed.message_id = reply.pk
+
+
+def fail_unprepared(run_id: int) -> None:
+    """A claimed run that could not be prepared or shown fails at once, saying so in the
+    room with Retry, like any failure."""
+    text = "Something went wrong before the assistant could start."
+    with transaction.atomic():
+        run = AssistantRun.objects.select_related("room", "trigger").filter(pk=run_id).first()
+        if run is None:
+            return
+        AssistantRun.objects.filter(pk=run.pk).update(
+            status=AssistantRun.Status.FAILED,
+            error_code="error",
+            error=text,
+            finished_at=timezone.now(),
+            worker="",
+        )
+        if run.reply_id is None:
+            reply = do_post_assistant_message(
+                run.room_id,
+                persona=settings_for(run.room).name,
+                state=Message.State.FAILED,
+                note=text,
+                reply_to=None if run.room.is_private else run.trigger,
+            )
+            AssistantRun.objects.filter(pk=run.pk).update(reply=reply)
+            return
+        failed = Message.objects.filter(pk=run.reply_id, deleted_at__isnull=True).first()
+        if failed is not None:
+            do_update_assistant_message(failed, body=failed.body, state=Message.State.FAILED, note=text)
+
+
+# While it streams, and how it ends
+
+
+def _ours(claimed: Claimed) -> QuerySet[AssistantRun]:
+    """The run, while it is still running for the runner that claimed it."""
+    return AssistantRun.objects.filter(
+        pk=claimed.run_id, status=AssistantRun.Status.RUNNING, worker=claimed.worker
+    )
+
+
+def save_progress(claimed: Claimed, text: str, first_token_at: dt.datetime | None) -> str:
+    """Keep the partial text and the heartbeat; STOP if someone asked to stop, LOST if
+    the run is no longer ours (another process took it over: write nothing more)."""
+    updates: dict[str, Any] = {"heartbeat_at": timezone.now()}
+    if first_token_at is not None:
+        updates["first_token_at"] = first_token_at
+    if not _ours(claimed).update(**updates):
+        return LOST
+    if text and claimed.message_id is not None:
+        # html too: a page loaded now shows the text so far. Never onto a removed message.
+        Message.objects.filter(pk=claimed.message_id, deleted_at__isnull=True).update(
+            body=text, html=render_message(text, {}, rich=True).html
+        )
+    return STOP if AssistantRun.objects.filter(pk=claimed.run_id, cancel_requested=True).exists() else ""
+
+
+def finish(
+    claimed: Claimed,
+    *,
+    status: str,
+    text: str,
+    progress: Progress,
+    error_code: str = "",
+    error: str = "",
+    image: Any = None,
+) -> None:
+    """Store how the run ended and show the final message to the room."""
+    states: dict[str, str] = {
+        AssistantRun.Status.DONE: Message.State.DONE,
+        AssistantRun.Status.CANCELLED: Message.State.STOPPED,
+    }
+    state = states.get(status, Message.State.FAILED)
+    usage = progress.usage
+    prompt_tokens = getattr(usage, "prompt_tokens", None)
+    completion_tokens = getattr(usage, "completion_tokens", None)
+    if prompt_tokens is None and claimed.kind == AssistantRun.Kind.REPLY:
+        prompt_tokens = claimed.prompt_tokens_estimate
+    if completion_tokens is None and claimed.kind == AssistantRun.Kind.REPLY:
+        completion_tokens = progress.pieces
+    with transaction.atomic():
+        ended = _ours(claimed).update(
+            status=status,
+            error_code=error_code,
+            error=error[:300],
+            finished_at=timezone.now(),
+            first_token_at=progress.first_token_at,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            worker="",
+        )
+        if not ended:
+            # Handed back or taken over meanwhile: the run and its message are another
+            # runner's now.
+            log.warning("Assistant run %s ended here after it was taken over", claimed.run_id)
+            return
+        assert claimed.message_id is not None  # finish() follows show()
+        message = Message.objects.select_related("room", "reply_to__author").get(pk=claimed.message_id)
+        if message.is_deleted:
+            return  # removed by an admin or moderator while it was written: it stays removed
+        note = error if status == AssistantRun.Status.FAILED else ""
+        if status == AssistantRun.Status.CANCELLED:
+            note = "Stopped."
+        if status == AssistantRun.Status.DONE and progress.cut_at_length:
+            note = "Cut off at the reply length limit."
+        if status == AssistantRun.Status.DONE and not text and image is None:
+            state, note = Message.State.FAILED, "The AI service sent an empty reply."
+        do_update_assistant_message(message, body=text, state=state, note=note, image=image)
+
+
+# Runs whose process stopped
+
+
+def recover_orphans(*, everything: bool = False) -> int:
+    """Runs left running by a process that died: run once more, or fail with a note.
+
+    `everything`: this is the only process (the embedded defaults), so any running run
+    is an orphan; otherwise only those whose heartbeat is stale.
+    """
+    query = AssistantRun.objects.filter(status=AssistantRun.Status.RUNNING)
+    if not everything:
+        cutoff = timezone.now() - dt.timedelta(seconds=settings.ASSISTANT_STALE_SECONDS)
+        query = query.filter(heartbeat_at__lt=cutoff)
+    recovered = 0
+    for run_id in list(query.values_list("pk", flat=True)):
+        if _release(run_id, handed_back=False):
+            recovered += 1
+    if recovered:
+        log.warning("Recovered %d assistant run(s) left running by a stopped process", recovered)
+    return recovered
+
+
+def hand_back(worker: str) -> int:
+    """A stopping runner gives its running runs back to the queue, for another process
+    to answer in the same messages. Not counted as a failed attempt: the run did nothing
+    wrong. Returns how many went back."""
+    query = AssistantRun.objects.filter(status=AssistantRun.Status.RUNNING, worker=worker)
+    handed = 0
+    for run_id in list(query.values_list("pk", flat=True)):
+        if _release(run_id, handed_back=True, worker=worker):
+            handed += 1
+    if handed:
+        log.info("Handed %d assistant run(s) back to the queue", handed)
+    return handed
+
+
+def _release(run_id: int, *, handed_back: bool, worker: str = "") -> bool:
+    """Queue a running run again (or end it: stopped, removed, or interrupted once too
+    often). The text so far is dropped: the next attempt answers from the start, and
+    until it starts the room sees RECONNECTING in the reply's place."""
+    with transaction.atomic():
+        query = AssistantRun.objects.select_for_update(of=("self",)).select_related("reply")
+        query = query.filter(pk=run_id, status=AssistantRun.Status.RUNNING)
+        if worker:
+            query = query.filter(worker=worker)
+        run = query.first()
+        if run is None:
+            return False
+        if run.reply is not None and run.reply.is_deleted:
+            run.status, run.finished_at, run.worker = AssistantRun.Status.CANCELLED, timezone.now(), ""
+            run.save(update_fields=["status", "finished_at", "worker"])
+        elif run.cancel_requested:
+            run.status, run.finished_at, run.worker = AssistantRun.Status.CANCELLED, timezone.now(), ""
+            run.save(update_fields=["status", "finished_at", "worker"])
+            if run.reply is not None:
+                do_update_assistant_message(
+                    run.reply, body=run.reply.body, state=Message.State.STOPPED, note="Stopped."
+                )
+        elif handed_back or run.attempts < MAX_ATTEMPTS:
+            run.status = AssistantRun.Status.QUEUED
+            run.worker = ""
+            if handed_back:
+                run.attempts = max(run.attempts - 1, 0)
+            run.save(update_fields=["status", "worker", "attempts"])
+            if run.reply is not None:
+                do_update_assistant_message(
+                    run.reply, body="", state=Message.State.STREAMING, note=RECONNECTING
+                )
+        else:
+            text = "The assistant was interrupted by a server restart."
+            run.status = AssistantRun.Status.FAILED
+            run.error_code, run.error = "interrupted", text
+            run.finished_at = timezone.now()
+            run.worker = ""
+            run.save(update_fields=["status", "error_code", "error", "finished_at", "worker"])
+            if run.reply is not None:
+                do_update_assistant_message(
+                    run.reply, body=run.reply.body, state=Message.State.FAILED, note=text
+                )
+    return True
