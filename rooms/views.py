@@ -229,16 +229,36 @@ def edit_message(request, room_id: int, message_id: int):
     return render(request, template, context, status=status)
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 def delete_message(request, room_id: int, message_id: int):
+    """Delete my message, or (an owner or admin) remove anyone's. GET asks first: the
+    message's Delete and Remove buttons lead here when the browser runs no JavaScript."""
     membership = access_membership(request.user, room_id)
     message = access_message(membership, message_id)
+    back = f"{membership.room.get_absolute_url()}#m-{message.pk}"
+    if request.method == "GET" and message.is_deleted:
+        return redirect(back)  # gone already: nothing to ask
     if not can_delete_message(request.user, message, membership):
         raise PermissionDenied("You can only delete your own messages.")
+    if request.method == "GET":
+        own = message.author_id == request.user.pk
+        context = {
+            "question": "Delete this message?" if own else "Remove this message?",
+            "explanation": (
+                "It is deleted for everyone in the conversation."
+                if own
+                else "It is removed for everyone and shows as removed by an admin."
+            ),
+            "confirm": "Delete" if own else "Remove",
+            "danger": True,
+            "message": message,
+            "cancel_url": back,
+        }
+        return render(request, "confirm.html", context)
     services.do_delete_message(request.user, message, membership=membership)
     if request.htmx:
         return render(request, "rooms/_message.html", {"message": message, "viewer": request.user})
-    return redirect(f"{membership.room.get_absolute_url()}#m-{message.pk}")
+    return redirect(back)
 
 
 @require_POST
