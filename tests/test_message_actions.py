@@ -207,7 +207,8 @@ def test_blocking_from_a_message_without_javascript(alice, bob, group, bobs_mess
 
 def test_the_block_page_never_offers_to_go_off_site(alice_client, bob):
     """A foreign `next` is dropped: Cancel and the form lead to Bob's profile instead."""
-    page = alice_client.get(reverse("accounts:block", args=["bob"]) + "?next=//evil.example/").content.decode()
+    url = reverse("accounts:block", args=["bob"]) + "?next=//evil.example/"
+    page = alice_client.get(url).content.decode()
     assert "evil.example" not in page
     assert f'href="{bob.get_absolute_url()}">Cancel</a>' in page
 
