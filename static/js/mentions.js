@@ -150,6 +150,11 @@ document.addEventListener(
   true
 );
 
+// Focus left the textarea: close, unless it is back by then. The composer a send replaced
+// lost its focus too, and its timer must not close a menu opened in the new one.
 document.addEventListener("focusout", (event) => {
-  if (isComposerTextarea(event.target)) setTimeout(close, 150);
+  if (!isComposerTextarea(event.target)) return;
+  setTimeout(() => {
+    if (!owner || document.activeElement !== owner) close();
+  }, 150);
 });
