@@ -4,6 +4,7 @@ from django.db.models import Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
 from accounts import services
 from accounts.forms import AvatarForm, ProfileForm
@@ -19,20 +20,41 @@ def profile(request, username: str):
     return render(request, "accounts/profile.html", {"person": person, "blocked": blocked})
 
 
-def _back(request, person: User):
-    target = request.POST.get("next", "")
+def _next(request, data) -> str:
+    """The page to go back to, from `next` in `data`, if it is a path on this site; else ""."""
+    target = data.get("next", "")
     # Browsers read "/\evil.example" as "//evil.example": only Django's check knows them all.
     if target.startswith("/") and url_has_allowed_host_and_scheme(
         target, allowed_hosts=None, require_https=request.is_secure()
     ):
-        return redirect(target)
-    return redirect(person.get_absolute_url())
+        return target
+    return ""
 
 
-@require_POST
+def _back(request, person: User):
+    target = _next(request, request.POST) or person.get_absolute_url()
+    if request.htmx:
+        # A message's Block button posts with htmx: the whole page follows, with the flash message.
+        return HttpResponseClientRedirect(target)
+    return redirect(target)
+
+
+@require_http_methods(["GET", "POST"])
 def block(request, username: str):
-    """Block someone: they can't message me, add me, or notify me. They are not told."""
+    """Block someone: they can't message me, add me, or notify me. They are not told.
+    GET asks first: a message's Block button leads here when the browser runs no JavaScript."""
     person = get_object_or_404(User, username__iexact=username)
+    if request.method == "GET":
+        back = _next(request, request.GET)
+        context = {
+            "question": f"Block {person.name}?",
+            "explanation": "They won't be able to message you or add you to groups, and won't be told.",
+            "confirm": "Block",
+            "danger": True,
+            "next": back,
+            "cancel_url": back or person.get_absolute_url(),
+        }
+        return render(request, "confirm.html", context)
     try:
         services.do_block(request.user, person)
     except ValidationError as exc:

@@ -6,7 +6,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from assistant import services
 from assistant.forms import AssistantForm, MemoryForm, ShareForm
-from assistant.models import Memory
+from assistant.models import AssistantRun, Memory
 from assistant.prompt import MEMORIES_MAX
 from rooms.access import access_membership, access_message, is_owner
 from rooms.models import Membership, Message, Room
@@ -17,6 +17,17 @@ def _back(request, url: str):
     if request.htmx:
         return HttpResponse(status=204)
     return redirect(url)
+
+
+def _confirm(request, run: AssistantRun, question: str, explanation: str, confirm: str, back: str):
+    context = {
+        "question": question,
+        "explanation": explanation,
+        "confirm": confirm,
+        "message": run.trigger,  # what the reply answers
+        "cancel_url": back,
+    }
+    return render(request, "confirm.html", context)
 
 
 @require_http_methods(["GET", "POST"])
@@ -55,20 +66,34 @@ def assistant_settings(request, room_id: int):
     return render(request, "assistant/settings.html", context, status=status)
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 def stop(request, room_id: int, message_id: int):
-    """Any member stops a reply in progress."""
+    """Any member stops a reply in progress. GET asks first: the reply's Stop button leads
+    here when the browser runs no JavaScript."""
     membership = access_membership(request.user, room_id)
     run = services.access_run_for_reply(membership, message_id)
+    back = f"{membership.room.get_absolute_url()}#m-{message_id}"
+    if request.method == "GET":
+        stoppable = run.status in (AssistantRun.Status.QUEUED, AssistantRun.Status.RUNNING)
+        if not stoppable or run.cancel_requested:
+            return redirect(back)  # finished meanwhile: nothing to stop
+        return _confirm(request, run, "Stop this reply?", "The text so far stays.", "Stop", back)
     services.do_stop_run(request.user, run)
-    return _back(request, f"{membership.room.get_absolute_url()}#m-{message_id}")
+    return _back(request, back)
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 def retry(request, room_id: int, message_id: int):
-    """Any member asks again for a reply that failed."""
+    """Any member asks again for a reply that failed. GET asks first: the reply's Retry
+    button leads here when the browser runs no JavaScript."""
     membership = access_membership(request.user, room_id)
     run = services.access_run_for_reply(membership, message_id)
+    if request.method == "GET":
+        back = f"{membership.room.get_absolute_url()}#m-{message_id}"
+        if run.status != AssistantRun.Status.FAILED:
+            return redirect(back)  # answered or retried meanwhile
+        explanation = "The assistant tries again, in the same message."
+        return _confirm(request, run, "Retry this reply?", explanation, "Retry", back)
     try:
         services.do_retry_run(request.user, run)
     except ValidationError as exc:

@@ -955,7 +955,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add(
         "--read-frames",
         action="store_true",
-        help="clients answer every HTML frame with a read frame, as static/live.js does on a visible page",
+        help="clients answer every HTML frame with a read frame, as static/js/live.js does on a visible page",
     )
     add(
         "--idle",

@@ -152,7 +152,7 @@ class Client:
             self.hello.set()  # nobody waits for a hello that cannot come
 
     async def _mark_read(self, frame: str) -> None:
-        # What static/live.js does on a visible page after every HTML frame.
+        # What static/js/live.js does on a visible page after every HTML frame.
         seqs = SEQ.findall(frame)
         if seqs:
             self.max_seq = max(self.max_seq, *map(int, seqs))

@@ -304,7 +304,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         blocked = event["author_id"] in self.blocked
         parts = []
         if room_id == self.current_room:
-            # The page collapses a blocked author's message itself (calpico.js).
+            # The page collapses a blocked author's message itself (static/js/viewer.js).
             parts.append(event["message_html"])
         if blocked:
             # Never a notification, a preview or a count from someone I blocked.

@@ -27,6 +27,7 @@ def room_urls(room, message):
         ("get", reverse("rooms:edit_message", args=[room.pk, message.pk]), {}),
         ("post", reverse("rooms:post_message", args=[room.pk]), {"body": "let me in"}),
         ("post", reverse("rooms:edit_message", args=[room.pk, message.pk]), {"body": "defaced"}),
+        ("get", reverse("rooms:delete_message", args=[room.pk, message.pk]), {}),
         ("post", reverse("rooms:delete_message", args=[room.pk, message.pk]), {}),
         ("post", reverse("rooms:mark_read", args=[room.pk]), {"seq": "1"}),
         ("post", reverse("rooms:rename", args=[room.pk]), {"title": "pwned"}),
@@ -46,7 +47,9 @@ def room_urls(room, message):
         ("post", reverse("rooms:block_request", args=[room.pk]), {}),
         ("get", reverse("assistant:settings", args=[room.pk]), {}),
         ("post", reverse("assistant:settings", args=[room.pk]), {"name": "Mine", "reply_mode": "always"}),
+        ("get", reverse("assistant:stop", args=[room.pk, message.pk]), {}),
         ("post", reverse("assistant:stop", args=[room.pk, message.pk]), {}),
+        ("get", reverse("assistant:retry", args=[room.pk, message.pk]), {}),
         ("post", reverse("assistant:retry", args=[room.pk, message.pk]), {}),
         ("get", reverse("assistant:share", args=[room.pk, message.pk]), {}),
     ]

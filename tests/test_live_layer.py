@@ -79,7 +79,7 @@ async def test_a_layer_reconnection_closes_the_socket_to_resume(alice, group, in
 
 
 async def test_resuming_after_that_close_sends_what_was_posted_meanwhile(alice, bob, group, in_memory_layer):
-    """The page's answer (static/live.js): a new socket and a resume frame with its last seq."""
+    """The page's answer (static/js/live.js): a new socket and a resume frame with its last seq."""
     socket = await connected(alice, group)
     await frames(socket)
     start = await sync_to_async(lambda: type(group).objects.get(pk=group.pk).last_seq)()

@@ -108,7 +108,7 @@ def test_sessions_come_back_to_the_cache_when_redis_returns(alice, group, redis_
 
 @dataclass
 class Page:
-    """A room page's socket as static/live.js drives it: on 4012 it reconnects and sends
+    """A room page's socket as static/js/live.js drives it: on 4012 it reconnects and sends
     `resume` with the last sequence number it holds."""
 
     server: Server

@@ -1,12 +1,12 @@
 """A message's own paths: post, show, edit, delete, its image, and reading up to it."""
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from rooms import services
-from rooms.access import access_membership, access_message, access_own_message, parse_seq
+from rooms.access import access_membership, access_message, access_own_message, can_delete_message, parse_seq
 from rooms.attachments import make_attachment
 from rooms.forms import EditMessageForm, MessageForm
 from rooms.queries import sidebar_entries
@@ -97,15 +97,37 @@ def edit_message(request, room_id: int, message_id: int):
     return render(request, template, context, status=status)
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 def delete_message(request, room_id: int, message_id: int):
+    """Delete my message, or (an owner or admin) remove anyone's. GET asks first: the
+    message's Delete and Remove buttons lead here when the browser runs no JavaScript."""
     membership = access_membership(request.user, room_id)
     message = access_message(membership, message_id)
+    back = f"{membership.room.get_absolute_url()}#m-{message.pk}"
+    if request.method == "GET":
+        if message.is_deleted:
+            return redirect(back)  # gone already: nothing to ask
+        if not can_delete_message(request.user, message, membership):
+            raise PermissionDenied("You can only delete your own messages.")
+        own = message.author_id == request.user.pk
+        context = {
+            "question": "Delete this message?" if own else "Remove this message?",
+            "explanation": (
+                "It is deleted for everyone in the conversation."
+                if own
+                else "It is removed for everyone and shows as removed by an admin."
+            ),
+            "confirm": "Delete" if own else "Remove",
+            "danger": True,
+            "message": message,
+            "cancel_url": back,
+        }
+        return render(request, "confirm.html", context)
     # The service refuses (PermissionDenied) anyone `access.can_delete_message` does not allow.
     services.do_delete_message(request.user, message, membership=membership)
     if request.htmx:
         return render(request, "rooms/_message.html", {"message": message, "viewer": request.user})
-    return redirect(f"{membership.room.get_absolute_url()}#m-{message.pk}")
+    return redirect(back)
 
 
 @require_POST

@@ -4,6 +4,7 @@ back to the page, and images go in by paste or drop as well as by the file picke
 import base64
 import io
 import re
+import time
 
 import pytest
 from PIL import Image
@@ -12,6 +13,9 @@ from playwright.sync_api import Page, expect
 from tests.browser.test_live import create_group, messages, send, wait_connected
 
 pytestmark = pytest.mark.browser
+
+# Something that must NOT happen gets this long to happen anyway before we say it didn't.
+QUIET = 0.5
 
 
 def stored_texts(page: Page, url: str) -> list[str]:
@@ -147,3 +151,100 @@ def test_an_image_is_attached_by_pasting_or_dropping_it_on_the_composer(person):
     expect(messages(fresh).locator(".message__image img")).to_have_count(2)
     expect(messages(fresh).first).to_contain_text("The map, as promised")
     fresh.close()
+
+
+def test_the_mention_menu_is_a_combobox_for_the_keyboard(person):
+    """The composer is an ARIA combobox: "@" opens its listbox, Up and Down choose (the
+    choice is aria-selected and the textarea's aria-activedescendant), Escape closes,
+    Enter inserts; focus never leaves the textarea and nothing is sent on the way."""
+    alice = person("alice", "Alice Liddell")
+    bob = person("bob", "Bob Builder")
+    carol = person("carol", "Carol Cook")
+    create_group(alice, "Trip planning", [bob, carol])
+    page = alice.page
+    wait_connected(page)
+    textarea = page.get_by_role("combobox", name="Message")
+    expect(textarea).to_have_attribute("aria-autocomplete", "list")
+    expect(textarea).to_have_attribute("aria-expanded", "false")
+    expect(textarea).not_to_have_attribute("aria-controls", re.compile(".*"))
+
+    textarea.press_sequentially("Ask @")
+    menu = page.get_by_role("listbox", name="Mention")
+    options = menu.get_by_role("option")
+    # The assistant first, then the members; never myself.
+    expect(options).to_have_count(3)
+    expect(options.nth(0)).to_contain_text("@Assistant")
+    expect(options.nth(1)).to_contain_text(f"@{bob.username}")
+    expect(options.nth(2)).to_contain_text(f"@{carol.username}")
+    expect(textarea).to_have_attribute("aria-expanded", "true")
+    expect(textarea).to_have_attribute("aria-controls", "mention-menu")
+
+    def chosen(index: int) -> None:
+        for i in range(3):
+            expect(options.nth(i)).to_have_attribute("aria-selected", "true" if i == index else "false")
+        option_id = options.nth(index).get_attribute("id")
+        assert option_id and page.locator(f"#{option_id}").count() == 1
+        expect(textarea).to_have_attribute("aria-activedescendant", option_id)
+        expect(textarea).to_be_focused()
+
+    chosen(0)
+    textarea.press("ArrowDown")
+    chosen(1)
+    textarea.press("ArrowDown")
+    chosen(2)
+    textarea.press("ArrowDown")  # round to the top
+    chosen(0)
+    textarea.press("ArrowUp")  # and back to the bottom
+    chosen(2)
+
+    textarea.press("Escape")
+    expect(menu).to_have_count(0)
+    expect(textarea).to_have_attribute("aria-expanded", "false")
+    expect(textarea).not_to_have_attribute("aria-activedescendant", re.compile(".*"))
+    expect(textarea).to_have_value("Ask @")
+
+    textarea.press_sequentially("b")  # typing on filters again
+    expect(options).to_have_count(1)
+    chosen_bob = options.first
+    expect(chosen_bob).to_contain_text("Bob Builder")
+    expect(chosen_bob).to_have_attribute("aria-selected", "true")
+    textarea.press("Enter")  # inserts, does not send
+    expect(menu).to_have_count(0)
+    expect(textarea).to_have_value(f"Ask @{bob.username} ")
+    expect(textarea).to_have_attribute("aria-expanded", "false")
+    expect(messages(page)).to_have_count(0)
+    expect(textarea).to_be_focused()
+
+    textarea.press_sequentially("about the tickets")
+    textarea.press("Enter")
+    expect(textarea).to_have_value("")
+    expect(messages(page).filter(has_text="about the tickets").locator(".mention")).to_have_text(
+        f"@{bob.username}"
+    )
+    # The new composer (the server's answer replaced it) is a combobox too, and its menu
+    # stays open when "@" comes right after the send.
+    textarea.press_sequentially("@")
+    expect(options).to_have_count(3)
+    time.sleep(QUIET)  # the old composer's focusout must not close it
+    expect(options).to_have_count(3)
+    expect(textarea).to_have_attribute("aria-expanded", "true")
+
+
+def test_the_message_list_is_a_log_and_keyboard_focus_shows(person):
+    """The history is announced as a log; a button reached with Tab gets a visible ring."""
+    alice = person("alice", "Alice Liddell")
+    bob = person("bob", "Bob Builder")
+    create_group(alice, "Trip planning", [bob])
+    page = alice.page
+    wait_connected(page)
+    send(page, "Hello, log")
+    log = page.get_by_role("log", name="Messages")
+    expect(log).to_contain_text("Hello, log")
+    send_button = page.locator("#composer").get_by_role("button", name="Send")
+    page.locator("#composer textarea").focus()
+    page.keyboard.press("Tab")  # from the textarea to Send
+    expect(send_button).to_be_focused()
+    outline = send_button.evaluate(
+        "(el) => getComputedStyle(el).outlineStyle + ' ' + getComputedStyle(el).outlineWidth"
+    )
+    assert outline == "solid 2px", outline

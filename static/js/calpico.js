@@ -1,0 +1,44 @@
+// Calpico's own script: small touches on top of server-rendered pages and htmx, as native
+// ES modules without a build step. Every page loads this one file (base.html, after htmx
+// and its ws extension); it imports every module itself, so the browser finds them all
+// at once. Module scripts run after the page is parsed and before DOMContentLoaded, so
+// the htmx extension in live.js is defined before htmx processes the page.
+//
+//   live.js           the WebSocket: resume, reconnect, JSON frames to the modules below
+//   messages.js       the message list: no duplicates, sequence order, follow new messages
+//   unread.js         unread badges, the tab's title, read positions
+//   sidebar.js        the room list: reorder on activity, refresh after a reconnect
+//   typing.js         "… is typing"
+//   presence.js       online dots
+//   viewer.js         per-viewer marks (my messages, mentions of me, blocked authors, local times)
+//   toasts.js         flash messages and live toasts
+//   notifications.js  desktop notifications and their switch
+//   scroll.js         the history pane's position
+//   composer.js       autosize, Enter to send, a fresh client_id per showing of the page
+//   attachments.js    an image picked, pasted or dropped
+//   mentions.js       the @-mention combobox
+//   confirm.js        data-confirm forms
+import "./dom.js";
+import "./live.js";
+import "./messages.js";
+import "./unread.js";
+import "./sidebar.js";
+import "./typing.js";
+import "./presence.js";
+import { decorate } from "./viewer.js";
+import "./toasts.js";
+import "./notifications.js";
+import { scrollToBottom } from "./scroll.js";
+import { renewClientId, startComposer } from "./composer.js";
+import "./attachments.js";
+import "./mentions.js";
+import "./confirm.js";
+
+document.addEventListener("DOMContentLoaded", () => {
+  renewClientId();
+  decorate(document);
+  // A link to one message (#m-42) shows that message; otherwise the newest, ready to answer.
+  const linked = Boolean(location.hash);
+  if (!linked) scrollToBottom();
+  startComposer({ focus: !linked });
+});

@@ -1,0 +1,77 @@
+// The composer: it grows with its text, Enter sends, and each showing of the page gets a
+// fresh client_id. Images (attachments.js) and @-mentions (mentions.js) have modules of their own.
+import { scrollToBottom } from "./scroll.js";
+
+const MAX_HEIGHT = 192; // px; the textarea scrolls beyond this (calpico.css: max-height 12rem)
+
+export function composerTextarea() {
+  return document.querySelector("#composer textarea");
+}
+
+export function isComposerTextarea(element) {
+  return element instanceof HTMLTextAreaElement && element.closest("#composer") !== null;
+}
+
+function fit(textarea) {
+  textarea.style.height = "auto";
+  textarea.style.height = Math.min(textarea.scrollHeight, MAX_HEIGHT) + "px";
+}
+
+/** Ready the composer on a page that was just shown; `focus` unless the page opened on a linked message. */
+export function startComposer({ focus }) {
+  const textarea = composerTextarea();
+  if (!textarea) return;
+  fit(textarea);
+  if (focus) textarea.focus();
+}
+
+// Enter sends, Shift+Enter starts a new line; nothing happens while an input method composes.
+document.addEventListener("keydown", (event) => {
+  if (!isComposerTextarea(event.target)) return;
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    event.target.form.requestSubmit();
+  }
+});
+
+document.addEventListener("input", (event) => {
+  if (isComposerTextarea(event.target)) fit(event.target);
+});
+
+document.addEventListener("htmx:afterSwap", (event) => {
+  const target = event.detail.target;
+  if (!target || target.id !== "composer") return;
+  // My own message was just added: show it, wherever I had scrolled to.
+  if (event.detail.requestConfig && event.detail.requestConfig.verb === "post" && event.detail.successful) {
+    scrollToBottom();
+  }
+  // The server answered a send, a reply choice or a refusal: keep typing.
+  const textarea = composerTextarea();
+  if (textarea) {
+    textarea.focus();
+    textarea.setSelectionRange(textarea.value.length, textarea.value.length);
+    fit(textarea);
+  }
+});
+
+// The composer's client_id makes a resent message one message. A page the browser
+// brings back (Back button: the HTML from its cache, a restored form or the
+// back-forward cache) would hold the id of a message it already sent, so every showing
+// of the page takes a fresh one; the server's answer to a send brings the next.
+function freshId() {
+  if (window.crypto.randomUUID) return window.crypto.randomUUID(); // secure contexts only
+  const bytes = window.crypto.getRandomValues(new Uint8Array(16));
+  bytes[6] = (bytes[6] & 0x0f) | 0x40;
+  bytes[8] = (bytes[8] & 0x3f) | 0x80;
+  const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  return [hex.slice(0, 8), hex.slice(8, 12), hex.slice(12, 16), hex.slice(16, 20), hex.slice(20)].join("-");
+}
+
+export function renewClientId() {
+  const input = document.querySelector('#composer input[name="client_id"]');
+  if (input) input.value = freshId();
+}
+
+window.addEventListener("pageshow", (event) => {
+  if (event.persisted) renewClientId();
+});
