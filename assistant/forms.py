@@ -1,7 +1,7 @@
 from django import forms
 
 from assistant.models import NAME_MAX_LENGTH, PERSONALITY_MAX_LENGTH, ReplyMode
-from assistant.services import MEMORY_MAX_LENGTH
+from assistant.private import MEMORY_MAX_LENGTH
 
 
 class AssistantForm(forms.Form):

@@ -4,7 +4,7 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from assistant import services
+from assistant import private, services
 from assistant.forms import AssistantForm, MemoryForm, ShareForm
 from assistant.models import AssistantRun, Memory
 from assistant.prompt import MEMORIES_MAX
@@ -106,7 +106,7 @@ def retry(request, room_id: int, message_id: int):
 @require_GET
 def my_assistant(request):
     """The user's private assistant room, made on first visit."""
-    return redirect(services.do_open_private_room(request.user).get_absolute_url())
+    return redirect(private.do_open_private_room(request.user).get_absolute_url())
 
 
 def _memories_page(request, form=None, editing=None, edit_form=None, status=200):
@@ -116,7 +116,7 @@ def _memories_page(request, form=None, editing=None, edit_form=None, status=200)
         "form": form or MemoryForm(),
         "editing": editing,
         "edit_form": edit_form,
-        "private_room": Room.objects.filter(direct_key=services.private_room_key(request.user)).first(),
+        "private_room": Room.objects.filter(direct_key=private.private_room_key(request.user)).first(),
         "sidebar": sidebar_entries(request.user),
     }
     return render(request, "assistant/memories.html", context, status=status)
@@ -129,7 +129,7 @@ def memories(request):
         form = MemoryForm(request.POST)
         if form.is_valid():
             try:
-                services.do_add_memory(request.user, form.cleaned_data["text"])
+                private.do_add_memory(request.user, form.cleaned_data["text"])
             except ValidationError as exc:
                 form.add_error("text", exc)
             else:
@@ -153,7 +153,7 @@ def edit_memory(request, memory_id: int):
         form = MemoryForm(request.POST)
         if form.is_valid():
             try:
-                services.do_edit_memory(memory, form.cleaned_data["text"])
+                private.do_edit_memory(memory, form.cleaned_data["text"])
             except ValidationError as exc:
                 form.add_error("text", exc)
             else:
@@ -165,7 +165,7 @@ def edit_memory(request, memory_id: int):
 
 @require_POST
 def delete_memory(request, memory_id: int):
-    services.do_delete_memory(_own_memory(request, memory_id))
+    private.do_delete_memory(_own_memory(request, memory_id))
     messages.success(request, "Memory deleted.")
     return redirect("assistant:memories")
 
@@ -198,7 +198,7 @@ def share(request, room_id: int, message_id: int):
     if request.method == "POST" and form.is_valid():
         target = access_membership(request.user, form.cleaned_data["room"])
         try:
-            result = services.do_share_answer(target, answer, note=form.cleaned_data["note"])
+            result = private.do_share_answer(target, answer, note=form.cleaned_data["note"])
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
@@ -209,7 +209,7 @@ def share(request, room_id: int, message_id: int):
     context = {
         "room": membership.room,
         "answer": answer,
-        "question": services.question_for(answer),
+        "question": private.question_for(answer),
         "targets": targets,
         "form": form,
         "sidebar": sidebar_entries(request.user),

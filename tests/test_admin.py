@@ -70,7 +70,7 @@ def test_rooms_and_messages_are_read_only_in_the_admin(admin_client, group, alic
 def private_chat(alice):
     """alice's conversation with her own assistant, and a memory it keeps."""
     from assistant.models import Memory
-    from assistant.services import do_open_private_room
+    from assistant.private import do_open_private_room
 
     room = do_open_private_room(alice)
     message = services.do_post_message(membership(room, alice), "my private diagnosis").message

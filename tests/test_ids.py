@@ -16,7 +16,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.urls.resolvers import RegexPattern
 
-from assistant.services import do_add_memory
+from assistant.private import do_add_memory
 from calpico.asgi import application
 from rooms import services
 from rooms.access import MAX_ID, parse_id, parse_seq

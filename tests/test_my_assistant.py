@@ -3,7 +3,7 @@
 import pytest
 from django.urls import reverse
 
-from assistant import runner, services
+from assistant import private, runner
 from assistant.models import AssistantRun, Memory
 from rooms.models import Message, Room
 from tests.conftest import membership
@@ -58,8 +58,8 @@ def test_remember_that_saves_a_memory_and_says_so(fake_openai, alice, alice_clie
 
 
 def test_memories_are_used_only_in_their_owners_private_room(fake_openai, alice, bob, alice_client, group):
-    services.do_add_memory(alice, "My bank PIN hint is 'blue horse'")
-    services.do_add_memory(bob, "Bob is allergic to cats")
+    private.do_add_memory(alice, "My bank PIN hint is 'blue horse'")
+    private.do_add_memory(bob, "Bob is allergic to cats")
     from rooms.services import do_post_message
 
     do_post_message(membership(group, alice), "@assistant plan our dinner")
@@ -71,8 +71,8 @@ def test_memories_are_used_only_in_their_owners_private_room(fake_openai, alice,
     room = open_private(alice_client)
     say(alice_client, room, "what do you remember?")
     runner.run_pending()
-    private = fake_openai.chat_requests()[-1]
-    assert "blue horse" in str(private) and "allergic" not in str(private)
+    in_private = fake_openai.chat_requests()[-1]
+    assert "blue horse" in str(in_private) and "allergic" not in str(in_private)
 
 
 def test_the_memories_page_adds_edits_and_deletes(alice, alice_client):
@@ -95,7 +95,7 @@ def test_bad_memories_are_refused(alice_client, text, error):
 
 
 def test_other_peoples_memories_are_out_of_reach(alice, bob_client):
-    memory = services.do_add_memory(alice, "secret")
+    memory = private.do_add_memory(alice, "secret")
     assert bob_client.get(reverse("assistant:edit_memory", args=[memory.pk])).status_code == 404
     assert bob_client.post(reverse("assistant:delete_memory", args=[memory.pk])).status_code == 404
     assert "secret" not in bob_client.get(reverse("assistant:memories")).content.decode()
@@ -187,7 +187,7 @@ def test_unfinished_answers_and_declined_rooms_cannot_be_shared(
 
 
 def test_private_prompts_are_not_shown_to_staff(fake_openai, admin_client, alice_client, carol_client, group):
-    from assistant.services import do_add_memory
+    from assistant.private import do_add_memory
 
     alice = User_from(alice_client)
     do_add_memory(alice, "my secret")
@@ -235,6 +235,6 @@ def test_the_memories_page_says_which_memories_are_past_the_limit(fake_openai, a
 
 
 def test_the_memories_page_has_no_limit_note_below_the_limit(alice, alice_client):
-    services.do_add_memory(alice, "I like tea")
+    private.do_add_memory(alice, "I like tea")
     page = alice_client.get(reverse("assistant:memories")).content.decode()
     assert "(not used)" not in page and "most recently added" not in page
