@@ -92,10 +92,12 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_AGE = 60 * 60 * 24 * 30
 # Sessions are read on every request: from the cache (Redis in production), written
 # through to the database so none is lost when the cache is cleared, and read from the
-# database while the cache cannot be reached (calpico/sessions.py).
-SESSION_ENGINE = "calpico.sessions"
-# How long the cache keeps a session's copy before it is read from the database again.
-SESSION_CACHE_SECONDS = 60 * 60
+# database while the cache cannot be reached (calpico/cache.py answers as a miss).
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+SESSION_CACHE_ALIAS = "sessions"
+# How long the cache keeps a session's copy before it is read from the database again: also
+# the longest a session ended during a Redis outage may be honoured by another process.
+SESSION_CACHE_SECONDS = 5 * 60
 
 INSTALLED_APPS = [
     "daphne",
@@ -177,17 +179,23 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_b
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL")
-if REDIS_URL:
-    CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": REDIS_URL,
-            "KEY_PREFIX": env("CACHE_KEY_PREFIX", "calpico"),
-            # A Redis that stops answering must not hold requests for minutes: its
-            # callers fall back (sessions, rate limits, presence) after this long.
-            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
-        }
+
+
+def redis_caches(url: str, prefix: str) -> dict[str, dict]:
+    """The caches on Redis: while it cannot be reached they answer as empty caches
+    (calpico/cache.py), and a Redis that stops answering holds a request for at most a
+    second, once a second."""
+    cache = {
+        "BACKEND": "calpico.cache.FailSoftRedisCache",
+        "LOCATION": url,
+        "KEY_PREFIX": prefix,
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
     }
+    return {"default": cache, "sessions": {**cache, "MAX_TIMEOUT": SESSION_CACHE_SECONDS}}
+
+
+if REDIS_URL:
+    CACHES = redis_caches(REDIS_URL, env("CACHE_KEY_PREFIX", "calpico"))
     # Pub/sub: one PUBLISH per room event, fanned out to local sockets by each process, and
     # no group expiry to silently drop long-lived connections. Delivery is at most once;
     # the database is the truth and clients catch up by sequence number (docs/live.md):
@@ -207,7 +215,12 @@ else:
         "default": {
             "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
             "OPTIONS": {"MAX_ENTRIES": 100_000},
-        }
+        },
+        "sessions": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "sessions",
+            "OPTIONS": {"MAX_ENTRIES": 10_000},
+        },
     }
     # capacity: events a socket may have queued before new ones are dropped (it then
     # catches up from the database); expiry: seconds an undelivered event is kept.

@@ -25,7 +25,6 @@ from django.utils import timezone
 from accounts.services import blocked_ids
 from rooms import presence
 from rooms.access import parse_id, parse_seq
-from rooms.live import SESSION_MARK
 from rooms.live_groups import room_group, user_group
 from rooms.models import Membership, Message, Notice
 from rooms.services import do_mark_read
@@ -69,7 +68,6 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.read_flush: asyncio.Task | None = None
         self.heartbeat: asyncio.Task | None = None
         self.counted_online = False
-        self.session_mark: str | None = None
 
         # Accept first, then close with our code: a refused handshake looks like a network
         # failure (1006) that the browser would retry for ever.
@@ -77,8 +75,6 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if self.user is None or not self.user.is_authenticated or not self.user.is_active:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        # Loaded already by the authentication middleware: no query.
-        self.session_mark = await self.scope["session"].aget(SESSION_MARK)
         self.rooms = await self._load_rooms()
         requested = self._requested_room()
         if requested is not None:
@@ -408,10 +404,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
             state.muted = event["muted"]
 
     async def session_ended(self, event: dict) -> None:
-        kept = event.get("except_session")
-        if kept is not None and kept == self.session_mark:
-            return  # the page of the browser that changed the password
-        await self.close(code=CLOSE_UNAUTHENTICATED)
+        # To reconnect: the page comes back with its browser's cookie, if that still signs in.
+        await self.close(code=CLOSE_RECONNECT if event.get("reconnect") else CLOSE_UNAUTHENTICATED)
 
     async def layer_reconnected(self, event: dict) -> None:
         """The layer lost its connection for a while (calpico/layers.py): events may have

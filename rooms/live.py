@@ -8,14 +8,13 @@ per viewer what to forward, from memory.
 """
 
 import logging
-import secrets
 from collections.abc import Sequence
 from typing import Any
 
 from allauth.account.signals import password_changed, password_reset, password_set
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
-from django.contrib.auth.signals import user_logged_in, user_logged_out
+from django.contrib.auth.signals import user_logged_out
 from django.db import transaction
 from django.db.models.signals import post_save
 from django.dispatch import receiver
@@ -171,18 +170,15 @@ def announce_membership_updated(membership: Membership) -> None:
     )
 
 
-# A random mark stored in the session at login. Django keeps a session's data when it
-# renews its key (as it does for the browser that changes its password), so the mark, unlike
-# the key, still names that browser's sockets afterwards.
-SESSION_MARK = "live_session_mark"
+def close_user_sockets(user_id: int, *, reason: str, reconnect: bool = False) -> None:
+    """Close every open socket of this user, in every process.
 
-
-def close_user_sockets(user_id: int, *, reason: str, except_session: str | None = None) -> None:
-    """Close every open socket of this user, in every process, except those of the session
-    marked `except_session`."""
-    send_event(
-        user_group(user_id), {"type": "session.ended", "reason": reason, "except_session": except_session}
-    )
+    With `reconnect`, pages are told to reconnect at once (4012) rather than that they are
+    signed out (4401): each comes back with the session cookie its browser holds now, and
+    only a session that is still valid gets in. A session cannot be told apart from a copy
+    of its cookie, so this is how the browser that stays signed in keeps its pages.
+    """
+    send_event(user_group(user_id), {"type": "session.ended", "reason": reason, "reconnect": reconnect})
 
 
 @receiver(blocks_changed)
@@ -191,28 +187,23 @@ def announce_blocks_changed(sender: object, blocker: User, **kwargs: object) -> 
     send_event(user_group(blocker.pk), {"type": "user.blocks"})
 
 
-@receiver(user_logged_in)
-def mark_session(sender: object, request: HttpRequest, user: User, **kwargs: object) -> None:
-    request.session[SESSION_MARK] = secrets.token_hex(16)
-
-
 @receiver(user_logged_out)
 def close_sockets_on_logout(
     sender: object, request: HttpRequest, user: User | None, **kwargs: object
 ) -> None:
+    # The other devices of the account are still signed in: their pages come back at once.
     if user is not None:
-        close_user_sockets(user.pk, reason="logged_out")
+        close_user_sockets(user.pk, reason="logged_out", reconnect=True)
 
 
 @receiver(password_changed)
 @receiver(password_set)
-def close_other_sockets_on_password_change(
+def close_sockets_on_password_change(
     sender: object, request: HttpRequest, user: User, **kwargs: object
 ) -> None:
-    # Django has ended the other sessions (their stored password hash no longer matches);
-    # their open pages end with them. The browser that made the change stays signed in.
-    mark = request.session.get(SESSION_MARK)
-    transaction.on_commit(lambda: close_user_sockets(user.pk, reason="password_changed", except_session=mark))
+    # Django has ended the other sessions (their stored password hash no longer matches) and
+    # renewed this one's key: the old cookie, and every copy of it, signs no one in.
+    transaction.on_commit(lambda: close_user_sockets(user.pk, reason="password_changed", reconnect=True))
 
 
 @receiver(password_reset)
@@ -220,7 +211,7 @@ def close_sockets_on_password_reset(
     sender: object, request: HttpRequest, user: User, **kwargs: object
 ) -> None:
     # Whoever reset it proved only the e-mail address: no session of the account is kept.
-    transaction.on_commit(lambda: close_user_sockets(user.pk, reason="password_reset"))
+    transaction.on_commit(lambda: close_user_sockets(user.pk, reason="password_reset", reconnect=False))
 
 
 @receiver(post_save, sender=User)
@@ -229,4 +220,4 @@ def close_sockets_of_deactivated_users(
 ) -> None:
     if not instance.is_active and (update_fields is None or "is_active" in update_fields):
         user_id = instance.pk
-        transaction.on_commit(lambda: close_user_sockets(user_id, reason="deactivated"))
+        transaction.on_commit(lambda: close_user_sockets(user_id, reason="deactivated", reconnect=False))

@@ -6,7 +6,6 @@ leaves no one "online" for longer than PRESENCE_SECONDS.
 """
 
 import asyncio
-import logging
 from collections import Counter
 from collections.abc import Iterable
 
@@ -15,8 +14,6 @@ from django.conf import settings
 from django.core.cache import cache
 
 from rooms.live_groups import room_group
-
-log = logging.getLogger(__name__)
 
 _local_sockets: Counter[int] = Counter()
 
@@ -55,14 +52,10 @@ def forget(user_id: int) -> None:
 
 
 def online_user_ids(user_ids: Iterable[int]) -> set[int]:
-    """Who of these is online; nobody while the cache cannot be reached (the page still
-    shows, without its online dots)."""
+    """Who of these is online; nobody while the cache cannot be reached (it answers as an
+    empty one: the page still shows, without its online dots)."""
     keys = {_key(uid): uid for uid in user_ids}
-    try:
-        found = cache.get_many(list(keys))
-    except Exception as error:
-        log.warning("Presence unknown, the cache is unavailable: %s", error)
-        return set()
+    found = cache.get_many(list(keys))
     return {keys[key] for key in found}
 
 

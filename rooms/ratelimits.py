@@ -5,13 +5,14 @@ the window's counter and `cache.incr` is atomic on Redis and on the local-memory
 several processes share one count. A fixed window may let through up to twice the limit
 around a window's edge; for spam that is close enough, and it costs one round trip.
 
-While the cache cannot be reached (Redis down), limits fail open: nothing is counted and
-everything is let through, with a warning in the log. An outage of a few minutes should
-not stop a chat; the limits are there against spam, not for anyone's safety (invite
-tokens are unguessable without the failed-joins limit). docs/safety.md says the same.
+While the cache cannot be reached (Redis down), limits fail open: the cache answers as an
+empty one (calpico/cache.py logs it), so nothing is counted and everything is let through;
+allauth's limits on signing in, signing up and password resets do the same. An outage of
+a few minutes should not stop a chat; the limits are there against spam, not for anyone's
+safety (invite tokens are unguessable without the failed-joins limit). docs/safety.md says
+the same.
 """
 
-import logging
 import math
 import time
 from dataclasses import dataclass
@@ -19,8 +20,6 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -59,16 +58,12 @@ def hit(limit: Limit, key: str | int) -> None:
     now = time.time()
     window = int(now // limit.seconds)
     cache_key = f"ratelimit:{limit.name}:{key}:{window}"
+    cache.add(cache_key, 0, timeout=limit.seconds + 5)
     try:
-        cache.add(cache_key, 0, timeout=limit.seconds + 5)
-        try:
-            count = cache.incr(cache_key)
-        except ValueError:  # evicted between add and incr
-            cache.set(cache_key, 1, timeout=limit.seconds + 5)
-            count = 1
-    except Exception as error:
-        _unavailable(limit, error)
-        return
+        count = cache.incr(cache_key)
+    except ValueError:  # evicted between add and incr, or the cache is unreachable
+        cache.set(cache_key, 1, timeout=limit.seconds + 5)
+        count = 1
     if count > limit.count:
         retry_after = max(1, math.ceil((window + 1) * limit.seconds - now))
         raise RateLimited(limit, retry_after)
@@ -79,16 +74,8 @@ def peek(limit: Limit, key: str | int) -> bool:
     if limit.count <= 0:
         return False
     window = int(time.time() // limit.seconds)
-    try:
-        count = cache.get(f"ratelimit:{limit.name}:{key}:{window}") or 0
-    except Exception as error:
-        _unavailable(limit, error)
-        return False
+    count = cache.get(f"ratelimit:{limit.name}:{key}:{window}") or 0
     return count >= limit.count
-
-
-def _unavailable(limit: Limit, error: Exception) -> None:
-    log.warning("Rate limit %s not applied, the cache is unavailable: %s", limit.name, error)
 
 
 def messages_burst() -> Limit:

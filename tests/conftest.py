@@ -26,13 +26,13 @@ def _media_and_cache(settings, tmp_path):
     settings.ASSISTANT_RUNNER_IN_SERVER = False
     if settings.REDIS_URL:
         # A fresh key prefix isolates each test without flushing a Redis others may share.
-        settings.CACHES = {
-            "default": {**settings.CACHES["default"], "KEY_PREFIX": f"calpico-test-{uuid.uuid4().hex}"}
-        }
+        prefix = f"calpico-test-{uuid.uuid4().hex}"
+        settings.CACHES = {alias: {**conf, "KEY_PREFIX": prefix} for alias, conf in settings.CACHES.items()}
     else:
-        from django.core.cache import cache
+        from django.core.cache import caches
 
-        cache.clear()
+        for alias in settings.CACHES:
+            caches[alias].clear()
 
 
 def make_user(username: str, display_name: str = "") -> User:

@@ -15,7 +15,13 @@ from django.utils import timezone
 
 from calpico.asgi import application
 from rooms import services
-from rooms.consumers import CLOSE_FORBIDDEN, CLOSE_NOT_FOUND, CLOSE_TOO_MANY_FRAMES, CLOSE_UNAUTHENTICATED
+from rooms.consumers import (
+    CLOSE_FORBIDDEN,
+    CLOSE_NOT_FOUND,
+    CLOSE_RECONNECT,
+    CLOSE_TOO_MANY_FRAMES,
+    CLOSE_UNAUTHENTICATED,
+)
 from rooms.models import Membership
 from tests.conftest import membership
 
@@ -293,12 +299,14 @@ async def test_someone_added_to_a_group_gets_it_live(alice, bob, group, mallory)
 
 
 async def test_logging_out_closes_every_socket_of_the_user(alice, group):
+    """With 4012: these sockets' sessions are still signed in and come back
+    (tests/test_security.py follows them)."""
     sockets = [await connected(alice, group), await connected(alice)]
     client = Client()
     await sync_to_async(client.force_login)(alice)
     await sync_to_async(client.post)("/accounts/logout/")
     for socket in sockets:
-        await closed_with(socket, CLOSE_UNAUTHENTICATED)
+        await closed_with(socket, CLOSE_RECONNECT)
 
 
 async def test_deactivating_an_account_closes_its_sockets(alice):

@@ -14,10 +14,12 @@ import uuid
 from dataclasses import dataclass
 
 import pytest
+from django.test import Client
 from django.urls import reverse
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
+from calpico.settings import redis_caches
 from rooms import services
 from rooms.consumers import CLOSE_RECONNECT
 from rooms.models import Message, Room
@@ -41,14 +43,9 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def redis_cache(settings, own_redis):  # noqa: F811
-    """The cache (and so the cached sessions and the rate limits) on the test's own Redis."""
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": own_redis.url,
-            "KEY_PREFIX": f"calpico-test-{uuid.uuid4().hex}",
-        }
-    }
+    """The caches as configured with REDIS_URL (sessions, rate limits, presence), on the
+    test's own Redis."""
+    settings.CACHES = redis_caches(own_redis.url, f"calpico-test-{uuid.uuid4().hex}")
     settings.RATE_MESSAGES_PER_10_SECONDS = 10
     settings.RATE_MESSAGES_PER_HOUR = 300
     return own_redis
@@ -92,6 +89,62 @@ def test_signing_out_works_while_redis_is_down(alice, group, redis_cache):
     redis_cache.stop()
     assert client.post(reverse("account_logout")).status_code == 302
     assert client.get(reverse("rooms:room", args=[group.pk])).status_code == 302
+
+
+def test_signing_in_and_up_and_the_password_forms_answer_while_redis_is_down(alice, redis_cache, client):
+    """allauth's rate limits keep their counts in the cache; during an outage they let
+    everything through, like ours (docs/safety.md)."""
+    from tests.conftest import PASSWORD
+
+    alice.email = "alice@example.com"
+    alice.save()
+    redis_cache.stop()
+    response = client.post(reverse("account_login"), {"login": "alice", "password": PASSWORD})
+    assert response.status_code == 302
+    assert client.get(reverse("rooms:index")).status_code == 200
+    new_password = "a brand new passphrase"
+    response = client.post(
+        reverse("account_change_password"),
+        {"oldpassword": PASSWORD, "password1": new_password, "password2": new_password},
+    )
+    assert response.status_code == 302
+    alice.refresh_from_db()
+    assert alice.check_password(new_password)
+    assert client.get(reverse("rooms:index")).status_code == 200
+
+    visitor = Client()
+    response = visitor.post(reverse("account_reset_password"), {"email": "alice@example.com"})
+    assert response.status_code == 302
+    response = visitor.post(
+        reverse("account_signup"),
+        {"username": "newcomer", "password1": new_password, "password2": new_password},
+    )
+    assert response.status_code == 302
+    assert visitor.get(reverse("rooms:index")).status_code == 200
+
+
+def test_a_sign_out_that_could_not_reach_redis_stays_signed_out_once_it_answers(
+    alice, group, redis_cache, settings, monkeypatch
+):
+    """Redis keeps its data but cannot be reached for a moment, just when someone signs out:
+    the session's cached copy could not be deleted. It is deleted as soon as Redis answers
+    again, before anything is read from it, so the session does not come back."""
+    import redis
+
+    client = client_for(alice)
+    assert client.get(reverse("rooms:index")).status_code == 200  # the session is cached
+    stolen = Client()
+    stolen.cookies["sessionid"] = client.cookies["sessionid"].value
+
+    def unreachable(*args, **kwargs):
+        raise redis.exceptions.ConnectionError("Error 111 connecting. Connection refused.")
+
+    with monkeypatch.context() as blip:
+        blip.setattr(redis.Redis, "delete", unreachable)
+        assert client.post(reverse("account_logout")).status_code == 302
+    # Not waiting out the retry delay: the cache is tried again at once.
+    monkeypatch.setattr("calpico.cache.RETRY_SECONDS", 0)
+    assert stolen.get(reverse("rooms:room", args=[group.pk])).status_code == 302
 
 
 def test_sessions_come_back_to_the_cache_when_redis_returns(alice, group, redis_cache):

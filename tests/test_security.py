@@ -240,25 +240,36 @@ async def still_live(socket, room, author) -> None:
 NEW_PASSWORD = "a brand new passphrase"
 
 
+def change_password(client: Client):
+    return client.post(
+        reverse("account_change_password"),
+        {"oldpassword": PASSWORD, "password1": NEW_PASSWORD, "password2": NEW_PASSWORD},
+    )
+
+
+def copy_of(client: Client) -> Client:
+    """Another browser holding the same session cookie (a stolen one)."""
+    thief = Client()
+    thief.cookies["sessionid"] = client.cookies["sessionid"].value
+    return thief
+
+
 @pytest.mark.django_db(transaction=True)
 async def test_changing_the_password_closes_the_other_sessions_pages_but_not_this_one(
     fresh_layer, alice, bob, group
 ):
-    """A stolen session stops reading live chat the moment its owner changes the password."""
-    from rooms.consumers import CLOSE_UNAUTHENTICATED
+    """A stolen session stops reading live chat the moment its owner changes the password.
+    Every page of the account is told to reconnect (4012): only the browser that made the
+    change, which holds the renewed session cookie, gets back in."""
+    from rooms.consumers import CLOSE_RECONNECT, CLOSE_UNAUTHENTICATED
 
     mine, stolen = await sync_to_async(signed_in)(alice), await sync_to_async(signed_in)(alice)
     my_page = await page_socket(mine, group)
     stolen_pages = [await page_socket(stolen, group), await page_socket(stolen)]
-    response = await sync_to_async(mine.post)(
-        reverse("account_change_password"),
-        {"oldpassword": PASSWORD, "password1": NEW_PASSWORD, "password2": NEW_PASSWORD},
-    )
-    assert response.status_code == 302
-    for socket in stolen_pages:
-        await closed_with(socket, CLOSE_UNAUTHENTICATED)
-    await still_live(my_page, group, bob)
-    # The other session itself is over too, for pages and sockets; this one goes on.
+    assert (await sync_to_async(change_password)(mine)).status_code == 302
+    for socket in [my_page, *stolen_pages]:
+        await closed_with(socket, CLOSE_RECONNECT)
+    # The other session itself is over, for pages and sockets; this one goes on.
     reopened = await page_socket(stolen, group, hello=False)
     await closed_with(reopened, CLOSE_UNAUTHENTICATED)
     assert (await sync_to_async(stolen.get)(reverse("rooms:index"))).status_code == 302
@@ -266,7 +277,51 @@ async def test_changing_the_password_closes_the_other_sessions_pages_but_not_thi
     again = await page_socket(mine, group)
     await still_live(again, group, bob)
     await again.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_copied_session_cookie_stops_reading_when_the_password_changes(
+    fresh_layer, alice, bob, group
+):
+    """The thief holds the very cookie of the browser that changes the password: both pages
+    are told to reconnect; the old cookie no longer signs anyone in, the renewed one does."""
+    from rooms.consumers import CLOSE_RECONNECT, CLOSE_UNAUTHENTICATED
+
+    mine = await sync_to_async(signed_in)(alice)
+    thief = copy_of(mine)
+    my_page = await page_socket(mine, group)
+    thief_pages = [await page_socket(thief, group), await page_socket(thief)]
+    assert (await sync_to_async(change_password)(mine)).status_code == 302
+    assert mine.cookies["sessionid"].value != thief.cookies["sessionid"].value
+    for socket in [my_page, *thief_pages]:
+        await closed_with(socket, CLOSE_RECONNECT)
+    # Reconnecting as live.js does after 4012, each with the cookie its browser holds.
+    for _ in thief_pages:
+        await closed_with(await page_socket(thief, group, hello=False), CLOSE_UNAUTHENTICATED)
+    assert (await sync_to_async(thief.get)(reverse("rooms:index"))).status_code == 302
+    my_page = await page_socket(mine, group)
+    await still_live(my_page, group, bob)
     await my_page.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_signing_out_sends_other_devices_back_in_and_keeps_this_browser_out(
+    fresh_layer, alice, bob, group
+):
+    """Every page of the account reconnects (4012): a device still signed in gets back in
+    and keeps receiving, the browser that signed out is refused (4401)."""
+    from rooms.consumers import CLOSE_RECONNECT, CLOSE_UNAUTHENTICATED
+
+    leaving, phone = await sync_to_async(signed_in)(alice), await sync_to_async(signed_in)(alice)
+    leaving_page, phone_page = await page_socket(leaving, group), await page_socket(phone, group)
+    stale_cookie = copy_of(leaving)
+    assert (await sync_to_async(leaving.post)(reverse("account_logout"))).status_code == 302
+    for socket in (leaving_page, phone_page):
+        await closed_with(socket, CLOSE_RECONNECT)
+    await closed_with(await page_socket(stale_cookie, group, hello=False), CLOSE_UNAUTHENTICATED)
+    phone_page = await page_socket(phone, group)
+    await still_live(phone_page, group, bob)
+    await phone_page.disconnect()
 
 
 @pytest.mark.django_db(transaction=True)
