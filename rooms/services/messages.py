@@ -114,8 +114,10 @@ def do_post_message(
     body = clean_message_body(body, allow_empty=image is not None)
     author = membership.user
     # The image's file is saved first and removed again if the post does not go through.
+    # With a file the post must be its own transaction (durable: a caller's atomic block is
+    # refused), since a caller's rollback after this block would leave the file behind.
     attachment = PendingAttachment(image)
-    with attachment, transaction.atomic():
+    with attachment, transaction.atomic(durable=image is not None):
         room = lock_room(membership.room_id)
         if client_id is not None:
             existing = Message.objects.filter(room=room, author=author, client_id=client_id).first()
