@@ -6,6 +6,7 @@ from django.db import transaction
 from accounts import signals
 from accounts.avatars import make_avatar_files
 from accounts.models import Block, User
+from accounts.validators import validate_display_name
 
 
 def _delete_files_on_commit(*files) -> None:
@@ -14,7 +15,11 @@ def _delete_files_on_commit(*files) -> None:
 
 
 def do_update_profile(user: User, *, display_name: str) -> None:
-    user.display_name = display_name.strip()
+    """Raises ValidationError for a name that hides text or poses as staff (see
+    accounts.validators.validate_display_name); the old name is kept then."""
+    display_name = display_name.strip()
+    validate_display_name(display_name)
+    user.display_name = display_name
     user.save(update_fields=["display_name"])
 
 

@@ -300,6 +300,11 @@ WS_MAX_MESSAGE_BYTES = 256 * 1024
 WS_FRAMES_PER_10_SECONDS = env_int("WS_FRAMES_PER_10_SECONDS", 60)
 # A client further behind than this reloads the page instead of replaying messages.
 WS_CATCH_UP_LIMIT = 200
+# A resume checks the messages the page shows (oldest_seq to last_seq) for edits: a range
+# longer than this reloads the page instead, so a page cannot make the server scan a whole
+# room. It is a page's first screen, fifteen more pages of history and a catch-up's worth of
+# messages that arrived while it was open (1,000 with the defaults).
+WS_RESUME_MAX_RANGE = MESSAGES_PER_PAGE * 16 + WS_CATCH_UP_LIMIT
 TYPING_SECONDS = 5
 PRESENCE_SECONDS = 60
 PRESENCE_BATCH_SECONDS = 1.0

@@ -42,7 +42,7 @@ class PendingAttachment:
     unless the message took it and its transaction committed.
 
         pending = PendingAttachment(image)
-        with pending, transaction.atomic():
+        with pending, transaction.atomic(durable=True):
             ...  # anything here may refuse the post and roll it back
             message = Message.objects.create(..., image=pending.name)
             pending.taken()
@@ -50,6 +50,9 @@ class PendingAttachment:
     Django has no rollback hook, and a file saved by the model's own save would stay on
     disk when the transaction rolls back; saved here first, its name is known and it goes
     once the block ends without the message (refused, a repeated send, a failed commit).
+    The file is kept when the block ends, so the block must be the outermost transaction:
+    `durable=True` makes Django refuse (RuntimeError) a caller's atomic block around it,
+    whose rollback would come too late to remove the file.
     """
 
     def __init__(self, content: File[Any] | None) -> None:

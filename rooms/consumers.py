@@ -208,6 +208,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self._error("resume's since is a time with its zone, as the server sent it.")
             return
         oldest = oldest or last_seq
+        if since is not None and last_seq - oldest > settings.WS_RESUME_MAX_RANGE:
+            # More than a page holds: checking them all for edits would scan the room.
+            await self._send_json({"type": "reload", "reason": "too_long"})
+            return
         missed, changed, newest = await self._missed(room_id, last_seq, oldest, since)
         if missed is None:
             await self._send_json({"type": "reload", "reason": "too_far_behind"})

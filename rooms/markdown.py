@@ -6,6 +6,7 @@ spans in text tokens (never inside code). nh3 then keeps only the tags and attri
 emit, so even a parser bug cannot let markup through.
 """
 
+import html
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -126,3 +127,8 @@ def render_message(body: str, members: Mapping[str, int], *, rich: bool = False)
         set_tag_attribute_values={"a": {"target": "_blank"}},
     )
     return RenderedText(html=clean.strip(), mentioned_user_ids=mentioned)
+
+
+def rendered_text(rendered_html: str) -> str:
+    """The text a reader sees in `rendered_html`: the markup gone, entities read."""
+    return html.unescape(nh3.clean(rendered_html, tags=set()))

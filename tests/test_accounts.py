@@ -218,6 +218,34 @@ def test_display_names_that_hide_or_impersonate_are_refused(alice_client, alice,
 
 
 @pytest.mark.parametrize(
+    ("display_name", "code"),
+    [("\u202eecilA", "direction"), ("\u200b", "invisible"), ("Administrator", "reserved_display_name")],
+)
+def test_the_profile_service_refuses_display_names_the_form_refuses(alice, display_name, code):
+    """The rule holds for every caller of the service, not only for the settings form."""
+    from django.core.exceptions import ValidationError
+
+    from accounts import services
+
+    with pytest.raises(ValidationError) as refused:
+        services.do_update_profile(alice, display_name=display_name)
+    assert refused.value.code == code
+    alice.refresh_from_db()
+    assert alice.display_name == "Alice Liddell"
+
+
+def test_the_profile_service_keeps_an_ordinary_name_and_allows_none(alice):
+    from accounts import services
+
+    services.do_update_profile(alice, display_name="  Alice the Admin ")
+    alice.refresh_from_db()
+    assert alice.display_name == "Alice the Admin"
+    services.do_update_profile(alice, display_name="")
+    alice.refresh_from_db()
+    assert alice.display_name == ""
+
+
+@pytest.mark.parametrize(
     "display_name",
     ["Alice the Admin", "Modesta", "Émile Zola", "محمد علي", "李雷", "Ada\u200dLovelace", "Systemic Sam"],
 )

@@ -511,3 +511,37 @@ async def test_a_flood_of_frames_is_cut_off(alice, group, settings):
     for _ in range(6):
         await socket.send_to(text_data='{"type": "ping"}')
     await closed_with(socket, CLOSE_TOO_MANY_FRAMES)
+
+
+# A resume's range
+
+
+async def test_a_resume_over_more_messages_than_a_page_holds_is_told_to_reload_unread(
+    alice, bob, group, settings, monkeypatch
+):
+    """`oldest_seq` is the page's to choose: a range longer than a page can hold gets a reload
+    before any message is read, so no resume makes the server scan a whole room."""
+    settings.WS_RESUME_MAX_RANGE = 10
+    start = await sync_to_async(lambda: timezone.now() - timedelta(days=365))()
+    messages = [(await post(group, bob, f"note {n}")).message for n in range(12)]
+    socket = await connected(alice, group)
+    await frames(socket)
+    statements: list[str] = []
+    original = db_utils.CursorWrapper.execute
+
+    def recording_execute(self, sql, *args, **kwargs):
+        statements.append(sql)
+        return original(self, sql, *args, **kwargs)
+
+    monkeypatch.setattr(db_utils.CursorWrapper, "execute", recording_execute)
+    last_seq = messages[-1].seq
+    resume = {"type": "resume", "room": group.pk, "last_seq": last_seq, "since": start.isoformat()}
+    await socket.send_to(text_data=json.dumps({**resume, "oldest_seq": last_seq - 11}))
+    received = await frames(socket)
+    assert json_frames(received) == [{"type": "reload", "reason": "too_long"}]
+    assert not [sql for sql in statements if "rooms_message" in sql]
+    # A range a page can hold is answered as before.
+    await socket.send_to(text_data=json.dumps({**resume, "oldest_seq": last_seq - 10}))
+    received = await frames(socket)
+    assert json_frames(received, "caught_up")[0]["last_seq"] == last_seq
+    await socket.disconnect()

@@ -197,6 +197,38 @@ def test_a_refused_image_command_leaves_no_file_behind(settings, alice_client, g
     assert _stored_files(settings) == []
 
 
+def test_an_image_post_inside_a_callers_transaction_that_rolls_back_leaves_no_file(settings, alice, group):
+    """The file is kept once the post's own transaction commits, so that transaction must be
+    the outermost: inside a caller's, which could still roll back after, the post is refused
+    loudly instead of leaving a file that no message names."""
+    from django.db import transaction
+
+    from rooms import services
+    from rooms.attachments import make_attachment
+    from tests.conftest import membership
+
+    class LaterFailure(Exception):
+        pass
+
+    upload = SimpleUploadedFile("a.png", image_bytes("PNG"), content_type="image/png")
+    with pytest.raises(RuntimeError, match="durable atomic block cannot be nested"), transaction.atomic():
+        services.do_post_message(membership(group, alice), "nested", image=make_attachment(upload))
+        raise LaterFailure  # something after the post fails: the caller's transaction rolls back
+    assert not Message.objects.filter(room=group, kind="text").exists()
+    assert _stored_files(settings) == []
+
+
+def test_a_post_without_an_image_may_still_run_inside_a_callers_transaction(alice, group):
+    from django.db import transaction
+
+    from rooms import services
+    from tests.conftest import membership
+
+    with transaction.atomic():
+        services.do_post_message(membership(group, alice), "nested, no file")
+    assert Message.objects.filter(room=group, body="nested, no file").exists()
+
+
 def test_a_retried_send_with_an_image_keeps_one_file(settings, alice_client, group):
     """The same send twice (a lost answer, retried): one message, one stored image."""
     client_id = "7f1c0e52-4a53-4d7e-9a3b-2f1e4c5d6a70"

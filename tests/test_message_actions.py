@@ -222,3 +222,12 @@ def test_blocking_with_htmx_reloads_the_room_with_the_notice(alice_client, alice
     assert Block.objects.filter(blocker=alice, blocked=bob).exists()
     page = alice_client.get(group.get_absolute_url()).content.decode()
     assert "You blocked Bob Builder. They won" in page
+
+
+def test_the_message_template_leaves_the_assistant_s_actions_to_the_assistant():
+    """Rooms does not know the assistant's URLs: its Stop, Retry and Share come from the
+    assistant's template tags (assistant_tags), so the apps keep depending one way."""
+    from django.conf import settings
+
+    template = (settings.BASE_DIR / "templates" / "rooms" / "_message.html").read_text()
+    assert "'assistant:" not in template and '"assistant:' not in template

@@ -1,5 +1,6 @@
 """The security baseline: headers, CSRF, and a clean `check --deploy`."""
 
+import html
 import json
 import os
 import re
@@ -411,6 +412,68 @@ def test_an_edit_to_invisible_characters_only_is_refused_and_keeps_the_original(
     assert "only invisible characters" in response.content.decode()
     message.refresh_from_db()
     assert message.body == "keep me" and message.edited_at is None
+
+
+# Markup around nothing: the text has visible characters, the message would show none.
+SHOWS_NOTHING = [
+    "[](https://x.example)",  # an empty link
+    "[]()",
+    "[\u200b](https://x.example)",
+    "**\u200b**",
+    "*\u200b* _\u200b_",
+    "`\u200b`",
+    "```\n\u200b\n```",
+    "> \u200b",
+    "- \u200b\n- [](https://x.example)",
+]
+
+
+@pytest.mark.parametrize("body", SHOWS_NOTHING)
+def test_a_message_whose_markup_shows_nothing_is_refused_and_the_text_is_kept(alice_client, group, body):
+    response, stored = post_text(alice_client, group, body)
+    assert response.status_code == 422
+    page = response.content.decode()
+    assert "would show nothing" in page
+    assert stored == 0
+    composer = re.search(r"<textarea[^>]*>(.*?)</textarea>", page, re.S)
+    assert composer is not None and html.unescape(composer.group(1)).strip() == body.strip()
+
+
+@pytest.mark.parametrize("body", ["[](https://x.example)", "**\u200b**"])
+def test_an_edit_to_markup_that_shows_nothing_is_refused_and_keeps_the_original(
+    alice_client, alice, group, body
+):
+    from rooms import services
+    from tests.conftest import membership
+
+    message = services.do_post_message(membership(group, alice), "keep me").message
+    response = alice_client.post(reverse("rooms:edit_message", args=[group.pk, message.pk]), {"body": body})
+    assert response.status_code == 422
+    assert "would show nothing" in response.content.decode()
+    message.refresh_from_db()
+    assert message.body == "keep me" and message.edited_at is None
+
+
+@pytest.mark.parametrize("body", ["[a](https://x.example)", "** **", "![]()", "`x`", "&nbsp;", "@carol"])
+def test_markup_around_something_visible_is_posted_as_typed(alice_client, group, body):
+    """Shown as typed ("** **"), or with something visible beside it ("![]()" shows its "!")."""
+    response, stored = post_text(alice_client, group, body)
+    assert response.status_code == 200 and stored == 1
+    assert group.messages.get(kind="text").body == body
+
+
+def test_an_image_with_markup_that_shows_nothing_is_posted_without_text(alice, group):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from rooms import services
+    from rooms.attachments import make_attachment
+    from tests.conftest import image_bytes, membership
+
+    upload = SimpleUploadedFile("red.png", image_bytes(), content_type="image/png")
+    message = services.do_post_message(
+        membership(group, alice), "[](https://x.example)", image=make_attachment(upload)
+    ).message
+    assert message.body == "" and message.image
 
 
 @pytest.mark.parametrize("title", ["\u202eevil", "Trip \u2066cnalp\u2069", "a\u202ab\u202c", "\u202dx"])

@@ -29,3 +29,20 @@ def assistant_panel(room, user, form=None):
         "can_change": can_change_assistant(user, room, assistant),
         "configured": is_configured(),
     }
+
+
+# What the assistant adds to a message in the room's list (rooms/_message.html), so that
+# rooms names none of the assistant's URLs.
+
+
+@register.inclusion_tag("assistant/_run_action.html")
+def assistant_run_action(message):
+    """Stop for a reply being written, Retry for one that failed; nothing otherwise."""
+    return {"message": message}
+
+
+@register.inclusion_tag("assistant/_message_actions.html")
+def assistant_message_actions(message):
+    """The assistant's entries in a message's actions: Share to… for a finished answer in
+    the private room."""
+    return {"message": message}

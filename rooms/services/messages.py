@@ -24,7 +24,7 @@ from calpico.text import visible_characters
 from rooms import hooks, live, ratelimits
 from rooms.access import can_change_message, can_delete_message
 from rooms.attachments import PendingAttachment
-from rooms.markdown import render_message
+from rooms.markdown import render_message, rendered_text
 from rooms.models import Membership, Message, Room
 from rooms.services.core import announce_on_commit, append_message, lock_room, member_usernames
 
@@ -46,6 +46,16 @@ def clean_message_body(body: str, *, allow_empty: bool = False) -> str:
         raise ValidationError(
             "That message has only invisible characters; type something people can see.",
             code="invisible",
+        )
+    # Markup around nothing ("[](https://x.example)", "**\u200b**") would show an empty
+    # message: what counts is the text of the message as it is drawn.
+    if body and not visible_characters(rendered_text(render_message(body, {}).html)):
+        if allow_empty:
+            return ""
+        raise ValidationError(
+            "That message would show nothing: its formatting has no text inside. "
+            "Type something people can see.",
+            code="shows_nothing",
         )
     limit = settings.MESSAGE_MAX_LENGTH
     if len(body) > limit:
@@ -104,8 +114,10 @@ def do_post_message(
     body = clean_message_body(body, allow_empty=image is not None)
     author = membership.user
     # The image's file is saved first and removed again if the post does not go through.
+    # With a file the post must be its own transaction (durable: a caller's atomic block is
+    # refused), since a caller's rollback after this block would leave the file behind.
     attachment = PendingAttachment(image)
-    with attachment, transaction.atomic():
+    with attachment, transaction.atomic(durable=image is not None):
         room = lock_room(membership.room_id)
         if client_id is not None:
             existing = Message.objects.filter(room=room, author=author, client_id=client_id).first()

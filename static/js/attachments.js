@@ -77,12 +77,29 @@ function attach(files) {
   showAttachment(input, files.length > 1 ? "One image per message: " + image.name + " is attached." : "");
 }
 
+// One line naming an image file, perhaps with its folder ("Screenshot 12.png", "/home/a/b.jpg").
+const IMAGE_FILE_NAME = /^[^\r\n]*\.(png|jpe?g|gif|webp|bmp|avif|heic|heif|tiff?)$/i;
+
+// HTML holding one picture and no text: what a browser's "Copy image" puts beside the image.
+function isImageAlone(html) {
+  const body = new DOMParser().parseFromString(html, "text/html").body;
+  return body.querySelectorAll("img").length === 1 && !body.textContent.trim();
+}
+
+// Text copied from a document may come with a picture of itself: then the text is meant.
+// Some sources add a copied picture's file name or alt text as text: then the picture is.
+function pasteMeansImage(clipboard) {
+  if (!clipboard.types.includes("text/plain")) return true;
+  const html = clipboard.types.includes("text/html") ? clipboard.getData("text/html") : "";
+  if (html && isImageAlone(html)) return true;
+  return IMAGE_FILE_NAME.test(clipboard.getData("text/plain").trim());
+}
+
 document.addEventListener("paste", (event) => {
   const target = event.target;
   if (!(target instanceof Element) || !target.closest("#composer") || !event.clipboardData) return;
   const files = Array.from(event.clipboardData.files || []);
-  // Text copied from a document may come with a picture of itself: then the text is meant.
-  if (!files.length || event.clipboardData.types.includes("text/plain")) return;
+  if (!files.length || !pasteMeansImage(event.clipboardData)) return;
   event.preventDefault();
   attach(files);
 });

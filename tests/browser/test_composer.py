@@ -153,6 +153,76 @@ def test_an_image_is_attached_by_pasting_or_dropping_it_on_the_composer(person):
     fresh.close()
 
 
+# What some sources put on the clipboard beside a copied picture.
+CLIPBOARD_WITH_TEXT = """([name, type, data, text, markup]) => {
+    const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+    const transfer = new DataTransfer();
+    if (text !== null) transfer.setData("text/plain", text);
+    if (markup !== null) transfer.setData("text/html", markup);
+    transfer.items.add(new File([bytes], name, { type }));
+    return transfer;
+}"""
+
+
+def paste_with_text(page: Page, name: str, data: str, text: str | None, markup: str | None = None) -> bool:
+    """Paste an image that comes with text and/or HTML; True when the page took it over."""
+    transfer = page.evaluate_handle(CLIPBOARD_WITH_TEXT, [name, "image/png", data, text, markup])
+    return page.evaluate(
+        """(transfer) => {
+            const textarea = document.querySelector("#composer textarea");
+            textarea.focus();
+            const init = { clipboardData: transfer, bubbles: true, cancelable: true };
+            return !textarea.dispatchEvent(new ClipboardEvent("paste", init));
+        }""",
+        transfer,
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "markup"),
+    [
+        ("Screenshot 2026-11-22 at 10.15.03.png", None),  # a file manager adds the name
+        ("/home/alice/Pictures/red square.PNG", None),
+        (None, '<meta charset="utf-8"><img src="https://x.example/red.png" alt="A red square">'),
+        (
+            "A red square",  # a browser's "Copy image": the alt text beside the picture alone
+            "<html><body><!--StartFragment-->"
+            '<img src="https://x.example/red.png" alt="A red square">'
+            "<!--EndFragment--></body></html>",
+        ),
+    ],
+)
+def test_a_pasted_image_that_comes_with_its_file_name_or_alone_in_html_is_attached(person, text, markup):
+    alice = person("alice", "Alice Liddell")
+    bob = person("bob", "Bob Builder")
+    create_group(alice, "Trip planning", [bob])
+    page = alice.page
+    wait_connected(page)
+    assert paste_with_text(page, "image.png", png((200, 40, 40)), text, markup) is True
+    expect(page.locator("#composer-file-name")).to_contain_text("Image: image.png")
+    expect(page.locator("#composer textarea")).to_have_value("")
+
+
+def test_text_copied_with_a_picture_of_itself_is_pasted_as_text(person):
+    """A document's text comes with a picture of itself: the text is meant, nothing is attached."""
+    alice = person("alice", "Alice Liddell")
+    bob = person("bob", "Bob Builder")
+    create_group(alice, "Trip planning", [bob])
+    page = alice.page
+    wait_connected(page)
+    cases = [
+        ("Meet at noon by the fountain", None),
+        ("notes.png is attached", None),
+        ("Look", '<p>Look</p><img src="https://x.example/red.png">'),
+        ("One\ntwo.png", '<img src="https://x.example/a.png"><img src="https://x.example/b.png">'),
+    ]
+    for text, markup in cases:
+        assert paste_with_text(page, "image.png", png((200, 40, 40)), text, markup) is False
+    time.sleep(QUIET)
+    expect(page.locator("#composer .composer__attach")).not_to_have_class(re.compile(r"\bhas-file\b"))
+    assert page.locator("#composer input[type=file]").evaluate("input => input.files.length") == 0
+
+
 def test_the_mention_menu_is_a_combobox_for_the_keyboard(person):
     """The composer is an ARIA combobox: "@" opens its listbox, Up and Down choose (the
     choice is aria-selected and the textarea's aria-activedescendant), Escape closes,
