@@ -9,8 +9,8 @@ from assistant.forms import AssistantForm, MemoryForm, ShareForm
 from assistant.models import AssistantRun, Memory
 from assistant.prompt import MEMORIES_MAX
 from rooms.access import access_membership, access_message, is_owner
-from rooms.models import Membership, Message, Room
-from rooms.queries import room_title, sidebar_entries
+from rooms.models import Message, Room
+from rooms.queries import Sidebar, room_title, sidebar_entries
 
 
 def _back(request, url: str):
@@ -170,17 +170,10 @@ def delete_memory(request, memory_id: int):
     return redirect("assistant:memories")
 
 
-def _share_targets(user):
-    """Conversations an answer may go to: the user's accepted, live, shared rooms."""
-    return (
-        Room.objects.filter(
-            memberships__user=user,
-            memberships__request=Membership.Request.NONE,
-            archived_at__isnull=True,
-        )
-        .exclude(kind=Room.Kind.PRIVATE)
-        .order_by("-last_activity_at")
-    )
+def _share_targets(sidebar: Sidebar) -> list[tuple[Room, str]]:
+    """Conversations an answer may go to, with their titles: the user's accepted, live,
+    shared rooms, which the sidebar has loaded already."""
+    return [(entry.room, entry.title) for entry in sidebar if not entry.room.is_private][:100]
 
 
 @require_http_methods(["GET", "POST"])
@@ -192,7 +185,8 @@ def share(request, room_id: int, message_id: int):
     answer = access_message(membership, message_id)
     if not answer.is_assistant or answer.is_deleted or answer.state != Message.State.DONE or not answer.body:
         raise Http404("Only finished answers can be shared.")
-    targets = [(room, room_title(room, request.user)) for room in _share_targets(request.user)[:100]]
+    sidebar = sidebar_entries(request.user)
+    targets = _share_targets(sidebar)
     form = ShareForm(request.POST or None, targets=targets)
     status = 200
     if request.method == "POST" and form.is_valid():
@@ -212,6 +206,6 @@ def share(request, room_id: int, message_id: int):
         "question": private.question_for(answer),
         "targets": targets,
         "form": form,
-        "sidebar": sidebar_entries(request.user),
+        "sidebar": sidebar,
     }
     return render(request, "assistant/share.html", context, status=status)

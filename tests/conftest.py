@@ -1,9 +1,11 @@
+import contextlib
 import io
 import os
 import uuid
 
 import pytest
 from django.test import Client
+from django.urls import reverse
 from PIL import Image
 
 from accounts.models import User
@@ -112,6 +114,68 @@ def image_bytes(fmt: str = "PNG", size=(300, 200), colour=(200, 30, 30), **save_
 
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+def post(client: Client, room, body: str, *, client_id=None, headers: dict | None = None, **fields):
+    """Send `body` to the room from the composer as the client's user: a fresh client_id
+    unless given (as the page does), other form fields (`reply_to`) and request headers."""
+    data = {"body": body, "client_id": str(client_id or uuid.uuid4()), **fields}
+    return client.post(reverse("rooms:post_message", args=[room.pk]), data, **(headers or {}))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_channel_layer(monkeypatch):
+    """Each test gets its own channel layer (as settings choose it), and sockets answer the
+    barrier events of tests/sockets.py."""
+    from channels.layers import channel_layers
+
+    from rooms.consumers import RoomConsumer
+    from tests.sockets import answer_barrier
+
+    monkeypatch.setattr(RoomConsumer, "user_test_barrier", answer_barrier, raising=False)
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+
+
+class Announcements(list):
+    """The (group, event) pairs the live layer was asked to send, in order."""
+
+    def to(self, group: str) -> list[dict]:
+        return [event for sent_to, event in self if sent_to == group]
+
+    def of_type(self, kind: str) -> list[tuple[str, dict]]:
+        return [(group, event) for group, event in self if event["type"] == kind]
+
+
+class _RecordingLayer:
+    def __init__(self, sent: Announcements) -> None:
+        self.sent = sent
+
+    async def group_send(self, group: str, event: dict) -> None:
+        self.sent.append((group, event))
+
+
+@pytest.fixture
+def events(monkeypatch, django_capture_on_commit_callbacks):
+    """`with events() as sent:` records what the code in the block announces to pages,
+    instead of sending it: its on-commit callbacks run at the end of the block, as a commit
+    would run them, and `sent` lists every (group, event) that `rooms.live` (its
+    `send_event` and `push_partial_text`) gave the channel layer. Proves what was announced
+    without a socket or a wait."""
+    sent = Announcements()
+    monkeypatch.setattr("rooms.live.get_channel_layer", lambda: _RecordingLayer(sent))
+
+    @contextlib.contextmanager
+    def capture():
+        start = len(sent)
+        block = Announcements()
+        with django_capture_on_commit_callbacks(execute=True):
+            yield block
+        block.extend(sent[start:])
+
+    return capture
+
 
 CI = os.environ.get("CI", "").lower() == "true"
 

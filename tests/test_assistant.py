@@ -13,12 +13,8 @@ from assistant import runner, runs, services
 from assistant.models import AssistantRun, ReplyMode
 from rooms import services as room_services
 from rooms.models import Message
-from tests.conftest import HTMX, membership
+from tests.conftest import HTMX, membership, post
 from tests.fake_openai import Behaviour
-
-
-def post(client, room, body, **extra):
-    return client.post(reverse("rooms:post_message", args=[room.pk]), {"body": body, **extra})
 
 
 def set_assistant(room, user, *, name="Assistant", personality="", mode=ReplyMode.MENTION):

@@ -15,7 +15,7 @@ from assistant.models import AssistantRun
 from rooms import services as room_services
 from rooms.models import Message
 from tests.conftest import membership
-from tests.test_consumer import _in_memory_layer, connected, frames, html  # noqa: F401
+from tests.sockets import answered, apost, connected, delivered, frames, html
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,10 +29,6 @@ async def serving_runner():
     yield worker
     runner.install(None)
     task.cancel()
-
-
-async def post(room, user, body):
-    return await sync_to_async(lambda: room_services.do_post_message(membership(room, user), body))()
 
 
 async def collect_until(socket, pattern: str, timeout: float = 5.0) -> list[str]:
@@ -55,7 +51,7 @@ async def test_a_reply_streams_to_every_member_viewing_the_room(
     fake_openai.queue(tokens=words, token_interval=0.02)
     alice_socket = await connected(alice, group)
     bob_socket = await connected(bob, group)
-    await post(group, alice, "@assistant count for us")
+    await apost(group, alice, "@assistant count for us")
 
     seen = {}
     for name, socket in (("alice", alice_socket), ("bob", bob_socket)):
@@ -80,9 +76,9 @@ async def test_members_elsewhere_see_it_in_the_sidebar_not_the_stream(
 ):
     fake_openai.queue(tokens=["one ", "two ", "three"], token_interval=0.05)
     bob_elsewhere = await connected(bob, direct)
-    await post(group, alice, "@assistant hi")
-    await asyncio.sleep(0.6)
-    received = await frames(bob_elsewhere)
+    await apost(group, alice, "@assistant hi")
+    # The finished reply's preview comes after every partial text the room was sent.
+    received = await collect_until(bob_elsewhere, rf'id="sidebar-preview-{group.pk}"[^<]*one two three')
     assert "sidebar-preview-" in html(received)
     assert not any(re.search(r'id="m-\d+-body"', f) for f in received)
     await bob_elsewhere.disconnect()
@@ -96,7 +92,7 @@ async def test_members_elsewhere_see_in_the_sidebar_that_it_could_not_reply(
     )
     fake_openai.queue(status=400)
     bob_elsewhere = await connected(bob, direct)
-    await post(group, alice, "@Planner where should we go?")
+    await apost(group, alice, "@Planner where should we go?")
     received = await collect_until(bob_elsewhere, rf'id="sidebar-preview-{group.pk}"[^<]*couldn')
     assert html_module.unescape(received[-1]).count("Planner: couldn't reply") == 1
     await bob_elsewhere.disconnect()
@@ -108,7 +104,7 @@ async def test_any_member_can_stop_a_reply_and_the_text_so_far_stays(
     gate = threading.Event()
     fake_openai.queue(tokens=["The ", "first ", "part", " and more"], gate=gate)
     socket = await connected(alice, group)
-    await post(group, alice, "@assistant tell me a long story")
+    await apost(group, alice, "@assistant tell me a long story")
     await collect_until(socket, r">The<")
     run = await sync_to_async(lambda: AssistantRun.objects.get(room=group))()
     assert (await sync_to_async(services.do_stop_run)(bob, run)).changed
@@ -127,7 +123,7 @@ async def test_stop_from_another_process_is_noticed_through_the_database(
     gate = threading.Event()
     fake_openai.queue(tokens=["Partial", " rest"], gate=gate)
     socket = await connected(alice, group)
-    await post(group, alice, "@assistant go")
+    await apost(group, alice, "@assistant go")
     await collect_until(socket, r"Partial")
     # As if Stop was pressed on a server that does not hold this run: only the row changes.
     await sync_to_async(lambda: AssistantRun.objects.filter(room=group).update(cancel_requested=True))()
@@ -142,7 +138,7 @@ async def test_a_reconnecting_page_catches_up_on_a_reply_that_finished_meanwhile
     gate = threading.Event()
     fake_openai.queue(tokens=["Half ", "way ", "there"], gate=gate)
     socket = await connected(alice, group)
-    trigger = (await post(group, alice, "@assistant hello")).message
+    trigger = (await apost(group, alice, "@assistant hello")).message
     received = await collect_until(socket, r"Half")
     since = await sync_to_async(lambda: trigger.created_at.isoformat())()
     await socket.disconnect()  # the page loses its connection mid-reply
@@ -161,7 +157,7 @@ async def test_a_reconnecting_page_catches_up_on_a_reply_that_finished_meanwhile
             {"type": "resume", "room": group.pk, "last_seq": reply_seq, "oldest_seq": 1, "since": since}
         )
     )
-    body = html(await frames(socket))
+    body = html(await answered(socket))
     assert "Half way there" in body and "message--done" in body
     await socket.disconnect()
 
@@ -172,7 +168,7 @@ async def test_a_reloaded_page_shows_the_reply_in_progress(
     gate = threading.Event()
     fake_openai.queue(tokens=["Still ", "writing"], gate=gate)
     socket = await connected(alice, group)
-    await post(group, alice, "@assistant hello")
+    await apost(group, alice, "@assistant hello")
     await collect_until(socket, r"Still")
     await asyncio.sleep(1.3)  # the runner keeps the text so far about once a second
     page = (await sync_to_async(alice_client.get)(group.get_absolute_url())).content.decode()
@@ -192,7 +188,7 @@ async def test_a_mention_is_claimed_as_its_post_commits_and_streams_after_its_pl
     follows the question. The room sees that message before any of the reply's text."""
     fake_openai.queue(tokens=["Right ", "away"], token_interval=0.02)
     socket = await connected(bob, group)
-    trigger = (await post(group, alice, "@assistant quick one")).message
+    trigger = (await apost(group, alice, "@assistant quick one")).message
 
     run, reply = await sync_to_async(
         lambda: (
@@ -230,7 +226,7 @@ async def test_a_post_that_finds_every_slot_taken_leaves_its_run_to_the_queue(
 
     monkeypatch.setattr(serving_runner, "reserve", full_until_freed)
     socket = await connected(alice, group)
-    await post(group, alice, "@assistant eventually")
+    await apost(group, alice, "@assistant eventually")
     run = await sync_to_async(lambda: AssistantRun.objects.get(room=group))()
     assert slots["refused"] and run.status == AssistantRun.Status.QUEUED and run.reply_id is None
 
@@ -255,7 +251,7 @@ async def test_a_run_that_cannot_be_prepared_in_the_post_still_fails_visibly(
     monkeypatch.setattr(prompt, "build_chat_prompt", broken)
     monkeypatch.setattr(runs, "build_chat_prompt", broken)
     socket = await connected(alice, group)
-    result = await post(group, alice, "@assistant look at this")
+    result = await apost(group, alice, "@assistant look at this")
     assert result.created  # the question itself is kept
     received = await collect_until(socket, r"message--failed")
     assert "Something went wrong before the assistant could start." in received[-1]
@@ -305,7 +301,7 @@ async def test_the_reply_s_message_holds_the_words_that_arrived_before_it_was_sh
         return claimed
 
     claimed = await sync_to_async(claim_and_show)()
-    body = html(await frames(socket))
+    body = html(await delivered(socket))
     assert f'id="m-{claimed.message_id}"' in body
     assert "Bonjour <strong>à</strong> tous" in body and "is thinking" not in body
     stored = await sync_to_async(Message.objects.get)(pk=claimed.message_id)

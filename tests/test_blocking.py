@@ -11,17 +11,13 @@ from accounts.models import Block
 from accounts.services import do_block
 from rooms import services
 from rooms.models import Membership, Message, Room
-from tests.conftest import membership
-from tests.test_consumer import _in_memory_layer, connected, frames, html, json_frames  # noqa: F401
+from tests.conftest import membership, post
+from tests.sockets import answered, connected, delivered, html, json_frames
 
 
 def text(response) -> str:
     """The page as a person reads it: entities like &#x27; turned back into characters."""
     return unescape(response.content.decode())
-
-
-def post(client, room, body):
-    return client.post(reverse("rooms:post_message", args=[room.pk]), {"body": body})
 
 
 # Blocking
@@ -101,8 +97,8 @@ async def test_a_blocked_authors_messages_never_notify_me(alice, bob, group, dir
     elsewhere = await connected(alice, direct)
     viewing = await connected(alice, group)
     await sync_to_async(lambda: services.do_post_message(membership(group, bob), "@alice look!"))()
-    away = await frames(elsewhere)
-    here = await frames(viewing)
+    away = await delivered(elsewhere)
+    here = await delivered(viewing)
     assert "toast" not in html(away) and not json_frames(away, "unread")
     assert "sidebar-preview" not in html(away)
     # The page showing the room gets the message, which it collapses itself.
@@ -115,10 +111,10 @@ async def test_a_blocked_authors_messages_never_notify_me(alice, bob, group, dir
 async def test_blocking_while_connected_takes_effect_at_once(alice, bob, group, direct):
     socket = await connected(alice, direct)
     await sync_to_async(do_block)(alice, bob)
-    update = json_frames(await frames(socket), "blocked")
+    update = json_frames(await delivered(socket), "blocked")
     assert update == [{"type": "blocked", "users": [bob.pk]}]
     await sync_to_async(lambda: services.do_post_message(membership(group, bob), "ping"))()
-    assert "toast" not in html(await frames(socket))
+    assert "toast" not in html(await delivered(socket))
     await socket.disconnect()
 
 
@@ -126,7 +122,7 @@ async def test_blocking_while_connected_takes_effect_at_once(alice, bob, group, 
 async def test_the_blocked_person_is_not_told(alice, bob, group):
     socket = await connected(bob, group)
     await sync_to_async(do_block)(alice, bob)
-    assert not any("block" in f for f in await frames(socket))
+    assert not any("block" in f for f in await delivered(socket))
     await socket.disconnect()
 
 
@@ -136,7 +132,8 @@ async def test_typing_from_a_blocked_person_is_not_shown(alice, bob, group):
     alice_socket = await connected(alice, group)
     bob_socket = await connected(bob, group)
     await bob_socket.send_to(text_data=json.dumps({"type": "typing", "room": group.pk}))
-    assert not json_frames(await frames(alice_socket), "typing")
+    await answered(bob_socket)  # bob's socket has sent it on
+    assert not json_frames(await delivered(alice_socket), "typing")
     await alice_socket.disconnect()
     await bob_socket.disconnect()
 
@@ -223,12 +220,12 @@ async def test_a_request_notifies_nothing_until_accepted(alice, mallory):
     socket = await connected(alice)
     room = await sync_to_async(services.do_open_direct_room)(mallory, alice)
     await sync_to_async(lambda: services.do_post_message(membership(room, mallory), "psst"))()
-    assert html(await frames(socket)) == ""
+    assert html(await delivered(socket)) == ""
     alice_membership = await sync_to_async(membership)(room, alice)
     await sync_to_async(services.do_accept_request)(alice_membership)
-    assert f"sidebar-entry-{room.pk}" in html(await frames(socket))
+    assert f"sidebar-entry-{room.pk}" in html(await delivered(socket))
     await sync_to_async(lambda: services.do_post_message(membership(room, mallory), "now?"))()
-    assert "toast" in html(await frames(socket))
+    assert "toast" in html(await delivered(socket))
     await socket.disconnect()
 
 
@@ -285,7 +282,7 @@ async def test_a_blocked_authors_edit_does_not_reach_my_sidebar(alice, bob, grou
     await sync_to_async(do_block)(alice, bob)
     socket = await connected(alice, direct)
     await sync_to_async(services.do_edit_message)(bob, message, "nasty edit")
-    assert "nasty edit" not in html(await frames(socket))
+    assert "nasty edit" not in html(await delivered(socket))
     await socket.disconnect()
 
 
@@ -293,9 +290,9 @@ async def test_a_blocked_authors_edit_does_not_reach_my_sidebar(alice, bob, grou
 async def test_a_new_direct_conversation_appears_live_for_the_other_person(alice, bob, group):
     socket = await connected(bob)
     room = await sync_to_async(services.do_open_direct_room)(alice, bob)
-    received = html(await frames(socket))
+    received = html(await delivered(socket))
     assert f'id="sidebar-entry-{room.pk}"' in received and "Alice Liddell" in received
     assert "You were added" not in received
     await sync_to_async(lambda: services.do_post_message(membership(room, alice), "hey bob"))()
-    assert "hey bob" in html(await frames(socket))
+    assert "hey bob" in html(await delivered(socket))
     await socket.disconnect()

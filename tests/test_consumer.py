@@ -22,76 +22,24 @@ from rooms.consumers import (
     CLOSE_TOO_MANY_FRAMES,
     CLOSE_UNAUTHENTICATED,
 )
+from rooms.live_groups import room_group
 from rooms.models import Membership
 from tests.conftest import membership
+from tests.sockets import (
+    ORIGIN,
+    answered,
+    apost,
+    closed_with,
+    connect,
+    connected,
+    delivered,
+    frames,
+    html,
+    json_frames,
+    session_cookie,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-ORIGIN = (b"origin", b"http://127.0.0.1")
-
-
-@pytest.fixture(autouse=True)
-def _in_memory_layer(settings):
-    """Consumer tests run on whichever layer settings choose; each test gets a fresh one."""
-    from channels.layers import channel_layers
-
-    channel_layers.backends.clear()
-    yield
-    channel_layers.backends.clear()
-
-
-def session_cookie(user) -> bytes:
-    client = Client()
-    client.force_login(user)
-    return f"sessionid={client.cookies['sessionid'].value}".encode()
-
-
-async def connect(user=None, room=None, origin=ORIGIN) -> WebsocketCommunicator:
-    headers = [origin] if origin else []
-    if user is not None:
-        headers.append((b"cookie", await sync_to_async(session_cookie)(user)))
-    path = "/ws/" + (f"?room={room.pk}" if room is not None else "")
-    return WebsocketCommunicator(application, path, headers=headers)
-
-
-async def connected(user, room=None) -> WebsocketCommunicator:
-    """A connected socket that has received its hello."""
-    socket = await connect(user, room)
-    ok, _ = await socket.connect()
-    assert ok
-    hello = json.loads(await socket.receive_from(timeout=5))
-    assert hello["type"] == "hello"
-    return socket
-
-
-async def frames(socket, timeout=0.25) -> list[str]:
-    """Everything the socket receives until it has been quiet for `timeout` seconds."""
-    received = []
-    # receive_nothing polls without cancelling the app (a receive_from timeout would).
-    while not await socket.receive_nothing(timeout=timeout, interval=0.02):
-        received.append(await socket.receive_from(timeout=1))
-    return received
-
-
-def json_frames(received: list[str], kind: str | None = None) -> list[dict]:
-    parsed = [json.loads(f) for f in received if f.startswith("{")]
-    return [f for f in parsed if kind is None or f["type"] == kind]
-
-
-def html(received: list[str]) -> str:
-    return "".join(f for f in received if not f.startswith("{"))
-
-
-async def closed_with(socket, code: int) -> None:
-    output = await socket.receive_output(timeout=5)
-    while output["type"] == "websocket.send":
-        output = await socket.receive_output(timeout=5)
-    assert output == {"type": "websocket.close", "code": code}
-
-
-post = sync_to_async(
-    lambda room, user, text, **kw: services.do_post_message(membership(room, user), text, **kw)
-)
 
 
 # Who may connect
@@ -144,12 +92,12 @@ async def test_deactivated_accounts_cannot_connect(alice):
 async def test_a_message_reaches_members_viewing_the_room_rendered_once(alice, bob, carol, group):
     alice_socket = await connected(alice, group)
     bob_socket = await connected(bob, group)
-    await frames(alice_socket)
-    await frames(bob_socket)
+    await delivered(alice_socket)
+    await delivered(bob_socket)
 
-    message = (await post(group, bob, "Lunch at **noon**?")).message
+    message = (await apost(group, bob, "Lunch at **noon**?")).message
 
-    to_alice = await frames(alice_socket)
+    to_alice = await delivered(alice_socket)
     assert f'id="m-{message.pk}"' in html(to_alice)
     assert "<strong>noon</strong>" in html(to_alice)
     assert 'hx-swap-oob="beforeend:#messages"' in html(to_alice)
@@ -157,7 +105,7 @@ async def test_a_message_reaches_members_viewing_the_room_rendered_once(alice, b
     # One frame per delivery: the page showing the room counts unread messages itself.
     assert len(to_alice) == 1
     assert json_frames(to_alice, "unread") == []
-    to_bob = await frames(bob_socket)
+    to_bob = await delivered(bob_socket)
     assert f'id="m-{message.pk}"' in html(to_bob)
     assert "You: Lunch at noon?" in html(to_bob)
     assert json_frames(to_bob, "unread") == []  # my own message is read
@@ -168,9 +116,9 @@ async def test_a_message_reaches_members_viewing_the_room_rendered_once(alice, b
 
 async def test_members_elsewhere_get_the_sidebar_and_a_toast_but_not_the_message(alice, bob, group, direct):
     socket = await connected(alice, direct)
-    await frames(socket)
-    await post(group, bob, "over here")
-    received = await frames(socket)
+    await delivered(socket)
+    await apost(group, bob, "over here")
+    received = await delivered(socket)
     assert 'id="m-' not in html(received)
     assert f'id="sidebar-preview-{group.pk}"' in html(received)
     assert 'class="toast"' in html(received) and "over here" in html(received)
@@ -180,62 +128,65 @@ async def test_members_elsewhere_get_the_sidebar_and_a_toast_but_not_the_message
 
 async def test_non_members_receive_nothing(alice, bob, mallory, group):
     socket = await connected(mallory)
-    await frames(socket)
-    await post(group, bob, "members only")
-    assert await frames(socket) == []
+    await delivered(socket)
+    await apost(group, bob, "members only")
+    assert await delivered(socket) == []
     await socket.disconnect()
 
 
 async def test_a_muted_room_counts_but_does_not_notify_except_mentions(alice, bob, group):
     await sync_to_async(services.do_set_muted)(await sync_to_async(membership)(group, alice), True)
     socket = await connected(alice)
-    await frames(socket)
+    await delivered(socket)
 
-    await post(group, bob, "quiet please")
-    received = await frames(socket)
+    await apost(group, bob, "quiet please")
+    received = await delivered(socket)
     assert "toast" not in html(received)
     assert json_frames(received, "unread") == [
         {"type": "unread", "room": group.pk, "count": 1, "muted": True}
     ]
 
-    await post(group, bob, "@alice you need to see this")
-    received = await frames(socket)
+    await apost(group, bob, "@alice you need to see this")
+    received = await delivered(socket)
     assert "toast--mention" in html(received) and "mentioned you" in html(received)
     await socket.disconnect()
 
 
 async def test_muting_while_connected_takes_effect_at_once(alice, bob, group):
     socket = await connected(alice)
-    await frames(socket)
+    await delivered(socket)
     await sync_to_async(services.do_set_muted)(await sync_to_async(membership)(group, alice), True)
-    await frames(socket)
-    await post(group, bob, "shh")
-    assert "toast" not in html(await frames(socket))
+    await delivered(socket)
+    await apost(group, bob, "shh")
+    assert "toast" not in html(await delivered(socket))
     await socket.disconnect()
 
 
-async def test_system_messages_arrive_live_without_toasts(alice, bob, group):
-    socket = await connected(bob, group)
-    await frames(socket)
-    await sync_to_async(services.do_rename_room)(alice, group, "Lisbon")
-    received = await frames(socket)
-    assert "renamed the group to “Lisbon”" in html(received)
-    assert "toast" not in html(received)
-    await socket.disconnect()
+@pytest.mark.django_db
+def test_system_messages_are_announced_without_toasts(alice, group, events):
+    """A system message goes to the room's pages like any message, with no toast to show."""
+    with events() as sent:
+        services.do_rename_room(alice, group, "Lisbon")
+    (event,) = [e for e in sent.to(room_group(group.pk)) if e["type"] == "room.message"]
+    assert event["system"] and "renamed the group to “Lisbon”" in event["message_html"]
+    assert event["toast_html"] == event["toast_html_mention"] == ""
+    assert "toast" not in event["message_html"] + event["sidebar_html"]
 
 
-async def test_edits_and_deletes_replace_the_message_in_place(alice, bob, group):
-    message = (await post(group, bob, "typo")).message
-    socket = await connected(alice, group)
-    await frames(socket)
-    await sync_to_async(services.do_edit_message)(bob, message, "fixed")
-    received = html(await frames(socket))
-    assert f'id="m-{message.pk}"' in received and 'hx-swap-oob="true"' in received
-    assert "fixed" in received and "edited" in received
-    await sync_to_async(services.do_delete_message)(bob, message)
-    received = html(await frames(socket))
-    assert "message deleted" in received and "fixed" not in received
-    await socket.disconnect()
+@pytest.mark.django_db
+def test_edits_and_deletes_replace_the_message_in_place(bob, group, events):
+    """An edit, then a delete, each send the message's new HTML to swap in where it is."""
+    message = services.do_post_message(membership(group, bob), "typo").message
+    with events() as sent:
+        services.do_edit_message(bob, message, "fixed")
+    (changed,) = sent.to(room_group(group.pk))
+    assert changed["type"] == "room.message_changed" and changed["message_id"] == message.pk
+    assert f'id="m-{message.pk}"' in changed["html"] and 'hx-swap-oob="true"' in changed["html"]
+    assert "fixed" in changed["html"] and "edited" in changed["html"]
+    with events() as sent:
+        services.do_delete_message(bob, message)
+    (changed,) = sent.to(room_group(group.pk))
+    assert "message deleted" in changed["html"] and "fixed" not in changed["html"]
 
 
 async def test_delivery_costs_no_database_query_per_recipient(alice, bob, carol, group, monkeypatch):
@@ -252,12 +203,12 @@ async def test_delivery_costs_no_database_query_per_recipient(alice, bob, carol,
     async def queries_for_one_post(users):
         sockets = [await connected(u, group) for u in users]
         for s in sockets:
-            await frames(s)
+            await delivered(s)
         monkeypatch.setattr(db_utils.CursorWrapper, "execute", counting_execute)
         counts["n"] = 0
-        await post(group, bob, "count me")
+        await apost(group, bob, "count me")
         for s in sockets:
-            assert "count me" in html(await frames(s))
+            assert "count me" in html(await delivered(s))
         monkeypatch.setattr(db_utils.CursorWrapper, "execute", original)
         for s in sockets:
             await s.disconnect()
@@ -271,30 +222,30 @@ async def test_delivery_costs_no_database_query_per_recipient(alice, bob, carol,
 
 async def test_removing_a_member_closes_their_socket_for_that_room(alice, bob, group):
     socket = await connected(bob, group)
-    await frames(socket)
+    await delivered(socket)
     await sync_to_async(services.do_remove_member)(alice, group, bob)
     await closed_with(socket, CLOSE_FORBIDDEN)
 
 
 async def test_a_removed_member_elsewhere_loses_the_room_and_its_messages(alice, bob, group):
     socket = await connected(bob)
-    await frames(socket)
+    await delivered(socket)
     await sync_to_async(services.do_remove_member)(alice, group, bob)
-    assert {"type": "room_removed", "room": group.pk} in json_frames(await frames(socket))
-    await post(group, alice, "after you left")
-    assert await frames(socket) == []
+    assert {"type": "room_removed", "room": group.pk} in json_frames(await delivered(socket))
+    await apost(group, alice, "after you left")
+    assert await delivered(socket) == []
     await socket.disconnect()
 
 
 async def test_someone_added_to_a_group_gets_it_live(alice, bob, group, mallory):
     socket = await connected(mallory)
-    await frames(socket)
+    await delivered(socket)
     await sync_to_async(services.do_add_members)(alice, group, [mallory])
-    received = html(await frames(socket))
+    received = html(await delivered(socket))
     assert f'id="sidebar-entry-{group.pk}"' in received
     assert "You were added to Trip planning" in received
-    await post(group, bob, "welcome mallory")
-    assert "welcome mallory" in html(await frames(socket))
+    await apost(group, bob, "welcome mallory")
+    assert "welcome mallory" in html(await delivered(socket))
     await socket.disconnect()
 
 
@@ -322,10 +273,10 @@ async def test_deactivating_an_account_closes_its_sockets(alice):
 async def test_resume_sends_what_was_missed_in_order(alice, bob, group):
     start = (await sync_to_async(lambda: group.__class__.objects.get(pk=group.pk).last_seq)()) or 0
     for text in ("one", "two", "three"):
-        await post(group, bob, text)
+        await apost(group, bob, text)
     socket = await connected(alice, group)
     await socket.send_to(text_data=json.dumps({"type": "resume", "room": group.pk, "last_seq": start}))
-    received = await frames(socket)
+    received = await answered(socket)
     body = html(received)
     assert body.index(">one<") < body.index(">two<") < body.index(">three<")
     caught_up = json_frames(received, "caught_up")[0]
@@ -334,11 +285,11 @@ async def test_resume_sends_what_was_missed_in_order(alice, bob, group):
 
 
 async def test_resume_also_replaces_messages_changed_while_away(alice, bob, group):
-    message = (await post(group, bob, "original")).message
+    message = (await apost(group, bob, "original")).message
     socket = await connected(alice, group)
     hello_time = await sync_to_async(lambda: message.created_at.isoformat())()
     await sync_to_async(services.do_edit_message)(bob, message, "changed while away")
-    await frames(socket)
+    await delivered(socket)
     await socket.send_to(
         text_data=json.dumps(
             {
@@ -350,7 +301,7 @@ async def test_resume_also_replaces_messages_changed_while_away(alice, bob, grou
             }
         )
     )
-    body = html(await frames(socket))
+    body = html(await answered(socket))
     assert "changed while away" in body and 'hx-swap-oob="true"' in body
     await socket.disconnect()
 
@@ -358,10 +309,10 @@ async def test_resume_also_replaces_messages_changed_while_away(alice, bob, grou
 async def test_a_client_too_far_behind_is_told_to_reload(alice, bob, group, settings):
     settings.WS_CATCH_UP_LIMIT = 2
     for text in ("a", "b", "c"):
-        await post(group, bob, text)
+        await apost(group, bob, text)
     socket = await connected(alice, group)
     await socket.send_to(text_data=json.dumps({"type": "resume", "room": group.pk, "last_seq": 0}))
-    assert json_frames(await frames(socket)) == [{"type": "reload", "reason": "too_far_behind"}]
+    assert json_frames(await answered(socket)) == [{"type": "reload", "reason": "too_far_behind"}]
     await socket.disconnect()
 
 
@@ -370,27 +321,27 @@ async def test_catch_up_of_changed_messages_is_bounded_too(alice, bob, group, se
     limit, it is told to reload instead of being sent every one of them."""
     settings.WS_CATCH_UP_LIMIT = 5
     start = await sync_to_async(lambda: timezone.now() - timedelta(days=365))()
-    messages = [(await post(group, bob, f"note {n}")).message for n in range(12)]
+    messages = [(await apost(group, bob, f"note {n}")).message for n in range(12)]
     for message in messages:
         await sync_to_async(services.do_edit_message)(bob, message, f"{message.body} edited")
     socket = await connected(alice, group)
-    await frames(socket)
+    await delivered(socket)
     queries = count_queries(monkeypatch)
     resume = {"type": "resume", "room": group.pk, "last_seq": messages[-1].seq, "oldest_seq": 1}
     await socket.send_to(text_data=json.dumps({**resume, "since": start.isoformat()}))
-    received = await frames(socket)
+    received = await answered(socket)
     assert json_frames(received) == [{"type": "reload", "reason": "too_far_behind"}]
     assert html(received).count("<article") == 0
     assert queries["n"] <= 3
     # Within the limit, missed and changed messages together, everything arrives.
     since = await sync_to_async(timezone.now)()
     await sync_to_async(services.do_edit_message)(bob, messages[3], "changed once more")
-    await frames(socket)  # the edit, live
+    await delivered(socket)  # the edit, live
     queries["n"] = 0
     await socket.send_to(
         text_data=json.dumps({**resume, "last_seq": messages[7].seq, "since": since.isoformat()})
     )
-    received = await frames(socket)
+    received = await answered(socket)
     assert json_frames(received, "caught_up")[0]["last_seq"] == messages[-1].seq
     body = html(received)
     assert "changed once more" in body and body.count("<article") == 5  # 4 missed, 1 changed
@@ -419,15 +370,14 @@ def count_queries(monkeypatch) -> dict:
 async def test_typing_reaches_the_others_in_the_room_and_is_throttled(alice, bob, group):
     alice_socket = await connected(alice, group)
     bob_socket = await connected(bob, group)
-    await frames(alice_socket)
-    await frames(bob_socket)
     for _ in range(3):
         await bob_socket.send_to(text_data=json.dumps({"type": "typing", "room": group.pk}))
-    typing = json_frames(await frames(alice_socket), "typing")
+    await answered(bob_socket)  # bob's socket has handled the three
+    typing = json_frames(await delivered(alice_socket), "typing")
     assert typing == [
         {"type": "typing", "room": group.pk, "user": bob.pk, "name": "Bob Builder", "seconds": 5}
     ]
-    assert json_frames(await frames(bob_socket), "typing") == []
+    assert json_frames(await delivered(bob_socket), "typing") == []
     for socket in (alice_socket, bob_socket):
         await socket.disconnect()
 
@@ -435,7 +385,6 @@ async def test_typing_reaches_the_others_in_the_room_and_is_throttled(alice, bob
 async def test_presence_goes_online_and_offline_in_batches(alice, bob, carol, group, settings):
     settings.PRESENCE_BATCH_SECONDS = 0.3
     alice_socket = await connected(alice, group)
-    await frames(alice_socket)
     bob_socket, carol_socket = await connect(bob), await connect(carol)
     await asyncio.gather(bob_socket.connect(), carol_socket.connect())
     # Two arrivals within the batch interval: one frame for both.
@@ -452,7 +401,7 @@ async def test_presence_goes_online_and_offline_in_batches(alice, bob, carol, gr
 
 async def test_read_frames_move_the_read_position(alice, bob, group, monkeypatch):
     monkeypatch.setattr("rooms.consumers.READ_FLUSH_SECONDS", 0.05)
-    message = (await post(group, bob, "read me")).message
+    message = (await apost(group, bob, "read me")).message
     socket = await connected(alice, group)
     await socket.send_to(text_data=json.dumps({"type": "read", "room": group.pk, "seq": message.seq}))
     assert json_frames(await frames(socket)) == []  # acknowledged by nothing: the page already knows
@@ -481,32 +430,29 @@ async def test_read_frames_move_the_read_position(alice, bob, group, monkeypatch
 )
 async def test_malformed_frames_get_an_error_and_the_socket_stays_open(alice, group, frame, error):
     socket = await connected(alice, group)
-    await frames(socket)
     await socket.send_to(text_data=frame.replace("ROOM", str(group.pk)))
-    errors = json_frames(await frames(socket), "error")
+    errors = json_frames(await answered(socket), "error")
     assert len(errors) == 1 and error in errors[0]["message"]
-    await socket.send_to(text_data='{"type": "ping"}')
-    assert json_frames(await frames(socket)) == [{"type": "pong"}]
+    assert await answered(socket) == []  # still open: a ping gets its pong, and nothing else
     await socket.disconnect()
 
 
 async def test_oversized_and_binary_frames_are_refused(alice, group):
     socket = await connected(alice, group)
-    await frames(socket)
     await socket.send_to(text_data=json.dumps({"type": "ping", "pad": "x" * settings.WS_MAX_FRAME_BYTES}))
-    assert "at most 16 KB" in json_frames(await frames(socket), "error")[0]["message"]
+    assert "at most 16 KB" in json_frames(await answered(socket), "error")[0]["message"]
     await socket.send_to(bytes_data=b"\x00\x01")
-    assert "JSON text" in json_frames(await frames(socket), "error")[0]["message"]
+    assert "JSON text" in json_frames(await answered(socket), "error")[0]["message"]
     await socket.disconnect()
 
 
 async def test_a_flood_of_frames_is_cut_off(alice, group, settings):
     settings.WS_FRAMES_PER_10_SECONDS = 5
     socket = await connected(alice, group)
-    await frames(socket)
     for _ in range(6):
         await socket.send_to(text_data='{"type": "ping"}')
-    received = json_frames(await frames(socket, timeout=0.3))
+    # Each frame gets one answer: five pongs, then the error.
+    received = [json.loads(await socket.receive_from(timeout=5)) for _ in range(6)]
     assert {"type": "error", "message": "Too many frames; slow down."} in received
     for _ in range(6):
         await socket.send_to(text_data='{"type": "ping"}')
@@ -523,9 +469,9 @@ async def test_a_resume_over_more_messages_than_a_page_holds_is_told_to_reload_u
     before any message is read, so no resume makes the server scan a whole room."""
     settings.WS_RESUME_MAX_RANGE = 10
     start = await sync_to_async(lambda: timezone.now() - timedelta(days=365))()
-    messages = [(await post(group, bob, f"note {n}")).message for n in range(12)]
+    messages = [(await apost(group, bob, f"note {n}")).message for n in range(12)]
     socket = await connected(alice, group)
-    await frames(socket)
+    await delivered(socket)
     statements: list[str] = []
     original = db_utils.CursorWrapper.execute
 
@@ -537,11 +483,11 @@ async def test_a_resume_over_more_messages_than_a_page_holds_is_told_to_reload_u
     last_seq = messages[-1].seq
     resume = {"type": "resume", "room": group.pk, "last_seq": last_seq, "since": start.isoformat()}
     await socket.send_to(text_data=json.dumps({**resume, "oldest_seq": last_seq - 11}))
-    received = await frames(socket)
+    received = await answered(socket)
     assert json_frames(received) == [{"type": "reload", "reason": "too_long"}]
     assert not [sql for sql in statements if "rooms_message" in sql]
     # A range a page can hold is answered as before.
     await socket.send_to(text_data=json.dumps({**resume, "oldest_seq": last_seq - 10}))
-    received = await frames(socket)
+    received = await answered(socket)
     assert json_frames(received, "caught_up")[0]["last_seq"] == last_seq
     await socket.disconnect()

@@ -5,6 +5,7 @@ from django.urls import reverse
 
 from rooms import services
 from rooms.models import Message, Room
+from rooms.services import invites
 from tests.conftest import make_user, membership
 
 pytestmark = pytest.mark.django_db
@@ -185,3 +186,21 @@ def test_settings_page_lists_members_with_the_owner_first(bob_client, group):
     assert body.index("Alice Liddell") < body.index("Bob Builder") < body.index("@carol")
     assert "Owner" in body
     assert "Make owner" not in body  # bob is not the owner
+
+
+def test_the_settings_page_costs_the_same_with_30_members_and_their_invites(
+    alice, alice_client, django_assert_max_num_queries
+):
+    """Members, their roles, who may be removed and the open invite links: no query per person."""
+    people = [make_user(f"member{i}") for i in range(30)]
+    room = services.do_create_group(alice, "Big group", people)
+    services.do_set_members_can_invite(alice, room, True)
+    for person in people[:10]:
+        invites.do_create_invite(person, membership(room, person), expiry="7d", uses="unlimited")
+    for i in range(30):
+        services.do_create_group(alice, f"Group {i}", [people[i]])
+    # The user, my membership, the members with theirs, the invite links, the sidebar's
+    # rooms, the people I blocked, and the assistant's name.
+    with django_assert_max_num_queries(7):
+        page = alice_client.get(reverse("rooms:settings", args=[room.pk])).content.decode()
+    assert "(31 of at most" in page and "member29" in page and page.count("Remove<") == 30

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from rooms import services
+from rooms.live_groups import room_group
 from rooms.models import Invite, Membership, Message
 from rooms.services import invites
 from tests.conftest import client_for, make_user, membership
@@ -196,20 +197,17 @@ def test_invite_links_created_are_rate_limited(settings, alice_client, group):
     assert Invite.objects.count() == 2
 
 
-@pytest.mark.django_db(transaction=True)
-async def test_pages_showing_the_group_see_the_newcomer_at_once(alice, mallory, group):
-    from asgiref.sync import sync_to_async
-
-    from tests.test_consumer import connected, frames, html
-
-    invite = await sync_to_async(make_invite)(group, alice)
-    socket = await connected(alice, group)
-    await sync_to_async(invites.do_join_by_invite)(mallory, invite.token)
-    received = html(await frames(socket, timeout=0.5))
-    assert "mallory joined with an invite link" in received
-    assert '<span id="room-member-count" hx-swap-oob="true">4 members</span>' in received
-    assert 'data-mention="mallory"' in received
-    await socket.disconnect()
+def test_pages_showing_the_group_see_the_newcomer_at_once(alice, mallory, group, events):
+    """Joining announces the system message and the new member list to the group's pages."""
+    invite = make_invite(group, alice)
+    with events() as sent:
+        invites.do_join_by_invite(mallory, invite.token)
+    to_pages = sent.to(room_group(group.pk))
+    (message,) = [e for e in to_pages if e["type"] == "room.message"]
+    assert "mallory joined with an invite link" in message["message_html"]
+    (members,) = [e["html"] for e in to_pages if e["type"] == "room.fragment"]
+    assert '<span id="room-member-count" hx-swap-oob="true">4 members</span>' in members
+    assert 'data-mention="mallory"' in members
 
 
 def test_members_see_only_their_own_links(alice, bob, carol_client, group):

@@ -17,7 +17,7 @@ from calpico.layers import RedisPubSubChannelLayer
 from rooms.consumers import CLOSE_RECONNECT
 from rooms.live import user_group
 from tests.redis_server import own_redis  # noqa: F401 (a fixture)
-from tests.test_consumer import closed_with, connected, frames, html, post
+from tests.sockets import answered, apost, closed_with, connected, delivered, html
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -60,11 +60,11 @@ async def test_an_embedded_socket_still_hears_its_rooms_after_a_day(
     monkeypatch.setattr("channels.layers.time", clock)
     monkeypatch.setattr("calpico.layers.time", clock)
     socket = await connected(alice, group)
-    await frames(socket)
+    await delivered(socket)
 
     clock.offset = DAY + 60
-    await post(group, bob, "Still there a day later?")
-    assert "Still there a day later?" in html(await frames(socket))
+    await apost(group, bob, "Still there a day later?")
+    assert "Still there a day later?" in html(await delivered(socket))
     await socket.disconnect()
 
 
@@ -72,7 +72,7 @@ async def test_a_layer_reconnection_closes_the_socket_to_resume(alice, group, in
     """When the layer says it may have lost events, the page is told to reconnect (and so
     to resume from its last sequence number)."""
     socket = await connected(alice, group)
-    await frames(socket)
+    await delivered(socket)
     (channel,) = in_memory_layer.groups[user_group(alice.pk)]
     await in_memory_layer.send(channel, {"type": "layer.reconnected"})
     await closed_with(socket, CLOSE_RECONNECT)
@@ -81,16 +81,16 @@ async def test_a_layer_reconnection_closes_the_socket_to_resume(alice, group, in
 async def test_resuming_after_that_close_sends_what_was_posted_meanwhile(alice, bob, group, in_memory_layer):
     """The page's answer (static/js/live.js): a new socket and a resume frame with its last seq."""
     socket = await connected(alice, group)
-    await frames(socket)
+    await delivered(socket)
     start = await sync_to_async(lambda: type(group).objects.get(pk=group.pk).last_seq)()
     (channel,) = in_memory_layer.groups[user_group(alice.pk)]
     await in_memory_layer.send(channel, {"type": "layer.reconnected"})
     await closed_with(socket, CLOSE_RECONNECT)
-    await post(group, bob, "Posted while the page reconnects")
+    await apost(group, bob, "Posted while the page reconnects")
 
     socket = await connected(alice, group)
     await socket.send_to(text_data=json.dumps({"type": "resume", "room": group.pk, "last_seq": start}))
-    assert "Posted while the page reconnects" in html(await frames(socket))
+    assert "Posted while the page reconnects" in html(await answered(socket))
     await socket.disconnect()
 
 

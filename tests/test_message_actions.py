@@ -18,9 +18,9 @@ from assistant import runner
 from assistant import services as assistant_services
 from assistant.models import AssistantRun
 from rooms import services
+from rooms.live_groups import room_group
 from rooms.models import Message
 from tests.conftest import HTMX, membership
-from tests.test_consumer import connected, frames, html, post
 
 pytestmark = pytest.mark.django_db
 
@@ -85,17 +85,15 @@ def test_a_messages_actions_lead_to_confirmation_pages_without_javascript(alice_
     assert 'method="post"' not in message_list(page)
 
 
-@pytest.mark.django_db(transaction=True)
-async def test_a_pushed_message_carries_no_csrf_token(alice, bob, group):
+def test_a_pushed_message_carries_no_csrf_token(bob, group, events):
     """A message pushed over the socket is the same HTML as on the page: no token, nothing to patch in."""
-    socket = await connected(alice, group)
-    await frames(socket)
-    await post(group, bob, "Shall we take the 8:15?")
-    pushed = html(await frames(socket))
-    assert "Shall we take the 8:15?" in pushed
+    with events() as sent:
+        services.do_post_message(membership(group, bob), "Shall we take the 8:15?")
+    (event,) = sent.to(room_group(group.pk))
+    pushed = "".join(value for value in event.values() if isinstance(value, str))
+    assert "Shall we take the 8:15?" in event["message_html"]
     assert "csrfmiddlewaretoken" not in pushed
     assert 'method="post"' not in pushed
-    await socket.disconnect()
 
 
 # Delete and Remove

@@ -8,15 +8,9 @@ from django.urls import reverse
 
 from rooms import services
 from rooms.models import Message
-from tests.conftest import HTMX, image_bytes, membership
+from tests.conftest import HTMX, image_bytes, membership, post
 
 pytestmark = pytest.mark.django_db
-
-
-def post(client, room, body, **extra):
-    data = {"body": body, "client_id": extra.pop("client_id", str(uuid.uuid4()))}
-    data.update(extra)
-    return client.post(reverse("rooms:post_message", args=[room.pk]), data, **extra.pop("headers", {}))
 
 
 def texts(room):

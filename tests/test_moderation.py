@@ -14,7 +14,7 @@ from rooms.consumers import CLOSE_UNAUTHENTICATED
 from rooms.models import Membership, Message, ModerationAction, Notice, Report
 from rooms.services import moderation
 from tests.conftest import client_for, membership
-from tests.test_consumer import _in_memory_layer, closed_with, connected  # noqa: F401
+from tests.sockets import closed_with, connected
 
 
 def say(user, room, body):

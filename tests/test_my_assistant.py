@@ -5,18 +5,15 @@ from django.urls import reverse
 
 from assistant import private, runner
 from assistant.models import AssistantRun, Memory
+from rooms import services as services_rooms
 from rooms.models import Message, Room
-from tests.conftest import membership
+from tests.conftest import make_user, membership, post
 
 
 def open_private(client):
     response = client.get(reverse("assistant:mine"))
     assert response.status_code == 302
     return Room.objects.get(pk=int(response["Location"].strip("/").split("/")[-1]))
-
-
-def say(client, room, body):
-    return client.post(reverse("rooms:post_message", args=[room.pk]), {"body": body})
 
 
 def test_my_assistant_is_a_private_room_pinned_in_the_sidebar(alice_client, alice, group):
@@ -36,12 +33,12 @@ def test_before_first_use_the_sidebar_links_to_it(alice_client, group):
 def test_nobody_else_can_open_my_assistant_room(alice_client, bob_client):
     room = open_private(alice_client)
     assert bob_client.get(room.get_absolute_url()).status_code == 404
-    assert say(bob_client, room, "hi").status_code == 404
+    assert post(bob_client, room, "hi").status_code == 404
 
 
 def test_it_answers_every_message_in_the_private_room(fake_openai, alice_client):
     room = open_private(alice_client)
-    say(alice_client, room, "what is a good name for a cat?")
+    post(alice_client, room, "what is a good name for a cat?")
     runner.run_pending()
     reply = Message.objects.get(room=room, kind="assistant")
     assert reply.state == "done" and reply.reply_to is None
@@ -49,7 +46,7 @@ def test_it_answers_every_message_in_the_private_room(fake_openai, alice_client)
 
 def test_remember_that_saves_a_memory_and_says_so(fake_openai, alice, alice_client):
     room = open_private(alice_client)
-    say(alice_client, room, "Remember that I am vegetarian")
+    post(alice_client, room, "Remember that I am vegetarian")
     assert list(Memory.objects.filter(user=alice).values_list("text", flat=True)) == ["I am vegetarian"]
     assert Message.objects.filter(room=room, kind="system", body="Memory saved: I am vegetarian").exists()
     runner.run_pending()
@@ -69,7 +66,7 @@ def test_memories_are_used_only_in_their_owners_private_room(fake_openai, alice,
     assert "blue horse" not in str(AssistantRun.objects.get(room=group).prompt)
 
     room = open_private(alice_client)
-    say(alice_client, room, "what do you remember?")
+    post(alice_client, room, "what do you remember?")
     runner.run_pending()
     in_private = fake_openai.chat_requests()[-1]
     assert "blue horse" in str(in_private) and "allergic" not in str(in_private)
@@ -105,7 +102,7 @@ def test_other_peoples_memories_are_out_of_reach(alice, bob_client):
 def test_share_posts_the_question_and_answer_as_a_card(fake_openai, alice_client, group):
     fake_openai.reply("Try **Lyon** in spring.")
     room = open_private(alice_client)
-    say(alice_client, room, "where should we go?")
+    post(alice_client, room, "where should we go?")
     runner.run_pending()
     answer = Message.objects.get(room=room, kind="assistant")
     url = reverse("assistant:share", args=[room.pk, answer.pk])
@@ -125,7 +122,7 @@ def test_share_only_to_my_rooms_and_only_from_my_private_room(fake_openai, alice
 
     others = do_open_direct_room(bob, carol)
     room = open_private(alice_client)
-    say(alice_client, room, "hello")
+    post(alice_client, room, "hello")
     runner.run_pending()
     answer = Message.objects.get(room=room, kind="assistant")
     url = reverse("assistant:share", args=[room.pk, answer.pk])
@@ -138,9 +135,9 @@ def test_share_only_to_my_rooms_and_only_from_my_private_room(fake_openai, alice
 
 def test_the_admin_lists_runs_with_their_usage_and_failures(fake_openai, admin_client, alice_client, group):
     fake_openai.queue(status=500)
-    say(alice_client, group, "@assistant first")
+    post(alice_client, group, "@assistant first")
     runner.run_pending()
-    say(alice_client, group, "@assistant second")
+    post(alice_client, group, "@assistant second")
     runner.run_pending()
     url = reverse("admin:assistant_assistantrun_changelist")
     page = admin_client.get(url).content.decode()
@@ -153,9 +150,9 @@ def test_the_admin_lists_runs_with_their_usage_and_failures(fake_openai, admin_c
 
 def test_only_remember_that_saves_a_memory(fake_openai, alice, alice_client):
     room = open_private(alice_client)
-    say(alice_client, room, "Remember when we went to Paris?")
+    post(alice_client, room, "Remember when we went to Paris?")
     assert not Memory.objects.exists()
-    say(alice_client, room, "remember that " + "x" * 600)
+    post(alice_client, room, "remember that " + "x" * 600)
     assert not Memory.objects.exists()
     assert Message.objects.filter(
         room=room, body__startswith="Not saved as a memory: A memory is at most"
@@ -171,7 +168,7 @@ def test_unfinished_answers_and_declined_rooms_cannot_be_shared(
     from rooms.models import Membership
 
     room = open_private(alice_client)
-    say(alice_client, room, "hello")
+    post(alice_client, room, "hello")
     runner.run_pending()
     answer = Message.objects.get(room=room, kind="assistant")
     mallory_client.post(reverse("rooms:open_direct", args=["alice"]))
@@ -192,7 +189,7 @@ def test_private_prompts_are_not_shown_to_staff(fake_openai, admin_client, alice
     alice = User_from(alice_client)
     do_add_memory(alice, "my secret")
     room = open_private(alice_client)
-    say(alice_client, room, "hello")
+    post(alice_client, room, "hello")
     runner.run_pending()
     run = AssistantRun.objects.get()
     page = admin_client.get(reverse("admin:assistant_assistantrun_change", args=[run.pk])).content.decode()
@@ -228,7 +225,7 @@ def test_the_memories_page_says_which_memories_are_past_the_limit(fake_openai, a
     assert 'fact number 0 <small class="memory__unused">(not used)</small>' in page
 
     room = open_private(alice_client)
-    say(alice_client, room, "what do you know?")
+    post(alice_client, room, "what do you know?")
     runner.run_pending()
     system = fake_openai.chat_requests()[-1]["messages"][0]["content"]
     assert f"fact number {MEMORIES_MAX}\n" in system + "\n" and "fact number 0\n" not in system + "\n"
@@ -238,3 +235,24 @@ def test_the_memories_page_has_no_limit_note_below_the_limit(alice, alice_client
     private.do_add_memory(alice, "I like tea")
     page = alice_client.get(reverse("assistant:memories")).content.decode()
     assert "(not used)" not in page and "most recently added" not in page
+
+
+def test_the_share_page_costs_the_same_with_30_direct_rooms_and_30_groups(
+    fake_openai, alice, alice_client, settings, django_assert_max_num_queries
+):
+    """Every conversation is a target, with its title, from one query (shared with the sidebar)."""
+    settings.RATE_STRANGERS_PER_DAY = 0
+    for i in range(30):
+        services_rooms.do_open_direct_room(alice, make_user(f"friend{i}"))
+        services_rooms.do_create_group(alice, f"Group {i}", [])
+    room = open_private(alice_client)
+    post(alice_client, room, "where should we go?")
+    runner.run_pending()
+    answer = Message.objects.get(room=room, kind="assistant")
+    url = reverse("assistant:share", args=[room.pk, answer.pk])
+    # The user, my membership of the private room, the answer, the run naming its question,
+    # the sidebar's rooms (the targets), their direct partners, and the people I blocked.
+    with django_assert_max_num_queries(7):
+        page = alice_client.get(url).content.decode()
+    assert page.count("<option ") == 60
+    assert ">friend29<" in page and ">Group 29 (group)<" in page

@@ -3,7 +3,8 @@
 import pytest
 from django.urls import reverse
 
-from tests.conftest import membership
+from rooms import services
+from tests.conftest import make_user, membership
 
 pytestmark = pytest.mark.django_db
 
@@ -88,3 +89,18 @@ def test_member_lists_show_who_is_online(alice_client, bob, group):
     presence.forget(bob.pk)
     page = alice_client.get(reverse("rooms:settings", args=[group.pk])).content.decode()
     assert f'class="presence" data-presence-user="{bob.pk}"' in page
+
+
+def test_the_notifications_page_costs_the_same_with_30_rooms(
+    alice, alice_client, django_assert_max_num_queries
+):
+    """Every room with its mute switch, from the sidebar's queries: none per room."""
+    for i in range(30):
+        room = services.do_create_group(alice, f"Group {i}", [make_user(f"friend{i}")])
+        services.do_set_muted(membership(room, alice), i % 2 == 0)
+    for i in range(10):
+        services.do_open_direct_room(alice, make_user(f"stranger{i}"))
+    # The user, the sidebar's rooms and direct partners, and the people I blocked.
+    with django_assert_max_num_queries(4):
+        page = alice_client.get(reverse("rooms:notifications")).content.decode()
+    assert "Group 29" in page and "stranger9" in page

@@ -3,10 +3,10 @@
 from html import unescape
 
 import pytest
-from django.urls import reverse
 
 from rooms import ratelimits
 from rooms.models import Message
+from tests.conftest import HTMX, post
 
 
 @pytest.fixture(autouse=True)
@@ -15,15 +15,10 @@ def _message_limits(settings):
     settings.RATE_MESSAGES_PER_HOUR = 5
 
 
-def post(client, room, body, client_id=None, **extra):
-    data = {"body": body, **({"client_id": client_id} if client_id else {})}
-    return client.post(reverse("rooms:post_message", args=[room.pk]), data, **extra)
-
-
 def test_a_burst_is_refused_with_when_to_retry_and_the_text_kept(alice_client, group):
     for i in range(3):
         assert post(alice_client, group, f"quick {i}").status_code == 302
-    response = post(alice_client, group, "one too many", HTTP_HX_REQUEST="true")
+    response = post(alice_client, group, "one too many", headers=HTMX)
     assert response.status_code == 422
     page = unescape(response.content.decode())
     assert "You are sending messages too often. Try again in" in page and "second" in page

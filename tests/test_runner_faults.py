@@ -13,8 +13,8 @@ from assistant.models import AssistantRun
 from rooms import services as room_services
 from rooms.models import Message
 from tests.conftest import membership
+from tests.sockets import connected
 from tests.test_assistant_live import collect_until
-from tests.test_consumer import _in_memory_layer, connected  # noqa: F401
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
