@@ -13,11 +13,18 @@ message stored and shown, holding whatever words arrived meanwhile. Other runs a
 by the loop (`fill`), after a wake-up or at the next poll.
 
 While a reply streams, partial text goes to the room every ASSISTANT_STREAM_INTERVAL and
-to the database every ASSISTANT_HEARTBEAT_SECONDS (with a heartbeat, and a look at whether
-someone pressed Stop in another process). Runs whose process died are found by their
+to the database every ASSISTANT_HEARTBEAT_SECONDS. The runner beats for every run it does
+(from the moment the run is claimed) every ASSISTANT_HEARTBEAT_SECONDS, and looks at whether
+someone pressed Stop in another process. Runs whose process died are found by their
 stale heartbeat within a few seconds and run once more, or failed with a note saying so.
 A process that is stopped (SIGTERM) hands its running runs back to the queue at once and
 wakes the other processes' runners (`Runner.shut_down`).
+
+The runner's database work runs on threads of its own (`RunnerDatabase`), never on
+asgiref's one thread-sensitive thread that the consumers share: a busy process (a storm of
+reconnecting pages) is not mistaken for a dead one, and a stopping one hands its runs back
+at once. The heartbeat, recovery and hand-back have a thread to themselves, so a slow
+claim or a slow write of a reply's message never delays them either.
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import openai
@@ -49,6 +58,7 @@ from assistant.runs import (
     STOP,
     Claimed,
     Progress,
+    beat,
     claim_next,
     claim_run,
     fail_unprepared,
@@ -89,14 +99,25 @@ async def wake_runners() -> None:
 
 
 class RunnerDatabase(SyncToAsync):  # type: ignore[type-arg]
-    """Channels' database_sync_to_async for the runner, keeping a healthy connection.
+    """Like Channels' database_sync_to_async, but on a thread of the runner's own
+    (`executor`, one thread), keeping a healthy connection.
 
-    A reply calls the database a few times (progress about once a second, the end).
-    With CONN_MAX_AGE=0 (SQLite; PostgreSQL through its pool) Channels' wrapper closes
-    the connection after every call, and SQLite opens a new one (about a millisecond) on
-    the next: on the way to showing the finished reply. Here a connection is replaced
-    only when an error left it unusable.
+    Not asgiref's thread-sensitive thread: every consumer's database work queues there,
+    and a heartbeat queued behind it could come too late. Each thread has its own
+    connection. A reply calls the database a few times (progress about once a second,
+    the end); with CONN_MAX_AGE=0 Channels' wrapper would close the connection after every
+    call, and SQLite open a new one (about a millisecond) on the next: on the way to
+    showing the finished reply. Here SQLite's connection is kept for the runner's life
+    (`Runner.close` closes it) and replaced only when an error left it unusable; a
+    database server's goes back to its pool after each call (or is kept for
+    CONN_MAX_AGE), as after a request.
     """
+
+    def __init__(self, func: Callable[..., Any], *, executor: ThreadPoolExecutor | None) -> None:
+        if executor is None:  # an in-memory SQLite database: see Runner._on_thread
+            super().__init__(func)
+        else:
+            super().__init__(func, thread_sensitive=False, executor=executor)
 
     def thread_handler(self, loop: Any, *args: Any, **kwargs: Any) -> Any:
         for conn in connections.all(initialized_only=True):
@@ -105,7 +126,12 @@ class RunnerDatabase(SyncToAsync):  # type: ignore[type-arg]
                     conn.errors_occurred = False
                 else:
                     conn.close()
-        return super().thread_handler(loop, *args, **kwargs)  # type: ignore[no-untyped-call]
+        try:
+            return super().thread_handler(loop, *args, **kwargs)  # type: ignore[no-untyped-call]
+        finally:
+            for conn in connections.all(initialized_only=True):
+                if conn.vendor != "sqlite" and not conn.in_atomic_block:
+                    conn.close_if_unusable_or_obsolete()
 
 
 class Runner:
@@ -113,10 +139,16 @@ class Runner:
 
     def __init__(self, *, worker: str = WORKER_NAME, concurrency: int | None = None, db: Any = None) -> None:
         self.worker = worker
-        # How database work leaves the event loop (see RunnerDatabase).
-        self.db = db or RunnerDatabase
+        # How database work leaves the event loop (see RunnerDatabase): claims, messages,
+        # progress and ends on one thread; the heartbeat, recovery and hand-back on another.
+        # `db` (tests, the shell) does both, e.g. sync_to_async for the caller's connection.
+        self._threads: dict[str, ThreadPoolExecutor] = {}
+        self.db: Callable[[Callable[..., Any]], Any] = db or self._on_thread("assistant-db")
+        self.beat_db: Callable[[Callable[..., Any]], Any] = db or self._on_thread("assistant-beat")
+        self.beating: asyncio.Task[None] | None = None
         self.concurrency = concurrency or settings.ASSISTANT_MAX_CONCURRENT_RUNS
         self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.claims: dict[int, Claimed] = {}
         # Slots promised to runs being claimed, here or in a thread that just committed
         # one (`start_queued`): with the tasks, never more than `concurrency`.
         self.reserved = 0
@@ -137,7 +169,7 @@ class Runner:
         # Recovery first, and only then open for claims: `reserve()` refuses while
         # `self.loop` is unset, so no thread can claim a run for this runner that
         # recovery (which may take every running run for an orphan) would hand back.
-        await self.db(recover_orphans)(everything=recover_everything)
+        await self.beat_db(recover_orphans)(everything=recover_everything)
         self.loop = asyncio.get_running_loop()
         # Only with Redis are there other processes to hear from.
         listener = self.loop.create_task(self._listen()) if settings.REDIS_URL else None
@@ -160,7 +192,7 @@ class Runner:
                 if time.monotonic() - last_recovery >= settings.ASSISTANT_HEARTBEAT_SECONDS:
                     last_recovery = time.monotonic()
                     try:
-                        await self.db(recover_orphans)()
+                        await self.beat_db(recover_orphans)(worker=self.worker, live=list(self.tasks))
                     except Exception:
                         log.exception("Could not recover assistant runs")
         finally:
@@ -203,7 +235,7 @@ class Runner:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=SHUTDOWN_WAIT)
-        handed: int = await self.db(hand_back)(self.worker)
+        handed: int = await self.beat_db(hand_back)(self.worker)
         if handed:
             await wake_runners()
         await self.close()
@@ -247,13 +279,37 @@ class Runner:
         with self._slots:
             self.reserved -= 1
             self.tasks[claimed.run_id] = task
+        self.claims[claimed.run_id] = claimed
         run_id = claimed.run_id
         task.add_done_callback(lambda _task: self._done(run_id))
+        if self.beating is None or self.beating.done():
+            self.beating = self.loop.create_task(self._beat())
         return True
+
+    async def _beat(self) -> None:
+        """While this runner does runs: say they are alive, and act on Stop pressed in
+        another process or on a run taken over (its heartbeat once looked stale)."""
+        while self.tasks:
+            await asyncio.sleep(settings.ASSISTANT_HEARTBEAT_SECONDS)
+            try:
+                found: dict[int, str] = await self.beat_db(beat)(self.worker, list(self.tasks))
+            except Exception:
+                log.exception("Could not write the assistant runs' heartbeat")
+                continue
+            for run_id, what in found.items():
+                claimed = self.claims.get(run_id)
+                if claimed is None or claimed.progress.finished or run_id in self.stopping:
+                    continue  # ending already: its end is stored only if it is still ours
+                if what == STOP:
+                    self.stop_run(run_id)
+                else:
+                    log.warning("Assistant run %s was taken over by another process", run_id)
+                    self.drop_run(run_id)
 
     def _done(self, run_id: int) -> None:
         with self._slots:
             self.tasks.pop(run_id, None)
+        self.claims.pop(run_id, None)
         self.stopping.discard(run_id)
         self.wake.set()  # the room may have its next run waiting
 
@@ -395,9 +451,36 @@ class Runner:
         return self._client
 
     async def close(self) -> None:
+        if self.beating is not None:
+            self.beating.cancel()
         if self._client is not None:
             await self._client.close()
             self._client = None
+        self.close_threads()
+
+    def _on_thread(self, name: str) -> Callable[[Callable[..., Any]], Any]:
+        """Run database calls on this runner's thread `name` (made on first use)."""
+
+        def wrap(func: Callable[..., Any]) -> Any:
+            database = connections["default"]
+            if database.vendor == "sqlite" and database.is_in_memory_db():  # type: ignore[attr-defined]
+                # The tests' SQLite database lives in memory, shared between connections
+                # with table locks that make a second writer fail rather than wait: there
+                # the runner shares the thread-sensitive thread (and its connection).
+                return RunnerDatabase(func, executor=None)
+            executor = self._threads.get(name)
+            if executor is None:
+                executor = self._threads[name] = ThreadPoolExecutor(1, thread_name_prefix=name)
+            return RunnerDatabase(func, executor=executor)
+
+        return wrap
+
+    def close_threads(self) -> None:
+        """Close the runner's connections, each in its own thread, and let the threads end."""
+        threads, self._threads = self._threads, {}
+        for executor in threads.values():
+            executor.submit(connections.close_all)
+            executor.shutdown(wait=False)
 
     async def _stream_reply(self, claimed: Claimed, progress: Progress) -> None:
         stream = await open_chat_stream(
@@ -458,7 +541,8 @@ class Runner:
         await push_partial_text(claimed.room_id, claimed.message_id, progress.text)
 
     async def _watch(self, claimed: Claimed, progress: Progress) -> None:
-        """Push text that arrived since the last push, keep the heartbeat, notice Stop."""
+        """Push text that arrived since the last push, save it, notice Stop (the runner's
+        heartbeat, `_beat`, keeps the run alive from its claim on)."""
         last_save = time.monotonic()
         while not progress.finished:
             await asyncio.sleep(settings.ASSISTANT_STREAM_INTERVAL)

@@ -12,6 +12,8 @@ from its event loop through a thread, or from the thread that just committed a r
   message (`show`), already holding the words that arrived meanwhile.
 - Progress and the end are written only while the run is still this worker's: a run
   taken over (its process looked dead) or handed back is another runner's.
+- Heartbeats are written with the database's clock (`Now()`) and judged against it, so
+  hosts whose clocks disagree never take each other's live runs for orphans.
 - `recover_orphans` finds runs whose process went silent; `hand_back` is a stopping
   process giving its runs back.
 """
@@ -21,12 +23,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q, QuerySet
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from assistant.models import AssistantRun
@@ -138,14 +142,14 @@ def _mark_running(run: AssistantRun, worker: str) -> bool:
     """The one way a run starts: inside the claim's transaction, make the queued run this
     worker's. False if the one-running-run-per-room constraint or another claim got
     there first."""
-    now = timezone.now()
+    now = timezone.now()  # started_at: compared with first_token_at, the runner's clock
     try:
         with transaction.atomic():
             updated = AssistantRun.objects.filter(pk=run.pk, status=AssistantRun.Status.QUEUED).update(
                 status=AssistantRun.Status.RUNNING,
                 worker=worker,
                 started_at=now,
-                heartbeat_at=now,
+                heartbeat_at=Now(),
                 attempts=run.attempts + 1,
                 first_token_at=None,
             )
@@ -263,7 +267,7 @@ def _ours(claimed: Claimed) -> QuerySet[AssistantRun]:
 def save_progress(claimed: Claimed, text: str, first_token_at: dt.datetime | None) -> str:
     """Keep the partial text and the heartbeat; STOP if someone asked to stop, LOST if
     the run is no longer ours (another process took it over: write nothing more)."""
-    updates: dict[str, Any] = {"heartbeat_at": timezone.now()}
+    updates: dict[str, Any] = {"heartbeat_at": Now()}
     if first_token_at is not None:
         updates["first_token_at"] = first_token_at
     if not _ours(claimed).update(**updates):
@@ -274,6 +278,20 @@ def save_progress(claimed: Claimed, text: str, first_token_at: dt.datetime | Non
             body=text, html=render_message(text, {}, rich=True).html
         )
     return STOP if AssistantRun.objects.filter(pk=claimed.run_id, cancel_requested=True).exists() else ""
+
+
+def beat(worker: str, run_ids: Collection[int]) -> dict[int, str]:
+    """The runner's heartbeat for the runs it is doing, from the moment each is claimed:
+    one write for all of them. Returns the ones it must act on: STOP (someone pressed
+    Stop in another process) or LOST (no longer this worker's)."""
+    if not run_ids:
+        return {}
+    ours = AssistantRun.objects.filter(pk__in=run_ids, status=AssistantRun.Status.RUNNING, worker=worker)
+    ours.update(heartbeat_at=Now())
+    cancel_requested = dict(ours.values_list("pk", "cancel_requested"))
+    found = {run_id: LOST for run_id in run_ids if run_id not in cancel_requested}
+    found.update({run_id: STOP for run_id, stop in cancel_requested.items() if stop})
+    return found
 
 
 def finish(
@@ -332,16 +350,20 @@ def finish(
 # Runs whose process stopped
 
 
-def recover_orphans(*, everything: bool = False) -> int:
+def recover_orphans(*, everything: bool = False, worker: str = "", live: Collection[int] = ()) -> int:
     """Runs left running by a process that died: run once more, or fail with a note.
 
     `everything`: this is the only process (the embedded defaults), so any running run
-    is an orphan; otherwise only those whose heartbeat is stale.
+    is an orphan; otherwise only those whose heartbeat is stale (by the database's clock).
+    `worker` and `live`: the recovering runner and the runs it is doing, which are never
+    orphans however late their heartbeat (a run of its own that it no longer does is).
     """
     query = AssistantRun.objects.filter(status=AssistantRun.Status.RUNNING)
     if not everything:
-        cutoff = timezone.now() - dt.timedelta(seconds=settings.ASSISTANT_STALE_SECONDS)
+        cutoff = Now() - dt.timedelta(seconds=settings.ASSISTANT_STALE_SECONDS)
         query = query.filter(heartbeat_at__lt=cutoff)
+    if worker and live:
+        query = query.exclude(worker=worker, pk__in=list(live))
     recovered = 0
     for run_id in list(query.values_list("pk", flat=True)):
         if _release(run_id, handed_back=False):

@@ -2,10 +2,16 @@
 frozen. The tests with two real daphne processes are in tests/test_runner_processes.py."""
 
 import asyncio
+import contextlib
+import datetime as dt
 import threading
+import time
+from types import SimpleNamespace
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from django.db import connection
 from django.utils import timezone
 
 from assistant import runner, runs
@@ -32,9 +38,11 @@ async def test_a_run_claimed_while_the_runner_starts_is_streamed_once(fake_opena
     mention arrives while it is still recovering. The run is claimed once and streamed
     once: recovery never hands back a run this runner has just started."""
     recovering, resume, recovered = threading.Event(), asyncio.Event(), asyncio.Event()
+    worker = runner.Runner()
+    on_its_thread = worker.beat_db
 
     def database(func):
-        call = runner.RunnerDatabase(func)
+        call = on_its_thread(func)
         if func is not runs.recover_orphans:
             return call
 
@@ -50,7 +58,7 @@ async def test_a_run_claimed_while_the_runner_starts_is_streamed_once(fake_opena
 
     gate = threading.Event()
     fake_openai.queue(tokens=["Only ", "once"], gate=gate)
-    worker = runner.Runner(db=database)
+    worker.beat_db = database
     runner.install(worker)
     serving = asyncio.ensure_future(worker.serve(recover_everything=True))
     try:
@@ -192,3 +200,199 @@ async def test_a_runner_that_lost_its_run_stops_writing_it(fake_openai, first_ru
     assert run.status == AssistantRun.Status.RUNNING and run.worker == "other:3:dddddd"
     assert run.reply.state == Message.State.STREAMING and "longer" not in run.reply.body
     await socket.disconnect()
+
+
+# A busy process is not a dead one: its runs keep their heartbeat
+
+
+# The runner's own database threads need a database server: the tests' SQLite database in
+# memory is shared by one connection at a time, so there the runner keeps to asgiref's thread.
+on_a_database_server = pytest.mark.services
+
+
+@pytest.fixture
+def quick_heartbeat(settings, fake_openai):
+    """A heartbeat and a stale threshold short enough for a test to outlast them (and a
+    model timeout long enough for it to hold a reply open meanwhile)."""
+    settings.ASSISTANT_HEARTBEAT_SECONDS, settings.ASSISTANT_STALE_SECONDS = 0.2, 1.0
+    settings.ASSISTANT_TIMEOUT_SECONDS = 10.0
+    return settings
+
+
+@contextlib.asynccontextmanager
+async def shared_thread_busy(seconds: float):
+    """Keep asgiref's one thread-sensitive thread (the consumers' database calls) busy for
+    `seconds`, as a storm of reconnecting pages would."""
+    started = threading.Event()
+
+    def busy():
+        started.set()
+        time.sleep(seconds)  # the consumers' work this thread is stuck behind
+
+    blocker = asyncio.ensure_future(database_sync_to_async(busy)())
+    assert await asyncio.to_thread(started.wait, 5)
+    try:
+        yield
+    finally:
+        await blocker
+
+
+def _in_another_process(func):
+    """Database work done outside this process's runners (its own thread and connection)."""
+
+    def call():
+        try:
+            return func()
+        finally:
+            connection.close()
+
+    return asyncio.to_thread(call)
+
+
+async def _the_run(room) -> AssistantRun:
+    return await _in_another_process(lambda: AssistantRun.objects.select_related("reply").get(room=room))
+
+
+async def _recovered_elsewhere() -> int:
+    """Another process's runner looking for orphans."""
+    return await _in_another_process(runs.recover_orphans)
+
+
+async def _finishes_once(fake_openai, worker, group, gate, text) -> None:
+    gate.set()
+    await wait_until(
+        lambda: AssistantRun.objects.filter(room=group, status="done").exists() and not worker.tasks,
+        what="the reply to finish",
+    )
+    run = await _the_run(group)
+    assert run.attempts == 1 and run.reply.body == text and run.reply.state == Message.State.DONE
+    assert len(fake_openai.chat_requests()) == 1
+    assert await sync_to_async(Message.objects.filter(room=group, kind="assistant").count)() == 1
+
+
+@on_a_database_server
+async def test_a_reply_keeps_its_heartbeat_while_the_consumers_thread_is_busy(
+    quick_heartbeat, fake_openai, first_runner, second_runner, alice, group
+):
+    """The consumers' database thread is stuck for longer than the stale threshold while a
+    reply streams: the reply's heartbeat goes on regardless, and neither another runner nor
+    another process takes it for an orphan."""
+    gate = threading.Event()
+    fake_openai.queue(tokens=["Still ", "here"], gate=gate)
+    await post(group, alice, "@assistant hello")
+    await wait_until(
+        lambda: AssistantRun.objects.filter(room=group, reply__body="Still ").exists(), what="the first words"
+    )
+    start(second_runner)
+    before = (await _the_run(group)).heartbeat_at
+    beats = set()
+    async with shared_thread_busy(3 * quick_heartbeat.ASSISTANT_STALE_SECONDS):
+        for _ in range(12):
+            await asyncio.sleep(quick_heartbeat.ASSISTANT_HEARTBEAT_SECONDS)
+            assert await _recovered_elsewhere() == 0, "a live reply was taken for an orphan"
+            beats.add((await _the_run(group)).heartbeat_at)
+    assert len(beats - {before}) >= 5, f"the heartbeat stalled: {sorted(beats)}"
+    run = await _the_run(group)
+    assert run.status == AssistantRun.Status.RUNNING and run.worker == first_runner.worker
+    await _finishes_once(fake_openai, first_runner, group, gate, "Still here")
+
+
+async def test_a_runner_never_takes_its_own_live_reply_for_an_orphan(
+    quick_heartbeat, monkeypatch, fake_openai, first_runner, alice, group
+):
+    """Even when its heartbeat is late (the database slow to take writes), a reply this
+    runner is streaming is not requeued by this runner's own recovery, so it is never
+    streamed twice."""
+    gate = threading.Event()
+    fake_openai.queue(tokens=["Just ", "once"], gate=gate)
+    fake_openai.reply("A second answer")
+    await post(group, alice, "@assistant hello")
+    await wait_until(
+        lambda: AssistantRun.objects.filter(room=group, reply__body="Just ").exists(), what="the first words"
+    )
+    # From now on no heartbeat reaches the database, and the last one is long past.
+    monkeypatch.setattr(runner, "save_progress", lambda *args: "")
+    monkeypatch.setattr(runner, "beat", lambda *args: {}, raising=False)
+    late = timezone.now() - dt.timedelta(seconds=60)
+    await _in_another_process(lambda: AssistantRun.objects.filter(room=group).update(heartbeat_at=late))
+    for _ in range(10):  # the runner looks for orphans every heartbeat
+        await asyncio.sleep(quick_heartbeat.ASSISTANT_HEARTBEAT_SECONDS)
+        run = await _the_run(group)
+        assert run.status == "running" and run.worker == first_runner.worker and run.attempts == 1
+    monkeypatch.undo()
+    await _finishes_once(fake_openai, first_runner, group, gate, "Just once")
+
+
+async def test_heartbeats_go_by_the_database_clock(
+    quick_heartbeat, monkeypatch, fake_openai, first_runner, alice, group
+):
+    """The host streaming a reply has a clock a minute behind the others': its heartbeats
+    still count as fresh to a process with the right time."""
+    real_now = timezone.now
+    monkeypatch.setattr(runs, "timezone", SimpleNamespace(now=lambda: real_now() - dt.timedelta(seconds=60)))
+    gate = threading.Event()
+    fake_openai.queue(tokens=["On ", "time"], gate=gate)
+    await post(group, alice, "@assistant hello")
+    await wait_until(
+        lambda: AssistantRun.objects.filter(room=group, reply__body="On ").exists(), what="the first words"
+    )
+    first = (await _the_run(group)).heartbeat_at
+    await wait_until(
+        lambda: AssistantRun.objects.filter(room=group).exclude(heartbeat_at=first).exists(),
+        what="a heartbeat",
+    )
+    monkeypatch.undo()  # the other process's clock is right
+    assert await _recovered_elsewhere() == 0, "a live reply was taken for an orphan"
+    await _finishes_once(fake_openai, first_runner, group, gate, "On time")
+
+
+@on_a_database_server
+async def test_a_reply_keeps_its_heartbeat_before_its_message_is_shown(
+    quick_heartbeat, monkeypatch, fake_openai, first_runner, alice, group
+):
+    """Storing the reply's message takes longer than the stale threshold (a slow
+    database): the run beats from the moment it is claimed, so no other process takes it
+    over meanwhile."""
+    gate = threading.Event()
+    fake_openai.queue(tokens=["Slow ", "start"], gate=gate)
+    showing, shown = threading.Event(), threading.Event()
+    real_show = runner.show
+
+    def slow_show(claimed):
+        showing.set()
+        shown.wait(5)
+        real_show(claimed)
+
+    monkeypatch.setattr(runner, "show", slow_show)
+    posting = asyncio.ensure_future(post(group, alice, "@assistant hello"))
+    assert await asyncio.to_thread(showing.wait, 5)
+    for _ in range(
+        2 * round(quick_heartbeat.ASSISTANT_STALE_SECONDS / quick_heartbeat.ASSISTANT_HEARTBEAT_SECONDS)
+    ):
+        await asyncio.sleep(quick_heartbeat.ASSISTANT_HEARTBEAT_SECONDS)
+        assert await _recovered_elsewhere() == 0, "a reply being shown was taken for an orphan"
+    shown.set()
+    await posting
+    await _finishes_once(fake_openai, first_runner, group, gate, "Slow start")
+
+
+@on_a_database_server
+async def test_a_stopping_process_hands_back_while_the_consumers_thread_is_busy(
+    quick_heartbeat, fake_openai, first_runner, alice, group
+):
+    """A graceful stop under load: handing the reply back does not wait for the consumers'
+    database thread."""
+    gate = threading.Event()
+    fake_openai.queue(tokens=["Half "], gate=gate)
+    await post(group, alice, "@assistant hello")
+    await wait_until(
+        lambda: AssistantRun.objects.filter(room=group, reply__body="Half ").exists(), what="the first words"
+    )
+    async with shared_thread_busy(3.0):
+        started = time.monotonic()
+        assert await first_runner.shut_down() == 1
+        took = time.monotonic() - started
+        run = await _the_run(group)
+    gate.set()
+    assert run.status == AssistantRun.Status.QUEUED and run.worker == ""
+    assert took < 1.0, f"handing back took {took:.2f} s"
