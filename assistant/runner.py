@@ -38,103 +38,35 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import openai
-from asgiref.sync import SyncToAsync
-from channels.layers import get_channel_layer
 from django.conf import settings
-from django.core.files.base import ContentFile
-from django.db import connections
-from django.utils import timezone
 
 from assistant import dispatch
-from assistant.model_api import StreamCut, describe_error, generate_image, make_client, open_chat_stream
-from assistant.models import AssistantRun
+from assistant.runner_db import DatabaseCall, RunnerThreads
 from assistant.runs import (
-    LOST,
     STOP,
     Claimed,
-    Progress,
     beat,
     claim_next,
     claim_run,
     fail_unprepared,
-    finish,
     hand_back,
     recover_orphans,
-    save_progress,
     show,
 )
-from rooms.attachments import attachment_from_bytes
-from rooms.live import push_partial_text
+from assistant.streaming import RunStreaming
+from assistant.wakeup import listen, wake_runners
 
 log = logging.getLogger(__name__)
 
-# Longest a run waits for its message to be stored and shown before it gives up (and is
-# recovered like a stopped process's run): only a stuck database takes that long.
-ANNOUNCE_WAIT = 5.0
-# The channel-layer group every runner listens on, to hear of runs handed back elsewhere.
-RUNNERS_GROUP = "assistant.runners"
 # How long a stopping runner waits for its streams to notice they were cancelled.
 SHUTDOWN_WAIT = 0.5
 WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-class Abandoned(Exception):
-    """The run's message could not be shown: nothing more of it is pushed or stored."""
-
-
-async def wake_runners() -> None:
-    """Tell every process's runner to look for queued runs now (not at its next poll)."""
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    try:
-        await layer.group_send(RUNNERS_GROUP, {"type": "runs.queued"})
-    except Exception:
-        log.exception("Could not wake the other assistant runners")
-
-
-class RunnerDatabase(SyncToAsync):  # type: ignore[type-arg]
-    """Like Channels' database_sync_to_async, but on a thread of the runner's own
-    (`executor`, one thread), keeping a healthy connection.
-
-    Not asgiref's thread-sensitive thread: every consumer's database work queues there,
-    and a heartbeat queued behind it could come too late. Each thread has its own
-    connection. A reply calls the database a few times (progress about once a second,
-    the end); with CONN_MAX_AGE=0 Channels' wrapper would close the connection after every
-    call, and SQLite open a new one (about a millisecond) on the next: on the way to
-    showing the finished reply. Here SQLite's connection is kept for the runner's life
-    (`Runner.close` closes it) and replaced only when an error left it unusable; a
-    database server's goes back to its pool after each call (or is kept for
-    CONN_MAX_AGE), as after a request.
-    """
-
-    def __init__(self, func: Callable[..., Any], *, executor: ThreadPoolExecutor | None) -> None:
-        if executor is None:  # an in-memory SQLite database: see Runner._on_thread
-            super().__init__(func)
-        else:
-            super().__init__(func, thread_sensitive=False, executor=executor)
-
-    def thread_handler(self, loop: Any, *args: Any, **kwargs: Any) -> Any:
-        for conn in connections.all(initialized_only=True):
-            if conn.errors_occurred:
-                if conn.is_usable():
-                    conn.errors_occurred = False
-                else:
-                    conn.close()
-        try:
-            return super().thread_handler(loop, *args, **kwargs)  # type: ignore[no-untyped-call]
-        finally:
-            for conn in connections.all(initialized_only=True):
-                if conn.vendor != "sqlite" and not conn.in_atomic_block:
-                    conn.close_if_unusable_or_obsolete()
-
-
-class Runner:
+class Runner(RunStreaming):
     """Claims and streams runs in one process's event loop."""
 
     def __init__(self, *, worker: str = WORKER_NAME, concurrency: int | None = None, db: Any = None) -> None:
@@ -142,9 +74,9 @@ class Runner:
         # How database work leaves the event loop (see RunnerDatabase): claims, messages,
         # progress and ends on one thread; the heartbeat, recovery and hand-back on another.
         # `db` (tests, the shell) does both, e.g. sync_to_async for the caller's connection.
-        self._threads: dict[str, ThreadPoolExecutor] = {}
-        self.db: Callable[[Callable[..., Any]], Any] = db or self._on_thread("assistant-db")
-        self.beat_db: Callable[[Callable[..., Any]], Any] = db or self._on_thread("assistant-beat")
+        self.threads = RunnerThreads()
+        self.db: DatabaseCall = db or self.threads.on("assistant-db")
+        self.beat_db: DatabaseCall = db or self.threads.on("assistant-beat")
         self.beating: asyncio.Task[None] | None = None
         self.concurrency = concurrency or settings.ASSISTANT_MAX_CONCURRENT_RUNS
         self.tasks: dict[int, asyncio.Task[None]] = {}
@@ -172,7 +104,7 @@ class Runner:
         await self.beat_db(recover_orphans)(everything=recover_everything)
         self.loop = asyncio.get_running_loop()
         # Only with Redis are there other processes to hear from.
-        listener = self.loop.create_task(self._listen()) if settings.REDIS_URL else None
+        listener = self.loop.create_task(listen(self.wake)) if settings.REDIS_URL else None
         # A dead process's runs are looked for every heartbeat, so one is taken over
         # within ASSISTANT_STALE_SECONDS plus a heartbeat of the process going silent.
         last_recovery = time.monotonic()
@@ -198,30 +130,6 @@ class Runner:
         finally:
             if listener is not None:
                 listener.cancel()
-
-    async def _listen(self) -> None:
-        """Wake up when another process hands runs back (see `wake_runners`), instead of
-        finding them at the next poll."""
-        layer = get_channel_layer()
-        if layer is None:
-            return
-        channel = None
-        try:
-            while True:
-                try:
-                    if channel is None:
-                        channel = await layer.new_channel("assistant-runner.")
-                    await layer.group_add(RUNNERS_GROUP, channel)
-                    while True:
-                        await layer.receive(channel)
-                        self.wake.set()
-                except Exception:
-                    log.warning("Assistant runner lost the channel layer; polling until it is back")
-                    await asyncio.sleep(settings.ASSISTANT_POLL_SECONDS)
-        finally:
-            if channel is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(layer.group_discard(RUNNERS_GROUP, channel))
 
     async def shut_down(self) -> int:
         """The process is stopping: claim nothing more, stop streaming, and give the
@@ -400,172 +308,13 @@ class Runner:
 
     # One run
 
-    async def execute(self, claimed: Claimed) -> None:
-        """Ask the model, push its text to the room, store how it ended."""
-        progress = claimed.progress
-
-        watcher = asyncio.get_running_loop().create_task(self._watch(claimed, progress))
-        status, error_code, error, image = str(AssistantRun.Status.DONE), "", "", None
-        try:
-            if claimed.kind == AssistantRun.Kind.IMAGE:
-                image = await self._make_image(claimed, progress)
-            else:
-                await self._stream_reply(claimed, progress)
-        except asyncio.CancelledError:
-            if claimed.run_id not in self.stopping:
-                raise  # the process is shutting down; recovery deals with the run
-            status = AssistantRun.Status.CANCELLED
-        except Abandoned:
-            return
-        except Exception as exc:
-            status = AssistantRun.Status.FAILED
-            error_code, error = describe_error(exc)
-            if error_code == "error":
-                log.exception("Assistant run %s failed", claimed.run_id)
-            else:
-                log.warning("Assistant run %s failed: %s", claimed.run_id, error_code)
-        finally:
-            progress.finished = True
-            watcher.cancel()
-        try:
-            if not await self._announced(claimed):
-                return
-            await self.db(finish)(
-                claimed,
-                status=status,
-                text=progress.text.strip(),
-                progress=progress,
-                error_code=error_code,
-                error=error,
-                image=image,
-            )
-        except Exception:
-            log.exception("Could not store the end of assistant run %s", claimed.run_id)
-
-    def client(self) -> openai.AsyncOpenAI:
-        """One client for the runner's life (see `model_api.make_client`), made anew when
-        the settings change (tests)."""
-        key = (settings.OPENAI_API_KEY, settings.OPENAI_BASE_URL, settings.ASSISTANT_TIMEOUT_SECONDS)
-        if self._client is None or self._client_key != key:
-            self._client, self._client_key = make_client(), key
-        return self._client
-
     async def close(self) -> None:
         if self.beating is not None:
             self.beating.cancel()
         if self._client is not None:
             await self._client.close()
             self._client = None
-        self.close_threads()
-
-    def _on_thread(self, name: str) -> Callable[[Callable[..., Any]], Any]:
-        """Run database calls on this runner's thread `name` (made on first use)."""
-
-        def wrap(func: Callable[..., Any]) -> Any:
-            database = connections["default"]
-            if database.vendor == "sqlite" and database.is_in_memory_db():  # type: ignore[attr-defined]
-                # The tests' SQLite database lives in memory, shared between connections
-                # with table locks that make a second writer fail rather than wait: there
-                # the runner shares the thread-sensitive thread (and its connection).
-                return RunnerDatabase(func, executor=None)
-            executor = self._threads.get(name)
-            if executor is None:
-                executor = self._threads[name] = ThreadPoolExecutor(1, thread_name_prefix=name)
-            return RunnerDatabase(func, executor=executor)
-
-        return wrap
-
-    def close_threads(self) -> None:
-        """Close the runner's connections, each in its own thread, and let the threads end."""
-        threads, self._threads = self._threads, {}
-        for executor in threads.values():
-            executor.submit(connections.close_all)
-            executor.shutdown(wait=False)
-
-    async def _stream_reply(self, claimed: Claimed, progress: Progress) -> None:
-        stream = await open_chat_stream(
-            self.client(),
-            model=claimed.model,
-            messages=claimed.prompt,
-            max_tokens=settings.ASSISTANT_MAX_REPLY_TOKENS,
-        )
-        finished = False
-        try:
-            async for chunk in stream:
-                if chunk.usage is not None:
-                    progress.usage = chunk.usage
-                for choice in chunk.choices:
-                    piece = choice.delta.content if choice.delta else None
-                    if piece:
-                        if progress.first_token_at is None:
-                            progress.first_token_at = timezone.now()
-                        progress.text += piece
-                        progress.pieces += 1
-                        progress.dirty = True
-                    if choice.finish_reason is not None:
-                        finished = True
-                        progress.cut_at_length = choice.finish_reason == "length"
-                if (
-                    progress.dirty
-                    and time.monotonic() - progress.last_push >= settings.ASSISTANT_STREAM_INTERVAL
-                ):
-                    await self._push(claimed, progress)
-        finally:
-            await stream.close()
-        if not finished:
-            raise StreamCut()
-
-    async def _make_image(self, claimed: Claimed, progress: Progress) -> ContentFile[bytes]:
-        data = await generate_image(self.client(), model=claimed.model, prompt=claimed.prompt["prompt"])
-        progress.first_token_at = timezone.now()
-        return await asyncio.to_thread(attachment_from_bytes, data)
-
-    async def _announced(self, claimed: Claimed) -> bool:
-        """Wait until the reply's message is in the room. False if it never will be:
-        showing it failed, or took longer than a database ever should (the run is then
-        left to recovery, like a stopped process's)."""
-        if not claimed.announced.is_set():
-            try:
-                await asyncio.wait_for(claimed.announced.wait(), timeout=ANNOUNCE_WAIT)
-            except TimeoutError:
-                log.warning("Assistant run %s: its message was not shown in time", claimed.run_id)
-                return False
-        return claimed.shown
-
-    async def _push(self, claimed: Claimed, progress: Progress) -> None:
-        if not await self._announced(claimed):
-            raise Abandoned()
-        progress.dirty = False
-        progress.last_push = time.monotonic()
-        assert claimed.message_id is not None
-        await push_partial_text(claimed.room_id, claimed.message_id, progress.text)
-
-    async def _watch(self, claimed: Claimed, progress: Progress) -> None:
-        """Push text that arrived since the last push, save it, notice Stop (the runner's
-        heartbeat, `_beat`, keeps the run alive from its claim on)."""
-        last_save = time.monotonic()
-        while not progress.finished:
-            await asyncio.sleep(settings.ASSISTANT_STREAM_INTERVAL)
-            if not claimed.announced.is_set():
-                continue  # nothing is pushed or stored before the reply's message
-            if not claimed.shown:
-                return
-            if progress.dirty and time.monotonic() - progress.last_push >= settings.ASSISTANT_STREAM_INTERVAL:
-                await self._push(claimed, progress)
-            if time.monotonic() - last_save >= settings.ASSISTANT_HEARTBEAT_SECONDS:
-                last_save = time.monotonic()
-                text = progress.text if progress.text != progress.saved_text else ""
-                progress.saved_text = progress.text
-                try:
-                    found = await self.db(save_progress)(claimed, text, progress.first_token_at)
-                except Exception:
-                    log.exception("Could not save progress of assistant run %s", claimed.run_id)
-                    continue
-                if found == STOP:
-                    self.stop_run(claimed.run_id)
-                elif found == LOST:
-                    log.warning("Assistant run %s was taken over by another process", claimed.run_id)
-                    self.drop_run(claimed.run_id)
+        self.threads.close()
 
 
 # The process's runner: started by the web process on its first request, or by a worker.

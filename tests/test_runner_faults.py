@@ -14,7 +14,7 @@ from channels.db import database_sync_to_async
 from django.db import connection
 from django.utils import timezone
 
-from assistant import runner, runs
+from assistant import runner, runs, streaming
 from assistant.models import AssistantRun
 from rooms import services as room_services
 from rooms.models import Message
@@ -311,7 +311,7 @@ async def test_a_runner_never_takes_its_own_live_reply_for_an_orphan(
         lambda: AssistantRun.objects.filter(room=group, reply__body="Just ").exists(), what="the first words"
     )
     # From now on no heartbeat reaches the database, and the last one is long past.
-    monkeypatch.setattr(runner, "save_progress", lambda *args: "")
+    monkeypatch.setattr(streaming, "save_progress", lambda *args: "")
     monkeypatch.setattr(runner, "beat", lambda *args: {}, raising=False)
     late = timezone.now() - dt.timedelta(seconds=60)
     await _in_another_process(lambda: AssistantRun.objects.filter(room=group).update(heartbeat_at=late))

@@ -1,0 +1,182 @@
+"""Doing one run: ask the model, push its text to the room, store how it ended.
+
+The half of the runner (`assistant/runner.py`) that deals with a single run; the other half
+claims runs and keeps the slots, the heartbeat and the process's life. `Runner` inherits
+this, and provides the attributes declared below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import openai
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.utils import timezone
+
+from assistant.model_api import StreamCut, describe_error, generate_image, make_client, open_chat_stream
+from assistant.models import AssistantRun
+from assistant.runner_db import DatabaseCall
+from assistant.runs import LOST, STOP, Claimed, Progress, finish, save_progress
+from rooms.attachments import attachment_from_bytes
+from rooms.live import push_partial_text
+
+log = logging.getLogger(__name__)
+
+# Longest a run waits for its message to be stored and shown before it gives up (and is
+# recovered like a stopped process's run): only a stuck database takes that long.
+ANNOUNCE_WAIT = 5.0
+
+
+class Abandoned(Exception):
+    """The run's message could not be shown: nothing more of it is pushed or stored."""
+
+
+class RunStreaming:
+    db: DatabaseCall
+    stopping: set[int]
+    _client: openai.AsyncOpenAI | None
+    _client_key: tuple[str, str, float] | None
+
+    def stop_run(self, run_id: int) -> None:
+        raise NotImplementedError
+
+    def drop_run(self, run_id: int) -> None:
+        raise NotImplementedError
+
+    async def execute(self, claimed: Claimed) -> None:
+        """Ask the model, push its text to the room, store how it ended."""
+        progress = claimed.progress
+
+        watcher = asyncio.get_running_loop().create_task(self._watch(claimed, progress))
+        status, error_code, error, image = str(AssistantRun.Status.DONE), "", "", None
+        try:
+            if claimed.kind == AssistantRun.Kind.IMAGE:
+                image = await self._make_image(claimed, progress)
+            else:
+                await self._stream_reply(claimed, progress)
+        except asyncio.CancelledError:
+            if claimed.run_id not in self.stopping:
+                raise  # the process is shutting down; recovery deals with the run
+            status = AssistantRun.Status.CANCELLED
+        except Abandoned:
+            return
+        except Exception as exc:
+            status = AssistantRun.Status.FAILED
+            error_code, error = describe_error(exc)
+            if error_code == "error":
+                log.exception("Assistant run %s failed", claimed.run_id)
+            else:
+                log.warning("Assistant run %s failed: %s", claimed.run_id, error_code)
+        finally:
+            progress.finished = True
+            watcher.cancel()
+        try:
+            if not await self._announced(claimed):
+                return
+            await self.db(finish)(
+                claimed,
+                status=status,
+                text=progress.text.strip(),
+                progress=progress,
+                error_code=error_code,
+                error=error,
+                image=image,
+            )
+        except Exception:
+            log.exception("Could not store the end of assistant run %s", claimed.run_id)
+
+    def client(self) -> openai.AsyncOpenAI:
+        """One client for the runner's life (see `model_api.make_client`), made anew when
+        the settings change (tests)."""
+        key = (settings.OPENAI_API_KEY, settings.OPENAI_BASE_URL, settings.ASSISTANT_TIMEOUT_SECONDS)
+        if self._client is None or self._client_key != key:
+            self._client, self._client_key = make_client(), key
+        return self._client
+
+    async def _stream_reply(self, claimed: Claimed, progress: Progress) -> None:
+        stream = await open_chat_stream(
+            self.client(),
+            model=claimed.model,
+            messages=claimed.prompt,
+            max_tokens=settings.ASSISTANT_MAX_REPLY_TOKENS,
+        )
+        finished = False
+        try:
+            async for chunk in stream:
+                if chunk.usage is not None:
+                    progress.usage = chunk.usage
+                for choice in chunk.choices:
+                    piece = choice.delta.content if choice.delta else None
+                    if piece:
+                        if progress.first_token_at is None:
+                            progress.first_token_at = timezone.now()
+                        progress.text += piece
+                        progress.pieces += 1
+                        progress.dirty = True
+                    if choice.finish_reason is not None:
+                        finished = True
+                        progress.cut_at_length = choice.finish_reason == "length"
+                if (
+                    progress.dirty
+                    and time.monotonic() - progress.last_push >= settings.ASSISTANT_STREAM_INTERVAL
+                ):
+                    await self._push(claimed, progress)
+        finally:
+            await stream.close()
+        if not finished:
+            raise StreamCut()
+
+    async def _make_image(self, claimed: Claimed, progress: Progress) -> ContentFile[bytes]:
+        data = await generate_image(self.client(), model=claimed.model, prompt=claimed.prompt["prompt"])
+        progress.first_token_at = timezone.now()
+        return await asyncio.to_thread(attachment_from_bytes, data)
+
+    async def _announced(self, claimed: Claimed) -> bool:
+        """Wait until the reply's message is in the room. False if it never will be:
+        showing it failed, or took longer than a database ever should (the run is then
+        left to recovery, like a stopped process's)."""
+        if not claimed.announced.is_set():
+            try:
+                await asyncio.wait_for(claimed.announced.wait(), timeout=ANNOUNCE_WAIT)
+            except TimeoutError:
+                log.warning("Assistant run %s: its message was not shown in time", claimed.run_id)
+                return False
+        return claimed.shown
+
+    async def _push(self, claimed: Claimed, progress: Progress) -> None:
+        if not await self._announced(claimed):
+            raise Abandoned()
+        progress.dirty = False
+        progress.last_push = time.monotonic()
+        assert claimed.message_id is not None
+        await push_partial_text(claimed.room_id, claimed.message_id, progress.text)
+
+    async def _watch(self, claimed: Claimed, progress: Progress) -> None:
+        """Push text that arrived since the last push, save it, notice Stop (the runner's
+        heartbeat, `_beat`, keeps the run alive from its claim on)."""
+        last_save = time.monotonic()
+        while not progress.finished:
+            await asyncio.sleep(settings.ASSISTANT_STREAM_INTERVAL)
+            if not claimed.announced.is_set():
+                continue  # nothing is pushed or stored before the reply's message
+            if not claimed.shown:
+                return
+            if progress.dirty and time.monotonic() - progress.last_push >= settings.ASSISTANT_STREAM_INTERVAL:
+                await self._push(claimed, progress)
+            if time.monotonic() - last_save >= settings.ASSISTANT_HEARTBEAT_SECONDS:
+                last_save = time.monotonic()
+                text = progress.text if progress.text != progress.saved_text else ""
+                progress.saved_text = progress.text
+                try:
+                    found = await self.db(save_progress)(claimed, text, progress.first_token_at)
+                except Exception:
+                    log.exception("Could not save progress of assistant run %s", claimed.run_id)
+                    continue
+                if found == STOP:
+                    self.stop_run(claimed.run_id)
+                elif found == LOST:
+                    log.warning("Assistant run %s was taken over by another process", claimed.run_id)
+                    self.drop_run(claimed.run_id)
