@@ -12,13 +12,12 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from django.db.models import Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -26,8 +25,10 @@ from accounts.services import blocked_ids
 from rooms import presence
 from rooms.access import parse_id, parse_seq
 from rooms.live_groups import room_group, user_group
-from rooms.models import Membership, Message, Notice
-from rooms.services import do_mark_read
+from rooms.models import Membership
+from rooms.queries import catch_up
+from rooms.services import do_mark_read_in_rooms
+from rooms.services.moderation import mark_notices_seen, take_unseen_notices
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,6 @@ CLOSE_RECONNECT = 4012
 READ_FLUSH_SECONDS = 3.0
 LAYER_EVENT_PREFIXES = ("room.", "user.", "membership.", "session.")
 TYPING_MIN_INTERVAL = 2.0
-ASSISTANT_REPLY_WINDOW = timedelta(minutes=30)
 
 
 @dataclass
@@ -86,7 +86,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_add(group, self.channel_name)
             self.groups_joined.append(group)
         await self._send_json({"type": "hello", "server_time": timezone.now().isoformat()})
-        for text in await database_sync_to_async(_take_notices)(self.user):
+        for text in await database_sync_to_async(take_unseen_notices)(self.user):
             await self.send(text_data=render_to_string("rooms/live/notice_toast.html", {"text": text}))
         self.counted_online = True
         if presence.connection_opened(self.user.pk):
@@ -212,7 +212,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             # More than a page holds: checking them all for edits would scan the room.
             await self._send_json({"type": "reload", "reason": "too_long"})
             return
-        missed, changed, newest = await self._missed(room_id, last_seq, oldest, since)
+        missed, changed, newest = await database_sync_to_async(catch_up)(room_id, last_seq, oldest, since)
         if missed is None:
             await self._send_json({"type": "reload", "reason": "too_far_behind"})
             return
@@ -227,33 +227,6 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 "server_time": timezone.now().isoformat(),
             }
         )
-
-    @database_sync_to_async
-    def _missed(self, room_id: int, last_seq: int, oldest: int, since: datetime | None):
-        # Missed and changed messages together are at most the limit: `since` and
-        # `oldest_seq` are the page's to choose, so either could name a whole room.
-        limit = settings.WS_CATCH_UP_LIMIT
-        query = Message.objects.filter(room_id=room_id).select_related("room", "author", "reply_to__author")
-        missed = list(query.filter(seq__gt=last_seq).order_by("seq")[: limit + 1])
-        if len(missed) > limit:
-            return None, [], last_seq
-        changed = []
-        if since is not None:
-            room_limit = limit - len(missed)
-            changed = list(
-                query.filter(seq__gte=oldest, seq__lte=last_seq)
-                .filter(
-                    Q(edited_at__gte=since)
-                    | Q(deleted_at__gte=since)
-                    # Assistant replies change as they stream and end; recent ones are resent.
-                    | Q(kind=Message.Kind.ASSISTANT, created_at__gte=since - ASSISTANT_REPLY_WINDOW)
-                )
-                .order_by("seq")[: room_limit + 1]
-            )
-            if len(changed) > room_limit:
-                return None, [], last_seq
-        newest = missed[-1].seq if missed else last_seq
-        return missed, changed, newest
 
     async def _on_typing(self, frame: dict) -> None:
         room_id = self._frame_room(frame)
@@ -291,7 +264,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def _flush_reads(self) -> None:
         reads, self.pending_reads = self.pending_reads, {}
         if reads:
-            await database_sync_to_async(_save_reads)(self.user.pk, reads)
+            await database_sync_to_async(do_mark_read_in_rooms)(self.user.pk, reads)
 
     # Events from the channel layer
 
@@ -370,7 +343,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def user_notice(self, event: dict) -> None:
         await self.send(text_data=render_to_string("rooms/live/notice_toast.html", {"text": event["text"]}))
-        await database_sync_to_async(_mark_notices_seen)(self.user)
+        await database_sync_to_async(mark_notices_seen)(self.user)
 
     async def user_blocks(self, event: dict) -> None:
         self.blocked = await database_sync_to_async(blocked_ids)(self.user)
@@ -453,22 +426,6 @@ def _parse_time(value) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo else None
-
-
-def _save_reads(user_id: int, reads: dict[int, int]) -> None:
-    for membership in Membership.objects.filter(user_id=user_id, room_id__in=list(reads)):
-        do_mark_read(membership, reads[membership.room_id])
-
-
-def _take_notices(user) -> list[str]:
-    """Notices not shown yet (a moderator acted on a report), marked seen as they go out."""
-    notices = list(Notice.objects.filter(user=user, seen_at__isnull=True).order_by("created_at")[:10])
-    Notice.objects.filter(pk__in=[n.pk for n in notices]).update(seen_at=timezone.now())
-    return [n.text for n in notices]
-
-
-def _mark_notices_seen(user) -> None:
-    Notice.objects.filter(user=user, seen_at__isnull=True).update(seen_at=timezone.now())
 
 
 def _membership_state(user_id: int, room_id: int) -> RoomState | None:

@@ -1,9 +1,11 @@
 """Read-side helpers for pages: each costs a fixed number of queries, however many
 messages or rooms there are."""
 
+import datetime as dt
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db.models import Q
 
 from accounts.models import User
 from accounts.services import blocked_ids
@@ -127,3 +129,37 @@ def message_requests(user: User) -> list[Membership]:
         .select_related("room", "room__last_message", "room__last_message__author")
         .order_by("-room__last_activity_at")
     )
+
+
+# Assistant replies change as they stream and end: a resume resends the recent ones.
+ASSISTANT_REPLY_WINDOW = dt.timedelta(minutes=30)
+
+
+def catch_up(
+    room_id: int, last_seq: int, oldest: int, since: dt.datetime | None
+) -> tuple[list[Message] | None, list[Message], int]:
+    """What a page that has seqs `oldest` to `last_seq` of the room missed: (messages after
+    `last_seq`, messages it has that changed since `since`, the newest seq). None instead
+    of the messages when there is more than a catch-up sends (WS_CATCH_UP_LIMIT, both kinds
+    together: `since` and `oldest` are the page's to choose): the page reloads then."""
+    limit = settings.WS_CATCH_UP_LIMIT
+    query = Message.objects.filter(room_id=room_id).select_related("room", "author", "reply_to__author")
+    missed = list(query.filter(seq__gt=last_seq).order_by("seq")[: limit + 1])
+    if len(missed) > limit:
+        return None, [], last_seq
+    changed: list[Message] = []
+    if since is not None:
+        room_limit = limit - len(missed)
+        changed = list(
+            query.filter(seq__gte=oldest, seq__lte=last_seq)
+            .filter(
+                Q(edited_at__gte=since)
+                | Q(deleted_at__gte=since)
+                | Q(kind=Message.Kind.ASSISTANT, created_at__gte=since - ASSISTANT_REPLY_WINDOW)
+            )
+            .order_by("seq")[: room_limit + 1]
+        )
+        if len(changed) > room_limit:
+            return None, [], last_seq
+    newest = missed[-1].seq if missed else last_seq
+    return missed, changed, newest

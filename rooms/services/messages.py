@@ -302,6 +302,13 @@ def do_mark_read(membership: Membership, seq: int) -> None:
     )
 
 
+def do_mark_read_in_rooms(user_id: int, reads: dict[int, int]) -> None:
+    """A page's read positions, several rooms at once (`room id: seq`); rooms the user is
+    not in are left alone."""
+    for membership in Membership.objects.filter(user_id=user_id, room_id__in=list(reads)):
+        do_mark_read(membership, reads[membership.room_id])
+
+
 def do_set_muted(membership: Membership, muted: bool) -> None:
     """Mute or unmute a room for one member: no toasts or desktop notifications but for
     mentions of them."""
