@@ -29,6 +29,8 @@ import asyncio
 import logging
 import sys
 
+from assistant import runner
+
 log = logging.getLogger(__name__)
 
 # 1012 "Service Restart": the server is restarting; reconnect (to another process).
@@ -76,8 +78,6 @@ def install_reactor_hook() -> bool:
     if not under_daphne():
         return False
     from twisted.internet import defer, reactor
-
-    from assistant import runner
 
     def before_shutdown():
         sockets = close_all_local_sockets(CLOSE_SERVICE_RESTART)

@@ -8,6 +8,7 @@ from django.db.models import Q
 from accounts.models import User
 from rooms.access import parse_id
 from rooms.models import Report
+from rooms.services.invites import EXPIRY_CHOICES, USES_CHOICES
 
 
 class IdField(forms.Field):
@@ -118,8 +119,6 @@ class InviteForm(forms.Form):
     uses = forms.ChoiceField(label="Can be used", initial="unlimited")
 
     def __init__(self, *args, **kwargs):
-        from rooms.services.invites import EXPIRY_CHOICES, USES_CHOICES
-
         super().__init__(*args, **kwargs)
         expiry, uses = self.fields["expiry"], self.fields["uses"]
         assert isinstance(expiry, forms.ChoiceField) and isinstance(uses, forms.ChoiceField)
