@@ -3,7 +3,6 @@ import json
 from django.contrib import admin
 
 from assistant.models import AssistantRun, AssistantSettings, Memory
-from rooms.access import parse_id
 
 
 class FailedFilter(admin.SimpleListFilter):
@@ -84,12 +83,6 @@ class AssistantSettingsAdmin(admin.ModelAdmin):
     list_filter = ("reply_mode",)
     search_fields = ("room__title", "name")
     raw_id_fields = ("room",)
-
-    def get_object(self, request, object_id, from_field=None):
-        # The key is the room's id, a relation: Django does not check its range itself.
-        if from_field is None and parse_id(object_id) is None:
-            return None
-        return super().get_object(request, object_id, from_field)
 
 
 @admin.register(Memory)

@@ -101,7 +101,7 @@ SESSION_CACHE_SECONDS = 5 * 60
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    "calpico.apps.AdminConfig",  # django.contrib.admin, on calpico.admin.AdminSite
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

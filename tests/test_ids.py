@@ -11,17 +11,22 @@ import re
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.contrib import admin
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db import transaction
+from django.db.models import IntegerField
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.urls.resolvers import RegexPattern
 
+from accounts.models import User
 from assistant.private import do_add_memory
 from calpico.asgi import application
 from rooms import services
 from rooms.access import MAX_ID, parse_id, parse_seq
 from rooms.consumers import CLOSE_NOT_FOUND
 from rooms.forms import MessageForm
+from rooms.models import ModerationAction
 from rooms.services import invites
 from tests.conftest import client_for, membership
 
@@ -277,3 +282,124 @@ async def test_bad_ids_and_seqs_in_frames_get_an_error_and_the_socket_stays_open
     await socket.send_to(text_data='{"type": "ping"}')
     assert json.loads(await socket.receive_from(timeout=5)) == {"type": "pong"}
     await socket.disconnect()
+
+
+# The admin: changelist filters and actions
+
+
+def _admin_query_parameters(client, model_admin):
+    """Every query parameter an admin changelist reads an id or a number from: its
+    filters' own parameters, and each foreign key, primary key and integer field in the
+    ways a lookup names them."""
+    opts = model_admin.model._meta
+    changelist = client.get(reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist"))
+    assert changelist.status_code == 200, opts.label
+    names = {"pk", "pk__in", "p"}
+    for spec in changelist.context["cl"].filter_specs:
+        names.update(spec.expected_parameters())
+    for field in opts.concrete_fields:
+        if field.is_relation or field.primary_key:
+            names.update({field.name, f"{field.name}__exact", f"{field.name}__in", field.attname})
+            if field.is_relation:
+                names.add(f"{field.name}__{field.target_field.name}__exact")
+        elif isinstance(field, IntegerField):
+            names.update({field.name, f"{field.name}__in", f"{field.name}__gt"})
+    return sorted(names)
+
+
+def _as_staff(alice):
+    alice.is_staff = alice.is_superuser = True
+    alice.save()
+    client = Client(raise_request_exception=False)
+    client.force_login(alice)
+    return client
+
+
+def test_no_admin_changelist_filter_answers_500_to_a_bad_id(world, alice):
+    """Each registered admin's changelist with each id parameter bad, one at a time."""
+    client = _as_staff(alice)
+    failures = []
+    for model, model_admin in admin.site._registry.items():
+        url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+        for name in _admin_query_parameters(client, model_admin):
+            for bad in BAD_IDS:
+                with transaction.atomic():
+                    response = client.get(url, {name: bad})
+                    transaction.set_rollback(True)
+                if response.status_code >= 500:
+                    failures.append(f"GET {url}?{name}={bad}")
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/admin/rooms/message/?room=99999999999999999999",
+        "/admin/rooms/membership/?user=99999999999999999999",
+        "/admin/assistant/assistantrun/?room=99999999999999999999",
+        "/admin/rooms/message/?id__exact=99999999999999999999",
+        "/admin/accounts/user/?pk=99999999999999999999",
+    ],
+)
+def test_an_out_of_range_admin_filter_is_an_incorrect_lookup(world, alice, url):
+    response = _as_staff(alice).get(url)
+    assert response.status_code == 302
+    assert response["Location"].endswith("?e=1")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/admin/rooms/message/99999999999999999999/change/",
+        "/admin/rooms/message/99999999999999999999/history/",
+        "/admin/assistant/memory/99999999999999999999/delete/",
+        "/admin/assistant/assistantsettings/99999999999999999999/change/",
+    ],
+)
+def test_an_admin_object_url_with_an_out_of_range_id_is_no_such_object(world, alice, url):
+    response = _as_staff(alice).get(url, follow=True)
+    assert response.status_code == 200
+    assert any("doesn’t exist" in str(m) for m in response.context["messages"])
+    # Django's password page answers a missing user with a 404.
+    assert _as_staff(alice).get("/admin/accounts/user/99999999999999999999/password/").status_code == 404
+
+
+def test_an_admin_filter_by_a_good_id_still_filters(world, alice):
+    client = _as_staff(alice)
+    shown = client.get("/admin/rooms/message/", {"room__id__exact": world["room_id"]})
+    assert shown.status_code == 200 and "hello" in shown.content.decode()
+    in_list = client.get("/admin/rooms/message/", {"pk__in": f"{world['message_id']},{MAX_ID}"})
+    assert in_list.status_code == 200 and "hello" in in_list.content.decode()
+
+
+def test_no_admin_action_answers_500_to_a_bad_selected_id(world, alice, bob):
+    """Each action of each registered admin, at each of its steps (the first post, the
+    confirmation, the confirmed post), with a bad id among the selected ones."""
+    client = _as_staff(alice)
+    request = client.get("/admin/").wsgi_request
+    failures = []
+    for model, model_admin in admin.site._registry.items():
+        url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+        for action in model_admin.get_actions(request):
+            for bad in BAD_IDS:
+                for step in [{"index": "0"}, {}, {"confirm": "yes", "post": "yes"}]:
+                    data = {"action": action, ACTION_CHECKBOX_NAME: [str(bob.pk), bad], **step}
+                    with transaction.atomic():
+                        response = client.post(url, data)
+                        transaction.set_rollback(True)
+                    if response.status_code >= 500:
+                        failures.append(f"POST {url} {data}")
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("bad", BAD_IDS)
+def test_an_admin_action_with_a_bad_selected_id_changes_nothing(world, alice, bob, bad):
+    response = _as_staff(alice).post(
+        "/admin/accounts/user/",
+        {"action": "suspend", "_selected_action": [str(bob.pk), bad], "confirm": "yes", "reason": "spam"},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert any("not an id" in str(m) for m in response.context["messages"])
+    assert User.objects.get(pk=bob.pk).is_active
+    assert not ModerationAction.objects.exists()
