@@ -15,7 +15,13 @@ log = logging.getLogger(__name__)
 
 
 class LocalRunner(Protocol):
-    def start_queued(self, run_id: int) -> bool: ...
+    worker: str
+
+    def has_free_slot(self) -> bool: ...
+
+    def start_created(self, run_id: int) -> bool: ...
+
+    def show_started(self, run_id: int) -> None: ...
 
     def notify_threadsafe(self) -> None: ...
 
@@ -35,23 +41,33 @@ def installed() -> LocalRunner | None:
     return _runner
 
 
-def run_queued(run_id: int, *, start_now: bool = True) -> None:
-    """A run was queued and committed (called in the thread that committed it).
+def run_queued(run_id: int, *, started: bool = False) -> None:
+    """A run was stored and committed (called in the thread that committed it).
 
-    With `start_now`, this process's runner claims and starts it right here when it has a
-    free slot, so the request to the model goes out without a trip through the event loop;
-    otherwise (or when it cannot) the runner is woken to look for queued runs.
+    `started`: it was created running for this process's runner (its post found a slot
+    free), which now builds its prompt and sends the request to the model right here,
+    without a trip through the event loop; `show_reply` then shows its message. Otherwise
+    (or when the runner cannot start it after all) the runner is woken to look for queued
+    runs, here and in every process polling the database.
     """
     runner = _runner
     if runner is None:
         return
-    if start_now:
+    if started:
         try:
-            if runner.start_queued(run_id):
+            if runner.start_created(run_id):
                 return
         except Exception:
             log.exception("Could not start assistant run %s at once", run_id)
     runner.notify_threadsafe()
+
+
+def show_reply(run_id: int) -> None:
+    """After `run_queued`, once the room has been shown what asked for the run: store and
+    show the reply's message, holding whatever words the model has sent by now. Nothing to
+    do if this process's runner did not start the run."""
+    if _runner is not None:
+        _runner.show_started(run_id)
 
 
 def stop(run_id: int) -> None:

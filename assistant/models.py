@@ -1,6 +1,9 @@
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from rooms.models import Message, Room
@@ -112,6 +115,21 @@ class AssistantRun(models.Model):
         if self.started_at and self.finished_at:
             return (self.finished_at - self.started_at).total_seconds()
         return None
+
+    @classmethod
+    def running(cls, worker: str, kind: str, *, attempts: int) -> dict[str, Any]:
+        """The fields of a run `worker` is doing now: the one definition, for a queued run
+        claimed (assistant.runs) and for a run created running (assistant.services)."""
+        image = kind == cls.Kind.IMAGE
+        return {
+            "status": cls.Status.RUNNING,
+            "worker": worker,
+            "model": settings.ASSISTANT_IMAGE_MODEL if image else settings.ASSISTANT_MODEL,
+            "started_at": timezone.now(),  # compared with first_token_at: this host's clock
+            "heartbeat_at": Now(),  # compared with other hosts' beats: the database's clock
+            "attempts": attempts,
+            "first_token_at": None,
+        }
 
 
 class Memory(models.Model):

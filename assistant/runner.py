@@ -50,11 +50,12 @@ from assistant.runs import (
     Claimed,
     beat,
     claim_next,
-    claim_run,
     fail_unprepared,
     hand_back,
     recover_orphans,
+    requeue,
     show,
+    take_started,
 )
 from assistant.streaming import RunStreaming
 from assistant.wakeup import listen, wake_runners
@@ -81,6 +82,8 @@ class Runner(RunStreaming):
         self.concurrency = concurrency or settings.ASSISTANT_MAX_CONCURRENT_RUNS
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.claims: dict[int, Claimed] = {}
+        # Runs started by `start_queued` whose message `show_started` has yet to show.
+        self.unshown: dict[int, Claimed] = {}
         # Slots promised to runs being claimed, here or in a thread that just committed
         # one (`start_queued`): with the tasks, never more than `concurrency`.
         self.reserved = 0
@@ -240,25 +243,49 @@ class Runner(RunStreaming):
             if loop is not None and not loop.is_closed():
                 loop.call_soon_threadsafe(claimed.announced.set)
 
-    def start_queued(self, run_id: int) -> bool:
-        """From the thread that just committed `run_id`: claim it there and start it now,
-        without waking the loop to look for it: the request to the model goes out, then
-        the reply's message is stored and shown here. False if this runner has no free
-        slot or the run must wait (its room is busy); claim_next takes it later then."""
-        loop = self.loop
-        if loop is None or loop.is_closed() or not self.reserve():
+    def has_free_slot(self) -> bool:
+        """Whether a run created now could start here at once (a hint: `start_created`
+        reserves the slot after the run's post commits)."""
+        if self.loop is None or self.loop.is_closed() or self.closing:
+            return False
+        with self._slots:
+            return len(self.tasks) + self.reserved < self.concurrency
+
+    def start_created(self, run_id: int) -> bool:
+        """From the thread that just committed a run created running for this runner:
+        build its prompt there and send the request to the model now, without a trip
+        through the event loop. The reply's message is shown by `show_started`, once the
+        room has seen what asked. False if the slots filled meanwhile: the run goes back to
+        the queue."""
+        if not self.reserve():
+            requeue(self.worker, run_id)
             return False
         try:
-            claimed = claim_run(self.worker, run_id)
+            claimed = take_started(self.worker, run_id)
         except BaseException:
             self.release()
             raise
-        if claimed is None:
+        if claimed is None:  # no longer ours
             self.release()
-            return False
-        if self.hand_over(claimed):
-            self._show(claimed)
+            return True
+        if claimed.unprepared:
+            self.release()  # nothing to stream: `show_started` fails it in the room
+        elif not self.hand_over(claimed):
+            return True  # the loop closed: the run is recovered like a stopped process's
+        with self._slots:
+            self.unshown[run_id] = claimed
         return True
+
+    def show_started(self, run_id: int) -> None:
+        """From the committing thread, after `start_created`: show the reply's message."""
+        with self._slots:
+            claimed = self.unshown.pop(run_id, None)
+        if claimed is None:
+            return
+        if claimed.unprepared:
+            fail_unprepared(run_id)
+        else:
+            self._show(claimed)
 
     def hand_over(self, claimed: Claimed) -> bool:
         """From another thread: start a claimed run in the slot reserved for it."""

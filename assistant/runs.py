@@ -7,9 +7,13 @@ from its event loop through a thread, or from the thread that just committed a r
   unique constraint of one running run per room keeps a room's runs in order, and
   `claim_next` takes rows with FOR UPDATE SKIP LOCKED on PostgreSQL (SQLite serializes
   writers anyway), so any number of processes share the work and none does a run twice.
-- Claiming also builds the prompt (`Claimed.prompt`), outside any transaction. The
-  runner sends it to the model at once, and only then stores and announces the reply's
-  message (`show`), already holding the words that arrived meanwhile.
+- A run starts running in one of two ways, with the same fields (`AssistantRun.running`):
+  created so by the post that asks for it, when this process's runner has a free slot and
+  the room nothing before it (`take_started` after commit), or claimed from the queue by a
+  runner's loop (`claim_next`, through `_mark_running`).
+- The prompt is then built from the room as it is, outside any transaction. The runner
+  sends it to the model at once, and only then stores and announces the reply's message
+  (`show`), already holding the words that arrived meanwhile.
 - Progress and the end are written only while the run is still this worker's: a run
   taken over (its process looked dead) or handed back is another runner's.
 - Heartbeats are written with the database's clock (`Now()`) and judged against it, so
@@ -29,7 +33,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -80,6 +84,8 @@ class Claimed:
     prompt_tokens_estimate: int = 0
     # The reply's message, once `show` has stored it.
     message_id: int | None = None
+    # Its prompt could not be built: the run is to fail (`fail_unprepared`) instead.
+    unprepared: bool = False
     # Set once `show` has ended: partial text or the end sent before it would reach
     # pages with nothing to put it in. `shown` says whether it succeeded.
     announced: asyncio.Event = field(default_factory=asyncio.Event)
@@ -104,7 +110,9 @@ def claim_next(worker: str) -> Claimed | None:
                 .exclude(room_id__in=busy_rooms)
                 .order_by("id")
             )
-            run = _claimable(query).first()
+            if connection.features.has_select_for_update_skip_locked:
+                query = query.select_for_update(skip_locked=True, of=("self",))
+            run = query.select_related("room", "requested_by", "trigger", "reply").first()
             if run is None:
                 return None
             if not _mark_running(run, worker):
@@ -114,44 +122,44 @@ def claim_next(worker: str) -> Claimed | None:
             return claimed
 
 
-def claim_run(worker: str, run_id: int) -> Claimed | None:
-    """Take this queued run if its room has nothing running and nothing queued before it;
-    None if it is not for this worker now (claim_next picks it up later)."""
-    with transaction.atomic():
-        run = _claimable(AssistantRun.objects.filter(pk=run_id, status=AssistantRun.Status.QUEUED)).first()
-        if run is None or _room_has_work_before(run) or not _mark_running(run, worker):
-            return None
-    return _prepare_or_fail(run, worker)
+def take_started(worker: str, run_id: int) -> Claimed | None:
+    """A run created running for this worker (`AssistantRun.running`: its post found this
+    process's runner free), after that post committed: prepare it. None if it is no longer
+    this worker's."""
+    run = (
+        AssistantRun.objects.filter(pk=run_id, status=AssistantRun.Status.RUNNING, worker=worker)
+        .select_related("room", "requested_by", "trigger", "reply")
+        .first()
+    )
+    if run is None:
+        return None
+    try:
+        return _prepare(run, worker)
+    except Exception:
+        # Failed where its post can see it: after the post is shown (the runner's show step).
+        log.exception("Could not prepare assistant run %s", run.pk)
+        return Claimed(
+            run_id=run.pk, room_id=run.room_id, kind=run.kind, persona="", model="", prompt=None,
+            worker=worker, unprepared=True,
+        )  # fmt: skip
 
 
-def _claimable(query: QuerySet[AssistantRun]) -> QuerySet[AssistantRun]:
-    if connection.features.has_select_for_update_skip_locked:
-        query = query.select_for_update(skip_locked=True, of=("self",))
-    return query.select_related("room", "requested_by", "trigger", "reply")
-
-
-def _room_has_work_before(run: AssistantRun) -> bool:
-    return (
-        AssistantRun.objects.filter(room_id=run.room_id)
-        .filter(Q(status=AssistantRun.Status.RUNNING) | Q(status=AssistantRun.Status.QUEUED, pk__lt=run.pk))
-        .exists()
+def requeue(worker: str, run_id: int) -> None:
+    """A run created running for this worker that it cannot start after all (its slots
+    filled meanwhile): back to the queue, for any runner."""
+    AssistantRun.objects.filter(pk=run_id, status=AssistantRun.Status.RUNNING, worker=worker).update(
+        status=AssistantRun.Status.QUEUED, worker="", attempts=0
     )
 
 
 def _mark_running(run: AssistantRun, worker: str) -> bool:
-    """The one way a run starts: inside the claim's transaction, make the queued run this
-    worker's. False if the one-running-run-per-room constraint or another claim got
-    there first."""
-    now = timezone.now()  # started_at: compared with first_token_at, the runner's clock
+    """Inside the claim's transaction, make the queued run this worker's (the fields are
+    `AssistantRun.running`'s, as for a run created running). False if the one-running-run-
+    per-room constraint or another claim got there first."""
     try:
         with transaction.atomic():
             updated = AssistantRun.objects.filter(pk=run.pk, status=AssistantRun.Status.QUEUED).update(
-                status=AssistantRun.Status.RUNNING,
-                worker=worker,
-                started_at=now,
-                heartbeat_at=Now(),
-                attempts=run.attempts + 1,
-                first_token_at=None,
+                **AssistantRun.running(worker, run.kind, attempts=run.attempts + 1)
             )
     except IntegrityError:
         return False
@@ -162,8 +170,8 @@ def _mark_running(run: AssistantRun, worker: str) -> bool:
 
 
 def _prepare_or_fail(run: AssistantRun, worker: str) -> Claimed | None:
-    # Outside the claim's transaction: a run that cannot even be prepared (a missing
-    # image, say) fails on its own instead of blocking the queue behind it.
+    # Outside any transaction: a run that cannot even be prepared (a missing image, say)
+    # fails on its own instead of blocking the queue behind it.
     try:
         return _prepare(run, worker)
     except Exception:
@@ -177,11 +185,9 @@ def _prepare(run: AssistantRun, worker: str) -> Claimed:
     assistant = settings_for(run.room)
     prompt: Any
     if run.kind == AssistantRun.Kind.IMAGE:
-        model = settings.ASSISTANT_IMAGE_MODEL
         prompt = run.prompt
         estimate = estimate_tokens(prompt.get("prompt", "")) if isinstance(prompt, dict) else 0
     else:
-        model = settings.ASSISTANT_MODEL
         prompt = build_chat_prompt(run, assistant)
         estimate = sum(estimate_tokens(str(entry["content"])) for entry in prompt)
     return Claimed(
@@ -189,7 +195,7 @@ def _prepare(run: AssistantRun, worker: str) -> Claimed:
         room_id=run.room_id,
         kind=run.kind,
         persona=assistant.name,
-        model=model,
+        model=run.model,
         prompt=prompt,
         worker=worker,
         prompt_tokens_estimate=estimate,
@@ -198,12 +204,10 @@ def _prepare(run: AssistantRun, worker: str) -> Claimed:
 
 def show(claimed: Claimed) -> None:
     """Store the reply's message (new, or the retried one reset) holding the text the model
-    has sent so far, record the prompt on the run, and announce the message after commit.
-    Called once the model's request is on its way."""
+    has sent so far, and announce it after commit. Called once the model's request is on
+    its way (and, for a run a post started, once the room has been shown that post)."""
     with transaction.atomic():
-        run = (
-            _ours(claimed).select_for_update(of=("self",)).select_related("room", "trigger", "reply").first()
-        )
+        run = _ours(claimed).select_related("room", "trigger", "reply").first()
         if run is None:
             raise LookupError(f"Assistant run {claimed.run_id} is no longer this worker's.")
         text = claimed.progress.text  # written by the event loop; a str is read whole
@@ -215,12 +219,11 @@ def show(claimed: Claimed) -> None:
                 body=text,
                 reply_to=None if run.room.is_private else run.trigger,
             )
+            AssistantRun.objects.filter(pk=run.pk).update(reply=reply)
         else:
             reply = do_update_assistant_message(
                 run.reply, body=text, state=Message.State.STREAMING, persona=claimed.persona
             )
-        stored_prompt = redacted(claimed.prompt) if run.kind == AssistantRun.Kind.REPLY else claimed.prompt
-        AssistantRun.objects.filter(pk=run.pk).update(reply=reply, model=claimed.model, prompt=stored_prompt)
         claimed.message_id = reply.pk
 
 
@@ -317,8 +320,14 @@ def finish(
         prompt_tokens = claimed.prompt_tokens_estimate
     if completion_tokens is None and claimed.kind == AssistantRun.Kind.REPLY:
         completion_tokens = progress.pieces
+    # What the model was asked, kept on the run (a report of the reply shows it); an
+    # image run's prompt is stored with the run already.
+    asked: dict[str, Any] = {}
+    if claimed.kind == AssistantRun.Kind.REPLY:
+        asked["prompt"] = redacted(claimed.prompt)
     with transaction.atomic():
         ended = _ours(claimed).update(
+            **asked,
             status=status,
             error_code=error_code,
             error=error[:300],

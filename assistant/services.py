@@ -8,11 +8,12 @@ announces after commit. Runs are queued by `queue_for_message`, which rooms call
 import datetime as dt
 import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -210,7 +211,10 @@ def _refuse(
 
 def _queue(
     room: Room, trigger: Message, user: User, kind: str, persona: str, prompt=None
-) -> AssistantRun | None:
+) -> Callable[[], None] | None:
+    """Record the run `trigger` asks for (or the refusal), and have it start when the post
+    commits. Returns what to call once the room has been shown `trigger`: show the reply's
+    message (see rooms.hooks)."""
     if not is_configured():
         _refuse(room, trigger, user, kind, NOT_CONFIGURED, NOT_CONFIGURED_TEXT, persona, prompt)
         return None
@@ -240,14 +244,25 @@ def _queue(
         if waiting is not None:
             waiting.trigger = trigger
             waiting.save(update_fields=["trigger"])
-            return waiting
-    run = AssistantRun.objects.create(
-        room=room, kind=kind, requested_by=user, trigger=trigger, prompt=prompt or []
-    )
-    # After commit (and after the post has shown the message that asked): the runner
-    # claims it at once if the room has nothing before it, or finds it in the queue.
-    transaction.on_commit(functools.partial(dispatch.run_queued, run.pk, start_now=not unfinished))
-    return run
+            return None
+    # This process's runner can start it at once when it has a free slot and the room has
+    # nothing before it: then the run is created running, for it, and no claim is needed
+    # after commit.
+    runner = dispatch.installed()
+    here = None if unfinished or runner is None or not runner.has_free_slot() else runner.worker
+    fields = AssistantRun.running(here, kind, attempts=1) if here else {}
+    try:
+        with transaction.atomic():
+            run = AssistantRun.objects.create(
+                room=room, kind=kind, requested_by=user, trigger=trigger, prompt=prompt or [], **fields
+            )
+    except IntegrityError:  # a run of this room started elsewhere a moment ago: queue
+        here = None
+        run = AssistantRun.objects.create(
+            room=room, kind=kind, requested_by=user, trigger=trigger, prompt=prompt or []
+        )
+    transaction.on_commit(functools.partial(dispatch.run_queued, run.pk, started=here is not None))
+    return functools.partial(dispatch.show_reply, run.pk)
 
 
 def clean_image_prompt(body: str) -> str | None:
@@ -265,15 +280,17 @@ def clean_image_prompt(body: str) -> str | None:
     return prompt
 
 
-def queue_for_message(message: Message, membership: Membership) -> None:
+def queue_for_message(message: Message, membership: Membership) -> Callable[[], None] | None:
     """Decide whether a person's new message asks the assistant for something, and queue
-    it. Runs inside the transaction storing the message, which holds the room's lock."""
+    it: the hook rooms calls inside the transaction storing the message, which holds the
+    room's lock (rooms.hooks). Returns what to call once the room has seen the message."""
     room, user = message.room, membership.user
     assistant = settings_for(room)
     image_prompt = clean_image_prompt(message.body)
     if image_prompt is not None:
-        _queue(room, message, user, AssistantRun.Kind.IMAGE, assistant.name, prompt={"prompt": image_prompt})
-        return
+        return _queue(
+            room, message, user, AssistantRun.Kind.IMAGE, assistant.name, prompt={"prompt": image_prompt}
+        )
     if room.is_private:
         remembered = REMEMBER.match(message.body)
         if remembered:
@@ -283,15 +300,15 @@ def queue_for_message(message: Message, membership: Membership) -> None:
                 do_post_system_message(room.pk, f"Not saved as a memory: {exc.messages[0]}", actor=user)
             else:
                 do_post_system_message(room.pk, f"Memory saved: {memory.text}", actor=user)
-        _queue(room, message, user, AssistantRun.Kind.REPLY, assistant.name)
-        return
+        return _queue(room, message, user, AssistantRun.Kind.REPLY, assistant.name)
     if assistant.reply_mode == ReplyMode.OFF:
-        return
+        return None
     mentioned = mentions_assistant(message.body, assistant.name)
     if assistant.reply_mode == ReplyMode.ALWAYS and not mentioned and not is_configured():
-        return  # the settings panel says it is not configured; no notice under every message
+        return None  # the settings panel says it is not configured; no notice under every message
     if assistant.reply_mode == ReplyMode.ALWAYS or mentioned:
-        _queue(room, message, user, AssistantRun.Kind.REPLY, assistant.name)
+        return _queue(room, message, user, AssistantRun.Kind.REPLY, assistant.name)
+    return None
 
 
 # Stop and retry

@@ -7,8 +7,10 @@ function here at start-up (`AssistantConfig.ready`); the post service calls it. 
 adds what it knows of a reported assistant reply to the report's snapshot.
 
 A hook runs inside the posting transaction while the room's row is locked: it may only
-record work (insert rows, register `transaction.on_commit` callbacks), never do it. Reading
-history, building prompts and calling outside services happen after commit.
+record work (insert rows, register `transaction.on_commit` callbacks to start it), never do
+it. Reading history, building prompts and calling outside services happen after commit.
+What the work shows the room must follow the message: a hook returns a function for that,
+which the post service calls after commit once the room has been shown the message.
 """
 
 from collections.abc import Callable
@@ -16,7 +18,7 @@ from typing import Any
 
 from rooms.models import Membership, Message
 
-MessageStored = Callable[[Message, Membership], None]
+MessageStored = Callable[[Message, Membership], Callable[[], None] | None]
 ReportSnapshot = Callable[[Message, dict[str, Any]], None]
 
 _message_stored: list[MessageStored] = []
@@ -24,15 +26,21 @@ _report_snapshot: list[ReportSnapshot] = []
 
 
 def on_message_stored(hook: MessageStored) -> None:
-    """Register `hook(message, membership)`, called for every person's new message."""
+    """Register `hook(message, membership)`, called for every person's new message; it may
+    return a function to call once the room has been shown the message."""
     if hook not in _message_stored:
         _message_stored.append(hook)
 
 
-def message_stored(message: Message, membership: Membership) -> None:
-    """Called by the post service inside its transaction, after the message is stored."""
+def message_stored(message: Message, membership: Membership) -> list[Callable[[], None]]:
+    """Called by the post service inside its transaction, after the message is stored.
+    Returns what to call after commit, once the room has been shown the message."""
+    after_shown = []
     for hook in _message_stored:
-        hook(message, membership)
+        show = hook(message, membership)
+        if show is not None:
+            after_shown.append(show)
+    return after_shown
 
 
 def on_report_snapshot(hook: ReportSnapshot) -> None:

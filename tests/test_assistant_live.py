@@ -292,15 +292,16 @@ async def test_the_reply_s_message_holds_the_words_that_arrived_before_it_was_sh
     are stored and shown with it, so a page never sees "thinking" over text that exists."""
     socket = await connected(alice, group)
 
-    def claim_and_show():
+    def claim():
         trigger = room_services.do_post_message(membership(group, alice), "hello").message
-        run = AssistantRun.objects.create(room=group, requested_by=alice, trigger=trigger)
-        claimed = runs.claim_run("test-worker", run.pk)
-        claimed.progress.text = "Bonjour **à** tous"
-        runs.show(claimed)
-        return claimed
+        AssistantRun.objects.create(room=group, requested_by=alice, trigger=trigger)
+        return runs.claim_next("test-worker")
 
-    claimed = await sync_to_async(claim_and_show)()
+    claimed = await sync_to_async(claim)()
+    before = html(await delivered(socket))
+    assert "hello" in before and "message--streaming" not in before  # claimed, nothing shown
+    claimed.progress.text = "Bonjour **à** tous"
+    await sync_to_async(runs.show)(claimed)
     body = html(await delivered(socket))
     assert f'id="m-{claimed.message_id}"' in body
     assert "Bonjour <strong>à</strong> tous" in body and "is thinking" not in body

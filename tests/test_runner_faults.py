@@ -350,9 +350,9 @@ async def test_heartbeats_go_by_the_database_clock(
 async def test_a_reply_keeps_its_heartbeat_before_its_message_is_shown(
     quick_heartbeat, monkeypatch, fake_openai, first_runner, alice, group
 ):
-    """Storing the reply's message takes longer than the stale threshold (a slow
-    database): the run beats from the moment it is claimed, so no other process takes it
-    over meanwhile."""
+    """Showing the reply's message takes longer than the stale threshold (a slow database
+    or channel layer): the run beats from the moment it is claimed, so no other process
+    takes it over meanwhile."""
     gate = threading.Event()
     fake_openai.queue(tokens=["Slow ", "start"], gate=gate)
     showing, shown = threading.Event(), threading.Event()

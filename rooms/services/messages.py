@@ -47,16 +47,6 @@ def clean_message_body(body: str, *, allow_empty: bool = False) -> str:
             "That message has only invisible characters; type something people can see.",
             code="invisible",
         )
-    # Markup around nothing ("[](https://x.example)", "**\u200b**") would show an empty
-    # message: what counts is the text of the message as it is drawn.
-    if body and not visible_characters(rendered_text(render_message(body, {}).html)):
-        if allow_empty:
-            return ""
-        raise ValidationError(
-            "That message would show nothing: its formatting has no text inside. "
-            "Type something people can see.",
-            code="shows_nothing",
-        )
     limit = settings.MESSAGE_MAX_LENGTH
     if len(body) > limit:
         raise ValidationError(
@@ -64,6 +54,18 @@ def clean_message_body(body: str, *, allow_empty: bool = False) -> str:
             code="too_long",
         )
     return body
+
+
+def _shows_something(html: str) -> bool:
+    """Whether a rendered message draws any text. Markup around nothing
+    ("[](https://x.example)", "**\u200b**") would show an empty message: what counts is the
+    text as it is drawn, checked on the rendering the message is stored with."""
+    return bool(visible_characters(rendered_text(html)))
+
+
+SHOWS_NOTHING = (
+    "That message would show nothing: its formatting has no text inside. Type something people can see."
+)
 
 
 def _file_bytes(file: File[Any]) -> bytes:
@@ -148,6 +150,10 @@ def do_post_message(
                 raise ValidationError("The message you replied to is not in this room.", code="reply_to")
         # Only text with an "@" can mention anyone: skip loading the member list otherwise.
         rendered = render_message(body, member_usernames(room) if "@" in body else {})
+        if body and not _shows_something(rendered.html):
+            if image is None:
+                raise ValidationError(SHOWS_NOTHING, code="shows_nothing")
+            body, rendered = "", render_message("", {})
         message = append_message(
             room,
             author=author,
@@ -161,11 +167,14 @@ def do_post_message(
             announce=False,
         )
         attachment.taken()
-        # After commit, in this order: the room sees the message, then whatever the hooks
-        # recorded starts (the assistant's reply, once its question is on every page).
+        # The assistant records a run here, with the message or not at all (rooms.hooks);
+        # its work starts the moment the post commits: asking the model takes longest.
+        after_shown = hooks.message_stored(message, membership)
+        # After commit, and after that start: the room sees the message...
         announce_on_commit(live.announce_message, message)
-        # The assistant records a run here, with the message or not at all (rooms.hooks).
-        hooks.message_stored(message, membership)
+        # ...and then what the hooks show in answer (the assistant's reply, "thinking").
+        for show in after_shown:
+            transaction.on_commit(show, robust=True)
     return PostResult(message, created=True)
 
 
@@ -177,10 +186,12 @@ def do_post_assistant_message(
     state: str = Message.State.STREAMING,
     note: str = "",
     reply_to: Message | None = None,
+    announce: bool = True,
 ) -> Message:
     """Add the assistant's message to the room: streaming while a reply is being written
-    (holding the text so far, or none yet: "thinking"), or finished at once (a refusal
-    saying why it cannot answer)."""
+    ("thinking" until its first words), or finished at once (a refusal saying why it
+    cannot answer). `announce=False`: the caller shows it to the room itself
+    (`rooms.live.announce_message`), after this commits."""
     with transaction.atomic():
         return append_message(
             lock_room(room_id),
@@ -192,6 +203,7 @@ def do_post_assistant_message(
             persona=persona,
             state=state,
             note=note,
+            announce=announce,
         )
 
 
@@ -203,9 +215,11 @@ def do_update_assistant_message(
     note: str = "",
     persona: str | None = None,
     image: File[Any] | None = None,
+    announce: bool = True,
 ) -> Message:
     """Store the assistant message's text (final or as far as it got), its state and the
-    note saying why it stopped, and show it to the room."""
+    note saying why it stopped, and show it to the room (unless `announce=False`: the
+    caller does, after this commits)."""
     message.body = body
     message.html = render_message(body, {}, rich=True).html if body else ""
     message.state = state
@@ -219,7 +233,8 @@ def do_update_assistant_message(
         fields += ["image", "image_width", "image_height"]
     with transaction.atomic():
         message.save(update_fields=fields)
-        announce_on_commit(live.announce_message_changed, message)
+        if announce:
+            announce_on_commit(live.announce_message_changed, message)
     return message
 
 
@@ -233,6 +248,8 @@ def do_edit_message(user: User, message: Message, body: str) -> Message:
         raise ValidationError(refusal, code="blocked")
     with transaction.atomic():
         rendered = render_message(body, member_usernames(message.room))
+        if not _shows_something(rendered.html):
+            raise ValidationError(SHOWS_NOTHING, code="shows_nothing")
         message.body = body
         message.html = rendered.html
         message.mentioned_user_ids = [uid for uid in rendered.mentioned_user_ids if uid != user.pk]
