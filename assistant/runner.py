@@ -274,6 +274,10 @@ class Runner(RunStreaming):
             return True  # the loop closed: the run is recovered like a stopped process's
         with self._slots:
             self.unshown[run_id] = claimed
+        # Let the event loop take the interpreter now and send the request: this thread
+        # goes on to render the room's announcements, and would otherwise hold the GIL for
+        # up to its switch interval (5 ms) while the loop waits to ask the model.
+        time.sleep(0)
         return True
 
     def show_started(self, run_id: int) -> None:

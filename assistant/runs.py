@@ -20,6 +20,9 @@ from its event loop through a thread, or from the thread that just committed a r
   hosts whose clocks disagree never take each other's live runs for orphans.
 - `recover_orphans` finds runs whose process went silent; `hand_back` is a stopping
   process giving its runs back.
+
+Kept as one module (over 400 lines) on purpose: every write to a run is here, so who may
+write what, and when (`_ours`), is read in one place.
 """
 
 from __future__ import annotations
@@ -86,6 +89,10 @@ class Claimed:
     message_id: int | None = None
     # Its prompt could not be built: the run is to fail (`fail_unprepared`) instead.
     unprepared: bool = False
+    # As claimed: the message to answer in (a retry's, a recovered run's), else the one
+    # the new message quotes (none in the private room).
+    reply: Message | None = None
+    reply_to: Message | None = None
     # Set once `show` has ended: partial text or the end sent before it would reach
     # pages with nothing to put it in. `shown` says whether it succeeded.
     announced: asyncio.Event = field(default_factory=asyncio.Event)
@@ -199,6 +206,9 @@ def _prepare(run: AssistantRun, worker: str) -> Claimed:
         prompt=prompt,
         worker=worker,
         prompt_tokens_estimate=estimate,
+        reply=run.reply,
+        # In a shared room the reply quotes who asked; alone with it, that is plain.
+        reply_to=None if run.room.is_private else run.trigger,
     )
 
 
@@ -206,23 +216,20 @@ def show(claimed: Claimed) -> None:
     """Store the reply's message (new, or the retried one reset) holding the text the model
     has sent so far, and announce it after commit. Called once the model's request is on
     its way (and, for a run a post started, once the room has been shown that post)."""
+    gone = LookupError(f"Assistant run {claimed.run_id} is no longer this worker's.")
     with transaction.atomic():
-        run = _ours(claimed).select_related("room", "trigger", "reply").first()
-        if run is None:
-            raise LookupError(f"Assistant run {claimed.run_id} is no longer this worker's.")
         text = claimed.progress.text  # written by the event loop; a str is read whole
-        if run.reply is None:
-            # In a shared room the reply quotes who asked; alone with it, that is plain.
+        if claimed.reply is None:
             reply = do_post_assistant_message(
-                run.room_id,
-                persona=claimed.persona,
-                body=text,
-                reply_to=None if run.room.is_private else run.trigger,
+                claimed.room_id, persona=claimed.persona, body=text, reply_to=claimed.reply_to
             )
-            AssistantRun.objects.filter(pk=run.pk).update(reply=reply)
+            if not _ours(claimed).update(reply=reply):
+                raise gone  # and the message goes with the rollback
         else:
+            if not _ours(claimed).exists():
+                raise gone
             reply = do_update_assistant_message(
-                run.reply, body=text, state=Message.State.STREAMING, persona=claimed.persona
+                claimed.reply, body=text, state=Message.State.STREAMING, persona=claimed.persona
             )
         claimed.message_id = reply.pk
 

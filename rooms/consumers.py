@@ -5,6 +5,9 @@ notifications) and the user's own group (membership changes, logout). What a vie
 receives is decided here from memory: membership, read positions and mutes are loaded on
 connect and kept current by events, so delivering a message costs no database query per
 recipient. The wire protocol is described in docs/protocol.md.
+
+One class, the socket's protocol, kept whole (over 400 lines): its reads are in
+rooms.queries and its writes in rooms.services.
 """
 
 import asyncio
