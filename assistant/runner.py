@@ -7,10 +7,11 @@ twice. At most ASSISTANT_MAX_CONCURRENT_RUNS stream at once per process; each is
 asyncio task, so a slow model in one room never holds up another. The model is reached
 through `assistant/model_api.py`.
 
-A run posted in this process starts in the thread that committed it (`start_queued`,
-reached through `assistant.dispatch`): claimed, its request to the model sent, then its
-message stored and shown, holding whatever words arrived meanwhile. Other runs are found
-by the loop (`fill`), after a wake-up or at the next poll.
+A run whose post found this runner with a free slot is created running for it, and starts
+in the thread that committed the post (`start_created`, reached through
+`assistant.dispatch`): its prompt built, its request to the model sent, then its message
+stored and shown (`show_started`), holding whatever words arrived meanwhile. Other runs
+are claimed from the queue by the loop (`fill`), after a wake-up or at the next poll.
 
 While a reply streams, partial text goes to the room every ASSISTANT_STREAM_INTERVAL and
 to the database every ASSISTANT_HEARTBEAT_SECONDS. The runner beats for every run it does
@@ -48,6 +49,7 @@ from assistant.runner_db import DatabaseCall, RunnerThreads
 from assistant.runs import (
     STOP,
     Claimed,
+    RunGone,
     beat,
     claim_next,
     fail_unprepared,
@@ -230,8 +232,8 @@ class Runner(RunStreaming):
         try:
             show(claimed)
             claimed.shown = True
-        except LookupError:
-            pass  # taken over or handed back meanwhile: another runner's now
+        except RunGone:
+            pass  # taken over, handed back or removed meanwhile: nothing more to show
         except Exception:
             log.exception("Could not show assistant run %s", claimed.run_id)
             try:

@@ -3,8 +3,7 @@
 Everything here is synchronous database work; the runner (`assistant/runner.py`) calls it
 from its event loop through a thread, or from the thread that just committed a run.
 
-- A run is claimed in one place, `_mark_running`: queued to running for one worker. The
-  unique constraint of one running run per room keeps a room's runs in order, and
+- The unique constraint of one running run per room keeps a room's runs in order, and
   `claim_next` takes rows with FOR UPDATE SKIP LOCKED on PostgreSQL (SQLite serializes
   writers anyway), so any number of processes share the work and none does a run twice.
 - A run starts running in one of two ways, with the same fields (`AssistantRun.running`):
@@ -48,6 +47,11 @@ from rooms.models import Message
 from rooms.services import do_post_assistant_message, do_update_assistant_message
 
 log = logging.getLogger(__name__)
+
+
+class RunGone(Exception):
+    """The run is no longer this worker's, or its reply was removed meanwhile."""
+
 
 MAX_ATTEMPTS = 2
 # Shown in a reply's place while it waits for another process to take it over.
@@ -216,7 +220,6 @@ def show(claimed: Claimed) -> None:
     """Store the reply's message (new, or the retried one reset) holding the text the model
     has sent so far, and announce it after commit. Called once the model's request is on
     its way (and, for a run a post started, once the room has been shown that post)."""
-    gone = LookupError(f"Assistant run {claimed.run_id} is no longer this worker's.")
     with transaction.atomic():
         text = claimed.progress.text  # written by the event loop; a str is read whole
         if claimed.reply is None:
@@ -224,12 +227,15 @@ def show(claimed: Claimed) -> None:
                 claimed.room_id, persona=claimed.persona, body=text, reply_to=claimed.reply_to
             )
             if not _ours(claimed).update(reply=reply):
-                raise gone  # and the message goes with the rollback
+                raise RunGone()  # and the message goes with the rollback
         else:
-            if not _ours(claimed).exists():
-                raise gone
+            # Locked: recovery or a hand-back cannot change it under us; never onto a
+            # reply removed since the claim.
+            retried = Message.objects.filter(pk=claimed.reply.pk, deleted_at__isnull=True).first()
+            if not _ours(claimed).select_for_update().exists() or retried is None:
+                raise RunGone()
             reply = do_update_assistant_message(
-                claimed.reply, body=text, state=Message.State.STREAMING, persona=claimed.persona
+                retried, body=text, state=Message.State.STREAMING, persona=claimed.persona
             )
         claimed.message_id = reply.pk
 

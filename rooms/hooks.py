@@ -9,8 +9,9 @@ adds what it knows of a reported assistant reply to the report's snapshot.
 A hook runs inside the posting transaction while the room's row is locked: it may only
 record work (insert rows, register `transaction.on_commit` callbacks to start it), never do
 it. Reading history, building prompts and calling outside services happen after commit.
-What the work shows the room must follow the message: a hook returns a function for that,
-which the post service calls after commit once the room has been shown the message.
+The post service registers the message's own announcement before calling the hooks, so
+whatever they show comes after it; a hook may also return a function, called after commit
+once its own after-commit work has started (the assistant shows its reply's message).
 """
 
 from collections.abc import Callable

@@ -308,3 +308,16 @@ async def test_the_reply_s_message_holds_the_words_that_arrived_before_it_was_sh
     stored = await sync_to_async(Message.objects.get)(pk=claimed.message_id)
     assert stored.body == "Bonjour **à** tous" and stored.state == Message.State.STREAMING
     await socket.disconnect()
+
+
+async def test_what_the_assistant_posts_with_a_question_reaches_pages_after_the_question(alice, bob, group):
+    """A refusal (no key configured) is stored in the question's transaction: pages get the
+    question first, then the refusal, in sequence order."""
+    socket = await connected(bob, group)
+    question = (await apost(group, alice, "@assistant are you there?")).message
+    received = html(await delivered(socket))
+    refusal = await sync_to_async(
+        lambda: Message.objects.get(room=group, kind=Message.Kind.ASSISTANT, seq=question.seq + 1)
+    )()
+    assert received.index(f'id="m-{question.pk}"') < received.index(f'id="m-{refusal.pk}"')
+    await socket.disconnect()

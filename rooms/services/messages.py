@@ -167,14 +167,14 @@ def do_post_message(
             announce=False,
         )
         attachment.taken()
-        # The assistant records a run here, with the message or not at all (rooms.hooks);
-        # its work starts the moment the post commits: asking the model takes longest.
-        after_shown = hooks.message_stored(message, membership)
-        # After commit, and after that start: the room sees the message...
+        # After commit, first of all: the room sees the message.
         announce_on_commit(live.announce_message, message)
-        # ...and then what the hooks show in answer (the assistant's reply, "thinking").
+        # The assistant records a run here, with the message or not at all (rooms.hooks):
+        # after commit it starts, and what it posts is shown, after the message above.
+        after_shown = hooks.message_stored(message, membership)
+        # Last: what the hooks show in answer (the assistant's reply, "thinking").
         for show in after_shown:
-            transaction.on_commit(show, robust=True)
+            transaction.on_commit(show)
     return PostResult(message, created=True)
 
 
