@@ -167,6 +167,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+    # Keep the connection between requests: opening one (Django registers its SQL
+    # functions, the PRAGMAs run) cost more than a post's queries. Every synchronous view,
+    # consumer and service call runs in the one thread asgiref keeps for thread-sensitive
+    # code (calpico/handlers.py), so that thread's connection is reused; Django still
+    # closes one that failed. The runner has its own (assistant/runner_db.py).
+    DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 3600)
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("DATABASE_POOL", True):
     # A connection pool rather than a new connection per request (persistent connections
     # are not safe under ASGI; Django's psycopg pool is).

@@ -23,6 +23,7 @@ from django.template.loader import render_to_string
 
 from accounts.models import User
 from accounts.signals import blocks_changed
+from rooms import fragments
 from rooms.live_groups import room_group, user_group
 from rooms.markdown import render_message
 from rooms.models import Membership, Message, Room
@@ -49,7 +50,12 @@ def message_event(message: Message) -> dict[str, Any]:
     room = message.room
     author = message.author
     preview = message.preview
-    context = {"message": message, "room": room, "preview": preview}
+    context = {
+        "message": message,
+        "room": room,
+        "preview": preview,
+        "message_html": fragments.message_html(message),
+    }
     mentioned = bool(message.mentioned_user_ids)
     return {
         "type": "room.message",

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, OuterRef, Subquery
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
@@ -92,6 +92,19 @@ def lock_room(room_id: int) -> Room:
     # FOR UPDATE serializes writers per room on PostgreSQL; SQLite runs transactions
     # in IMMEDIATE mode (settings), which serializes all writers.
     return Room.objects.select_for_update().get(pk=room_id)
+
+
+def lock_room_as_member(room_id: int, user_id: int) -> tuple[Room, str | None]:
+    """The locked room and the person's membership request state there (None: not a
+    member), in one query: a post re-checks membership under the lock."""
+    request = Membership.objects.filter(room_id=OuterRef("pk"), user_id=user_id).values("request")[:1]
+    room = (
+        Room.objects.select_for_update(of=("self",))
+        .annotate(member_request=Subquery(request))
+        .get(pk=room_id)
+    )
+    member_request: str | None = room.member_request
+    return room, member_request
 
 
 def system_message(room: Room, text: str, *, actor: User | None = None) -> Message:

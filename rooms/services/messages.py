@@ -26,7 +26,13 @@ from rooms.access import can_change_message, can_delete_message
 from rooms.attachments import PendingAttachment
 from rooms.markdown import render_message, rendered_text
 from rooms.models import Membership, Message, Room
-from rooms.services.core import announce_on_commit, append_message, lock_room, member_usernames
+from rooms.services.core import (
+    announce_on_commit,
+    append_message,
+    lock_room,
+    lock_room_as_member,
+    member_usernames,
+)
 
 
 @dataclass(frozen=True)
@@ -120,7 +126,7 @@ def do_post_message(
     # refused), since a caller's rollback after this block would leave the file behind.
     attachment = PendingAttachment(image)
     with attachment, transaction.atomic(durable=image is not None):
-        room = lock_room(membership.room_id)
+        room, request = lock_room_as_member(membership.room_id, author.pk)
         if client_id is not None:
             existing = Message.objects.filter(room=room, author=author, client_id=client_id).first()
             if existing is not None and not _is_resend(existing, body, image):
@@ -131,7 +137,6 @@ def do_post_message(
                 existing = Message.objects.filter(room=room, author=author, client_id=client_id).first()
             if existing is not None:
                 return PostResult(existing, created=False)
-        request = Membership.objects.filter(room=room, user=author).values_list("request", flat=True).first()
         if request is None:
             raise PermissionDenied("You are no longer a member of this room.")
         refusal = send_refusal(room, author)

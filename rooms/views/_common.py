@@ -8,7 +8,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
 from accounts.models import User
-from rooms import presence, services
+from rooms import fragments, presence, services
 from rooms.access import (
     access_message,
     can_administer,
@@ -86,6 +86,7 @@ def room_context(
         "title": room_title(room, request.user, members),
         "members": members,
         "page": page,
+        "page_html": fragments.messages_html(page.messages, request.user),
         "form": form,
         "reply_to": reply_to,
         "viewer": request.user,

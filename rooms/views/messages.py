@@ -5,7 +5,7 @@ from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from rooms import services
+from rooms import fragments, services
 from rooms.access import access_membership, access_message, access_own_message, can_delete_message, parse_seq
 from rooms.attachments import make_attachment
 from rooms.forms import EditMessageForm, MessageForm
@@ -43,10 +43,12 @@ def post_message(request, room_id: int):
                 request,
                 "rooms/_posted.html",
                 {
-                    "room": membership.room,
+                    # The room as the post read it, with what the assistant's hook loaded on it.
+                    "room": result.message.room,
                     "form": MessageForm(),
-                    "message": result.message,
-                    "viewer": request.user,
+                    "message_html": fragments.for_viewer(
+                        fragments.message_html(result.message), result.message, request.user
+                    ),
                 },
             )
     if request.htmx:

@@ -6,7 +6,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from accounts.services import do_set_desktop_notifications
-from rooms import services
+from rooms import fragments, services
 from rooms.access import access_membership, parse_seq
 from rooms.queries import history_page, sidebar_entries
 from rooms.views._common import composer_form, room_context
@@ -26,7 +26,11 @@ def room(request, room_id: int):
         return render(
             request,
             "rooms/room.html#older",
-            {"room": membership.room, "page": page, "viewer": request.user},
+            {
+                "room": membership.room,
+                "page": page,
+                "page_html": fragments.messages_html(page.messages, request.user),
+            },
         )
     if before is None:
         # Opening a room reads it; do it first so the sidebar shows it read.

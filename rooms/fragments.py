@@ -1,0 +1,135 @@
+"""A message's HTML, rendered once and shared by every viewer.
+
+`templates/rooms/_message.html` draws a message the same for everyone who may see it; what
+differs per viewer (my own messages, blocked authors, admin actions) is decided by classes
+the page's CSS and JS act on. So a message is rendered once per version of what it shows
+and kept in the cache: the post renders it for the live event and its own response, and
+every room page after that reads it back with one `get_many` instead of rendering fifty
+templates (docs/performance.md has the figures).
+
+The cache key is a digest of everything the partial reads: every stored field of the
+message, of its author, of the message it replies to and that message's author, the
+room's kind, the active language and time zone, and the templates' own text. Changing any
+of them (an edit, a new display name or avatar, a reply finishing, a deploy with new
+templates) makes a new key; nothing is ever invalidated by hand. Whatever else a future
+partial reads must be added to `_fingerprint`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models import Model
+from django.template.loader import render_to_string
+from django.utils import timezone, translation
+from django.utils.safestring import SafeString, mark_safe
+
+from accounts.models import User
+from rooms.models import Message
+
+TEMPLATE = "rooms/_message.html"
+# Long enough that a room's history stays warm between visits; a key never goes stale,
+# so this only bounds the memory a cold message keeps.
+TIMEOUT = 7 * 24 * 3600
+_MINE_FROM = '<article class="message'
+_MINE_TO = '<article class="message is-mine'
+# The author's fields the partial draws; `last_login` and the like would change the key
+# without changing the HTML.
+_USER_FIELDS = ("pk", "username", "display_name", "avatar_small", "avatar_large", "is_active")
+
+
+def _templates_digest() -> str:
+    """The text of every template, so a deploy that changes one never serves old HTML."""
+    digest = hashlib.blake2b(digest_size=8)
+    for path in sorted((Path(settings.BASE_DIR) / "templates").rglob("*.html")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+_TEMPLATES = _templates_digest()
+
+
+def _row(instance: Model | None) -> tuple[str, ...]:
+    """The stored fields as the database has them (a message just created and the same
+    message read back give the same tuple)."""
+    if instance is None:
+        return ()
+    return tuple(field.value_to_string(instance) for field in instance._meta.concrete_fields)
+
+
+def _user(user: User | None) -> tuple[object, ...]:
+    if user is None:
+        return ()
+    return tuple(str(getattr(user, name)) for name in _USER_FIELDS)
+
+
+def _fingerprint(message: Message) -> str:
+    reply_to = message.reply_to if message.reply_to_id else None
+    parts = (
+        _TEMPLATES,
+        translation.get_language(),
+        timezone.get_current_timezone_name(),
+        message.room.kind,
+        _row(message),
+        _user(message.author),
+        _row(reply_to),
+        _user(reply_to.author if reply_to is not None else None),
+    )
+    return hashlib.blake2b(repr(parts).encode(), digest_size=16).hexdigest()
+
+
+def _key(message: Message) -> str:
+    return f"message-html:{message.pk}:{_fingerprint(message)}"
+
+
+def _render(message: Message) -> SafeString:
+    # The template escapes what people typed; its output is HTML to send as it is.
+    return mark_safe(render_to_string(TEMPLATE, {"message": message}))  # noqa: S308
+
+
+def message_html(message: Message) -> SafeString:
+    """The message's HTML for any viewer, rendered at most once per instance: the live
+    event and the poster's response share it, and it goes into the cache for the pages
+    that show it next."""
+    key = _key(message)
+    kept: tuple[str, SafeString] | None = getattr(message, "_shared_html", None)
+    if kept is not None and kept[0] == key:
+        return kept[1]
+    html = _render(message)
+    message._shared_html = (key, html)  # type: ignore[attr-defined]
+    cache.set(key, str(html), TIMEOUT)
+    return html
+
+
+def for_viewer(html: str, message: Message, viewer: User | None) -> SafeString:
+    """The shared HTML with what the server marks for this viewer: their own messages."""
+    if viewer is not None and message.author_id is not None and message.author_id == viewer.pk:
+        html = html.replace(_MINE_FROM, _MINE_TO, 1)
+    return mark_safe(html)  # noqa: S308 (our template's output, as rendered above)
+
+
+def messages_html(messages: Sequence[Message], viewer: User | None = None) -> list[SafeString]:
+    """The HTML of each message, in order: read from the cache in one round trip, the
+    missing ones rendered and kept."""
+    keys = [_key(m) for m in messages]
+    found: dict[str, str] = cache.get_many(keys)
+    missing: dict[str, str] = {}
+    out: list[SafeString] = []
+    for key, message in zip(keys, messages, strict=True):
+        html = found.get(key)
+        if html is None:
+            html = missing[key] = str(_render(message))
+        out.append(for_viewer(html, message, viewer))
+    if missing:
+        cache.set_many(missing, TIMEOUT)
+    return out
+
+
+def pair(messages: Iterable[Message], viewer: User | None = None) -> list[tuple[Message, SafeString]]:
+    """(message, its HTML) for a template that loops over both."""
+    listed = list(messages)
+    return list(zip(listed, messages_html(listed, viewer), strict=True))

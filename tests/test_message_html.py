@@ -1,0 +1,130 @@
+"""A message's HTML is rendered once and shared: by the live event, the poster's response
+and every room page after (rooms/fragments.py). Whatever changes what a message shows
+must show on the next page, and what differs per viewer must stay per viewer."""
+
+import re
+
+import pytest
+from django.core.cache import cache
+
+from accounts.services import do_update_profile
+from rooms import fragments, services
+from rooms.models import Message
+from tests.conftest import HTMX, membership, post
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def group(alice, bob):
+    return services.do_create_group(alice, "Trip", [bob])
+
+
+@pytest.fixture
+def renders(monkeypatch):
+    """The messages rendered from the template, by id, in order."""
+    rendered: list[int] = []
+    real = fragments._render
+
+    def counting(message):
+        rendered.append(message.pk)
+        return real(message)
+
+    monkeypatch.setattr(fragments, "_render", counting)
+    return rendered
+
+
+def article(page: str, message: Message) -> str:
+    found = re.search(rf'<article [^>]*id="m-{message.pk}".*?</article>', page, re.S)
+    assert found, f"message {message.pk} is not on the page"
+    return found.group(0)
+
+
+def test_a_room_page_renders_each_message_once_then_reuses_it(alice_client, bob_client, group, bob, renders):
+    """The first view renders what it shows; every later view, anyone's, renders nothing."""
+    for i in range(5):
+        services.do_post_message(membership(group, bob), f"message {i}")
+    cache.clear()  # the posts kept their messages' HTML; start cold
+    renders.clear()
+    first = alice_client.get(group.get_absolute_url()).content.decode()
+    assert sorted(renders) == sorted(Message.objects.filter(room=group).values_list("pk", flat=True))
+    renders.clear()
+    again = bob_client.get(group.get_absolute_url()).content.decode()
+    assert renders == []
+    for message in Message.objects.filter(room=group, kind=Message.Kind.TEXT):
+        # The same HTML, but that the second viewer (bob) wrote them.
+        assert article(first, message) == article(again, message).replace(" is-mine", "")
+
+
+def test_the_post_renders_its_message_once_for_the_room_its_response_and_the_next_page(
+    alice_client, group, renders, events
+):
+    with events() as sent:
+        response = post(alice_client, group, "hello everyone", headers=HTMX)
+    assert response.status_code == 200
+    message = Message.objects.get(room=group, body="hello everyone")
+    assert renders.count(message.pk) == 1
+    (event,) = [e for _, e in sent.of_type("room.message")]
+    assert article(event["message_html"], message) in article(response.content.decode(), message).replace(
+        " is-mine", ""
+    )
+    alice_client.get(group.get_absolute_url())
+    assert renders.count(message.pk) == 1
+
+
+def test_my_messages_are_marked_mine_for_me_only(alice_client, bob_client, group, alice):
+    services.do_post_message(membership(group, alice), "mine")
+    message = Message.objects.get(body="mine")
+    url = group.get_absolute_url()
+    assert 'class="message is-mine' in article(alice_client.get(url).content.decode(), message)
+    assert "is-mine" not in article(bob_client.get(url).content.decode(), message)
+
+
+def test_an_edit_a_new_name_and_an_edited_quote_show_on_the_next_page(bob_client, group, alice, bob):
+    asked = services.do_post_message(membership(group, alice), "shall we leave at 9?").message
+    answer = services.do_post_message(membership(group, bob), "yes", reply_to_id=asked.pk).message
+    page = bob_client.get(group.get_absolute_url()).content.decode()
+    assert "shall we leave at 9?" in article(page, answer)
+
+    services.do_edit_message(alice, asked, "shall we leave at 10?")
+    page = bob_client.get(group.get_absolute_url()).content.decode()
+    assert "shall we leave at 10?" in article(page, asked)
+    assert "shall we leave at 10?" in article(page, answer)  # the quote follows the edit
+
+    do_update_profile(alice, display_name="Alice in Wonderland")
+    page = bob_client.get(group.get_absolute_url()).content.decode()
+    assert "Alice in Wonderland" in article(page, asked)
+    assert "Alice in Wonderland" in article(page, answer)  # the quote's author too
+
+    services.do_delete_message(alice, Message.objects.get(pk=asked.pk))
+    page = bob_client.get(group.get_absolute_url()).content.decode()
+    assert "message deleted" in article(page, asked)
+    assert "shall we leave" not in page
+
+
+def test_a_reply_that_moves_on_shows_its_new_state(bob_client, group):
+    reply = services.do_post_assistant_message(group.pk, persona="Planner", announce=False)
+    assert "Planner is thinking" in article(bob_client.get(group.get_absolute_url()).content.decode(), reply)
+    Message.objects.filter(pk=reply.pk).update(
+        state=Message.State.DONE, body="Leave at 9.", html="<p>Leave at 9.</p>"
+    )
+    page = bob_client.get(group.get_absolute_url()).content.decode()
+    assert "Leave at 9." in article(page, reply)
+    assert "thinking" not in article(page, reply)
+
+
+def test_pages_render_everything_when_the_cache_keeps_nothing(alice_client, group, bob, settings):
+    dummy = {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}
+    settings.CACHES = {**settings.CACHES, "default": dummy}
+    services.do_post_message(membership(group, bob), "still shown")
+    assert "still shown" in alice_client.get(group.get_absolute_url()).content.decode()
+
+
+def test_older_history_comes_from_the_same_html(alice_client, group, bob, renders):
+    for i in range(60):
+        services.do_post_message(membership(group, bob), f"old {i}")
+    first = alice_client.get(group.get_absolute_url(), {"before": 20}, **HTMX).content.decode()
+    renders.clear()
+    again = alice_client.get(group.get_absolute_url(), {"before": 20}, **HTMX).content.decode()
+    assert "old 0" in again and renders == []
+    assert first == again
