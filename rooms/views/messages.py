@@ -1,13 +1,13 @@
-"""A message's own paths: post, show, edit, delete, its image, and reading up to it."""
+"""A message's own paths: post, show, edit, delete, its image or file, and reading up to it."""
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from rooms import services
+from rooms import filetypes, services
 from rooms.access import access_membership, access_message, access_own_message, can_delete_message, parse_seq
-from rooms.attachments import make_attachment
+from rooms.attachments import FileAttachment, read_upload
 from rooms.forms import EditMessageForm, MessageForm
 from rooms.queries import sidebar_entries
 from rooms.views._common import reply_target, room_context
@@ -19,22 +19,24 @@ def post_message(request, room_id: int):
     form = MessageForm(request.POST, request.FILES)
     if form.is_valid():
         try:
-            image = None
-            if form.cleaned_data["image"]:
+            attachment = None
+            if form.cleaned_data["file"]:
                 try:
-                    image = make_attachment(form.cleaned_data["image"])
+                    attachment = read_upload(form.cleaned_data["file"])
                 except ValidationError as exc:
-                    form.add_error("image", exc)
+                    form.add_error("file", exc)
                     raise
+            file = attachment if isinstance(attachment, FileAttachment) else None
             result = services.do_post_message(
                 membership,
                 form.cleaned_data["body"],
                 client_id=form.cleaned_data["client_id"],
                 reply_to_id=form.cleaned_data["reply_to"],
-                image=image,
+                image=None if file else attachment,
+                file=file,
             )
         except ValidationError as exc:
-            if not form.has_error("image"):
+            if not form.has_error("file"):
                 form.add_error("body", exc)
         else:
             if not request.htmx:
@@ -154,4 +156,27 @@ def message_image(request, room_id: int, message_id: int):
     response = FileResponse(handle, content_type="image/webp")
     response.headers["Cache-Control"] = "private, max-age=31536000, immutable"
     response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@require_GET
+def message_file(request, room_id: int, message_id: int):
+    """A message's file, for the room's members only, always as a download: under its
+    cleaned name, with a type no browser renders as a page (rooms.filetypes.served_type)."""
+    membership = access_membership(request.user, room_id)
+    message = access_message(membership, message_id)
+    if not message.file or message.is_deleted:
+        raise Http404("No file.")
+    try:
+        handle = message.file.open("rb")
+    except FileNotFoundError:
+        raise Http404("No file.") from None
+    response = FileResponse(handle, content_type=filetypes.served_type(message.file_type))
+    response.headers["Content-Disposition"] = filetypes.content_disposition(message.file_name)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    # Opened by itself after all (a bookmarked address, a browser that ignores the
+    # disposition), it is an inert document: no script, no plugin, no same-origin access.
+    response.headers["Content-Security-Policy"] = "default-src 'none'; frame-ancestors 'none'; sandbox"
+    # A deleted message's file must not outlive it in a shared computer's cache.
+    response.headers["Cache-Control"] = "private, no-store"
     return response
