@@ -66,6 +66,10 @@ class MessageForm(forms.Form):
         # The page refuses a file over the limit before sending it (static/js/attachments.js).
         self.fields["file"].widget.attrs["data-max-bytes"] = settings.ATTACHMENT_MAX_BYTES
 
+    @property
+    def max_file_bytes(self) -> int:
+        return settings.ATTACHMENT_MAX_BYTES
+
 
 class EditMessageForm(forms.Form):
     body = forms.CharField(

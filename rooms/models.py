@@ -103,7 +103,7 @@ class Membership(models.Model):
 IMAGE_BOX = (420, 360)
 
 
-class MessageQuerySet(models.QuerySet):
+class MessageQuerySet(models.QuerySet["Message"]):
     def with_file(self) -> "MessageQuerySet":
         """Messages carrying a file that is not a picture (search's `has:file`)."""
         return self.exclude(file="")
@@ -230,6 +230,10 @@ class Message(models.Model):
             return None
         scale = min(1, IMAGE_BOX[0] / self.image_width, IMAGE_BOX[1] / self.image_height)
         return max(1, round(self.image_width * scale)), max(1, round(self.image_height * scale))
+
+    @property
+    def file_url(self) -> str:
+        return reverse("rooms:message_file", args=[self.room_id, self.pk])
 
     @property
     def file_kind(self) -> filetypes.FileKind:

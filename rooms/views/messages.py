@@ -26,14 +26,13 @@ def post_message(request, room_id: int):
                 except ValidationError as exc:
                     form.add_error("file", exc)
                     raise
-            file = attachment if isinstance(attachment, FileAttachment) else None
             result = services.do_post_message(
                 membership,
                 form.cleaned_data["body"],
                 client_id=form.cleaned_data["client_id"],
                 reply_to_id=form.cleaned_data["reply_to"],
-                image=None if file else attachment,
-                file=file,
+                image=None if isinstance(attachment, FileAttachment) else attachment,
+                file=attachment if isinstance(attachment, FileAttachment) else None,
             )
         except ValidationError as exc:
             if not form.has_error("file"):
