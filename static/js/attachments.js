@@ -4,7 +4,7 @@
 // page refuses an empty file or one over the server's limit (data-max-bytes on the input)
 // before sending anything, with the server's own words. A large file shows a progress bar
 // while it uploads, with Cancel; a send that fails or is refused keeps the text and the file.
-import { composerTextarea } from "./composer.js";
+import { composerTextarea, rememberTyped } from "./composer.js";
 
 const PICTURE_TYPES = ["image/jpeg", "image/png", "image/webp", "image/gif"];
 // Smaller files upload in a blink: no bar for them.
@@ -195,16 +195,16 @@ document.addEventListener("drop", (event) => {
   composerTextarea()?.focus();
 });
 
-// Sending: a progress bar for a large file, Cancel, and what became of the send.
+// Sending. A message with a file goes by this module's own request instead of htmx's: the
+// request htmx would make (the form as multipart, htmx's headers and the page's CSRF token),
+// with upload progress and a Cancel that stops it quietly (htmx logs an aborted request as
+// an error). htmx itself swaps the answer in (htmx.swap, out-of-band parts included), so
+// the rest of the page sees what it sees after any send.
 
 function isComposerPost(event) {
   const elt = event.detail && event.detail.elt;
   return Boolean(elt && elt.id === "composer" && event.detail.requestConfig?.verb === "post");
 }
-
-// The file being sent, put back in the fresh composer if the server refuses the message
-// for another reason (a rate limit, text too long): only the file's own refusal drops it.
-let sending = null;
 
 function showProgress(input, file, xhr) {
   const note = noteElement(input);
@@ -234,43 +234,72 @@ function showProgress(input, file, xhr) {
   });
 }
 
-document.addEventListener("htmx:beforeSend", (event) => {
-  if (!isComposerPost(event)) return;
-  const input = composerFileInput();
-  const file = input && input.files && input.files[0];
-  sending = file || null;
-  if (file && file.size >= PROGRESS_FROM_BYTES) showProgress(input, file, event.detail.xhr);
-});
-
 function failed(message) {
   const input = composerFileInput();
   if (input) showAttachment(input, message);
 }
 
-// Not swapped (the composer as it was stays, with its text and file): say what happened.
-document.addEventListener("htmx:sendAbort", (event) => {
-  if (isComposerPost(event)) failed("Upload cancelled. Your message is still here.");
+function answerFailed(status) {
+  return status === 413
+    ? "That is too large for the server. Your message is still here."
+    : "Couldn't send (the server answered " + status + "). Your message is still here; try again.";
+}
+
+function sendWithFile(form, input, file, path, headers) {
+  const xhr = new XMLHttpRequest();
+  xhr.open("POST", path);
+  Object.entries(headers).forEach(([name, value]) => {
+    if (value !== null && value !== undefined) xhr.setRequestHeader(name, value);
+  });
+  const button = form.querySelector('button[type="submit"]');
+  form.classList.add("htmx-request"); // composer.js: Enter does not send again meanwhile
+  if (button) button.disabled = true;
+  const settle = () => {
+    form.classList.remove("htmx-request");
+    if (button) button.disabled = false;
+  };
+  if (file.size >= PROGRESS_FROM_BYTES) showProgress(input, file, xhr);
+  xhr.addEventListener("load", () => {
+    settle();
+    if (xhr.status !== 200 && xhr.status !== 422) {
+      failed(answerFailed(xhr.status));
+      return;
+    }
+    rememberTyped();
+    const eventInfo = { xhr, target: form, requestConfig: { verb: "post" }, successful: true };
+    htmx.swap(form, xhr.responseText, { swapStyle: "outerHTML" }, { eventInfo, contextElement: form });
+    // Refused for something else (a rate limit, text too long): the file goes back in.
+    const composer = document.getElementById("composer");
+    const fresh = composerFileInput();
+    if (xhr.status === 422 && fresh && !composer.querySelector("[data-file-refused]")) take(fresh, file, "");
+  });
+  xhr.addEventListener("error", () => {
+    settle();
+    failed("Couldn't reach the server. Your message is still here; try again.");
+  });
+  xhr.addEventListener("abort", () => {
+    settle();
+    failed("Upload cancelled. Your message is still here.");
+    composerTextarea()?.focus();
+  });
+  xhr.send(new FormData(form));
+}
+
+document.addEventListener("htmx:beforeRequest", (event) => {
+  if (!isComposerPost(event)) return;
+  const input = composerFileInput();
+  const file = input && input.files && input.files[0];
+  if (!file) return;
+  event.preventDefault(); // htmx sends nothing; this module does
+  const config = event.detail.requestConfig;
+  sendWithFile(event.detail.elt, input, file, config.path, config.headers);
 });
+
+// A message without a file went by htmx; when it fails without an answer to show, say so
+// (the composer stays as it was, with its text).
 document.addEventListener("htmx:sendError", (event) => {
   if (isComposerPost(event)) failed("Couldn't reach the server. Your message is still here; try again.");
 });
 document.addEventListener("htmx:responseError", (event) => {
-  if (!isComposerPost(event)) return;
-  const status = event.detail.xhr.status;
-  failed(
-    status === 413
-      ? "That is too large for the server. Your message is still here."
-      : "Couldn't send (the server answered " + status + "). Your message is still here; try again."
-  );
-});
-
-document.addEventListener("htmx:afterSwap", (event) => {
-  const target = event.detail.target;
-  if (!target || target.id !== "composer") return;
-  const file = sending;
-  sending = null;
-  const composer = document.getElementById("composer");
-  if (!file || event.detail.xhr.status !== 422 || !composer || composer.querySelector("[data-file-refused]")) return;
-  const input = composerFileInput();
-  if (input) take(input, file, "");
+  if (isComposerPost(event)) failed(answerFailed(event.detail.xhr.status));
 });

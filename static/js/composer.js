@@ -53,8 +53,13 @@ document.addEventListener("htmx:beforeRequest", (event) => {
   }
 });
 
+/** Note what the textarea holds now, just before the composer is replaced by the server's answer. */
+export function rememberTyped() {
+  typedText = composerTextarea()?.value ?? null;
+}
+
 document.addEventListener("htmx:beforeSwap", (event) => {
-  if (event.detail.target && event.detail.target.id === "composer") typedText = composerTextarea()?.value ?? null;
+  if (event.detail.target && event.detail.target.id === "composer") rememberTyped();
 });
 
 function keepTyped(textarea, refused) {
