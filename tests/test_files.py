@@ -2,11 +2,14 @@
 members only, always as an attachment with a type no browser renders as a page."""
 
 import uuid
+import warnings
 from pathlib import Path
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.core.files.uploadedfile import SimpleUploadedFile, TemporaryUploadedFile
 from django.db import connection
+from django.test import AsyncClient
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
@@ -383,3 +386,26 @@ def test_files_cost_the_room_page_no_extra_query(alice, alice_client, group):
     with CaptureQueriesContext(connection) as without:
         alice_client.get(group.get_absolute_url())
     assert len(with_files) == len(without)
+
+
+def test_under_asgi_a_download_streams_in_chunks_instead_of_being_read_whole(alice, alice_client, group):
+    """Django reads a synchronous FileResponse whole into memory under ASGI (and warns); the
+    file goes out a chunk at a time, with its length announced."""
+    data = bytes(range(256)) * 4096  # 1 MiB
+    send_file(alice_client, group, data, name="big.bin", content_type="application/octet-stream")
+    message = file_message(group)
+    client = AsyncClient()
+    client.force_login(alice)
+
+    async def download():
+        response = await client.get(download_url(message))
+        return response, [chunk async for chunk in response.streaming_content]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        response, chunks = async_to_sync(download)()
+    assert response.status_code == 200 and response.is_async
+    assert b"".join(chunks) == data and len(chunks) == 4
+    assert response["Content-Length"] == str(len(data))
+    assert response["Content-Type"] == "application/octet-stream"
+    assert response["Content-Disposition"].startswith('attachment; filename="big.bin"')

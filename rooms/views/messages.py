@@ -1,7 +1,13 @@
 """A message's own paths: post, show, edit, delete, its image or file, and reading up to it."""
 
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import FileResponse, Http404, HttpResponse
+from django.core.handlers.asgi import ASGIRequest
+from django.http import FileResponse, Http404, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -152,7 +158,7 @@ def message_image(request, room_id: int, message_id: int):
         handle = message.image.open("rb")
     except FileNotFoundError:
         raise Http404("No image.") from None
-    response = FileResponse(handle, content_type="image/webp")
+    response = stream_file(request, handle, content_type="image/webp")
     response.headers["Cache-Control"] = "private, max-age=31536000, immutable"
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
@@ -170,7 +176,7 @@ def message_file(request, room_id: int, message_id: int):
         handle = message.file.open("rb")
     except FileNotFoundError:
         raise Http404("No file.") from None
-    response = FileResponse(handle, content_type=filetypes.served_type(message.file_type))
+    response = stream_file(request, handle, content_type=filetypes.served_type(message.file_type))
     response.headers["Content-Disposition"] = filetypes.content_disposition(message.file_name)
     response.headers["X-Content-Type-Options"] = "nosniff"
     # Opened by itself after all (a bookmarked address, a browser that ignores the
@@ -178,4 +184,26 @@ def message_file(request, room_id: int, message_id: int):
     response.headers["Content-Security-Policy"] = "default-src 'none'; frame-ancestors 'none'; sandbox"
     # A deleted message's file must not outlive it in a shared computer's cache.
     response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+STREAM_CHUNK_BYTES = 256 * 1024
+
+
+async def _read_in_chunks(handle: Any) -> AsyncIterator[bytes]:
+    try:
+        while chunk := await asyncio.to_thread(handle.read, STREAM_CHUNK_BYTES):
+            yield chunk
+    finally:
+        await asyncio.to_thread(handle.close)
+
+
+def stream_file(request, handle: Any, *, content_type: str) -> HttpResponseBase:
+    """A stored file as a response that holds one chunk in memory at a time. Under ASGI
+    (daphne), Django reads a FileResponse's file, a synchronous iterator, into a list
+    whole before sending any of it (and warns); an asynchronous iterator streams it."""
+    if not isinstance(request, ASGIRequest):
+        return FileResponse(handle, content_type=content_type)  # WSGI: the server's file wrapper
+    response = StreamingHttpResponse(_read_in_chunks(handle), content_type=content_type)
+    response.headers["Content-Length"] = str(handle.size)
     return response
