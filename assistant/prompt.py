@@ -82,12 +82,15 @@ def build_chat_prompt(run: AssistantRun, assistant: AssistantSettings) -> list[d
         .exclude(kind=Message.Kind.SYSTEM)
         .exclude(pk=run.reply_id)  # type: ignore[misc]  # None excludes nothing
         .order_by("-seq")
-        .values_list("pk", "kind", "state", "body", "image", "author__display_name", "author__username")[
-            :HISTORY_SCAN
-        ]
+        .values_list(
+            "pk", "kind", "state", "body", "image", "file_name", "author__display_name", "author__username"
+        )[:HISTORY_SCAN]
     )
     history: list[dict] = []
-    for pk, kind, state, body, image, display_name, username in recent:
+    for pk, kind, state, body, image, file_name, display_name, username in recent:
+        if file_name:
+            # The assistant does not read files; it knows one was sent, and its name.
+            body = f"{body}\n[attached file: {file_name}]".strip()
         if kind == Message.Kind.ASSISTANT:
             if state != Message.State.DONE or not body:
                 continue  # failed or unfinished replies are not what it said

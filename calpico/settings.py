@@ -286,8 +286,10 @@ MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env("MEDIA_ROOT", str(VAR_DIR / "media")))
 # In production a reverse proxy may serve MEDIA_ROOT itself; then set SERVE_MEDIA=false.
 SERVE_MEDIA = env_bool("SERVE_MEDIA", True)
-# Uploads larger than this are refused before Pillow sees them.
-FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# An uploaded file larger than this is written to a temporary file as it arrives, not
+# held in memory (Django's default); so is the request body as Django reads it.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+# The form fields beside the files (files themselves are not counted here).
 DATA_UPLOAD_MAX_MEMORY_SIZE = 6 * 1024 * 1024
 
 # Product limits.
@@ -323,8 +325,17 @@ RATE_INVITES_PER_HOUR = env_int("RATE_INVITES_PER_HOUR", 20)
 RATE_STRANGERS_PER_DAY = env_int("RATE_STRANGERS_PER_DAY", 20)
 RATE_FAILED_JOINS_PER_HOUR = env_int("RATE_FAILED_JOINS_PER_HOUR", 20)
 
-# Attached images: the avatar pipeline's limits, scaled down to fit this many pixels a side.
+# Files attached to messages (rooms/attachments.py): any type, up to this many bytes. A
+# picture among them is re-encoded by the avatar pipeline (its pixel limit) and scaled down
+# to fit ATTACHMENT_MAX_SIDE pixels a side; any other file is kept as it came.
+ATTACHMENT_MAX_BYTES = env_int("ATTACHMENT_MAX_BYTES", 25 * 1024 * 1024)
 ATTACHMENT_MAX_SIDE = 2048
+# Bytes of files one person may attach per UTC day, in MB (0: no limit): with the message
+# limits above, a bound on how fast one account can fill the disk.
+RATE_ATTACHMENT_MB_PER_DAY = env_int("RATE_ATTACHMENT_MB_PER_DAY", 1000)
+# The largest request body the server takes (calpico/serve.py refuses a larger one with 413
+# without storing it): the largest file and room for the text beside it.
+REQUEST_MAX_BYTES = ATTACHMENT_MAX_BYTES + 1024 * 1024
 
 # The assistant (assistant/): any OpenAI-compatible API through the openai SDK.
 # Without OPENAI_API_KEY the assistant says it is not configured and queues nothing.

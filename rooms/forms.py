@@ -44,20 +44,31 @@ class MessageForm(forms.Form):
     reply_to = IdField(
         required=False, error_messages={"invalid": "The message you replied to is not in this room."}
     )
-    # Checked and re-encoded by rooms.attachments, not by Django's ImageField (which would
-    # let Pillow try every format it knows).
-    image = forms.FileField(
+    # Any file. Checked by rooms.attachments (size, a picture re-encoded), not by Django's
+    # ImageField (which would let Pillow try every format it knows); an empty file is
+    # refused there, with the same words as a file too large.
+    file = forms.FileField(
         required=False,
-        widget=forms.FileInput(
-            attrs={"accept": "image/jpeg,image/png,image/webp,image/gif", "class": "composer__file"}
-        ),
+        allow_empty_file=True,
+        widget=forms.FileInput(attrs={"class": "composer__file", "aria-label": "Attach a file"}),
     )
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, data=None, files=None, *args, **kwargs):
+        # "image" is what the composer called its file before it took any file: a page
+        # loaded before an upgrade still sends it.
+        if files is not None and "image" in files and "file" not in files:
+            files = files.copy()
+            files["file"] = files["image"]
+        super().__init__(data, files, *args, **kwargs)
         # Rendered into the page, so even a form sent twice without JavaScript is one message.
         self.fields["client_id"].initial = uuid.uuid4()
         self.fields["body"].widget.attrs["maxlength"] = settings.MESSAGE_MAX_LENGTH
+        # The page refuses a file over the limit before sending it (static/js/attachments.js).
+        self.fields["file"].widget.attrs["data-max-bytes"] = settings.ATTACHMENT_MAX_BYTES
+
+    @property
+    def max_file_bytes(self) -> int:
+        return settings.ATTACHMENT_MAX_BYTES
 
 
 class EditMessageForm(forms.Form):

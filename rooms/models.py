@@ -8,6 +8,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import strip_tags
 
+from rooms import filetypes
+
 
 class Room(models.Model):
     class Kind(models.TextChoices):
@@ -101,6 +103,16 @@ class Membership(models.Model):
 IMAGE_BOX = (420, 360)
 
 
+class MessageQuerySet(models.QuerySet["Message"]):
+    def with_file(self) -> "MessageQuerySet":
+        """Messages carrying a file that is not a picture (search's `has:file`)."""
+        return self.exclude(file="")
+
+    def with_image(self) -> "MessageQuerySet":
+        """Messages carrying a picture (search's `has:image`)."""
+        return self.exclude(image="")
+
+
 class Message(models.Model):
     class Kind(models.TextChoices):
         TEXT = "text", "Message"
@@ -143,6 +155,15 @@ class Message(models.Model):
     )
     image_width = models.PositiveIntegerField(null=True, blank=True)
     image_height = models.PositiveIntegerField(null=True, blank=True)
+    # An attached file that is not a picture (a PDF, an archive, anything), kept as it came
+    # under a random name (never the sender's), downloaded only by the room's members
+    # (rooms.views.messages.message_file). A message has an image or a file, not both.
+    # The name is the sender's, cleaned (rooms.filetypes.clean_file_name); the type is
+    # what its extension says, a label only.
+    file = models.FileField(upload_to="files/", blank=True, max_length=200)
+    file_name = models.CharField(max_length=filetypes.NAME_MAX_LENGTH, blank=True)
+    file_size = models.PositiveBigIntegerField(null=True, blank=True)
+    file_type = models.CharField(max_length=100, blank=True)
     # Chosen by the sender's page; a retried send with the same id stores nothing new.
     client_id = models.UUIDField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -150,6 +171,8 @@ class Message(models.Model):
     deleted_at = models.DateTimeField(null=True, blank=True)
     # Who removed it when it was not its author: "admin" (a room admin) or "moderator".
     removed_by = models.CharField(max_length=10, blank=True)
+
+    objects = MessageQuerySet.as_manager()
 
     class Meta:
         constraints = [
@@ -209,6 +232,15 @@ class Message(models.Model):
         return max(1, round(self.image_width * scale)), max(1, round(self.image_height * scale))
 
     @property
+    def file_url(self) -> str:
+        return reverse("rooms:message_file", args=[self.room_id, self.pk])
+
+    @property
+    def file_kind(self) -> filetypes.FileKind:
+        """The file card's icon and words for the attached file."""
+        return filetypes.kind(self.file_name, self.file_type)
+
+    @property
     def is_deleted(self) -> bool:
         return self.deleted_at is not None
 
@@ -226,6 +258,8 @@ class Message(models.Model):
             return "stopped before replying"
         if self.image and not self.body:
             return "Image"
+        if self.file and not self.body:
+            return f"📎 {self.file_name}"
         text = html.unescape(strip_tags(self.html)) if self.html else self.body
         return " ".join(text.split())[:120]
 

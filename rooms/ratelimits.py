@@ -51,8 +51,8 @@ def describe_wait(seconds: int) -> str:
     return f"{hours} hour{'s' if hours != 1 else ''}"
 
 
-def hit(limit: Limit, key: str | int) -> None:
-    """Count one more, or raise RateLimited saying when to try again."""
+def hit(limit: Limit, key: str | int, *, amount: int = 1) -> None:
+    """Count one more (or `amount` more: bytes), or raise RateLimited saying when to try again."""
     if limit.count <= 0:
         return  # a limit of 0 is switched off
     now = time.time()
@@ -60,10 +60,10 @@ def hit(limit: Limit, key: str | int) -> None:
     cache_key = f"ratelimit:{limit.name}:{key}:{window}"
     cache.add(cache_key, 0, timeout=limit.seconds + 5)
     try:
-        count = cache.incr(cache_key)
+        count = cache.incr(cache_key, amount)
     except ValueError:  # evicted between add and incr, or the cache is unreachable
-        cache.set(cache_key, 1, timeout=limit.seconds + 5)
-        count = 1
+        cache.set(cache_key, amount, timeout=limit.seconds + 5)
+        count = amount
     if count > limit.count:
         retry_after = max(1, math.ceil((window + 1) * limit.seconds - now))
         raise RateLimited(limit, retry_after)
@@ -84,6 +84,13 @@ def messages_burst() -> Limit:
 
 def messages_sustained() -> Limit:
     return Limit("messages-hour", settings.RATE_MESSAGES_PER_HOUR, 3600, "sending messages")
+
+
+def attachment_bytes() -> Limit:
+    """Bytes of images and files one person attaches per day (counted per file as stored)."""
+    return Limit(
+        "attachment-bytes-day", settings.RATE_ATTACHMENT_MB_PER_DAY * 1024 * 1024, 86400, "sending files"
+    )
 
 
 def invites_created() -> Limit:

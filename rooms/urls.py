@@ -17,6 +17,7 @@ urlpatterns = [
     path("r/<id:room_id>/m/<id:message_id>/edit/", messages.edit_message, name="edit_message"),
     path("r/<id:room_id>/m/<id:message_id>/delete/", messages.delete_message, name="delete_message"),
     path("r/<id:room_id>/m/<id:message_id>/image/", messages.message_image, name="message_image"),
+    path("r/<id:room_id>/m/<id:message_id>/file/", messages.message_file, name="message_file"),
     path("r/<id:room_id>/settings/", groups.room_settings, name="settings"),
     path("r/<id:room_id>/settings/rename/", groups.rename_room, name="rename"),
     path("r/<id:room_id>/settings/add/", groups.add_members, name="add_members"),

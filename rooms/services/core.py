@@ -49,6 +49,10 @@ def append_message(
     state: str = Message.State.DONE,
     note: str = "",
     image: File[Any] | str | None = None,
+    file: str | None = None,
+    file_name: str = "",
+    file_size: int | None = None,
+    file_type: str = "",
     announce: bool = True,
 ) -> Message:
     """Give the message the room's next sequence number and store it (and, after commit,
@@ -74,6 +78,10 @@ def append_message(
         state=state,
         note=note,
         image=image,
+        file=file,
+        file_name=file_name,
+        file_size=file_size,
+        file_type=file_type,
     )
     Room.objects.filter(pk=room.pk).update(last_seq=seq, last_message=message, last_activity_at=now)
     room.last_seq, room.last_message, room.last_activity_at = seq, message, now

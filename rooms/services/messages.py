@@ -5,6 +5,7 @@ that one function, in the order it happens."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from accounts.services import has_blocked
 from calpico.text import visible_characters
 from rooms import hooks, live, ratelimits
 from rooms.access import can_change_message, can_delete_message
-from rooms.attachments import PendingAttachment
+from rooms.attachments import FileAttachment, PendingAttachment
 from rooms.markdown import render_message, rendered_text
 from rooms.models import Membership, Message, Room
 from rooms.services.core import (
@@ -83,20 +84,40 @@ def _file_bytes(file: File[Any]) -> bytes:
         file.seek(0)
 
 
-def _content_key(body: str, image: File[Any] | None) -> str:
+def _content_key(body: str, image: File[Any] | None, file: FileAttachment | None) -> str:
+    if file is not None:
+        return body + "\0" + file.name + "\0" + file.sha256
     if image is None:
         return body
     return body + "\0" + hashlib.sha256(_file_bytes(image)).hexdigest()
 
 
-def _is_resend(message: Message, body: str, image: File[Any] | None) -> bool:
+def _stored_sha256(field: Any) -> str:
+    digest = hashlib.sha256()
+    with field.open("rb") as stored:
+        for chunk in stored.chunks():
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _is_resend(message: Message, body: str, image: File[Any] | None, file: FileAttachment | None) -> bool:
     """Whether `message` holds what this send would store: the same text and the same
-    image (attachments are re-encoded the same way every time), or no image on both."""
-    if message.body != body or bool(message.image) != (image is not None):
+    image (attachments are re-encoded the same way every time) or file, or neither."""
+    if (
+        message.body != body
+        or bool(message.image) != (image is not None)
+        or bool(message.file) != (file is not None)
+    ):
         return False
-    if image is None:
-        return True
     try:
+        if file is not None:
+            return (
+                message.file_name == file.name
+                and message.file_size == file.size
+                and _stored_sha256(message.file) == file.sha256
+            )
+        if image is None:
+            return True
         with message.image.open("rb") as stored:
             same: bool = stored.read() == _file_bytes(image)
             return same
@@ -111,29 +132,37 @@ def do_post_message(
     client_id: uuid.UUID | None = None,
     reply_to_id: int | None = None,
     image: File[Any] | None = None,
+    file: FileAttachment | None = None,
 ) -> PostResult:
-    """Post a message as the member, with an optional image (from `rooms.attachments.make_attachment`).
+    """Post a message as the member, with an optional image (from `rooms.attachments.make_attachment`)
+    or other file (`rooms.attachments.file_attachment`), not both.
     Sending the same content again with the same client_id stores nothing new and returns
     the first message; other content with a used client_id is a new message.
 
-    Raises ValidationError for empty or over-long text or a reply to a message that is not
-    in this room. Text may be empty when there is an image.
+    Raises ValidationError for empty or over-long text, a reply to a message that is not
+    in this room, or too many bytes of files today. Text may be empty when there is an
+    image or a file.
     """
-    body = clean_message_body(body, allow_empty=image is not None)
+    if image is not None and file is not None:
+        raise ValueError("A message carries an image or a file, not both.")
+    body = clean_message_body(body, allow_empty=image is not None or file is not None)
     author = membership.user
-    # The image's file is saved first and removed again if the post does not go through.
-    # With a file the post must be its own transaction (durable: a caller's atomic block is
-    # refused), since a caller's rollback after this block would leave the file behind.
-    attachment = PendingAttachment(image)
-    with attachment, transaction.atomic(durable=image is not None):
+    # The image's or file's bytes are saved first and removed again if the post does not go
+    # through. With one the post must be its own transaction (durable: a caller's atomic
+    # block is refused), since a caller's rollback after this block would leave it behind.
+    if file is not None:
+        attachment = PendingAttachment(file.content, field="file")
+    else:
+        attachment = PendingAttachment(image)
+    with attachment, transaction.atomic(durable=attachment.content is not None):
         room, request = lock_room_as_member(membership.room_id, author.pk)
         if client_id is not None:
             existing = Message.objects.filter(room=room, author=author, client_id=client_id).first()
-            if existing is not None and not _is_resend(existing, body, image):
+            if existing is not None and not _is_resend(existing, body, image, file):
                 # Other content under a used id: a page the browser brought back (Back
                 # button, restored form) still holds the id of a message it sent. This is a
                 # new message, under an id made from both, so sending it again is still one.
-                client_id = uuid.uuid5(client_id, _content_key(body, image))
+                client_id = uuid.uuid5(client_id, _content_key(body, image, file))
                 existing = Message.objects.filter(room=room, author=author, client_id=client_id).first()
             if existing is not None:
                 return PostResult(existing, created=False)
@@ -148,6 +177,9 @@ def do_post_message(
             announce_on_commit(live.announce_members_changed, room, added=[author])
         ratelimits.hit(ratelimits.messages_burst(), author.pk)
         ratelimits.hit(ratelimits.messages_sustained(), author.pk)
+        if attachment.content is not None:
+            size = file.size if file is not None else (image.size if image is not None else 0)
+            ratelimits.hit(ratelimits.attachment_bytes(), author.pk, amount=size)
         reply_to = None
         if reply_to_id is not None:
             reply_to = Message.objects.filter(pk=reply_to_id, room=room).first()
@@ -156,7 +188,7 @@ def do_post_message(
         # Only text with an "@" can mention anyone: skip loading the member list otherwise.
         rendered = render_message(body, member_usernames(room) if "@" in body else {})
         if body and not _shows_something(rendered.html):
-            if image is None:
+            if attachment.content is None:
                 raise ValidationError(SHOWS_NOTHING, code="shows_nothing")
             body, rendered = "", render_message("", {})
         message = append_message(
@@ -168,7 +200,11 @@ def do_post_message(
             mentioned_user_ids=[uid for uid in rendered.mentioned_user_ids if uid != author.pk],
             reply_to=reply_to,
             client_id=client_id,
-            image=attachment.name,
+            image=attachment.name if file is None else None,
+            file=attachment.name if file is not None else None,
+            file_name=file.name if file is not None else "",
+            file_size=file.size if file is not None else None,
+            file_type=file.file_type if file is not None else "",
             announce=False,
         )
         attachment.taken()
@@ -281,21 +317,35 @@ def do_remove_message_as_moderator(message: Message) -> Message:
 
 def _remove_message(message: Message, *, removed_by: str) -> Message:
     with transaction.atomic():
-        image = message.image.name if message.image else ""
+        stored = [(field.storage, field.name) for field in (message.image, message.file) if field]
         message.body = ""
         message.html = ""
         message.mentioned_user_ids = []
         message.image = None
+        message.file = None
+        message.file_name = ""
+        message.file_size = None
+        message.file_type = ""
         message.removed_by = removed_by
         message.deleted_at = timezone.now()
         message.save(
-            update_fields=["body", "html", "mentioned_user_ids", "image", "removed_by", "deleted_at"]
+            update_fields=[
+                "body",
+                "html",
+                "mentioned_user_ids",
+                "image",
+                "file",
+                "file_name",
+                "file_size",
+                "file_type",
+                "removed_by",
+                "deleted_at",
+            ]
         )
         announce_on_commit(live.announce_message_changed, message)
-        if image:
-            # A deleted message's picture is gone too, once the delete is sure to stand.
-            storage = message.image.storage
-            transaction.on_commit(lambda: storage.delete(image))
+        for storage, name in stored:
+            # A deleted message's picture or file is gone too, once the delete is sure to stand.
+            transaction.on_commit(functools.partial(storage.delete, name))
     return message
 
 

@@ -40,6 +40,7 @@ def _describe(message: Message) -> dict[str, Any]:
         "sender": message.sender_name,
         "body": message.body,
         "had_image": bool(message.image),
+        "file_name": message.file_name,
         "created_at": message.created_at.isoformat(),
         "deleted": message.is_deleted,
     }

@@ -1,13 +1,19 @@
-"""A message's own paths: post, show, edit, delete, its image, and reading up to it."""
+"""A message's own paths: post, show, edit, delete, its image or file, and reading up to it."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import FileResponse, Http404, HttpResponse
+from django.core.handlers.asgi import ASGIRequest
+from django.http import FileResponse, Http404, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from rooms import fragments, services
+from rooms import filetypes, fragments, services
 from rooms.access import access_membership, access_message, access_own_message, can_delete_message, parse_seq
-from rooms.attachments import make_attachment
+from rooms.attachments import FileAttachment, read_upload
 from rooms.forms import EditMessageForm, MessageForm
 from rooms.queries import sidebar_entries
 from rooms.views._common import reply_target, room_context
@@ -19,22 +25,23 @@ def post_message(request, room_id: int):
     form = MessageForm(request.POST, request.FILES)
     if form.is_valid():
         try:
-            image = None
-            if form.cleaned_data["image"]:
+            attachment = None
+            if form.cleaned_data["file"]:
                 try:
-                    image = make_attachment(form.cleaned_data["image"])
+                    attachment = read_upload(form.cleaned_data["file"])
                 except ValidationError as exc:
-                    form.add_error("image", exc)
+                    form.add_error("file", exc)
                     raise
             result = services.do_post_message(
                 membership,
                 form.cleaned_data["body"],
                 client_id=form.cleaned_data["client_id"],
                 reply_to_id=form.cleaned_data["reply_to"],
-                image=image,
+                image=None if isinstance(attachment, FileAttachment) else attachment,
+                file=attachment if isinstance(attachment, FileAttachment) else None,
             )
         except ValidationError as exc:
-            if not form.has_error("image"):
+            if not form.has_error("file"):
                 form.add_error("body", exc)
         else:
             if not request.htmx:
@@ -153,7 +160,52 @@ def message_image(request, room_id: int, message_id: int):
         handle = message.image.open("rb")
     except FileNotFoundError:
         raise Http404("No image.") from None
-    response = FileResponse(handle, content_type="image/webp")
+    response = stream_file(request, handle, content_type="image/webp")
     response.headers["Cache-Control"] = "private, max-age=31536000, immutable"
     response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@require_GET
+def message_file(request, room_id: int, message_id: int):
+    """A message's file, for the room's members only, always as a download: under its
+    cleaned name, with a type no browser renders as a page (rooms.filetypes.served_type)."""
+    membership = access_membership(request.user, room_id)
+    message = access_message(membership, message_id)
+    if not message.file or message.is_deleted:
+        raise Http404("No file.")
+    try:
+        handle = message.file.open("rb")
+    except FileNotFoundError:
+        raise Http404("No file.") from None
+    response = stream_file(request, handle, content_type=filetypes.served_type(message.file_type))
+    response.headers["Content-Disposition"] = filetypes.content_disposition(message.file_name)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    # Opened by itself after all (a bookmarked address, a browser that ignores the
+    # disposition), it is an inert document: no script, no plugin, no same-origin access.
+    response.headers["Content-Security-Policy"] = "default-src 'none'; frame-ancestors 'none'; sandbox"
+    # A deleted message's file must not outlive it in a shared computer's cache.
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+STREAM_CHUNK_BYTES = 256 * 1024
+
+
+async def _read_in_chunks(handle: Any) -> AsyncIterator[bytes]:
+    try:
+        while chunk := await asyncio.to_thread(handle.read, STREAM_CHUNK_BYTES):
+            yield chunk
+    finally:
+        await asyncio.to_thread(handle.close)
+
+
+def stream_file(request, handle: Any, *, content_type: str) -> HttpResponseBase:
+    """A stored file as a response that holds one chunk in memory at a time. Under ASGI
+    (daphne), Django reads a FileResponse's file, a synchronous iterator, into a list
+    whole before sending any of it (and warns); an asynchronous iterator streams it."""
+    if not isinstance(request, ASGIRequest):
+        return FileResponse(handle, content_type=content_type)  # WSGI: the server's file wrapper
+    response = StreamingHttpResponse(_read_in_chunks(handle), content_type=content_type)
+    response.headers["Content-Length"] = str(handle.size)
     return response

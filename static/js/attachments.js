@@ -1,9 +1,14 @@
-// An image for the composer: picked with the image button, pasted into the composer or
-// dropped anywhere on a room page. It shows as a thumbnail with its name and Remove, or
-// with why a file was not taken.
-import { composerTextarea } from "./composer.js";
+// A file for the composer: picked with the paperclip button, pasted into the composer or
+// dropped anywhere on a room page. It shows under the text (a thumbnail for a picture, an
+// icon, name and size for any other file) with Remove, or with why it was not taken: the
+// page refuses an empty file or one over the server's limit (data-max-bytes on the input)
+// before sending anything, with the server's own words. A large file shows a progress bar
+// while it uploads, with Cancel; a send that fails or is refused keeps the text and the file.
+import { composerTextarea, rememberTyped } from "./composer.js";
 
-const IMAGE_TYPES = ["image/jpeg", "image/png", "image/webp", "image/gif"];
+const PICTURE_TYPES = ["image/jpeg", "image/png", "image/webp", "image/gif"];
+// Smaller files upload in a blink: no bar for them.
+const PROGRESS_FROM_BYTES = 512 * 1024;
 
 let thumbnailUrl = null;
 
@@ -11,11 +16,40 @@ function composerFileInput() {
   return document.querySelector('#composer input[type="file"]');
 }
 
-function showAttachment(input, problem) {
-  const label = input.closest(".composer__attach");
-  const file = input.files && input.files[0];
-  label.classList.toggle("has-file", Boolean(file));
-  label.title = file ? "Attached: " + file.name + " (click to change)" : "Attach an image";
+/** Bytes as Django's filesizeformat writes them ("25.0 MB"), so page and server say the same. */
+export function describeSize(bytes) {
+  const units = ["KB", "MB", "GB", "TB"];
+  if (bytes < 1024) return bytes + (bytes === 1 ? " byte" : " bytes");
+  let value = bytes / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return value.toFixed(1) + "\u00a0" + units[unit];
+}
+
+/** Why the server would refuse this file, in its words, or "". */
+function refusal(input, file) {
+  const limit = Number(input.dataset.maxBytes || 0);
+  if (file.size === 0) return file.name + " is empty; there is nothing to send.";
+  if (limit && file.size > limit) {
+    return file.name + " is " + describeSize(file.size) + "; files can be at most " + describeSize(limit) + ".";
+  }
+  return "";
+}
+
+function fileIcon(file) {
+  const icon = document.createElement("span");
+  icon.className = "composer__file-icon";
+  icon.setAttribute("aria-hidden", "true");
+  const dot = file.name.lastIndexOf(".");
+  const extension = dot > 0 ? file.name.slice(dot + 1) : "";
+  icon.textContent = /^[a-z0-9]{1,4}$/i.test(extension) ? extension.toUpperCase() : "FILE";
+  return icon;
+}
+
+function noteElement(input) {
   let note = document.getElementById("composer-file-name");
   if (!note) {
     note = document.createElement("div");
@@ -24,16 +58,31 @@ function showAttachment(input, problem) {
     const composer = input.closest("#composer");
     composer.insertBefore(note, composer.querySelector(".composer__hint"));
   }
+  return note;
+}
+
+function showAttachment(input, problem) {
+  const label = input.closest(".composer__attach");
+  const file = input.files && input.files[0];
+  label.classList.toggle("has-file", Boolean(file));
+  label.title = file ? "Attached: " + file.name + " (click to change)" : "Attach a file";
+  const note = noteElement(input);
   if (thumbnailUrl) URL.revokeObjectURL(thumbnailUrl);
   thumbnailUrl = null;
   const parts = [];
   if (file) {
-    thumbnailUrl = URL.createObjectURL(file);
-    const thumbnail = document.createElement("img");
-    thumbnail.src = thumbnailUrl;
-    thumbnail.alt = "";
+    if (PICTURE_TYPES.includes(file.type)) {
+      thumbnailUrl = URL.createObjectURL(file);
+      const thumbnail = document.createElement("img");
+      thumbnail.src = thumbnailUrl;
+      thumbnail.alt = "";
+      parts.push(thumbnail);
+    } else {
+      parts.push(fileIcon(file));
+    }
     const name = document.createElement("span");
-    name.textContent = "Image: " + file.name;
+    name.className = "composer__file-label";
+    name.textContent = file.name + " (" + describeSize(file.size) + ")";
     const remove = document.createElement("button");
     remove.type = "button";
     remove.className = "composer__file-remove";
@@ -43,7 +92,7 @@ function showAttachment(input, problem) {
       showAttachment(input, "");
       input.closest("#composer").querySelector("textarea")?.focus();
     });
-    parts.push(thumbnail, name, remove);
+    parts.push(name, remove);
   }
   if (problem) {
     const error = document.createElement("span");
@@ -55,26 +104,35 @@ function showAttachment(input, problem) {
   note.replaceChildren(...parts);
 }
 
-document.addEventListener("input", (event) => {
-  const target = event.target;
-  if (target instanceof HTMLInputElement && target.type === "file" && target.closest("#composer")) {
-    showAttachment(target, "");
-  }
-});
-
-// Pasted or dropped images go into the composer's file input, as if picked with the image button.
-function attach(files) {
-  const input = composerFileInput();
-  if (!input || !files.length) return;
-  const image = files.find((file) => IMAGE_TYPES.includes(file.type));
-  if (!image) {
-    showAttachment(input, "Only images can be attached (JPEG, PNG, WebP or GIF).");
+/** Put `file` in the composer's input, unless the server would refuse it: then say why. */
+function take(input, file, note) {
+  const problem = refusal(input, file);
+  if (problem) {
+    input.value = "";
+    showAttachment(input, problem);
     return;
   }
   const transfer = new DataTransfer();
-  transfer.items.add(image);
+  transfer.items.add(file);
   input.files = transfer.files;
-  showAttachment(input, files.length > 1 ? "One image per message: " + image.name + " is attached." : "");
+  showAttachment(input, note || "");
+}
+
+document.addEventListener("input", (event) => {
+  const target = event.target;
+  if (!(target instanceof HTMLInputElement) || target.type !== "file" || !target.closest("#composer")) return;
+  const file = target.files && target.files[0];
+  const problem = file ? refusal(target, file) : "";
+  if (problem) target.value = "";
+  showAttachment(target, problem);
+});
+
+// Pasted or dropped files go into the composer's file input, as if picked with the button.
+function attach(files) {
+  const input = composerFileInput();
+  if (!input || !files.length) return;
+  const [file] = files;
+  take(input, file, files.length > 1 ? "One file per message: " + file.name + " is attached." : "");
 }
 
 // One line naming an image file, perhaps with its folder ("Screenshot 12.png", "/home/a/b.jpg").
@@ -87,19 +145,21 @@ function isImageAlone(html) {
 }
 
 // Text copied from a document may come with a picture of itself: then the text is meant.
-// Some sources add a copied picture's file name or alt text as text: then the picture is.
-function pasteMeansImage(clipboard) {
+// Some sources add a copied file's name (or path) or a picture's alt text as text: then the file is.
+function pasteMeansFile(clipboard, files) {
   if (!clipboard.types.includes("text/plain")) return true;
   const html = clipboard.types.includes("text/html") ? clipboard.getData("text/html") : "";
   if (html && isImageAlone(html)) return true;
-  return IMAGE_FILE_NAME.test(clipboard.getData("text/plain").trim());
+  const text = clipboard.getData("text/plain").trim();
+  const names = files.map((file) => file.name);
+  return IMAGE_FILE_NAME.test(text) || names.some((name) => text === name || text.endsWith("/" + name));
 }
 
 document.addEventListener("paste", (event) => {
   const target = event.target;
   if (!(target instanceof Element) || !target.closest("#composer") || !event.clipboardData) return;
   const files = Array.from(event.clipboardData.files || []);
-  if (!files.length || !pasteMeansImage(event.clipboardData)) return;
+  if (!files.length || !pasteMeansFile(event.clipboardData, files)) return;
   event.preventDefault();
   attach(files);
 });
@@ -133,4 +193,113 @@ document.addEventListener("drop", (event) => {
   markDropTarget(false);
   attach(Array.from(event.dataTransfer.files));
   composerTextarea()?.focus();
+});
+
+// Sending. A message with a file goes by this module's own request instead of htmx's: the
+// request htmx would make (the form as multipart, htmx's headers and the page's CSRF token),
+// with upload progress and a Cancel that stops it quietly (htmx logs an aborted request as
+// an error). htmx itself swaps the answer in (htmx.swap, out-of-band parts included), so
+// the rest of the page sees what it sees after any send.
+
+function isComposerPost(event) {
+  const elt = event.detail && event.detail.elt;
+  return Boolean(elt && elt.id === "composer" && event.detail.requestConfig?.verb === "post");
+}
+
+function showProgress(input, file, xhr) {
+  const note = noteElement(input);
+  const bar = document.createElement("progress");
+  bar.className = "composer__progress";
+  bar.max = 100;
+  bar.value = 0;
+  bar.setAttribute("aria-label", "Uploading " + file.name);
+  const status = document.createElement("span");
+  status.className = "composer__progress-status";
+  status.setAttribute("role", "status");
+  status.textContent = "Uploading " + file.name + "…";
+  const cancel = document.createElement("button");
+  cancel.type = "button";
+  cancel.className = "composer__file-remove";
+  cancel.textContent = "Cancel";
+  cancel.addEventListener("click", () => xhr.abort());
+  note.replaceChildren(bar, status, cancel);
+  xhr.upload.addEventListener("progress", (event) => {
+    if (!event.lengthComputable) return;
+    const percent = Math.floor((event.loaded / event.total) * 100);
+    bar.value = percent;
+    status.textContent =
+      percent < 100
+        ? "Uploading " + file.name + "… " + percent + "% of " + describeSize(file.size)
+        : "Uploaded " + file.name + ", sending…";
+  });
+}
+
+function failed(message) {
+  const input = composerFileInput();
+  if (input) showAttachment(input, message);
+}
+
+function answerFailed(status) {
+  return status === 413
+    ? "That is too large for the server. Your message is still here."
+    : "Couldn't send (the server answered " + status + "). Your message is still here; try again.";
+}
+
+function sendWithFile(form, input, file, path, headers) {
+  const xhr = new XMLHttpRequest();
+  xhr.open("POST", path);
+  Object.entries(headers).forEach(([name, value]) => {
+    if (value !== null && value !== undefined) xhr.setRequestHeader(name, value);
+  });
+  const button = form.querySelector('button[type="submit"]');
+  form.classList.add("htmx-request"); // composer.js: Enter does not send again meanwhile
+  if (button) button.disabled = true;
+  const settle = () => {
+    form.classList.remove("htmx-request");
+    if (button) button.disabled = false;
+  };
+  if (file.size >= PROGRESS_FROM_BYTES) showProgress(input, file, xhr);
+  xhr.addEventListener("load", () => {
+    settle();
+    if (xhr.status !== 200 && xhr.status !== 422) {
+      failed(answerFailed(xhr.status));
+      return;
+    }
+    rememberTyped();
+    const eventInfo = { xhr, target: form, requestConfig: { verb: "post" }, successful: true };
+    htmx.swap(form, xhr.responseText, { swapStyle: "outerHTML" }, { eventInfo, contextElement: form });
+    // Refused for something else (a rate limit, text too long): the file goes back in.
+    const composer = document.getElementById("composer");
+    const fresh = composerFileInput();
+    if (xhr.status === 422 && fresh && !composer.querySelector("[data-file-refused]")) take(fresh, file, "");
+  });
+  xhr.addEventListener("error", () => {
+    settle();
+    failed("Couldn't reach the server. Your message is still here; try again.");
+  });
+  xhr.addEventListener("abort", () => {
+    settle();
+    failed("Upload cancelled. Your message is still here.");
+    composerTextarea()?.focus();
+  });
+  xhr.send(new FormData(form));
+}
+
+document.addEventListener("htmx:beforeRequest", (event) => {
+  if (!isComposerPost(event)) return;
+  const input = composerFileInput();
+  const file = input && input.files && input.files[0];
+  if (!file) return;
+  event.preventDefault(); // htmx sends nothing; this module does
+  const config = event.detail.requestConfig;
+  sendWithFile(event.detail.elt, input, file, config.path, config.headers);
+});
+
+// A message without a file went by htmx; when it fails without an answer to show, say so
+// (the composer stays as it was, with its text).
+document.addEventListener("htmx:sendError", (event) => {
+  if (isComposerPost(event)) failed("Couldn't reach the server. Your message is still here; try again.");
+});
+document.addEventListener("htmx:responseError", (event) => {
+  if (isComposerPost(event)) failed(answerFailed(event.detail.xhr.status));
 });

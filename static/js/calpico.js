@@ -15,7 +15,7 @@
 //   notifications.js  desktop notifications and their switch
 //   scroll.js         the history pane's position
 //   composer.js       autosize, Enter to send, a fresh client_id per showing of the page
-//   attachments.js    an image picked, pasted or dropped
+//   attachments.js    a file picked, pasted or dropped; sending it with progress
 //   mentions.js       the @-mention combobox
 //   confirm.js        data-confirm forms
 import "./dom.js";

@@ -1,5 +1,6 @@
-// The composer: it grows with its text, Enter sends, and each showing of the page gets a
-// fresh client_id. Images (attachments.js) and @-mentions (mentions.js) have modules of their own.
+// The composer: it grows with its text, Enter sends, text typed while a send is on its way
+// is kept, and each showing of the page gets a fresh client_id. Files (attachments.js) and
+// @-mentions (mentions.js) have modules of their own.
 import { scrollToBottom } from "./scroll.js";
 
 const MAX_HEIGHT = 192; // px; the textarea scrolls beyond this (calpico.css: max-height 12rem)
@@ -30,7 +31,8 @@ document.addEventListener("keydown", (event) => {
   if (!isComposerTextarea(event.target)) return;
   if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
     event.preventDefault();
-    event.target.form.requestSubmit();
+    // One send at a time: while a file uploads, Enter does not queue the form again.
+    if (!event.target.form.classList.contains("htmx-request")) event.target.form.requestSubmit();
   }
 });
 
@@ -38,15 +40,49 @@ document.addEventListener("input", (event) => {
   if (isComposerTextarea(event.target)) fit(event.target);
 });
 
+// A send of a large file takes a while, and people keep typing meanwhile. What the textarea
+// held when it was sent and when the answer came: the fresh composer keeps what was typed
+// since (after a refusal, all of it), not only the text the server echoes back.
+let sentText = null;
+let typedText = null;
+
+document.addEventListener("htmx:beforeRequest", (event) => {
+  const elt = event.detail.elt;
+  if (elt && elt.id === "composer" && event.detail.requestConfig?.verb === "post") {
+    sentText = composerTextarea()?.value ?? null;
+  }
+});
+
+/** Note what the textarea holds now, just before the composer is replaced by the server's answer. */
+export function rememberTyped() {
+  typedText = composerTextarea()?.value ?? null;
+}
+
+document.addEventListener("htmx:beforeSwap", (event) => {
+  if (event.detail.target && event.detail.target.id === "composer") rememberTyped();
+});
+
+function keepTyped(textarea, refused) {
+  const sent = sentText;
+  const typed = typedText;
+  sentText = typedText = null;
+  if (sent === null || typed === null || typed === sent) return;
+  if (refused) textarea.value = typed;
+  else textarea.value = typed.startsWith(sent) ? typed.slice(sent.length).replace(/^\s+/, "") : typed;
+}
+
 document.addEventListener("htmx:afterSwap", (event) => {
   const target = event.detail.target;
   if (!target || target.id !== "composer") return;
+  const posted = event.detail.requestConfig && event.detail.requestConfig.verb === "post";
+  const refused = event.detail.xhr && event.detail.xhr.status === 422;
   // My own message was just added: show it, wherever I had scrolled to.
-  if (event.detail.requestConfig && event.detail.requestConfig.verb === "post" && event.detail.successful) {
+  if (posted && event.detail.successful && !refused) {
     scrollToBottom();
   }
   // The server answered a send, a reply choice or a refusal: keep typing.
   const textarea = composerTextarea();
+  if (textarea && posted) keepTyped(textarea, refused);
   if (textarea) {
     textarea.focus();
     textarea.setSelectionRange(textarea.value.length, textarea.value.length);

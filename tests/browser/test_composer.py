@@ -1,5 +1,5 @@
 """The composer in a real browser: what a person sends is stored, whatever way they came
-back to the page, and images go in by paste or drop as well as by the file picker."""
+back to the page, and pictures and files go in by paste or drop as well as by the file picker."""
 
 import base64
 import io
@@ -116,7 +116,7 @@ def test_an_image_is_attached_by_pasting_or_dropping_it_on_the_composer(person):
     note = page.locator("#composer-file-name")
 
     assert paste_file(page, "image.png", "image/png", png((200, 40, 40))) is True
-    expect(note).to_contain_text("Image: image.png")
+    expect(note).to_contain_text("image.png")
     expect(attach).to_have_class(re.compile(r"\bhas-file\b"))
     textarea = page.locator("#composer textarea")
     textarea.press_sequentially("The map, as promised")
@@ -128,20 +128,24 @@ def test_an_image_is_attached_by_pasting_or_dropping_it_on_the_composer(person):
     expect(attach).not_to_have_class(re.compile(r"\bhas-file\b"))
 
     drop_file(page, "drawing.png", "image/png", png((40, 40, 200)))
-    expect(note).to_contain_text("Image: drawing.png")
+    expect(note).to_contain_text("drawing.png")
     page.locator("#composer").get_by_role("button", name="Send").click()
     expect(messages(page)).to_have_count(2)
     shown_image(messages(page).last)
 
-    # Something that is not an image is refused on the spot, and nothing is attached.
+    # Any other file is attached as a file (tests/browser/test_files.py sends them); an empty
+    # one is refused on the spot, and nothing is attached.
     drop_file(page, "notes.txt", "text/plain", base64.b64encode(b"just words").decode())
-    expect(note).to_contain_text("Only images can be attached")
+    expect(note).to_contain_text("notes.txt (10 bytes)")
+    expect(attach).to_have_class(re.compile(r"\bhas-file\b"))
+    drop_file(page, "empty.txt", "text/plain", "")
+    expect(note).to_contain_text("empty.txt is empty; there is nothing to send.")
     expect(attach).not_to_have_class(re.compile(r"\bhas-file\b"))
     expect(page).to_have_url(url)
 
     # An image pasted by mistake can be taken off again before sending.
     paste_file(page, "image.png", "image/png", png((10, 160, 10)))
-    expect(note).to_contain_text("Image: image.png")
+    expect(note).to_contain_text("image.png")
     note.get_by_role("button", name="Remove").click()
     expect(attach).not_to_have_class(re.compile(r"\bhas-file\b"))
     assert page.locator("#composer input[type=file]").evaluate("input => input.files.length") == 0
@@ -199,7 +203,7 @@ def test_a_pasted_image_that_comes_with_its_file_name_or_alone_in_html_is_attach
     page = alice.page
     wait_connected(page)
     assert paste_with_text(page, "image.png", png((200, 40, 40)), text, markup) is True
-    expect(page.locator("#composer-file-name")).to_contain_text("Image: image.png")
+    expect(page.locator("#composer-file-name")).to_contain_text("image.png")
     expect(page.locator("#composer textarea")).to_have_value("")
 
 
