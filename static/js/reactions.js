@@ -209,7 +209,7 @@ document.addEventListener("pointerdown", (event) => {
   if (event.pointerType !== "touch") return;
   const message = reactableMessage(event.target);
   if (!message || event.target.closest("a, button, input, textarea, .reactions")) return;
-  const started = { x: event.clientX, y: event.clientY, fired: false, timer: 0 };
+  const started = { message, x: event.clientX, y: event.clientY, fired: false, timer: 0 };
   started.timer = setTimeout(() => {
     started.fired = true;
     openPicker(message.id.slice(2), message);
@@ -232,18 +232,20 @@ document.addEventListener("pointermove", (event) => {
     else press = null;
   }),
 );
-// The press that opened the picker does not also open the browser's menu or follow a click.
+// The press that opened the picker does not also open the browser's menu or follow a link
+// in the message.
 document.addEventListener("contextmenu", (event) => {
   if (press && press.fired) event.preventDefault();
 });
 document.addEventListener(
   "click",
   (event) => {
-    if (press && press.fired) {
+    if (!press || !press.fired) return;
+    if (press.message.contains(event.target)) {
       event.preventDefault();
       event.stopPropagation();
-      press = null;
     }
+    press = null;
   },
   true,
 );
