@@ -470,4 +470,15 @@ document.addEventListener("pointerdown", (event) => {
   if (picker.contains(target) || (opener && opener.contains(target))) return;
   closePicker();
 });
-window.addEventListener("resize", closePicker);
+// Tabbing out of the picker closes it, as a click outside does.
+document.addEventListener("focusin", (event) => {
+  if (picker && !picker.hidden && !picker.contains(event.target) && event.target !== opener) {
+    picker.hidden = true;
+    picking = null;
+    opener = null;
+  }
+});
+// A phone's keyboard opening resizes the window: the sheet stays; a popup follows its opener.
+window.addEventListener("resize", () => {
+  if (picker && !picker.hidden && opener && opener.isConnected) place(opener);
+});
