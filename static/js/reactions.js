@@ -153,6 +153,7 @@ function reactableMessage(element) {
 }
 
 function showBar(message) {
+  if (picker && !picker.hidden) return; // the row holds the picker's opener while it is open
   const actions = message.querySelector(":scope > .message__actions");
   if (!actions) return;
   const row = quickBar();
