@@ -324,6 +324,9 @@ RATE_MESSAGES_PER_HOUR = env_int("RATE_MESSAGES_PER_HOUR", 300)
 RATE_INVITES_PER_HOUR = env_int("RATE_INVITES_PER_HOUR", 20)
 RATE_STRANGERS_PER_DAY = env_int("RATE_STRANGERS_PER_DAY", 20)
 RATE_FAILED_JOINS_PER_HOUR = env_int("RATE_FAILED_JOINS_PER_HOUR", 20)
+# Adding and taking back reactions, together: a quick row clicked through is fine, a script is not.
+RATE_REACTIONS_PER_10_SECONDS = env_int("RATE_REACTIONS_PER_10_SECONDS", 20)
+RATE_REACTIONS_PER_HOUR = env_int("RATE_REACTIONS_PER_HOUR", 600)
 
 # Files attached to messages (rooms/attachments.py): any type, up to this many bytes. A
 # picture among them is re-encoded by the avatar pipeline (its pixel limit) and scaled down

@@ -317,6 +317,30 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if parts:
             await self.send(text_data="".join(parts))
 
+    async def room_reactions(self, event: dict) -> None:
+        """A message's chips changed: to pages showing the room. The chips hold everyone's
+        reactions; the page leaves out those of people I blocked (static/js/reactions.js).
+        Never a notification, but a quiet toast to the author of a message in a direct room
+        (not for my own reactions, nor from someone I blocked, nor in a muted room)."""
+        room_id = event["room_id"]
+        state = self.rooms.get(room_id)
+        if state is None:
+            return
+        parts = []
+        if room_id == self.current_room:
+            parts.append(event["html"])
+        actor = event["actor_id"]
+        if (
+            event["toast_html"]
+            and event["author_id"] == self.user.pk
+            and actor not in (None, self.user.pk)
+            and actor not in self.blocked
+            and not state.muted
+        ):
+            parts.append(event["toast_html"])
+        if parts:
+            await self.send(text_data="".join(parts))
+
     async def room_fragment(self, event: dict) -> None:
         if event["room_id"] == self.current_room and event["room_id"] in self.rooms:
             await self.send(text_data=event["html"])

@@ -32,6 +32,9 @@ from accounts.models import User
 from rooms.models import Message
 
 TEMPLATE = "rooms/_message.html"
+REACTIONS = "rooms/_reactions.html"
+# Where a message's reactions go; what people type is escaped, so it never holds this.
+_REACTIONS_SLOT = "<!--reactions-->"
 # Long enough that a room's history stays warm between visits; a key never goes stale,
 # so this only bounds the memory a cold message keeps.
 TIMEOUT = 7 * 24 * 3600
@@ -88,7 +91,18 @@ def _key(message: Message) -> str:
 
 def _render(message: Message) -> SafeString:
     # The template escapes what people typed; its output is HTML to send as it is.
-    return mark_safe(render_to_string(TEMPLATE, {"message": message}))  # noqa: S308
+    # `shared`: a message with reactions gets a slot for them instead (see `_with_reactions`).
+    return mark_safe(render_to_string(TEMPLATE, {"message": message, "shared": True}))  # noqa: S308
+
+
+def _with_reactions(html: str, message: Message, viewer: User | None) -> str:
+    """Reaction chips are drawn per viewer (mine marked, people I blocked left out), so a
+    message that has any gets them rendered into its slot; the rest of the message, and
+    every message never reacted to, is shared."""
+    if message.reactions_changed_at is None:
+        return html
+    chips = render_to_string(REACTIONS, {"message": message, "viewer": viewer, "reactions_oob": False})
+    return html.replace(_REACTIONS_SLOT, chips, 1)
 
 
 def message_html(message: Message) -> SafeString:
@@ -106,10 +120,11 @@ def message_html(message: Message) -> SafeString:
 
 
 def for_viewer(html: str, message: Message, viewer: User | None) -> SafeString:
-    """The shared HTML with what the server marks for this viewer: their own messages."""
+    """The shared HTML with what the server draws for this viewer: their own messages
+    marked, and the reactions as they see them."""
     if viewer is not None and message.author_id is not None and message.author_id == viewer.pk:
         html = html.replace(_MINE_FROM, _MINE_TO, 1)
-    return mark_safe(html)  # noqa: S308 (our template's output, as rendered above)
+    return mark_safe(_with_reactions(html, message, viewer))  # noqa: S308 (our template's output, as rendered above)
 
 
 def messages_html(messages: Sequence[Message], viewer: User | None = None) -> list[SafeString]:

@@ -135,6 +135,33 @@ def announce_message_changed(message: Message) -> None:
     send_event(room_group(message.room_id), event)
 
 
+def reactions_event(message: Message, *, actor: User | None, emoji: str, added: bool) -> dict[str, Any]:
+    """The event for a change of a message's reactions: its chips as they now are (set on
+    the message by the service), and a quiet toast for its author when someone reacted to
+    it in a direct room (the consumer sends that to the author alone)."""
+    html = render_to_string("rooms/_reactions.html", {"message": message, "reactions_oob": True})
+    toast_html = ""
+    room = message.room
+    if added and actor is not None and room.is_direct and message.author_id not in (None, actor.pk):
+        context = {"message": message, "room": room, "actor": actor, "emoji": emoji}
+        toast_html = render_to_string("rooms/live/reaction_toast.html", context)
+    return {
+        "type": "room.reactions",
+        "room_id": room.pk,
+        "message_id": message.pk,
+        "author_id": message.author_id,
+        "actor_id": actor.pk if actor is not None else None,
+        "html": html,
+        "toast_html": toast_html,
+    }
+
+
+def announce_reactions(message: Message, *, actor: User | None, emoji: str, added: bool) -> None:
+    """Someone (`actor`; None: the assistant) added or took back an emoji on a message: its
+    chips, to everyone in the room."""
+    send_event(room_group(message.room_id), reactions_event(message, actor=actor, emoji=emoji, added=added))
+
+
 def announce_members_changed(room: Room, *, added: Sequence[User] = (), removed: Sequence[User] = ()) -> None:
     """People joined or left: their sidebars, and the room's member list on open pages."""
     if added and room.is_group:

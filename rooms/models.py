@@ -1,5 +1,9 @@
+import datetime as dt
 import html
 import secrets
+from collections.abc import Collection
+from dataclasses import dataclass
+from functools import cached_property
 
 from django.conf import settings
 from django.db import models
@@ -9,6 +13,7 @@ from django.utils import timezone
 from django.utils.html import strip_tags
 
 from rooms import filetypes
+from rooms.emoji import label
 
 
 class Room(models.Model):
@@ -171,6 +176,9 @@ class Message(models.Model):
     deleted_at = models.DateTimeField(null=True, blank=True)
     # Who removed it when it was not its author: "admin" (a room admin) or "moderator".
     removed_by = models.CharField(max_length=10, blank=True)
+    # When its reactions last changed (None: never reacted to, so drawing it reads no
+    # reactions); a page that was away catches up on the messages changed since.
+    reactions_changed_at = models.DateTimeField(null=True, blank=True)
 
     objects = MessageQuerySet.as_manager()
 
@@ -244,6 +252,21 @@ class Message(models.Model):
     def is_deleted(self) -> bool:
         return self.deleted_at is not None
 
+    @cached_property
+    def reaction_chips(self) -> list["ReactionChip"]:
+        """Its reactions, one chip per emoji. Pages set this for all their messages at once
+        (`rooms.queries.attach_reactions`); otherwise it is read here, for this message alone."""
+        if self.reactions_changed_at is None:
+            return []
+        return reaction_chips(self.reactions.select_related("user").order_by("created_at", "pk"))
+
+    @property
+    def reactions_version(self) -> int:
+        """When its reactions last changed, in microseconds: a page keeps the newest it was sent."""
+        if self.reactions_changed_at is None:
+            return 0
+        return (self.reactions_changed_at - EPOCH) // dt.timedelta(microseconds=1)
+
     @property
     def preview(self) -> str:
         """One line for the sidebar."""
@@ -262,6 +285,86 @@ class Message(models.Model):
             return f"📎 {self.file_name}"
         text = html.unescape(strip_tags(self.html)) if self.html else self.body
         return " ".join(text.split())[:120]
+
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+class Reaction(models.Model):
+    """An emoji on a message from one member, or from the room's assistant: one row per
+    (message, person, emoji). rooms/services/reactions.py writes them."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="reactions")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="reactions"
+    )
+    # The room's assistant reacted (no user): its name when it did, as on its messages.
+    is_assistant = models.BooleanField(default=False)
+    persona = models.CharField(max_length=40, blank=True)
+    # As the vendored emoji data set spells it (rooms.emoji.canonical).
+    emoji = models.CharField(max_length=16)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(is_assistant=False, user__isnull=False) | Q(is_assistant=True, user__isnull=True),
+                name="rooms_reaction_from_a_member_or_the_assistant",
+            ),
+            models.UniqueConstraint(
+                fields=["message", "user", "emoji"],
+                condition=Q(user__isnull=False),
+                name="rooms_reaction_once_per_member",
+            ),
+            models.UniqueConstraint(
+                fields=["message", "emoji"],
+                condition=Q(is_assistant=True),
+                name="rooms_reaction_once_per_assistant",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.emoji} on {self.message_id}"
+
+    @property
+    def reactor_name(self) -> str:
+        if self.is_assistant:
+            return self.persona or "Assistant"
+        return self.user.name if self.user else "Deleted account"
+
+
+@dataclass(frozen=True)
+class Reactor:
+    user_id: int | None  # None: the room's assistant
+    name: str
+
+
+@dataclass(frozen=True)
+class ReactionChip:
+    """One emoji under a message: who gave it, in the order they did."""
+
+    emoji: str
+    label: str
+    reactors: tuple[Reactor, ...]
+
+    @property
+    def count(self) -> int:
+        return len(self.reactors)
+
+    @property
+    def user_ids(self) -> list[int]:
+        return [r.user_id for r in self.reactors if r.user_id is not None]
+
+
+def reaction_chips(reactions, hidden: Collection[int] = ()) -> list[ReactionChip]:
+    """Chips from a message's reactions (oldest first), the emoji first given first; the
+    reactions of `hidden` people (those the viewer blocked) left out."""
+    grouped: dict[str, list[Reactor]] = {}
+    for reaction in reactions:
+        if reaction.user_id in hidden:
+            continue
+        grouped.setdefault(reaction.emoji, []).append(Reactor(reaction.user_id, reaction.reactor_name))
+    return [ReactionChip(emoji, label(emoji), tuple(reactors)) for emoji, reactors in grouped.items()]
 
 
 def invite_token() -> str:

@@ -2,6 +2,7 @@
 messages or rooms there are."""
 
 import datetime as dt
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -9,7 +10,7 @@ from django.db.models import Q
 
 from accounts.models import User
 from accounts.services import blocked_ids
-from rooms.models import Membership, Message, Room
+from rooms.models import Membership, Message, Reaction, Room, reaction_chips
 
 
 @dataclass(frozen=True)
@@ -22,15 +23,51 @@ class HistoryPage:
         return self.messages[0].seq if self.messages else None
 
 
-def history_page(room: Room, *, before: int | None = None, size: int | None = None) -> HistoryPage:
-    """Up to `size` messages before sequence number `before` (or the newest), oldest first."""
+def history_page(
+    room: Room, *, before: int | None = None, size: int | None = None, hidden: Collection[int] = ()
+) -> HistoryPage:
+    """Up to `size` messages before sequence number `before` (or the newest), oldest first,
+    with their reactions (but those of `hidden` people)."""
     size = size or settings.MESSAGES_PER_PAGE
     query = Message.objects.filter(room=room).select_related("room", "author", "reply_to", "reply_to__author")
     if before is not None:
         query = query.filter(seq__lt=before)
     rows = list(query.order_by("-seq")[: size + 1])
     has_older = len(rows) > size
-    return HistoryPage(messages=rows[:size][::-1], has_older=has_older)
+    messages = rows[:size][::-1]
+    attach_reactions(messages, hidden=hidden)
+    return HistoryPage(messages=messages, has_older=has_older)
+
+
+# What a chip shows of a reaction: the emoji, and who (a member's name, or the assistant's).
+REACTION_FIELDS = (
+    "message",
+    "user",
+    "is_assistant",
+    "persona",
+    "emoji",
+    "user__username",
+    "user__display_name",
+)
+
+
+def attach_reactions(messages: list[Message], *, hidden: Collection[int] = ()) -> None:
+    """Give each message its reaction chips (`Message.reaction_chips`), leaving out the
+    reactions of `hidden` people (those the viewer blocked): one query for them all, none
+    when no message was ever reacted to."""
+    reacted = [m.pk for m in messages if m.reactions_changed_at is not None]
+    rows: dict[int, list[Reaction]] = {}
+    if reacted:
+        reactions = (
+            Reaction.objects.filter(message_id__in=reacted)
+            .select_related("user")
+            .only(*REACTION_FIELDS)
+            .order_by("created_at", "pk")
+        )
+        for reaction in reactions:
+            rows.setdefault(reaction.message_id, []).append(reaction)
+    for message in messages:
+        message.reaction_chips = reaction_chips(rows.get(message.pk, ()), hidden)
 
 
 def room_members(room: Room) -> list[User]:
@@ -155,11 +192,13 @@ def catch_up(
             .filter(
                 Q(edited_at__gte=since)
                 | Q(deleted_at__gte=since)
+                | Q(reactions_changed_at__gte=since)
                 | Q(kind=Message.Kind.ASSISTANT, created_at__gte=since - ASSISTANT_REPLY_WINDOW)
             )
             .order_by("seq")[: room_limit + 1]
         )
         if len(changed) > room_limit:
             return None, [], last_seq
+    attach_reactions(missed + changed)
     newest = missed[-1].seq if missed else last_seq
     return missed, changed, newest

@@ -103,3 +103,11 @@ def strangers_messaged() -> Limit:
 
 def failed_joins() -> Limit:
     return Limit("failed-joins-hour", settings.RATE_FAILED_JOINS_PER_HOUR, 3600, "trying invite links")
+
+
+def reactions_burst() -> Limit:
+    return Limit("reactions-burst", settings.RATE_REACTIONS_PER_10_SECONDS, 10, "reacting")
+
+
+def reactions_sustained() -> Limit:
+    return Limit("reactions-hour", settings.RATE_REACTIONS_PER_HOUR, 3600, "reacting")

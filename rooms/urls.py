@@ -1,6 +1,6 @@
 from django.urls import path
 
-from rooms.views import direct, groups, invites, messages, reports, rooms
+from rooms.views import direct, groups, invites, messages, reactions, reports, rooms
 
 app_name = "rooms"
 
@@ -18,6 +18,7 @@ urlpatterns = [
     path("r/<id:room_id>/m/<id:message_id>/delete/", messages.delete_message, name="delete_message"),
     path("r/<id:room_id>/m/<id:message_id>/image/", messages.message_image, name="message_image"),
     path("r/<id:room_id>/m/<id:message_id>/file/", messages.message_file, name="message_file"),
+    path("r/<id:room_id>/m/<id:message_id>/react/", reactions.react, name="react"),
     path("r/<id:room_id>/settings/", groups.room_settings, name="settings"),
     path("r/<id:room_id>/settings/rename/", groups.rename_room, name="rename"),
     path("r/<id:room_id>/settings/add/", groups.add_members, name="add_members"),

@@ -5,10 +5,11 @@ import uuid
 
 import pytest
 from django.core.cache import cache
+from django.core.exceptions import ValidationError
 from django.db import close_old_connections, connection
 
-from rooms import services
-from rooms.models import Message, Room
+from rooms import emoji, services
+from rooms.models import Message, Reaction, Room
 from tests.conftest import make_user, membership
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
@@ -73,6 +74,42 @@ def test_two_people_opening_their_direct_room_at_once_share_one_room():
     assert all(not isinstance(r, Exception) for r in results), results
     assert len({room.pk for room in results}) == 1
     assert Room.objects.filter(kind=Room.Kind.DIRECT).count() == 1
+
+
+def test_people_racing_for_the_last_of_20_emoji_get_one_in(settings):
+    """Nineteen emoji on a message, six people each adding a new one at once: the
+    message's row lock lets exactly one in; the others are told why."""
+    settings.RATE_REACTIONS_PER_10_SECONDS = 0
+    owner = make_user("owner")
+    people = [make_user(f"reactor{i}") for i in range(6)]
+    room = services.do_create_group(owner, "Popular", people)
+    message = services.do_post_message(membership(room, owner), "Vote with emoji").message
+    offered = [e.unicode for e in emoji.offered()]
+    for symbol in offered[:19]:
+        services.do_toggle_reaction(membership(room, owner), message, symbol)
+
+    results = run_together(
+        6, lambda i: services.do_toggle_reaction(membership(room, people[i]), message, offered[30 + i])
+    )
+
+    added = [r for r in results if not isinstance(r, Exception)]
+    refused = [r for r in results if isinstance(r, ValidationError)]
+    assert len(added) == 1 and len(refused) == 5, results
+    assert Reaction.objects.filter(message=message).values("emoji").distinct().count() == 20
+
+
+def test_a_double_click_racing_itself_leaves_one_reaction_or_none():
+    """Two toggles of one emoji at once are serialized: added then taken back, never two rows
+    and never an error."""
+    alice = make_user("alice")
+    room = services.do_create_group(alice, "Clicks", [])
+    message = services.do_post_message(membership(room, alice), "Click twice").message
+    results = run_together(
+        2, lambda i: services.do_toggle_reaction(membership(room, alice), message, "\u2764\ufe0f")
+    )
+    assert all(not isinstance(r, Exception) for r in results), results
+    assert sorted(r.added for r in results) == [False, True]
+    assert not Reaction.objects.filter(message=message).exists()
 
 
 def test_the_cache_is_redis_when_redis_url_is_set(settings):

@@ -6,8 +6,9 @@ import re
 
 import pytest
 from django.core.cache import cache
+from django.test import Client
 
-from accounts.services import do_update_profile
+from accounts.services import do_block, do_update_profile
 from rooms import fragments, services
 from rooms.models import Message
 from tests.conftest import HTMX, membership, post
@@ -128,3 +129,20 @@ def test_older_history_comes_from_the_same_html(alice_client, group, bob, render
     again = alice_client.get(group.get_absolute_url(), {"before": 20}, **HTMX).content.decode()
     assert "old 0" in again and renders == []
     assert first == again
+
+
+def test_reactions_are_drawn_for_each_viewer_around_the_shared_message(alice, bob, carol, group):
+    """Shared HTML never carries one viewer's chips to another: mine is marked for me
+    only, and someone who blocked me does not see my reaction."""
+    services.do_add_members(alice, group, [carol])
+    message = services.do_post_message(membership(group, bob), "dinner at 8?").message
+    services.do_toggle_reaction(membership(group, alice), message, "👍")
+    do_block(carol, alice)
+    pages = {}
+    for user in (alice, bob, carol):
+        client = Client()
+        client.force_login(user)
+        pages[user.username] = article(client.get(group.get_absolute_url()).content.decode(), message)
+    assert 'class="reaction is-mine"' in pages["alice"]
+    assert "reaction is-mine" not in pages["bob"] and "👍" in pages["bob"]
+    assert "Alice Liddell" not in pages["carol"]

@@ -13,6 +13,7 @@ stay consistent.
 - `groups`: groups, members, admins, the owner, leaving.
 - `invites`: invite links and joining by one.
 - `moderation`: reports and what moderators do about them.
+- `reactions`: members' and the assistant's emoji on messages.
 
 The names below are the public surface the views, the consumer and the assistant use;
 `invites` and `moderation` are used as modules.
@@ -55,6 +56,11 @@ from rooms.services.messages import (
     do_update_assistant_message,
     send_refusal,
 )
+from rooms.services.reactions import (
+    do_add_assistant_reaction,
+    do_remove_assistant_reaction,
+    do_toggle_reaction,
+)
 
 __all__ = [
     "TITLE_MAX_LENGTH",
@@ -63,6 +69,7 @@ __all__ = [
     "clean_title",
     "direct_key",
     "do_accept_request",
+    "do_add_assistant_reaction",
     "do_add_members",
     "do_block_from_request",
     "do_create_group",
@@ -76,6 +83,7 @@ __all__ = [
     "do_post_assistant_message",
     "do_post_message",
     "do_post_system_message",
+    "do_remove_assistant_reaction",
     "do_remove_member",
     "do_remove_member_as_moderator",
     "do_remove_message_as_moderator",
@@ -83,6 +91,7 @@ __all__ = [
     "do_set_admin",
     "do_set_members_can_invite",
     "do_set_muted",
+    "do_toggle_reaction",
     "do_transfer_ownership",
     "do_update_assistant_message",
     "send_refusal",

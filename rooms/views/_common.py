@@ -72,13 +72,14 @@ def room_context(
 ) -> dict:
     """The room page's context; `form` is a composer that failed to post."""
     room = membership.room
-    page = history_page(room, before=before)
+    sidebar = sidebar_entries(request.user)
+    # Reactions of people I blocked are left out (a pushed chip leaves them out in the page).
+    page = history_page(room, before=before, hidden=sidebar.blocked)
     if form is None:
         form, reply_to = composer_form(request, membership)
     else:
         reply_to = reply_target(membership, form.data.get("reply_to"))
     members = room_members(room)
-    sidebar = sidebar_entries(request.user)
     return {
         "online": online_members(members),
         "room": room,

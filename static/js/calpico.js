@@ -18,6 +18,7 @@
 //   attachments.js    a file picked, pasted or dropped; sending it with progress
 //   mentions.js       the @-mention combobox
 //   confirm.js        data-confirm forms
+//   reactions.js      the quick row, the emoji picker, per-viewer marks on reaction chips
 import "./dom.js";
 import "./live.js";
 import "./messages.js";
@@ -33,6 +34,7 @@ import { renewClientId, startComposer } from "./composer.js";
 import "./attachments.js";
 import "./mentions.js";
 import "./confirm.js";
+import "./reactions.js";
 
 document.addEventListener("DOMContentLoaded", () => {
   renewClientId();

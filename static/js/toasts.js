@@ -15,7 +15,8 @@ document.addEventListener("DOMContentLoaded", () => {
 
 function showToast(toast) {
   toast.dataset.shown = "yes";
-  if (!pageVisible()) notifyDesktop(toast);
+  // A quiet toast (someone reacted to my message) never becomes a desktop notification.
+  if (!pageVisible() && !("quiet" in toast.dataset)) notifyDesktop(toast);
   if (Number(toast.dataset.roomId) === roomId && pageVisible()) {
     toast.remove(); // the message is right there on the screen
     return;
