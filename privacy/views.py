@@ -31,14 +31,18 @@ def account_settings(request):
 
 @require_POST
 def request_export(request):
+    error = ""
     try:
         services.do_request_export(request.user)
     except ValidationError as exc:
-        messages.error(request, exc.messages[0])
+        error = exc.messages[0]
+    if request.htmx:
+        # The section shows the progress (or why not) in place: no flash for a later page.
+        return render(request, "privacy/account.html#exports", _context(request, export_error=error))
+    if error:
+        messages.error(request, error)
     else:
         messages.success(request, "Your export is being prepared. It can take a few minutes.")
-    if request.htmx:
-        return render(request, "privacy/account.html#exports", _context(request))
     return redirect("privacy:account")
 
 

@@ -148,6 +148,8 @@ def test_a_few_exports_a_day(alice, alice_client):
         build_export(alice)
     response = alice_client.post(reverse("privacy:request_export"), follow=True)
     assert "try again tomorrow" in response.content.decode()
+    in_place = alice_client.post(reverse("privacy:request_export"), HTTP_HX_REQUEST="true")
+    assert "try again tomorrow" in in_place.content.decode()
     assert DataExport.objects.count() == services.EXPORTS_PER_DAY
 
 
