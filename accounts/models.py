@@ -79,3 +79,14 @@ class Block(models.Model):
 
     def __str__(self) -> str:
         return f"{self.blocker} blocks {self.blocked}"
+
+
+class RetiredUsername(models.Model):
+    """The username of a deleted account, kept from new sign-ups for a while so nobody
+    takes it over while others still know it (privacy.services.do_delete_account)."""
+
+    username = models.CharField(max_length=30, unique=True)  # lower case
+    available_after = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"@{self.username} (until {self.available_after:%Y-%m-%d})"

@@ -42,6 +42,7 @@ from django.utils import timezone
 from assistant.models import AssistantRun
 from assistant.prompt import build_chat_prompt, estimate_tokens, redacted
 from assistant.services import settings_for
+from calpico import metrics
 from rooms.markdown import render_message
 from rooms.models import Message
 from rooms.services import do_post_assistant_message, do_update_assistant_message
@@ -255,6 +256,7 @@ def fail_unprepared(run_id: int) -> None:
             finished_at=timezone.now(),
             worker="",
         )
+        _count_finished(run.kind, AssistantRun.Status.FAILED)
         if run.reply_id is None:
             reply = do_post_assistant_message(
                 run.room_id,
@@ -355,6 +357,7 @@ def finish(
             # runner's now.
             log.warning("Assistant run %s ended here after it was taken over", claimed.run_id)
             return
+        _count_finished(claimed.kind, status, prompt_tokens, completion_tokens)
         assert claimed.message_id is not None  # finish() follows show()
         message = Message.objects.select_related("room", "reply_to__author").get(pk=claimed.message_id)
         if message.is_deleted:
@@ -367,6 +370,21 @@ def finish(
         if status == AssistantRun.Status.DONE and not text and image is None:
             state, note = Message.State.FAILED, "The AI service sent an empty reply."
         do_update_assistant_message(message, body=text, state=state, note=note, image=image)
+
+
+def _count_finished(
+    kind: str, status: str, prompt_tokens: int | None = None, completion_tokens: int | None = None
+) -> None:
+    """Metrics, counted once the run's end is committed."""
+
+    def count() -> None:
+        metrics.ASSISTANT_RUNS_FINISHED.labels(kind=kind, status=status).inc()
+        if prompt_tokens:
+            metrics.MODEL_TOKENS.labels(type="prompt").inc(prompt_tokens)
+        if completion_tokens:
+            metrics.MODEL_TOKENS.labels(type="completion").inc(completion_tokens)
+
+    transaction.on_commit(count)
 
 
 # Runs whose process stopped
@@ -424,9 +442,11 @@ def _release(run_id: int, *, handed_back: bool, worker: str = "") -> bool:
         if run.reply is not None and run.reply.is_deleted:
             run.status, run.finished_at, run.worker = AssistantRun.Status.CANCELLED, timezone.now(), ""
             run.save(update_fields=["status", "finished_at", "worker"])
+            _count_finished(run.kind, run.status)
         elif run.cancel_requested:
             run.status, run.finished_at, run.worker = AssistantRun.Status.CANCELLED, timezone.now(), ""
             run.save(update_fields=["status", "finished_at", "worker"])
+            _count_finished(run.kind, run.status)
             if run.reply is not None:
                 do_update_assistant_message(
                     run.reply, body=run.reply.body, state=Message.State.STOPPED, note="Stopped."
@@ -448,6 +468,7 @@ def _release(run_id: int, *, handed_back: bool, worker: str = "") -> bool:
             run.finished_at = timezone.now()
             run.worker = ""
             run.save(update_fields=["status", "error_code", "error", "finished_at", "worker"])
+            _count_finished(run.kind, run.status)
             if run.reply is not None:
                 do_update_assistant_message(
                     run.reply, body=run.reply.body, state=Message.State.FAILED, note=text

@@ -20,6 +20,7 @@ from assistant.model_api import StreamCut, describe_error, generate_image, make_
 from assistant.models import AssistantRun
 from assistant.runner_db import DatabaseCall
 from assistant.runs import LOST, STOP, Claimed, Progress, finish, save_progress
+from calpico import metrics
 from rooms.attachments import attachment_from_bytes
 from rooms.live import push_partial_text
 
@@ -49,6 +50,7 @@ class RunStreaming:
     async def execute(self, claimed: Claimed) -> None:
         """Ask the model, push its text to the room, store how it ended."""
         progress = claimed.progress
+        asked_at, asked_monotonic = timezone.now(), time.monotonic()
 
         watcher = asyncio.get_running_loop().create_task(self._watch(claimed, progress))
         status, error_code, error, image = str(AssistantRun.Status.DONE), "", "", None
@@ -73,6 +75,12 @@ class RunStreaming:
         finally:
             progress.finished = True
             watcher.cancel()
+        metrics.MODEL_SECONDS.labels(kind=claimed.kind, status=status).observe(
+            time.monotonic() - asked_monotonic
+        )
+        if progress.first_token_at is not None:
+            first = (progress.first_token_at - asked_at).total_seconds()
+            metrics.MODEL_FIRST_TOKEN_SECONDS.labels(kind=claimed.kind).observe(max(first, 0.0))
         try:
             if not await self._announced(claimed):
                 return

@@ -15,6 +15,7 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 
 from assistant import runner  # noqa: E402
 from calpico import shutdown  # noqa: E402
+from jobs import runner as jobs_runner  # noqa: E402
 from rooms.routing import websocket_urlpatterns  # noqa: E402
 
 router = ProtocolTypeRouter(
@@ -30,8 +31,9 @@ async def application(scope, receive, send):
     # assistant's runner starts in the event loop with the first connection.
     if scope["type"] in ("http", "websocket"):
         runner.ensure_started()
+        jobs_runner.ensure_started(runner.WORKER_NAME)
     return await router(scope, receive, send)
 
 
-# On SIGTERM: sockets closed with 1012, the assistant's runs handed back at once.
+# On SIGTERM: sockets closed with 1012, the assistant's runs and the jobs handed back at once.
 shutdown.install_reactor_hook()

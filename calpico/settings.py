@@ -6,6 +6,7 @@ SQLite and media under var/, an in-memory channel layer and a secret key generat
 into var/.
 """
 
+import ipaddress
 import os
 import secrets
 from pathlib import Path
@@ -51,6 +52,17 @@ def env_float(name: str, default: float) -> float:
         raise ImproperlyConfigured(f"{name} must be a number, not {value!r}") from exc
 
 
+def env_networks(name: str, default: str = "") -> list[str]:
+    """Addresses or networks (127.0.0.1, 10.0.0.0/8, ::1), checked here."""
+    entries = env_list(name, default)
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{name}: {entry!r} is not an address or network") from exc
+    return entries
+
+
 VAR_DIR = Path(env("CALPICO_VAR_DIR", str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
@@ -81,7 +93,12 @@ SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000 if HTTPS else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
 SECURE_HSTS_PRELOAD = HTTPS and env_bool("SECURE_HSTS_PRELOAD", False)
 if HTTPS:
+    # Believed only from TRUSTED_PROXIES: calpico.middleware.TrustedProxyMiddleware drops the
+    # header from anyone else before SecurityMiddleware reads it.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# The reverse proxies in front (addresses or networks): their X-Forwarded-For names the
+# client (rate limits count it) and their X-Forwarded-Proto says HTTPS. Nobody else's.
+TRUSTED_PROXIES = env_networks("TRUSTED_PROXIES", "127.0.0.1,::1")
 # Preloading is a promise about every subdomain that a self-hosted install cannot make for
 # its owner; SECURE_HSTS_PRELOAD=true opts in.
 SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
@@ -116,9 +133,14 @@ INSTALLED_APPS = [
     "accounts",
     "rooms",
     "assistant",
+    "jobs",
+    "privacy",
+    "ops",
 ]
 
 MIDDLEWARE = [
+    "calpico.middleware.TrustedProxyMiddleware",
+    "ops.probes.ProbesMiddleware",  # /healthz, /readyz, /metrics: before sessions and redirects
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "calpico.middleware.ContentSecurityPolicyMiddleware",
@@ -367,6 +389,30 @@ ASSISTANT_POLL_SECONDS = env_float("ASSISTANT_POLL_SECONDS", 2.0)
 ASSISTANT_HEARTBEAT_SECONDS = env_float("ASSISTANT_HEARTBEAT_SECONDS", 1.0)
 # A running run whose heartbeat is this old is taken to be orphaned (a few missed beats).
 ASSISTANT_STALE_SECONDS = env_float("ASSISTANT_STALE_SECONDS", 5.0)
+
+# Durable jobs (jobs/): a runner thread in each web process unless this is false (then
+# `manage.py assistant_worker` processes do them); how often it looks for jobs queued
+# elsewhere, its heartbeat, and when a silent job counts as orphaned.
+JOBS_RUNNER_IN_SERVER = env_bool("JOBS_RUNNER_IN_SERVER", True)
+JOBS_POLL_SECONDS = env_float("JOBS_POLL_SECONDS", 2.0)
+JOBS_HEARTBEAT_SECONDS = env_float("JOBS_HEARTBEAT_SECONDS", 5.0)
+JOBS_STALE_SECONDS = env_float("JOBS_STALE_SECONDS", 30.0)
+
+# Data exports (privacy/): built under this directory, offered for EXPORT_DAYS.
+EXPORTS_ROOT = Path(env("EXPORTS_ROOT", str(VAR_DIR / "exports")))
+EXPORT_DAYS = 7
+# A deleted account's username waits this long before anyone may take it.
+USERNAME_HOLD_DAYS = 30
+
+# Metrics (ops/probes.py): /metrics answers these addresses or networks (as the trusted
+# proxy middleware resolved the client) and requests with `Authorization: Bearer
+# METRICS_TOKEN`; nobody by default. With several processes, PROMETHEUS_MULTIPROC_DIR
+# (read by prometheus-client itself too) is where they all keep their counts.
+METRICS_ALLOWED_ADDRESSES = env_networks("METRICS_ALLOWED_ADDRESSES")
+METRICS_TOKEN = env("METRICS_TOKEN")
+PROMETHEUS_MULTIPROC_DIR = env("PROMETHEUS_MULTIPROC_DIR")
+if PROMETHEUS_MULTIPROC_DIR:
+    Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
 
 LOGGING = {
     "version": 1,

@@ -11,7 +11,10 @@ frame). Ours, registered when the application module is loaded under daphne:
 - sends every open WebSocket of this process a close frame with 1012 (service restart):
   pages reconnect at once, to another process, and catch up;
 - has this process's assistant runner hand its running runs back to the queue and wake
-  the other processes' runners (`assistant.runner.Runner.shut_down`);
+  the other processes' runners (`assistant.runner.Runner.shut_down`), and its job runner
+  its job in hand (`jobs.runner.shut_down`, on a thread: it waits for the job's next step);
+- with metrics shared between processes, drops this process's live gauges (open sockets)
+  from the sum;
 
 and lets the reactor go on once the clients have answered and the runs are back (at most
 SHUTDOWN_TIMEOUT).
@@ -27,9 +30,14 @@ No daphne internals are patched or reached into.
 
 import asyncio
 import logging
+import os
 import sys
 
+from django.conf import settings
+from prometheus_client.multiprocess import mark_process_dead
+
 from assistant import runner
+from jobs import runner as jobs_runner
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +85,17 @@ def install_reactor_hook() -> bool:
     (tests, other servers) nothing is installed and no reactor is imported."""
     if not under_daphne():
         return False
-    from twisted.internet import defer, reactor
+    from twisted.internet import defer, reactor, threads
 
     def before_shutdown():
         sockets = close_all_local_sockets(CLOSE_SERVICE_RESTART)
         handed_back = defer.Deferred.fromFuture(asyncio.ensure_future(runner.shut_down()))
-        done = defer.DeferredList([handed_back, *(p.is_closed for p in sockets)], consumeErrors=True)
+        jobs_back = threads.deferToThread(jobs_runner.shut_down)
+        if settings.PROMETHEUS_MULTIPROC_DIR:
+            mark_process_dead(os.getpid(), settings.PROMETHEUS_MULTIPROC_DIR)
+        done = defer.DeferredList(
+            [handed_back, jobs_back, *(p.is_closed for p in sockets)], consumeErrors=True
+        )
         done.addTimeout(SHUTDOWN_TIMEOUT, reactor)
         done.addErrback(lambda failure: log.warning("Graceful stop cut short: %s", failure.value))
         return done

@@ -18,6 +18,7 @@ urlpatterns = [
     path("", include("accounts.urls")),
     path("", include("rooms.urls")),
     path("", include("assistant.urls")),
+    path("", include("privacy.urls")),
 ]
 
 if settings.SERVE_MEDIA:

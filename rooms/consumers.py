@@ -25,6 +25,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from accounts.services import blocked_ids
+from calpico import metrics
 from rooms import presence
 from rooms.access import parse_id, parse_seq
 from rooms.live_groups import room_group, user_group
@@ -71,10 +72,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.read_flush: asyncio.Task | None = None
         self.heartbeat: asyncio.Task | None = None
         self.counted_online = False
+        self.counted_open = False
 
         # Accept first, then close with our code: a refused handshake looks like a network
         # failure (1006) that the browser would retry for ever.
         await self.accept()
+        metrics.WEBSOCKETS_OPEN.inc()
+        self.counted_open = True
         if self.user is None or not self.user.is_authenticated or not self.user.is_active:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
@@ -133,6 +137,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         ).exists()
 
     async def disconnect(self, code: int) -> None:
+        if self.counted_open:
+            self.counted_open = False
+            metrics.WEBSOCKETS_OPEN.dec()
         for task in (self.heartbeat, self.read_flush):
             if task is not None:
                 task.cancel()
@@ -286,6 +293,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             # Never a notification, a preview or a count from someone I blocked.
             if parts:
                 await self.send(text_data="".join(parts))
+                self._count_fanout(event)
             return
         parts.append(event["sidebar_html_mine"] if mine else event["sidebar_html"])
         if mine:
@@ -298,10 +306,17 @@ class RoomConsumer(AsyncWebsocketConsumer):
             elif not state.muted and event["toast_html"]:
                 parts.append(event["toast_html"])
         await self.send(text_data="".join(parts))
+        self._count_fanout(event)
         if not mine and room_id != self.current_room:
             # The page showing this room counts what arrives while it is hidden itself.
             count = max(event["seq"] - state.last_read_seq, 0)
             await self._send_json({"type": "unread", "room": room_id, "count": count, "muted": state.muted})
+
+    @staticmethod
+    def _count_fanout(event: dict) -> None:
+        announced_at = event.get("announced_at")
+        if isinstance(announced_at, float):
+            metrics.FANOUT_SECONDS.observe(max(time.time() - announced_at, 0.0))
 
     async def room_message_changed(self, event: dict) -> None:
         room_id = event["room_id"]

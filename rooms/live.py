@@ -8,6 +8,7 @@ per viewer what to forward, from memory.
 """
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +24,7 @@ from django.template.loader import render_to_string
 
 from accounts.models import User
 from accounts.signals import blocks_changed
+from calpico import metrics
 from rooms import fragments
 from rooms.live_groups import room_group, user_group
 from rooms.markdown import render_message
@@ -104,8 +106,11 @@ def send_room_fragment(room_id: int, html: str) -> None:
 
 
 def announce_message(message: Message) -> None:
-    """A new message, to everyone in its room."""
-    send_event(room_group(message.room_id), message_event(message))
+    """A new message, to everyone in its room. `announced_at` (this host's clock) lets each
+    consumer measure the fan-out (calpico_fanout_seconds)."""
+    announced_at = time.time()
+    metrics.MESSAGES_POSTED.labels(kind=message.kind).inc()
+    send_event(room_group(message.room_id), {**message_event(message), "announced_at": announced_at})
 
 
 def announce_message_changed(message: Message) -> None:

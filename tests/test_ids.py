@@ -22,6 +22,7 @@ from django.urls.resolvers import RegexPattern
 from accounts.models import User
 from assistant.private import do_add_memory
 from calpico.asgi import application
+from privacy.models import DataExport
 from rooms import services
 from rooms.access import MAX_ID, parse_id, parse_seq
 from rooms.consumers import CLOSE_NOT_FOUND
@@ -83,7 +84,9 @@ def world(alice, bob, carol, group):
     message = services.do_post_message(membership(group, bob), "hello").message
     invite = invites.do_create_invite(alice, membership(group, alice), expiry="7d", uses="unlimited")
     memory = do_add_memory(alice, "Likes tea")
+    export = DataExport.objects.create(user=alice)
     return {
+        "export_id": export.pk,
         "room_id": group.pk,
         "message_id": message.pk,
         "invite_id": invite.pk,

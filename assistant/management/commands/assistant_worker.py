@@ -5,6 +5,7 @@ import signal
 from django.core.management.base import BaseCommand
 
 from assistant import runner
+from jobs import runner as jobs_runner
 
 log = logging.getLogger(__name__)
 
@@ -13,8 +14,10 @@ class Command(BaseCommand):
     help = (
         "Do assistant runs queued by the web processes (PostgreSQL + Redis deployments). "
         "Run as many as you like; each run is claimed by exactly one. Set "
-        "ASSISTANT_RUNNER_IN_SERVER=false to leave the runs to workers only. On SIGTERM or "
-        "Ctrl-C the runs in progress go back to the queue at once, for another worker."
+        "ASSISTANT_RUNNER_IN_SERVER=false to leave the runs to workers only. It does durable "
+        "jobs (data exports) too, as web processes do unless JOBS_RUNNER_IN_SERVER=false. On "
+        "SIGTERM or Ctrl-C the runs and the job in progress go back to the queue at once, for "
+        "another worker."
     )
 
     def add_arguments(self, parser):
@@ -23,6 +26,7 @@ class Command(BaseCommand):
     def handle(self, *args, concurrency=None, **options):
         worker = runner.Runner(concurrency=concurrency)
         runner.install(worker)
+        jobs_runner.start(worker.worker)
         self.stdout.write(f"Assistant worker {worker.worker} ready; Ctrl-C to stop.")
         handed = asyncio.run(self.serve(worker))
         self.stdout.write(f"Stopped; {handed} run(s) in progress handed back to the queue.")
@@ -39,4 +43,6 @@ class Command(BaseCommand):
         stopping.cancel()
         if worker.serve_task.done() and not worker.serve_task.cancelled():
             worker.serve_task.result()  # serve() only ends by an error: show it
-        return await worker.shut_down()
+        handed: int = await worker.shut_down()
+        await asyncio.to_thread(jobs_runner.shut_down)
+        return handed

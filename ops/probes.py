@@ -1,0 +1,221 @@
+"""/healthz, /readyz and /metrics: answered before anything else a request goes through.
+
+`ProbesMiddleware` sits right after the trusted-proxy middleware, so a probe costs no
+session, no host check and no redirect to HTTPS: a proxy or Prometheus may ask a daphne
+port directly, by any name, every few seconds.
+
+- /healthz: the process answers (no database, no Redis). For liveness.
+- /readyz: the database, the channel layer and the cache answer; 503 naming the ones that
+  did not. For a proxy's health checks and a rolling restart.
+- /metrics: the Prometheus text format, to `METRICS_ALLOWED_ADDRESSES` (addresses or
+  networks, as the trusted-proxy middleware resolved the client) or to a request carrying
+  `Authorization: Bearer <METRICS_TOKEN>`; 403 to anyone else.
+"""
+
+from __future__ import annotations
+
+import glob
+import hmac
+import ipaddress
+import logging
+import os
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.core.cache import caches
+from django.db import connection
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.registry import Collector
+
+from assistant.models import AssistantRun
+from jobs.models import Job
+
+log = logging.getLogger(__name__)
+
+PROBE_PATHS = ("/healthz", "/readyz", "/metrics")
+REDIS_TIMEOUT = 1.0
+
+
+class ProbesMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        self.allowed = [
+            ipaddress.ip_network(entry, strict=False) for entry in settings.METRICS_ALLOWED_ADDRESSES
+        ]
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        path = request.path_info.rstrip("/")
+        if path not in PROBE_PATHS:
+            return self.get_response(request)
+        if request.method not in ("GET", "HEAD"):
+            response = HttpResponse("Only GET.\n", status=405, content_type="text/plain")
+            response["Allow"] = "GET, HEAD"
+            return response
+        if path == "/healthz":
+            response = HttpResponse("ok\n", content_type="text/plain")
+        elif path == "/readyz":
+            response = readiness()
+        else:
+            response = metrics(request, self.allowed)
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+# Readiness
+
+
+def check_database() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+_redis_clients: dict[str, redis.Redis] = {}
+
+
+def _ping(url: str) -> None:
+    client = _redis_clients.get(url)
+    if client is None:
+        client = redis.Redis.from_url(url, socket_connect_timeout=REDIS_TIMEOUT, socket_timeout=REDIS_TIMEOUT)
+        _redis_clients[url] = client
+    client.ping()
+
+
+def check_channel_layer() -> None:
+    """The layer's Redis answers (the in-memory layer always does)."""
+    layer: dict[str, Any] = settings.CHANNEL_LAYERS["default"]
+    for host in layer.get("CONFIG", {}).get("hosts", []):
+        _ping(host if isinstance(host, str) else host["address"])
+
+
+def check_cache() -> None:
+    """The cache's Redis answers. Asked directly: the fail-soft cache (calpico/cache.py)
+    would answer a read as a miss while Redis is down."""
+    cache: Any = caches["default"]
+    client = getattr(cache, "_cache", None)
+    if client is not None and hasattr(client, "get_client"):
+        client.get_client(write=True).ping()
+
+
+CHECKS: dict[str, Callable[[], None]] = {
+    "database": check_database,
+    "channel_layer": check_channel_layer,
+    "cache": check_cache,
+}
+
+
+def readiness() -> HttpResponse:
+    results = {}
+    for name, check in CHECKS.items():
+        try:
+            check()
+            results[name] = "ok"
+        except Exception as exc:
+            log.warning("Readiness: %s failed: %s", name, type(exc).__name__)
+            results[name] = "failed"
+    failed = [name for name, result in results.items() if result != "ok"]
+    return JsonResponse(
+        {"ready": not failed, "checks": results, "failed": failed}, status=503 if failed else 200
+    )
+
+
+# Metrics
+
+
+def metrics_allowed(request: HttpRequest, allowed: list[Any]) -> bool:
+    token = settings.METRICS_TOKEN
+    if token:
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
+            return True
+    try:
+        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+    except ValueError:
+        return False
+    return any(address in network for network in allowed)
+
+
+class DatabaseCollector(Collector):
+    """What waits in the database, read once per scrape (the same from every process)."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        runs = GaugeMetricFamily(
+            "calpico_assistant_runs",
+            "Assistant runs queued or running now, by kind.",
+            labels=["kind", "status"],
+        )
+        waiting = (
+            AssistantRun.objects.filter(status__in=[AssistantRun.Status.QUEUED, AssistantRun.Status.RUNNING])
+            .values_list("kind", "status")
+            .annotate(count=Count("id"))
+        )
+        for kind, status, count in waiting:
+            runs.add_metric([kind, status], count)
+        yield runs
+        depth = GaugeMetricFamily(
+            "calpico_queue_depth",
+            "Work waiting to be claimed: queued assistant runs, and durable jobs due now by kind.",
+            labels=["queue"],
+        )
+        depth.add_metric(
+            ["assistant"], AssistantRun.objects.filter(status=AssistantRun.Status.QUEUED).count()
+        )
+        jobs = Job.objects.filter(status=Job.Status.QUEUED).values_list("kind").annotate(count=Count("id"))
+        for kind, count in jobs:
+            depth.add_metric([f"jobs:{kind}"], count)
+        yield depth
+        running = GaugeMetricFamily(
+            "calpico_jobs_running", "Durable jobs running now, by kind.", labels=["kind"]
+        )
+        for kind, count in (
+            Job.objects.filter(status=Job.Status.RUNNING).values_list("kind").annotate(count=Count("id"))
+        ):
+            running.add_metric([kind], count)
+        yield running
+
+
+_PID_FILE = re.compile(r"^gauge_live\w*_(\d+)\.db$")
+
+
+def sweep_dead_processes(directory: str) -> None:
+    """Forget the live gauges (open sockets) of processes that died without saying so."""
+    for path in glob.glob(os.path.join(directory, "gauge_live*_*.db")):
+        match = _PID_FILE.match(os.path.basename(path))
+        if match is None:
+            continue
+        pid = int(match.group(1))
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            mark_process_dead(pid, directory)
+        except PermissionError:
+            pass  # alive, another user's
+
+
+def metrics(request: HttpRequest, allowed: list[Any]) -> HttpResponse:
+    if not metrics_allowed(request, allowed):
+        return HttpResponse(
+            "Metrics are not served to this address.\n", status=403, content_type="text/plain"
+        )
+    directory = settings.PROMETHEUS_MULTIPROC_DIR
+    registry: CollectorRegistry
+    if directory:
+        registry = CollectorRegistry()
+        sweep_dead_processes(directory)
+        MultiProcessCollector(registry, path=directory)
+    else:
+        registry = REGISTRY
+    output = generate_latest(registry)
+    try:
+        database = CollectorRegistry()
+        database.register(DatabaseCollector())
+        output += generate_latest(database)
+    except Exception:
+        log.exception("Metrics: could not read the database")
+    return HttpResponse(output, content_type=CONTENT_TYPE_LATEST)

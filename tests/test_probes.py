@@ -1,0 +1,168 @@
+"""Health, readiness and metrics: what a proxy and Prometheus ask, and who may ask."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from django.test import Client
+
+from ops import probes
+from rooms import services
+from tests.conftest import post
+
+
+def test_healthz_answers_without_the_database(client):
+    """Liveness costs no query (no django_db mark: any would raise), no session and no host
+    check (a name that is not in ALLOWED_HOSTS)."""
+    response = client.get("/healthz", HTTP_HOST="10.1.2.3:8001")
+    assert response.status_code == 200
+    assert response.content == b"ok\n"
+    assert response["Cache-Control"] == "no-store"
+    assert "Set-Cookie" not in response
+
+
+@pytest.mark.django_db
+def test_readyz_reports_each_check(client):
+    response = client.get("/readyz/")
+    assert response.status_code == 200
+    assert response.json() == {
+        "ready": True,
+        "checks": {"database": "ok", "channel_layer": "ok", "cache": "ok"},
+        "failed": [],
+    }
+
+
+@pytest.mark.django_db
+def test_readyz_is_503_naming_what_failed(client, monkeypatch):
+    def broken():
+        raise ConnectionError("down")
+
+    monkeypatch.setitem(probes.CHECKS, "cache", broken)
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["failed"] == ["cache"]
+    assert response.json()["checks"]["database"] == "ok"
+
+
+def test_probes_refuse_other_methods(client):
+    for path in ("/healthz", "/readyz", "/metrics"):
+        response = client.post(path)
+        assert response.status_code == 405
+        assert response["Allow"] == "GET, HEAD"
+
+
+@pytest.mark.django_db
+def test_metrics_are_refused_by_default(client):
+    """Nobody is allowed until an address or a token is configured."""
+    response = client.get("/metrics")
+    assert response.status_code == 403
+    assert b"calpico_" not in response.content
+
+
+@pytest.mark.django_db
+def test_metrics_from_an_allowed_address(settings):
+    settings.METRICS_ALLOWED_ADDRESSES = ["10.0.0.0/8"]
+    assert Client(REMOTE_ADDR="10.9.8.7").get("/metrics").status_code == 200
+    assert Client(REMOTE_ADDR="192.0.2.1").get("/metrics").status_code == 403
+
+
+@pytest.mark.django_db
+def test_metrics_with_the_token(settings):
+    settings.METRICS_TOKEN = "s3cret-token"
+    ok = Client(REMOTE_ADDR="192.0.2.1").get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-token")
+    assert ok.status_code == 200
+    for wrong in ("Bearer s3cret", "Bearer s3cret-token-", "Basic s3cret-token", "s3cret-token", ""):
+        response = Client(REMOTE_ADDR="192.0.2.1").get("/metrics", HTTP_AUTHORIZATION=wrong)
+        assert response.status_code == 403, wrong
+
+
+@pytest.mark.django_db
+def test_metrics_through_a_proxy_count_the_visitor_not_the_proxy(settings):
+    """The proxy is on an allowed address, but the visitor it forwards is not."""
+    settings.METRICS_ALLOWED_ADDRESSES = ["127.0.0.1"]
+    settings.TRUSTED_PROXIES = ["127.0.0.1"]
+    forwarded = Client(REMOTE_ADDR="127.0.0.1").get("/metrics", HTTP_X_FORWARDED_FOR="203.0.113.9")
+    assert forwarded.status_code == 403
+    assert Client(REMOTE_ADDR="127.0.0.1").get("/metrics").status_code == 200
+
+
+def _sample(text: str, name: str, **labels) -> float:
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        metric, _, value = line.rpartition(" ")
+        found_name, _, found_labels = metric.partition("{")
+        found = ",".join(sorted(re.findall(r'\w+="[^"]*"', found_labels)))
+        if found_name == name and found == wanted:
+            return float(value)
+    return 0.0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_metrics_count_messages_and_queues(settings, alice, bob, alice_client):
+    settings.METRICS_ALLOWED_ADDRESSES = ["127.0.0.1"]
+    room = services.do_create_group(alice, "Metrics", [bob])
+    before = _sample(Client().get("/metrics").content.decode(), "calpico_messages_posted_total", kind="text")
+    post(alice_client, room, "hello")
+    text = Client().get("/metrics").content.decode()
+    assert _sample(text, "calpico_messages_posted_total", kind="text") == before + 1
+    assert "calpico_queue_depth" in text
+    assert 'calpico_queue_depth{queue="assistant"} 0.0' in text
+    for name in (
+        "calpico_websockets_open",
+        "calpico_fanout_seconds",
+        "calpico_assistant_runs",
+        "calpico_jobs_running",
+    ):
+        assert f"# TYPE {name}" in text, name
+
+
+COUNTING_PROCESS = """
+import os, sys
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "calpico.settings")
+import django
+django.setup()
+from calpico import metrics
+metrics.MESSAGES_POSTED.labels(kind="text").inc(int(sys.argv[1]))
+metrics.WEBSOCKETS_OPEN.inc(int(sys.argv[1]))
+metrics.FANOUT_SECONDS.observe(0.003)
+print(os.getpid(), flush=True)
+if sys.argv[2] == "stay":
+    sys.stdin.read()
+"""
+
+
+@pytest.mark.django_db
+def test_metrics_add_up_every_process_of_the_host(settings, tmp_path):
+    """With PROMETHEUS_MULTIPROC_DIR, one scrape sums the processes' counters; the open
+    sockets of a process that died are no longer counted."""
+    directory = tmp_path / "metrics"
+    env = {
+        **{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "DATABASE_URL", "REDIS_URL")},
+        "PROMETHEUS_MULTIPROC_DIR": str(directory),
+        "CALPICO_VAR_DIR": str(tmp_path / "var"),
+    }
+    staying = subprocess.Popen(
+        [sys.executable, "-c", COUNTING_PROCESS, "2", "stay"],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        staying.stdout.readline()
+        subprocess.run(
+            [sys.executable, "-c", COUNTING_PROCESS, "3", "go"], env=env, check=True, capture_output=True
+        )
+        settings.PROMETHEUS_MULTIPROC_DIR = str(directory)
+        settings.METRICS_ALLOWED_ADDRESSES = ["127.0.0.1"]
+        text = Client().get("/metrics").content.decode()
+    finally:
+        staying.communicate("")
+    assert _sample(text, "calpico_messages_posted_total", kind="text") == 5
+    assert _sample(text, "calpico_fanout_seconds_count") == 2
+    # The process that exited without saying so is swept: only the one still alive counts.
+    assert _sample(text, "calpico_websockets_open") == 2
