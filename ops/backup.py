@@ -14,6 +14,9 @@ archive without a row pointing at it (harmless), and one deleted meanwhile is mi
 message removed while the backup ran). Secrets (SECRET_KEY, VAPID keys, API keys) are not
 in it: keep them with your configuration.
 
+Backup and restore stay in one module (over 400 lines): each checks what the other wrote,
+and reading them side by side is how the archive's format is kept in step.
+
 Everything is written inside DEST (a working directory of its own there, renamed into the
 archive at the end); nothing is written anywhere else. `manage.py restore ARCHIVE` checks
 every file against the manifest before it changes anything, refuses an install that

@@ -1,3 +1,9 @@
+"""Rooms, memberships, messages, reactions, invites and reports.
+
+Kept in one module, as Django apps keep their models (about 500 lines): the classes point
+at each other, and splitting them would only move the imports around.
+"""
+
 import datetime as dt
 import html
 import secrets
