@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from pathlib import Path
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Model
+from django.db.models.fields.files import FieldFile
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 from django.utils.safestring import SafeString, mark_safe
@@ -56,12 +58,21 @@ def _templates_digest() -> str:
 _TEMPLATES = _templates_digest()
 
 
-def _row(instance: Model | None) -> tuple[str, ...]:
-    """The stored fields as the database has them (a message just created and the same
-    message read back give the same tuple)."""
+def _value(value: object) -> object:
+    # As the database has it, so a message just created and the same message read back
+    # give the same key: a file by its name, a time in one spelling whatever its tzinfo.
+    if isinstance(value, FieldFile):
+        return value.name or ""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def _row(instance: Model | None) -> tuple[object, ...]:
+    """The stored fields of a row."""
     if instance is None:
         return ()
-    return tuple(field.value_to_string(instance) for field in instance._meta.concrete_fields)
+    return tuple(_value(getattr(instance, field.attname)) for field in instance._meta.concrete_fields)
 
 
 def _user(user: User | None) -> tuple[object, ...]:

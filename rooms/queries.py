@@ -29,12 +29,14 @@ def history_page(
     """Up to `size` messages before sequence number `before` (or the newest), oldest first,
     with their reactions (but those of `hidden` people)."""
     size = size or settings.MESSAGES_PER_PAGE
-    query = Message.objects.filter(room=room).select_related("room", "author", "reply_to", "reply_to__author")
+    query = Message.objects.filter(room=room).select_related("author", "reply_to", "reply_to__author")
     if before is not None:
         query = query.filter(seq__lt=before)
     rows = list(query.order_by("-seq")[: size + 1])
     has_older = len(rows) > size
     messages = rows[:size][::-1]
+    for message in messages:
+        message.room = room  # the room the page already has, not a copy per message
     attach_reactions(messages, hidden=hidden)
     return HistoryPage(messages=messages, has_older=has_older)
 
