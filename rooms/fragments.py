@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from enum import Enum
 from pathlib import Path
 
 from django.conf import settings
@@ -60,11 +61,14 @@ _TEMPLATES = _templates_digest()
 
 def _value(value: object) -> object:
     # As the database has it, so a message just created and the same message read back
-    # give the same key: a file by its name, a time in one spelling whatever its tzinfo.
+    # give the same key: a file by its name, a time in one spelling whatever its tzinfo,
+    # a choice by its value.
     if isinstance(value, FieldFile):
         return value.name or ""
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, Enum):  # Message.Kind.TEXT as set, "text" as read back
+        return value.value
     return value
 
 
