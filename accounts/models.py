@@ -30,6 +30,8 @@ class User(AbstractUser):
     # Desktop notifications when the tab is hidden; the browser's permission is asked only
     # when the person switches this on.
     desktop_notifications = models.BooleanField(default=False)
+    # Others see how far I have read ("Seen"); off, they don't, and I don't see theirs.
+    read_receipts = models.BooleanField(default=True)
 
     objects: ClassVar[CalpicoUserManager] = CalpicoUserManager()
 

@@ -2,6 +2,7 @@
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 
 from accounts import signals
 from accounts.avatars import make_avatar_files
@@ -60,6 +61,19 @@ def blocked_ids(user: User) -> set[int]:
     return set(Block.objects.filter(blocker=user).values_list("blocked_id", flat=True))
 
 
+def block_relations(user: User) -> tuple[set[int], set[int]]:
+    """Who `user` has blocked and who has blocked `user`, in one query."""
+    blocked: set[int] = set()
+    blocked_by: set[int] = set()
+    rows = Block.objects.filter(Q(blocker=user) | Q(blocked=user)).values_list("blocker_id", "blocked_id")
+    for blocker_id, blocked_id in rows:
+        if blocker_id == user.pk:
+            blocked.add(blocked_id)
+        else:
+            blocked_by.add(blocker_id)
+    return blocked, blocked_by
+
+
 def has_blocked(blocker_id: int, blocked_id: int) -> bool:
     return Block.objects.filter(blocker_id=blocker_id, blocked_id=blocked_id).exists()
 
@@ -70,12 +84,16 @@ def do_block(blocker: User, blocked: User) -> bool:
         raise ValidationError("You can't block yourself.", code="self")
     _, created = Block.objects.get_or_create(blocker=blocker, blocked=blocked)
     if created:
-        transaction.on_commit(lambda: signals.blocks_changed.send(sender=Block, blocker=blocker))
+        transaction.on_commit(
+            lambda: signals.blocks_changed.send(sender=Block, blocker=blocker, blocked=blocked)
+        )
     return created
 
 
 def do_unblock(blocker: User, blocked: User) -> bool:
     deleted, _ = Block.objects.filter(blocker=blocker, blocked=blocked).delete()
     if deleted:
-        transaction.on_commit(lambda: signals.blocks_changed.send(sender=Block, blocker=blocker))
+        transaction.on_commit(
+            lambda: signals.blocks_changed.send(sender=Block, blocker=blocker, blocked=blocked)
+        )
     return bool(deleted)

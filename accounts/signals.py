@@ -2,5 +2,5 @@
 
 from django.dispatch import Signal
 
-# blocker: the User whose block list changed.
+# blocker: the User whose block list changed; blocked: the User they blocked or unblocked.
 blocks_changed = Signal()

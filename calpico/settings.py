@@ -320,6 +320,8 @@ AVATAR_MAX_PIXELS = env_int("AVATAR_MAX_PIXELS", 40_000_000)
 ROOM_MAX_MEMBERS = env_int("ROOM_MAX_MEMBERS", 50)
 MESSAGE_MAX_LENGTH = 4000
 MESSAGES_PER_PAGE = 50
+# Consecutive messages from one person at most this far apart share one header (rooms/grouping.py).
+MESSAGE_GROUP_SECONDS = 5 * 60
 
 # Live layer (rooms/consumers.py).
 # A larger frame from a page gets an error frame from the consumer; the socket stays open.

@@ -24,13 +24,13 @@ from django.conf import settings
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from accounts.services import blocked_ids
+from accounts.services import block_relations
 from calpico import metrics
 from rooms import presence
 from rooms.access import parse_id, parse_seq
 from rooms.live_groups import room_group, user_group
 from rooms.models import Membership
-from rooms.queries import catch_up
+from rooms.queries import catch_up, room_read_positions
 from rooms.services import do_mark_read_in_rooms
 from rooms.services.moderation import mark_notices_seen, take_unseen_notices
 
@@ -64,6 +64,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.user = self.scope.get("user")
         self.rooms: dict[int, RoomState] = {}
         self.blocked: set[int] = set()
+        # Whose read positions this page is never shown, nor shown to (docs/protocol.md, seen).
+        self.blocked_by: set[int] = set()
         self.current_room: int | None = None
         self.groups_joined: list[str] = []
         self.frame_times: list[float] = []
@@ -83,6 +85,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         self.rooms = await self._load_rooms()
+        self.read_receipts = self.user.read_receipts
         requested = self._requested_room()
         if requested is not None:
             if requested not in self.rooms and not await self._is_request(requested):
@@ -126,7 +129,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         rows = Membership.objects.filter(
             user=self.user, room__archived_at__isnull=True, request=Membership.Request.NONE
         ).values_list("room_id", "last_read_seq", "muted")
-        self.blocked = blocked_ids(self.user)
+        self.blocked, self.blocked_by = block_relations(self.user)
         return {room_id: RoomState(last_read, muted) for room_id, last_read, muted in rows}
 
     @database_sync_to_async
@@ -374,6 +377,45 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 }
             )
 
+    async def room_read(self, event: dict) -> None:
+        """Someone read further (or stopped or started sharing it: seq None, or where they
+        are): for the page showing the room, unless this viewer may not see it."""
+        room_id, reader = event["room_id"], event["user_id"]
+        if room_id != self.current_room or room_id not in self.rooms or reader == self.user.pk:
+            return
+        if not self.read_receipts or reader in self.blocked or reader in self.blocked_by:
+            return
+        await self._send_json({"type": "seen", "room": room_id, "positions": {str(reader): event["seq"]}})
+
+    async def _send_read_positions(self) -> None:
+        """Every read position the page showing a room may see, in place of what it had:
+        after this viewer's read receipts or blocks changed."""
+        room_id = self.current_room
+        if room_id is None or room_id not in self.rooms:
+            return
+        positions: dict[int, int] = {}
+        if self.read_receipts:
+            hidden = self.blocked | self.blocked_by
+            positions = await database_sync_to_async(room_read_positions)(room_id, self.user.pk, hidden)
+        await self._send_json(
+            {
+                "type": "seen",
+                "room": room_id,
+                "positions": {str(user_id): seq for user_id, seq in positions.items()},
+                "replace": True,
+            }
+        )
+
+    async def user_receipts(self, event: dict) -> None:
+        # I switched read receipts on or off (on any page): off, I am shown no one's.
+        self.read_receipts = event["enabled"]
+        await self._send_read_positions()
+
+    async def user_blocked_by(self, event: dict) -> None:
+        # Someone blocked or unblocked me. Silently: the page is not told, and keeps what it
+        # has until it reloads; no more of their positions reach it.
+        _, self.blocked_by = await database_sync_to_async(block_relations)(self.user)
+
     async def user_presence(self, event: dict) -> None:
         # Online dots are shown for the members of the room on screen only.
         if event["room_id"] != self.current_room:
@@ -388,8 +430,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await database_sync_to_async(mark_notices_seen)(self.user)
 
     async def user_blocks(self, event: dict) -> None:
-        self.blocked = await database_sync_to_async(blocked_ids)(self.user)
+        self.blocked, self.blocked_by = await database_sync_to_async(block_relations)(self.user)
         await self._send_json({"type": "blocked", "users": sorted(self.blocked)})
+        await self._send_read_positions()
 
     async def membership_added(self, event: dict) -> None:
         room_id = event["room_id"]

@@ -208,6 +208,25 @@ def announce_membership_updated(membership: Membership) -> None:
     )
 
 
+def announce_read_position(room_id: int, user_id: int, seq: int) -> None:
+    """A member read up to `seq`, past a message someone else wrote: to the room, whose
+    consumers pass it on to the pages showing it that may see it (they draw "Seen" from it).
+    Only called for members who share read receipts (rooms.services.messages)."""
+    send_event(room_group(room_id), {"type": "room.read", "room_id": room_id, "user_id": user_id, "seq": seq})
+
+
+def announce_read_receipts(user_id: int, enabled: bool, positions: dict[int, int]) -> None:
+    """Someone switched read receipts on or off: their own sockets (which stop or start
+    passing others' positions on), and each of their rooms (`positions`: room id to their
+    read position), whose pages forget their position or are given it again."""
+    send_event(user_group(user_id), {"type": "user.receipts", "enabled": enabled})
+    for room_id, seq in positions.items():
+        send_event(
+            room_group(room_id),
+            {"type": "room.read", "room_id": room_id, "user_id": user_id, "seq": seq if enabled else None},
+        )
+
+
 def close_user_sockets(user_id: int, *, reason: str, reconnect: bool = False) -> None:
     """Close every open socket of this user, in every process.
 
@@ -220,9 +239,15 @@ def close_user_sockets(user_id: int, *, reason: str, reconnect: bool = False) ->
 
 
 @receiver(blocks_changed)
-def announce_blocks_changed(sender: object, blocker: User, **kwargs: object) -> None:
+def announce_blocks_changed(
+    sender: object, blocker: User, blocked: User | None = None, **kwargs: object
+) -> None:
     # The blocker's open pages start (or stop) collapsing and muting that person.
     send_event(user_group(blocker.pk), {"type": "user.blocks"})
+    if blocked is not None:
+        # The blocked person's sockets stop passing on the blocker's read position. Nothing
+        # reaches their page: they are never told.
+        send_event(user_group(blocked.pk), {"type": "user.blocked_by"})
 
 
 @receiver(user_logged_out)

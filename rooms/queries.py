@@ -9,7 +9,8 @@ from django.conf import settings
 from django.db.models import Q
 
 from accounts.models import User
-from accounts.services import blocked_ids
+from accounts.services import block_relations, blocked_ids
+from rooms.grouping import lay_out
 from rooms.models import Membership, Message, Reaction, Room, reaction_chips
 
 
@@ -17,17 +18,36 @@ from rooms.models import Membership, Message, Reaction, Room, reaction_chips
 class HistoryPage:
     messages: list[Message]
     has_older: bool
+    # The reader's read position when they opened the room, and the seq of the message the
+    # "New messages" line goes above if it is on this page (rooms/grouping.py).
+    unread_after: int | None = None
+    unread_seq: int | None = None
 
     @property
     def oldest_seq(self) -> int | None:
         return self.messages[0].seq if self.messages else None
 
+    @property
+    def unread_above(self) -> bool:
+        """Whether the "New messages" line belongs on a page of older history: the link to
+        it carries `unread_after` on."""
+        oldest = self.oldest_seq
+        return self.unread_after is not None and oldest is not None and self.unread_after + 1 < oldest
+
 
 def history_page(
-    room: Room, *, before: int | None = None, size: int | None = None, hidden: Collection[int] = ()
+    room: Room,
+    *,
+    before: int | None = None,
+    size: int | None = None,
+    hidden: Collection[int] = (),
+    unread_after: int | None = None,
+    reactions: bool = True,
 ) -> HistoryPage:
     """Up to `size` messages before sequence number `before` (or the newest), oldest first,
-    with their reactions (but those of `hidden` people)."""
+    with their reactions (but those of `hidden` people; `reactions=False`: the caller
+    attaches them), laid out by rooms.grouping (which continue a group, and the "New
+    messages" line after `unread_after`)."""
     size = size or settings.MESSAGES_PER_PAGE
     query = Message.objects.filter(room=room).select_related("author", "reply_to", "reply_to__author")
     if before is not None:
@@ -37,8 +57,10 @@ def history_page(
     messages = rows[:size][::-1]
     for message in messages:
         message.room = room  # the room the page already has, not a copy per message
-    attach_reactions(messages, hidden=hidden)
-    return HistoryPage(messages=messages, has_older=has_older)
+    if reactions:
+        attach_reactions(messages, hidden=hidden)
+    unread_seq = lay_out(messages, unread_after=unread_after)
+    return HistoryPage(messages, has_older, unread_after, unread_seq)
 
 
 # What a chip shows of a reaction: the emoji, and who (a member's name, or the assistant's).
@@ -84,6 +106,35 @@ def room_members(room: Room) -> list[User]:
     return members
 
 
+def visible_read_positions(viewer: User, members: list[User], hidden: Collection[int]) -> dict[int, int]:
+    """How far each other member of a room has read, as far as `viewer` may see it (for
+    "Seen"): nobody's if the viewer does not share read receipts, and never the position of
+    someone who does not, of someone who has not accepted the room (a message request), or
+    of anyone in `hidden` (people the viewer blocked or who blocked the viewer). `members`
+    come from room_members()."""
+    if not viewer.read_receipts:
+        return {}
+    return {
+        member.pk: member.room_membership.last_read_seq  # type: ignore[attr-defined]
+        for member in members
+        if member.pk != viewer.pk
+        and member.pk not in hidden
+        and member.read_receipts
+        and member.room_membership.request == Membership.Request.NONE  # type: ignore[attr-defined]
+    }
+
+
+def room_read_positions(room_id: int, viewer_id: int, hidden: Collection[int]) -> dict[int, int]:
+    """`visible_read_positions` for a socket, which knows whether its viewer shares read
+    receipts and whom they blocked or were blocked by (`hidden`): one query."""
+    rows = (
+        Membership.objects.filter(room_id=room_id, request=Membership.Request.NONE, user__read_receipts=True)
+        .exclude(user_id=viewer_id)
+        .values_list("user_id", "last_read_seq")
+    )
+    return {user_id: seq for user_id, seq in rows if user_id not in hidden}
+
+
 def room_title(room: Room, viewer: User, members: list[User] | None = None) -> str:
     if room.is_group or room.is_private:
         return room.title
@@ -106,11 +157,20 @@ class SidebarEntry:
 class Sidebar(list):
     """The sidebar's entries, and how many message requests wait outside it."""
 
-    def __init__(self, entries, *, message_requests: int = 0, blocked: frozenset[int] = frozenset()) -> None:
+    def __init__(
+        self,
+        entries,
+        *,
+        message_requests: int = 0,
+        blocked: frozenset[int] = frozenset(),
+        blocked_by: frozenset[int] = frozenset(),
+    ) -> None:
         super().__init__(entries)
         self.message_requests = message_requests
         # People the user blocked: their messages never show as a preview.
         self.blocked = blocked
+        # People who blocked the user: the room page shows them no read receipts either way.
+        self.blocked_by = blocked_by
 
 
 def sidebar_entries(user: User) -> Sidebar:
@@ -122,7 +182,8 @@ def sidebar_entries(user: User) -> Sidebar:
     )
     # Message requests are not in the list; they are only counted, from the same rows.
     memberships = [m for m in rows if m.request == Membership.Request.NONE]
-    blocked = frozenset(blocked_ids(user))
+    blocked_set, blocked_by = block_relations(user)
+    blocked = frozenset(blocked_set)
     pending = sum(
         1
         for m in rows
@@ -152,7 +213,7 @@ def sidebar_entries(user: User) -> Sidebar:
         )
     # The private assistant room is pinned at the top.
     entries.sort(key=lambda entry: not entry.room.is_private)
-    return Sidebar(entries, message_requests=pending, blocked=blocked)
+    return Sidebar(entries, message_requests=pending, blocked=blocked, blocked_by=frozenset(blocked_by))
 
 
 def message_requests(user: User) -> list[Membership]:

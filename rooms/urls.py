@@ -39,4 +39,5 @@ urlpatterns = [
     path("r/<id:room_id>/mute/", groups.set_muted, name="mute"),
     path("rooms/sidebar/", rooms.sidebar, name="sidebar"),
     path("settings/notifications/", rooms.notification_settings, name="notifications"),
+    path("settings/privacy/", rooms.privacy_settings, name="privacy"),
 ]

@@ -8,7 +8,7 @@ stay consistent.
 
 - `core`: the room lock, sequence numbers, storing a message, system messages.
 - `messages`: posting (`do_post_message` tells the whole story of a post), editing,
-  deleting, the assistant's messages, read positions, mute.
+  deleting, the assistant's messages, read positions and read receipts, mute.
 - `direct`: direct rooms and message requests.
 - `groups`: groups, members, admins, the owner, leaving.
 - `invites`: invite links and joining by one.
@@ -53,6 +53,7 @@ from rooms.services.messages import (
     do_post_message,
     do_remove_message_as_moderator,
     do_set_muted,
+    do_set_read_receipts,
     do_update_assistant_message,
     send_refusal,
 )
@@ -91,6 +92,7 @@ __all__ = [
     "do_set_admin",
     "do_set_members_can_invite",
     "do_set_muted",
+    "do_set_read_receipts",
     "do_toggle_reaction",
     "do_transfer_ownership",
     "do_update_assistant_message",

@@ -8,6 +8,7 @@ from accounts.services import do_block, has_blocked
 from rooms import live, ratelimits
 from rooms.models import Membership, Room
 from rooms.services.core import announce_on_commit
+from rooms.services.messages import announce_read_on_commit, tells_room_reads
 
 
 def direct_key(a: User, b: User) -> str:
@@ -78,6 +79,9 @@ def do_accept_request(membership: Membership) -> None:
     membership.request = Membership.Request.NONE
     room, user = membership.room, membership.user
     announce_on_commit(live.announce_members_changed, room, added=[user])
+    # What I read while it was a request, in silence, shows from now on.
+    if tells_room_reads(membership):
+        announce_read_on_commit(room.pk, user.pk, 0, membership.last_read_seq)
 
 
 def do_decline_request(membership: Membership) -> None:

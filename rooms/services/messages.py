@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -168,6 +169,8 @@ def do_post_message(
                 return PostResult(existing, created=False)
         if request is None:
             raise PermissionDenied("You are no longer a member of this room.")
+        # How far I had read when I sent this page (for read receipts, below).
+        read_before = membership.last_read_seq
         refusal = send_refusal(room, author)
         if refusal:
             raise ValidationError(refusal, code="blocked")
@@ -210,6 +213,13 @@ def do_post_message(
         attachment.taken()
         # After commit, first of all: the room sees the message.
         announce_on_commit(live.announce_message, message)
+        # Posting reads the room up to my message: if I had not read to the end, that may be
+        # a "Seen" for someone, if I share read receipts (asked after commit, not holding the
+        # lock). Answering a message request shows how far I had read it in silence.
+        if request == Membership.Request.PENDING:
+            read_before = 0
+        if read_before < message.seq - 1 and author.read_receipts and not room.is_private:
+            announce_read_on_commit(room.pk, author.pk, read_before, message.seq)
         # The assistant records a run here, with the message or not at all (rooms.hooks):
         # after commit it starts, and what it posts is shown, after the message above.
         after_shown = hooks.message_stored(message, membership)
@@ -366,19 +376,105 @@ def send_refusal(room: Room, author: User) -> str | None:
     return None
 
 
-def do_mark_read(membership: Membership, seq: int) -> None:
-    """Everything up to `seq` is read; the read position never moves backwards."""
+# Read positions. How far a member has read is theirs to share: with read receipts on
+# (User.read_receipts) the room's pages are told when it passes a message someone else wrote,
+# which is what "Seen" under that message is drawn from (docs/protocol.md, `seen`); off, it
+# is never announced. A move over my own or the assistant's messages changes no one's "Seen"
+# and is not announced either.
+
+
+def tells_room_reads(membership: Membership) -> bool:
+    """Whether this member's read position is announced to their room: they share read
+    receipts, they are in the room (not a message request they have not answered: its
+    sender must not learn it was opened) and someone else is there to see it."""
+    return (
+        membership.user.read_receipts
+        and membership.request == Membership.Request.NONE
+        and not membership.room.is_private
+    )
+
+
+def passes_someone_elses_message(
+    room_id: int, reader_id: int, old: int, new: int, shown: Sequence[Message] = ()
+) -> bool:
+    """Whether a read position moving from `old` to `new` passes a message a person other than
+    the reader wrote. `shown`, messages in seq order the caller has loaded already (the room
+    page's), answer it without a query when they cover the move."""
+    for message in shown:
+        if old < message.seq <= new and _written_by_someone_else(message, reader_id):
+            return True
+    if shown and shown[0].seq <= old + 1 and shown[-1].seq >= new:
+        return False
+    return (
+        Message.objects.filter(room_id=room_id, seq__gt=old, seq__lte=new, kind=Message.Kind.TEXT)
+        .exclude(author=None)
+        .exclude(author_id=reader_id)
+        .exists()
+    )
+
+
+def _written_by_someone_else(message: Message, reader_id: int) -> bool:
+    return message.kind == Message.Kind.TEXT and message.author_id not in (None, reader_id)
+
+
+def do_mark_read(membership: Membership, seq: int, *, shown: Sequence[Message] = ()) -> None:
+    """Everything up to `seq` (at most the room's last message) is read; the read position
+    never moves backwards. When it passes a message someone else wrote and the member shares
+    read receipts, the room is told after commit. `shown`: the messages the member is being
+    shown, in seq order (see `passes_someone_elses_message`). `membership` comes with its room
+    and user."""
+    old = membership.last_read_seq
+    if seq <= old:
+        return  # nothing new: no write, nothing to tell
+    room = membership.room
     room_last_seq = Subquery(Room.objects.filter(pk=OuterRef("room_id")).values("last_seq")[:1])
     Membership.objects.filter(pk=membership.pk).update(
         last_read_seq=Greatest(F("last_read_seq"), Least(Value(seq), room_last_seq))
     )
+    new = min(seq, room.last_seq)
+    membership.last_read_seq = max(old, new)
+    if new > old and tells_room_reads(membership):
+        announce_read_on_commit(room.pk, membership.user_id, old, new, shown)
+
+
+def announce_read_on_commit(
+    room_id: int, reader_id: int, old: int, new: int, shown: Sequence[Message] = ()
+) -> None:
+    """After commit: the reader's position moved from `old` to `new` (as far as others can
+    know); the room is told if that passes a message someone else wrote, the only move that
+    changes a "Seen". The caller has checked that the reader shares read receipts."""
+
+    def announce() -> None:
+        if passes_someone_elses_message(room_id, reader_id, old, new, shown):
+            live.announce_read_position(room_id, reader_id, new)
+
+    transaction.on_commit(announce)
 
 
 def do_mark_read_in_rooms(user_id: int, reads: dict[int, int]) -> None:
     """A page's read positions, several rooms at once (`room id: seq`); rooms the user is
     not in are left alone."""
-    for membership in Membership.objects.filter(user_id=user_id, room_id__in=list(reads)):
+    memberships = Membership.objects.filter(user_id=user_id, room_id__in=list(reads)).select_related(
+        "room", "user"
+    )
+    for membership in memberships:
         do_mark_read(membership, reads[membership.room_id])
+
+
+def do_set_read_receipts(user: User, enabled: bool) -> None:
+    """Share how far I have read, or not. Off, no page is shown my read position and I am shown
+    no one's, as Signal does; the rooms I am in are told at once (pages forget my position, or
+    are given it again), and so are my own pages."""
+    with transaction.atomic():
+        user.read_receipts = enabled
+        user.save(update_fields=["read_receipts"])
+        positions = dict(
+            Membership.objects.filter(user=user, request=Membership.Request.NONE)
+            .exclude(room__kind=Room.Kind.PRIVATE)
+            .exclude(room__archived_at__isnull=False)
+            .values_list("room_id", "last_read_seq")
+        )
+        announce_on_commit(live.announce_read_receipts, user.pk, enabled, positions)
 
 
 def do_set_muted(membership: Membership, muted: bool) -> None:

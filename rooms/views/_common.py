@@ -19,8 +19,17 @@ from rooms.access import (
     visible_invites,
 )
 from rooms.forms import AddMembersForm, InviteForm, MessageForm, RenameForm
+from rooms.grouping import laid_out_html
 from rooms.models import Membership, Message
-from rooms.queries import history_page, room_members, room_title, sidebar_entries
+from rooms.queries import (
+    HistoryPage,
+    attach_reactions,
+    history_page,
+    room_members,
+    room_title,
+    sidebar_entries,
+    visible_read_positions,
+)
 from rooms.services import invites
 
 
@@ -68,13 +77,17 @@ def composer_form(request: MemberRequest, membership: Membership) -> tuple[Messa
 
 
 def room_context(
-    request: MemberRequest, membership: Membership, *, before: int | None = None, form=None
+    request: MemberRequest, membership: Membership, *, page: HistoryPage | None = None, form=None
 ) -> dict:
-    """The room page's context; `form` is a composer that failed to post."""
+    """The room page's context: `page` of history (by default the newest; read without its
+    reactions, which are attached here), `form` a composer that failed to post."""
     room = membership.room
     sidebar = sidebar_entries(request.user)
     # Reactions of people I blocked are left out (a pushed chip leaves them out in the page).
-    page = history_page(room, before=before, hidden=sidebar.blocked)
+    if page is None:
+        page = history_page(room, hidden=sidebar.blocked)
+    else:
+        attach_reactions(page.messages, hidden=sidebar.blocked)
     if form is None:
         form, reply_to = composer_form(request, membership)
     else:
@@ -87,12 +100,14 @@ def room_context(
         "title": room_title(room, request.user, members),
         "members": members,
         "page": page,
-        "page_html": fragments.messages_html(page.messages, request.user),
+        "page_html": laid_out_html(page, fragments.messages_html(page.messages, request.user)),
         "form": form,
         "reply_to": reply_to,
         "viewer": request.user,
         "is_admin": can_administer(request.user, room, membership),
         "blocked_ids": sorted(sidebar.blocked),
+        "group_seconds": settings.MESSAGE_GROUP_SECONDS,
+        "read_positions": visible_read_positions(request.user, members, sidebar.blocked | sidebar.blocked_by),
         "refusal": services.send_refusal(room, request.user),
         "is_request": membership.request == Membership.Request.PENDING,
         "sidebar": sidebar,

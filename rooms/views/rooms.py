@@ -1,4 +1,5 @@
-"""The rooms list, a room's page and its fragments (older history, composer, sidebar)."""
+"""The rooms list, a room's page and its fragments (older history, composer, sidebar), and the
+notification and privacy settings."""
 
 from django.contrib import messages
 from django.http import Http404
@@ -8,6 +9,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from accounts.services import do_set_desktop_notifications
 from rooms import fragments, services
 from rooms.access import access_membership, parse_seq
+from rooms.grouping import laid_out_html
 from rooms.queries import history_page, sidebar_entries
 from rooms.views._common import composer_form, room_context
 
@@ -21,21 +23,27 @@ def index(request):
 def room(request, room_id: int):
     membership = access_membership(request.user, room_id)
     before = parse_seq(request.GET.get("before")) or None
+    # Older pages carry the "New messages" line on until one shows it.
+    unread_after = parse_seq(request.GET.get("unread_after"))
     if request.htmx and before:
-        page = history_page(membership.room, before=before)
+        page = history_page(membership.room, before=before, unread_after=unread_after)
         return render(
             request,
             "rooms/room.html#older",
             {
                 "room": membership.room,
                 "page": page,
-                "page_html": fragments.messages_html(page.messages, request.user),
+                "page_html": laid_out_html(page, fragments.messages_html(page.messages, request.user)),
             },
         )
     if before is None:
-        # Opening a room reads it; do it first so the sidebar shows it read.
-        services.do_mark_read(membership, membership.room.last_seq)
-    return render(request, "rooms/room.html", room_context(request, membership, before=before))
+        # Opening a room reads it; do it first so the sidebar shows it read. The line goes
+        # where I had read up to before.
+        page = history_page(membership.room, unread_after=membership.last_read_seq, reactions=False)
+        services.do_mark_read(membership, membership.room.last_seq, shown=page.messages)
+    else:
+        page = history_page(membership.room, before=before, unread_after=unread_after, reactions=False)
+    return render(request, "rooms/room.html", room_context(request, membership, page=page))
 
 
 @require_GET
@@ -66,3 +74,13 @@ def notification_settings(request):
         messages.success(request, f"Desktop notifications are {'on' if enabled else 'off'}.")
         return redirect("rooms:notifications")
     return render(request, "rooms/notifications.html", {"sidebar": sidebar_entries(request.user)})
+
+
+@require_http_methods(["GET", "POST"])
+def privacy_settings(request):
+    if request.method == "POST":
+        enabled = request.POST.get("read_receipts") == "on"
+        services.do_set_read_receipts(request.user, enabled)
+        messages.success(request, f"Read receipts are {'on' if enabled else 'off'}.")
+        return redirect("rooms:privacy")
+    return render(request, "rooms/privacy.html", {"sidebar": sidebar_entries(request.user)})
