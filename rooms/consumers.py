@@ -232,6 +232,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         html = render_to_string("rooms/live/catch_up.html", {"messages": missed, "changed": changed})
         if html.strip():
             await self.send(text_data=html)
+        if self.read_receipts:
+            # Reads are not replayed like messages: the page gets them all again.
+            await self._send_read_positions()
         await self._send_json(
             {
                 "type": "caught_up",

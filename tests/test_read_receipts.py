@@ -359,3 +359,24 @@ async def test_unblocking_gives_my_page_their_position_again(alice, bob, group):
     (frame,) = json_frames(frames_after, "seen")
     assert frame["replace"] is True and str(bob.pk) in frame["positions"]
     await alice_socket.disconnect()
+
+
+@live
+async def test_a_resume_gives_the_page_every_read_position_again(alice, bob, group, monkeypatch):
+    """Reads that went by while the page was away are not replayed: a resume replaces them
+    all, before caught_up (and not at all for a viewer who shares none)."""
+    message = (await apost(group, alice, "Train or car?")).message
+    await sync_to_async(lambda: services.do_mark_read(membership(group, bob), message.seq))()
+    socket = await connected(alice, group)
+    resume = {"type": "resume", "room": group.pk, "last_seq": message.seq, "oldest_seq": 1}
+    await socket.send_to(text_data=json.dumps(resume))
+    received = json_frames(await answered(socket))
+    assert [frame["type"] for frame in received] == ["seen", "caught_up"]
+    assert received[0]["replace"] is True and received[0]["positions"][str(bob.pk)] == message.seq
+    await socket.disconnect()
+
+    await sync_to_async(switch_receipts)(alice, False)
+    socket = await connected(alice, group)
+    await socket.send_to(text_data=json.dumps(resume))
+    assert [frame["type"] for frame in json_frames(await answered(socket))] == ["caught_up"]
+    await socket.disconnect()

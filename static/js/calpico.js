@@ -6,6 +6,8 @@
 //
 //   live.js           the WebSocket: resume, reconnect, JSON frames to the modules below
 //   messages.js       the message list: no duplicates, sequence order, follow new messages
+//   grouping.js       consecutive messages from one person share a header
+//   receipts.js       "Seen" under my latest message
 //   unread.js         unread badges, the tab's title, read positions
 //   sidebar.js        the room list: reorder on activity, refresh after a reconnect
 //   typing.js         "… is typing"
@@ -22,6 +24,8 @@
 import "./dom.js";
 import "./live.js";
 import "./messages.js";
+import "./grouping.js";
+import "./receipts.js";
 import "./unread.js";
 import "./sidebar.js";
 import "./typing.js";
@@ -29,7 +33,7 @@ import "./presence.js";
 import { decorate } from "./viewer.js";
 import "./toasts.js";
 import "./notifications.js";
-import { scrollToBottom } from "./scroll.js";
+import { scrollToUnread } from "./scroll.js";
 import { renewClientId, startComposer } from "./composer.js";
 import "./attachments.js";
 import "./mentions.js";
@@ -39,8 +43,9 @@ import "./reactions.js";
 document.addEventListener("DOMContentLoaded", () => {
   renewClientId();
   decorate(document);
-  // A link to one message (#m-42) shows that message; otherwise the newest, ready to answer.
+  // A link to one message (#m-42) shows that message; otherwise the newest, ready to answer
+  // (or where the unread messages start, when they are more than a screen).
   const linked = Boolean(location.hash);
-  if (!linked) scrollToBottom();
+  if (!linked) scrollToUnread();
   startComposer({ focus: !linked });
 });

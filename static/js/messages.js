@@ -1,6 +1,7 @@
 // The message list (#messages): messages arrive by the post's answer and by live pushes,
 // possibly both and possibly out of order; each shows once, in sequence order, and the
-// pane follows them while the reader is at the bottom.
+// pane follows them while the reader is at the bottom. Whatever changes the list, the
+// list is sent "messages:changed" (grouping.js and receipts.js draw on it).
 import { nearBottom, scrollToBottom } from "./scroll.js";
 
 function messageList() {
@@ -40,11 +41,30 @@ document.body.addEventListener("htmx:oobBeforeSwap", (event) => {
   });
 });
 
+let changePending = false;
+
+function listChanged() {
+  changePending = false;
+  const list = messageList();
+  if (list) list.dispatchEvent(new CustomEvent("messages:changed"));
+}
+
 document.body.addEventListener("htmx:oobAfterSwap", (event) => {
   const target = event.detail.target;
   if (!target || target.id !== "messages") return;
   orderBySeq(target);
   document.querySelectorAll(".history__empty").forEach((el) => el.remove());
+  // At once, before the pane follows the new message (htmx:wsAfterMessage).
+  listChanged();
+});
+
+// Anything else swapped into the list (older history, an edit, a message replaced by a
+// push): once for all the elements of one swap.
+document.addEventListener("htmx:load", (event) => {
+  const list = messageList();
+  if (!list || changePending || !list.contains(event.detail.elt) || event.detail.elt === list) return;
+  changePending = true;
+  queueMicrotask(listChanged);
 });
 
 document.addEventListener("htmx:wsAfterMessage", () => {

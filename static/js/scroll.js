@@ -16,3 +16,14 @@ export function scrollToBottom() {
   const pane = historyPane();
   if (pane) pane.scrollTop = pane.scrollHeight;
 }
+
+/** On opening a room: the newest message, unless the "New messages" line would then be out
+ * of sight above; then that line, at the top. */
+export function scrollToUnread() {
+  scrollToBottom();
+  const pane = historyPane();
+  const line = document.getElementById("unread-line");
+  if (!pane || !line) return;
+  const above = line.getBoundingClientRect().top - pane.getBoundingClientRect().top;
+  if (above < 0) pane.scrollTop += above - 8;
+}

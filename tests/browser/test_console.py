@@ -153,6 +153,7 @@ def test_every_page_keeps_a_clean_console(browser, app, fake_openai):
         f"/u/{bob.username}/",
         "/people/",
         "/settings/notifications/",
+        "/settings/privacy/",
         "/assistant/memories/",
         "/admin/",
         "/admin/rooms/message/",
