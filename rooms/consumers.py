@@ -66,6 +66,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.blocked: set[int] = set()
         # Whose read positions this page is never shown, nor shown to (docs/protocol.md, seen).
         self.blocked_by: set[int] = set()
+        self.read_receipts = False
         self.current_room: int | None = None
         self.groups_joined: list[str] = []
         self.frame_times: list[float] = []
@@ -85,7 +86,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         self.rooms = await self._load_rooms()
-        self.read_receipts = self.user.read_receipts
+        self.read_receipts = self.user.read_receipts  # kept current by user.receipts
         requested = self._requested_room()
         if requested is not None:
             if requested not in self.rooms and not await self._is_request(requested):

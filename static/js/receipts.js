@@ -64,7 +64,11 @@ export function showSeen() {
   const message = myLatestMessage();
   const seq = message ? Number(message.dataset.seq) : 0;
   const readers = new Set();
-  if (message) positions.forEach((read, user) => read >= seq && user !== me && readers.add(user));
+  if (message) {
+    positions.forEach((read, user) => {
+      if (read >= seq && user !== me) readers.add(user);
+    });
+  }
   const key = seq + ":" + Array.from(readers).sort().join(",");
   const current = list.querySelector(".seen");
   if (current && current.dataset.key === key && message && message.contains(current)) return;
