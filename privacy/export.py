@@ -137,6 +137,7 @@ def build(export: DataExport, context: JobContext) -> Path:
                 "date_joined": user.date_joined.isoformat(),
                 "last_login": user.last_login.isoformat() if user.last_login else None,
                 "desktop_notifications": user.desktop_notifications,
+                "read_receipts": user.read_receipts,
                 "blocked": sorted(
                     Block.objects.filter(blocker=user).values_list("blocked__username", flat=True)
                 ),

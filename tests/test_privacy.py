@@ -84,6 +84,7 @@ def test_the_export_holds_what_the_person_owns_and_nothing_of_others(alice, bob,
     profile = json.loads(archive.read("profile.json"))
     assert profile["username"] == "alice"
     assert profile["blocked"] == ["bob"]
+    assert profile["read_receipts"] is True
     written = json.loads(archive.read("messages.json"))
     assert [m["text"] for m in written] == ["Where do we go? **Lisbon**", ""]
     assert written[0]["room"] == "Trip planning" and written[0]["number"] == mine.seq
