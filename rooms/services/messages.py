@@ -169,7 +169,7 @@ def do_post_message(
                 return PostResult(existing, created=False)
         if request is None:
             raise PermissionDenied("You are no longer a member of this room.")
-        # How far I had read when I sent this page (for read receipts, below).
+        # How far I had read before this post, as the request found it (for read receipts).
         read_before = membership.last_read_seq
         refusal = send_refusal(room, author)
         if refusal:
