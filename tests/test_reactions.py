@@ -312,6 +312,20 @@ def test_reactions_of_people_i_blocked_are_not_on_my_page(alice, bob, carol, gro
     assert f'data-reactor="{carol.pk}"' in page
 
 
+def test_older_history_leaves_out_reactions_of_people_i_blocked(alice, bob, carol, group, alice_client):
+    """An older page brought in by scrolling up hides them as the first page does."""
+    message = say(group, alice)
+    react(group, bob, message)
+    react(group, carol, message)
+    for i in range(60):
+        say(group, carol, f"later {i}")
+    do_block(alice, bob)
+    older = alice_client.get(group.get_absolute_url(), {"before": message.seq + 1}, **HTMX).content.decode()
+    assert f'id="m-{message.pk}"' in older
+    assert f'data-reactor="{bob.pk}"' not in older
+    assert f'data-reactor="{carol.pk}"' in older
+
+
 def fill_with_reactions(room, people, count):
     """`count` messages, each with a reaction from every person, two emoji, and the assistant's."""
     room.refresh_from_db()

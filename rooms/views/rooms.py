@@ -6,7 +6,7 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
-from accounts.services import do_set_desktop_notifications
+from accounts.services import blocked_ids, do_set_desktop_notifications
 from rooms import fragments, services
 from rooms.access import access_membership, parse_seq
 from rooms.grouping import laid_out_html
@@ -26,7 +26,9 @@ def room(request, room_id: int):
     # Older pages carry the "New messages" line on until one shows it.
     unread_after = parse_seq(request.GET.get("unread_after"))
     if request.htmx and before:
-        page = history_page(membership.room, before=before, unread_after=unread_after)
+        # Reactions of people I blocked are left out, as on the first page.
+        hidden = blocked_ids(request.user)
+        page = history_page(membership.room, before=before, unread_after=unread_after, hidden=hidden)
         return render(
             request,
             "rooms/room.html#older",
