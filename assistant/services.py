@@ -8,7 +8,6 @@ announces after commit. Runs are queued by `queue_for_message`, which rooms call
 import datetime as dt
 import functools
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -29,6 +28,7 @@ from assistant.models import (
 from assistant.private import do_add_memory
 from calpico.text import check_no_direction_overrides, visible_characters
 from rooms.access import can_administer, is_owner, parse_id
+from rooms.hooks import AfterCommit
 from rooms.live import send_room_fragment
 from rooms.models import Membership, Message, Room
 from rooms.services import (
@@ -211,10 +211,10 @@ def _refuse(
 
 def _queue(
     room: Room, trigger: Message, user: User, kind: str, persona: str, prompt=None
-) -> Callable[[], None] | None:
+) -> AfterCommit | None:
     """Record the run `trigger` asks for (or the refusal), and have it start when the post
-    commits. Returns what to call once the room has been shown `trigger`: show the reply's
-    message (see rooms.hooks)."""
+    commits. Returns what to call after commit (rooms.hooks.AfterCommit): start the run
+    here, and once the room has been shown `trigger`, show the reply's message."""
     if not is_configured():
         _refuse(room, trigger, user, kind, NOT_CONFIGURED, NOT_CONFIGURED_TEXT, persona, prompt)
         return None
@@ -261,8 +261,18 @@ def _queue(
         run = AssistantRun.objects.create(
             room=room, kind=kind, requested_by=user, trigger=trigger, prompt=prompt or []
         )
-    transaction.on_commit(functools.partial(dispatch.run_queued, run.pk, started=here is not None))
-    return functools.partial(dispatch.show_reply, run.pk)
+    show = functools.partial(dispatch.show_reply, run.pk)
+    if here is not None:
+        # Created running for this process's runner: right after commit, before the room
+        # is told of the question, it builds the prompt and sends the request; the reply's
+        # message is shown after the question.
+        return AfterCommit(
+            start=functools.partial(dispatch.run_queued, run.pk, started=True), after_shown=show
+        )
+    # Queued: the runner is woken once the room has seen the question, so a reply it
+    # claims cannot be shown before it.
+    transaction.on_commit(functools.partial(dispatch.run_queued, run.pk))
+    return AfterCommit(after_shown=show)
 
 
 def clean_image_prompt(body: str) -> str | None:
@@ -280,10 +290,10 @@ def clean_image_prompt(body: str) -> str | None:
     return prompt
 
 
-def queue_for_message(message: Message, membership: Membership) -> Callable[[], None] | None:
+def queue_for_message(message: Message, membership: Membership) -> AfterCommit | None:
     """Decide whether a person's new message asks the assistant for something, and queue
     it: the hook rooms calls inside the transaction storing the message, which holds the
-    room's lock (rooms.hooks). Returns what to call once the room has seen the message."""
+    room's lock (rooms.hooks). Returns what to call after commit (rooms.hooks.AfterCommit)."""
     room, user = message.room, membership.user
     assistant = settings_for(room)
     image_prompt = clean_image_prompt(message.body)

@@ -10,16 +10,28 @@ A hook runs inside the posting transaction while the room's row is locked: it ma
 record work (insert rows, register `transaction.on_commit` callbacks to start it), never do
 it. Reading history, building prompts and calling outside services happen after commit.
 The post service registers the message's own announcement before calling the hooks, so
-whatever they show comes after it; a hook may also return a function, called after commit
-once its own after-commit work has started (the assistant shows its reply's message).
+whatever they announce comes after it. A hook returns what else to call after commit
+(`AfterCommit`): `start`, first of all, before the room is told of the message (it may
+only begin work, such as sending the model its request, and must show nothing), and
+`after_shown`, last (the assistant shows its reply's message).
 """
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from rooms.models import Membership, Message
 
-MessageStored = Callable[[Message, Membership], Callable[[], None] | None]
+
+@dataclass(frozen=True)
+class AfterCommit:
+    """What a hook has called after the post commits, besides its own on-commit callbacks."""
+
+    start: Callable[[], None] | None = None
+    after_shown: Callable[[], None] | None = None
+
+
+MessageStored = Callable[[Message, Membership], AfterCommit | None]
 ReportSnapshot = Callable[[Message, dict[str, Any]], None]
 
 _message_stored: list[MessageStored] = []
@@ -28,20 +40,14 @@ _report_snapshot: list[ReportSnapshot] = []
 
 def on_message_stored(hook: MessageStored) -> None:
     """Register `hook(message, membership)`, called for every person's new message; it may
-    return a function to call once the room has been shown the message."""
+    return what to call after commit (`AfterCommit`)."""
     if hook not in _message_stored:
         _message_stored.append(hook)
 
 
-def message_stored(message: Message, membership: Membership) -> list[Callable[[], None]]:
-    """Called by the post service inside its transaction, after the message is stored.
-    Returns what to call after commit, once the room has been shown the message."""
-    after_shown = []
-    for hook in _message_stored:
-        show = hook(message, membership)
-        if show is not None:
-            after_shown.append(show)
-    return after_shown
+def message_stored(message: Message, membership: Membership) -> list[AfterCommit]:
+    """Called by the post service inside its transaction, after the message is stored."""
+    return [after for hook in _message_stored if (after := hook(message, membership)) is not None]
 
 
 def on_report_snapshot(hook: ReportSnapshot) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -211,7 +211,11 @@ def do_post_message(
             announce=False,
         )
         attachment.taken()
-        # After commit, first of all: the room sees the message.
+        # After commit, first of all: what the hooks start (the assistant sends the model
+        # its request: the answer is on its way while the room is told). They show nothing.
+        starts: list[Callable[[], None]] = []
+        transaction.on_commit(functools.partial(_start_all, starts))
+        # Then the room sees the message.
         announce_on_commit(live.announce_message, message)
         # Posting reads the room up to my message: if I had not read to the end, that may be
         # a "Seen" for someone, if I share read receipts (asked after commit, not holding the
@@ -220,13 +224,20 @@ def do_post_message(
             read_before = 0
         if read_before < message.seq - 1 and author.read_receipts and not room.is_private:
             announce_read_on_commit(room.pk, author.pk, read_before, message.seq)
-        # The assistant records a run here, with the message or not at all (rooms.hooks):
-        # after commit it starts, and what it posts is shown, after the message above.
-        after_shown = hooks.message_stored(message, membership)
+        # The assistant records a run here, with the message or not at all (rooms.hooks);
+        # whatever it announces comes after the message above.
+        after_commit = hooks.message_stored(message, membership)
+        starts.extend(after.start for after in after_commit if after.start is not None)
         # Last: what the hooks show in answer (the assistant's reply, "thinking").
-        for show in after_shown:
-            transaction.on_commit(show)
+        for after in after_commit:
+            if after.after_shown is not None:
+                transaction.on_commit(after.after_shown)
     return PostResult(message, created=True)
+
+
+def _start_all(starts: list[Callable[[], None]]) -> None:
+    for start in starts:
+        start()
 
 
 def do_post_assistant_message(
