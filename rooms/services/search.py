@@ -1,0 +1,449 @@
+"""Message search: one API, two backends.
+
+`search_messages(user, text)` finds messages in the rooms `user` may read, newest first, a
+page at a time, each with a snippet whose matches are highlighted. `parse_query` reads
+what was typed: words (each also matches longer words it starts: "meet" finds
+"meeting"), "quoted phrases", and the filters `from:username` (or `from:me`),
+`in:room` (a group's name, the other person's username in a direct room, or a room id),
+`has:image`, `has:file`, `after:`, `before:` and `on:` (dates as YYYY-MM-DD, in the
+current time zone; after and before leave the day itself out, as in Slack).
+
+Who sees what is the room page's rule (rooms/queries.py `history_page`): a member reads
+the room's whole history, including what came before they joined; rooms they left, message
+requests they have not accepted, and other people's private assistant rooms are not
+searched. Messages from people the searcher blocked are left out (the room page collapses
+them), as are system messages and deleted or removed ones.
+
+The backends index the message text (its markdown source):
+- SQLite: the FTS5 table `rooms_message_fts` (migration 0005), written by `index_message`
+  in the same transaction as the message: on a post, an edit, an assistant's finished
+  reply, and emptied on a delete or a removal.
+- PostgreSQL: the generated column `rooms_message.search_vector` (to_tsvector('simple',
+  body)) and its GIN index; the database keeps it in step with the text, so
+  `index_message` has nothing to do there.
+Neither scans the text with LIKE.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import re
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.contrib.postgres.search import SearchHeadline, SearchQuery, SearchVectorField
+from django.core.exceptions import ValidationError
+from django.db import connection
+from django.db.models import Func, Q, QuerySet, Value
+from django.db.models.expressions import RawSQL
+from django.utils import timezone
+from django.utils.safestring import SafeString, mark_safe
+
+from accounts.models import Block, User
+from rooms.access import parse_id
+from rooms.models import Membership, Message, Room
+
+FTS_TABLE = "rooms_message_fts"
+MAX_QUERY_LENGTH = 200
+MAX_WORDS = 12
+# Highlight markers, never part of indexed text (`indexed_text`, `_headline_source`):
+# a message cannot forge a highlight or carry markup through a snippet.
+START, STOP = "\x02", "\x03"
+SNIPPET_WORDS = 24
+
+# A filter: `key:value` or `key:"a value with spaces"`.
+_FILTER = re.compile(r'(?i)\b(from|in|has|after|before|on):("[^"]*"?|\S*)')
+_PHRASE = re.compile(r'"([^"]*)"?')
+# Words as FTS5's unicode61 tokenizer cuts them: runs of letters and digits.
+_WORD = re.compile(r"[^\W_]+")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+@dataclass(frozen=True)
+class Term:
+    """Words that must appear together, in this order; `prefix`: the last one may be the
+    start of a longer word."""
+
+    words: tuple[str, ...]
+    prefix: bool
+
+
+@dataclass(frozen=True)
+class ParsedQuery:
+    """What a search asks for, read from the text typed into the search box."""
+
+    text: str
+    terms: tuple[Term, ...] = ()
+    from_user: str = ""
+    in_room: str = ""
+    has_image: bool = False
+    has_file: bool = False
+    after: dt.date | None = None
+    before: dt.date | None = None
+
+    @property
+    def is_empty(self) -> bool:
+        return not (
+            self.terms
+            or self.from_user
+            or self.in_room
+            or self.has_image
+            or self.has_file
+            or self.after
+            or self.before
+        )
+
+
+def _date(key: str, value: str) -> dt.date:
+    if _DATE.fullmatch(value):
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ValidationError(f"{key}: takes a date written YYYY-MM-DD, like 2026-03-14.", code="date")
+
+
+def parse_query(text: str) -> ParsedQuery:
+    """Read a search; ValidationError (with a message for the person) for one that is too
+    long, names an unknown `has:` or a date that is not one."""
+    text = " ".join((text or "").split())
+    if len(text) > MAX_QUERY_LENGTH:
+        raise ValidationError(
+            f"Searches are at most {MAX_QUERY_LENGTH} characters; this one has {len(text)}.", code="too_long"
+        )
+    values: dict[str, object] = {}
+    after: dt.date | None = None
+    before: dt.date | None = None
+
+    def take_filter(match: re.Match[str]) -> str:
+        nonlocal after, before
+        key, value = match.group(1).lower(), match.group(2).strip('"').strip()
+        if not value:
+            raise ValidationError(f"{key}: needs something after the colon, like {key}:{_EXAMPLES[key]}.")
+        if key == "from":
+            values["from_user"] = value.removeprefix("@")
+        elif key == "in":
+            values["in_room"] = value.removeprefix("#").removeprefix("@")
+        elif key == "has":
+            if value.lower() not in ("image", "file"):
+                raise ValidationError("has: is has:image or has:file.", code="has")
+            values[f"has_{value.lower()}"] = True
+        elif key == "after":
+            after = _date(key, value)
+        elif key == "before":
+            before = _date(key, value)
+        else:  # on: the day itself, from both sides
+            day = _date(key, value)
+            after, before = day - dt.timedelta(days=1), day + dt.timedelta(days=1)
+        return " "
+
+    rest = _FILTER.sub(take_filter, text)
+    terms: list[Term] = []
+    for phrase, loose in re.findall(r'"([^"]*)"?|(\S+)', rest):
+        words = tuple(word.lower() for word in _WORD.findall(phrase or loose))
+        if words:
+            # A quoted phrase means these words; a loose word also finds longer ones, from
+            # two letters on (one letter would match most of the index).
+            terms.append(Term(words, prefix=not phrase and len(words[-1]) > 1))
+    if sum(len(term.words) for term in terms) > MAX_WORDS:
+        raise ValidationError(f"Search for at most {MAX_WORDS} words at a time.", code="too_many_words")
+    if after and before and after >= before - dt.timedelta(days=1):
+        raise ValidationError("That date range holds no day: after: must come before before:.", code="range")
+    return ParsedQuery(text=text, terms=tuple(terms), after=after, before=before, **values)  # type: ignore[arg-type]
+
+
+_EXAMPLES = {
+    "from": "alice",
+    "in": '"Trip planning"',
+    "has": "image",
+    "after": "2026-03-14",
+    "before": "2026-03-14",
+    "on": "2026-03-14",
+}
+
+
+# Where a search looks
+
+
+def searchable_rooms(user: User) -> dict[int, Room]:
+    """The rooms whose history `user` reads: accepted memberships of rooms that are not
+    archived; a private assistant room only for its owner. One query."""
+    memberships = Membership.objects.filter(
+        user=user, request=Membership.Request.NONE, room__archived_at__isnull=True
+    ).select_related("room")
+    return {
+        m.room_id: m.room for m in memberships if not (m.room.is_private and m.room.owner_id != user.pk)
+    }
+
+
+def _rooms_named(rooms: dict[int, Room], name: str, user: User) -> list[int]:
+    """The rooms `in:name` means: one by id, groups (and the private room) by name (the
+    whole name, else the start of a word in it), direct rooms by the other person's
+    username or display name."""
+    room_id = parse_id(name)
+    if room_id is not None and room_id in rooms:
+        return [room_id]
+    wanted = name.casefold()
+    titled = {pk: room.title.casefold() for pk, room in rooms.items() if not room.is_direct}
+    exact = [pk for pk, title in titled.items() if title == wanted]
+    if exact:
+        return exact
+    direct_ids = [pk for pk, room in rooms.items() if room.is_direct]
+    people = (
+        Membership.objects.filter(room_id__in=direct_ids)
+        .exclude(user=user)
+        .values_list("room_id", "user__username", "user__display_name")
+        if direct_ids
+        else []
+    )
+    direct = [
+        pk for pk, username, display in people if wanted in (username.casefold(), display.casefold())
+    ]
+    if direct:
+        return direct
+    return [pk for pk, title in titled.items() if any(w.startswith(wanted) for w in _word_starts(title))]
+
+
+def _word_starts(title: str) -> list[str]:
+    """`title` from each word on: "trip planning" and "planning" for "Trip planning"."""
+    words = title.split()
+    return [" ".join(words[i:]) for i in range(len(words))]
+
+
+def _bounds(parsed: ParsedQuery) -> Q:
+    """after: and before: as times in the current time zone."""
+    zone = timezone.get_current_timezone()
+    condition = Q()
+    if parsed.after:
+        start = dt.datetime.combine(parsed.after + dt.timedelta(days=1), dt.time.min, tzinfo=zone)
+        condition &= Q(created_at__gte=start)
+    if parsed.before:
+        end = dt.datetime.combine(parsed.before, dt.time.min, tzinfo=zone)
+        condition &= Q(created_at__lt=end)
+    return condition
+
+
+def has_file_condition() -> Q:
+    """has:file: messages with an attached file that is not an image. Messages carry only
+    images so far, so this matches nothing; when files arrive (rooms/attachments.py), this
+    is the one place that says which messages have one."""
+    return Q(pk__in=[])
+
+
+def _scoped(user: User, parsed: ParsedQuery) -> tuple[QuerySet[Message], list[str]]:
+    """The messages `parsed` may find for `user`, before any text is matched, and notes
+    for the person about filters that matched nothing (an unknown room or person)."""
+    rooms = searchable_rooms(user)
+    notes: list[str] = []
+    room_ids = list(rooms)
+    if parsed.in_room:
+        room_ids = _rooms_named(rooms, parsed.in_room, user)
+        if not room_ids:
+            notes.append(f"You are in no conversation called “{parsed.in_room}”.")
+    query = Message.objects.filter(room_id__in=room_ids, deleted_at__isnull=True).exclude(
+        kind=Message.Kind.SYSTEM
+    )
+    # Blocked authors, as a subquery: a blocker's list can be long, and it is one query less.
+    query = query.exclude(author_id__in=Block.objects.filter(blocker=user).values("blocked_id"))
+    if parsed.from_user:
+        if parsed.from_user.lower() == "me":
+            query = query.filter(author=user)
+        else:
+            query = query.filter(author__username__iexact=parsed.from_user)
+    if parsed.has_image:
+        query = query.exclude(image="")
+    if parsed.has_file:
+        query = query.filter(has_file_condition())
+    return query.filter(_bounds(parsed)), notes
+
+
+# Results
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    message: Message
+    snippet: SafeString
+
+
+@dataclass(frozen=True)
+class SearchResults:
+    query: ParsedQuery
+    hits: list[SearchHit] = field(default_factory=list)
+    # The id to pass as `before` for the next page, or None when this is the last one.
+    next_before: int | None = None
+    notes: tuple[str, ...] = ()
+
+
+def search_messages(
+    user: User, query: str | ParsedQuery, *, before: int | None = None, size: int | None = None
+) -> SearchResults:
+    """Messages matching `query` (text or `parse_query`'s result) that `user` may read,
+    newest first: `size` of them (settings.SEARCH_RESULTS_PER_PAGE), older than the message
+    id `before` when given. ValidationError for a query `parse_query` refuses.
+
+    A fixed number of queries: the rooms, the matching ids with their snippets, the
+    messages (and one more for `in:` naming a direct room's person)."""
+    parsed = query if isinstance(query, ParsedQuery) else parse_query(query)
+    size = size or settings.SEARCH_RESULTS_PER_PAGE
+    if parsed.is_empty:
+        return SearchResults(parsed)
+    scoped, notes = _scoped(user, parsed)
+    if before is not None:
+        scoped = scoped.filter(pk__lt=before)
+    if not parsed.terms:
+        # Filters alone (from:bob, has:image): the newest of what they leave, no text to match.
+        rows = [(pk, None) for pk in scoped.order_by("-pk").values_list("pk", flat=True)[: size + 1]]
+    elif connection.vendor == "postgresql":
+        rows = _postgres_matches(scoped, parsed, size + 1)
+    else:
+        rows = _sqlite_matches(scoped, parsed, size + 1)
+    more = len(rows) > size
+    rows = rows[:size]
+    messages = Message.objects.select_related("room", "author").in_bulk([pk for pk, _ in rows])
+    hits = []
+    for pk, marked in rows:
+        message = messages.get(pk)
+        if message is None:  # deleted in between
+            continue
+        if marked is None:
+            snippet = SafeString(html.escape(_plain_snippet(message)))
+        else:
+            snippet = render_snippet(marked)
+        hits.append(SearchHit(message, snippet))
+    next_before = rows[-1][0] if more and rows else None
+    return SearchResults(parsed, hits, next_before, tuple(notes))
+
+
+def _plain_snippet(message: Message) -> str:
+    if message.image and not message.body:
+        return "Image"
+    text = " ".join(message.body.split())
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
+def render_snippet(marked: str) -> SafeString:
+    """HTML for a snippet whose matches the backend wrapped in START and STOP: the text
+    escaped, each match in <mark>. Markers never come from the text (`indexed_text`)."""
+    parts = []
+    inside = False
+    for piece in re.split(f"([{START}{STOP}])", " ".join(marked.split())):
+        if piece == START:
+            inside = True
+        elif piece == STOP:
+            inside = False
+        elif piece:
+            escaped = html.escape(piece)
+            parts.append(f"<mark>{escaped}</mark>" if inside else escaped)
+    return mark_safe("".join(parts))  # noqa: S308 - every piece of text is escaped above
+
+
+# SQLite: FTS5
+
+
+def indexed_text(body: str) -> str:
+    """The text as the index holds it: without the highlight markers."""
+    return body.replace(START, " ").replace(STOP, " ")
+
+
+def index_message(message: Message, *, new: bool = False) -> None:
+    """Bring the search index up to date with `message`, in the caller's transaction: its
+    text if it is searchable, nothing for a system message or a deleted or emptied one.
+    `new`: just stored, so there is no entry to remove. PostgreSQL's generated column
+    follows the text by itself."""
+    if connection.vendor != "sqlite":
+        return
+    searchable = not (message.is_system or message.is_deleted or not message.body)
+    if new and not searchable:
+        return
+    with connection.cursor() as cursor:
+        if not searchable:
+            cursor.execute(f"DELETE FROM {FTS_TABLE} WHERE rowid = %s", [message.pk])
+        else:
+            cursor.execute(
+                f"INSERT OR REPLACE INTO {FTS_TABLE} (rowid, body) VALUES (%s, %s)",
+                [message.pk, indexed_text(message.body)],
+            )
+
+
+def fts5_query(terms: tuple[Term, ...]) -> str:
+    """An FTS5 MATCH expression: each term a quoted phrase (words are letters and digits
+    only, so nothing in them is FTS5 syntax), all of them required."""
+    return " ".join('"' + " ".join(t.words) + '"' + ("*" if t.prefix else "") for t in terms)
+
+
+def _sqlite_matches(scoped: QuerySet[Message], parsed: ParsedQuery, limit: int) -> list[tuple[int, str]]:
+    # Ordered by the FTS table's rowid (the message id), newest first: FTS5 walks its index
+    # in that order, so the first `limit` rows that pass the filters end the query, and
+    # snippets are made for those rows only.
+    rowid = RawSQL(f"{FTS_TABLE}.rowid", [])
+    snippet = f"snippet({FTS_TABLE}, 0, char(2), char(3), '…', {SNIPPET_WORDS})"
+    rows = (
+        scoped.extra(  # noqa: S610 - no outside text in the SQL; the match is a parameter
+            tables=[FTS_TABLE],
+            where=[f"{FTS_TABLE}.rowid = {Message._meta.db_table}.id", f"{FTS_TABLE} MATCH %s"],
+            params=[fts5_query(parsed.terms)],
+            select={"snippet": snippet},
+        )
+        .order_by(rowid.desc())
+        .values_list("pk", "snippet")[:limit]
+    )
+    return list(rows)
+
+
+# PostgreSQL: the generated tsvector column
+
+
+def tsquery(terms: tuple[Term, ...]) -> str:
+    """A to_tsquery expression: each term's words in order (<->), `:*` for a prefix, all
+    of them required. Words are letters and digits only, quoted as lexemes."""
+    parts = []
+    for term in terms:
+        lexemes = [f"'{word}'" for word in term.words]
+        if term.prefix:
+            lexemes[-1] += ":*"
+        parts.append(" <-> ".join(lexemes))
+    return " & ".join(parts)
+
+
+# ts_headline drops what its parser takes for HTML tags ("<b>"): the text goes in with its
+# angle brackets swapped for characters that make no tag (private use, never typed), and they
+# are swapped back in the snippet. The highlight markers are taken out of it as well.
+_ANGLES_IN, _ANGLES_OUT = "<>" + START + STOP, "\ue000\ue001  "
+_ANGLES_BACK = str.maketrans("\ue000\ue001", "<>")
+
+
+def _postgres_matches(scoped: QuerySet[Message], parsed: ParsedQuery, limit: int) -> list[tuple[int, str]]:
+    search = SearchQuery(tsquery(parsed.terms), config="simple", search_type="raw")
+    vector = RawSQL(f"{Message._meta.db_table}.search_vector", [], output_field=SearchVectorField())
+    ids = list(
+        scoped.annotate(vector=vector).filter(vector=search).order_by("-pk").values_list("pk", flat=True)[:limit]
+    )
+    if not ids:
+        return []
+    # Headlines for this page only, in a second query: ts_headline reads the whole text.
+    source = Func("body", Value(_ANGLES_IN), Value(_ANGLES_OUT), function="translate")
+    headline = SearchHeadline(
+        source,
+        search,
+        config="simple",
+        start_sel=START,
+        stop_sel=STOP,
+        max_words=SNIPPET_WORDS,
+        min_words=SNIPPET_WORDS // 2,
+    )
+    rows = Message.objects.filter(pk__in=ids).annotate(snippet=headline).values_list("pk", "body", "snippet")
+    snippets = {pk: _with_ellipses(body, snippet.translate(_ANGLES_BACK)) for pk, body, snippet in rows}
+    return [(pk, snippets.get(pk, "")) for pk in ids]
+
+
+def _with_ellipses(body: str, snippet: str) -> str:
+    """"…" where the snippet leaves out the start or the end of the text, as FTS5's do."""
+    shown = " ".join(snippet.replace(START, "").replace(STOP, "").split())
+    text = " ".join(indexed_text(body).split())
+    if shown and not text.startswith(shown):
+        snippet = "…" + snippet
+    if shown and not text.endswith(shown):
+        snippet += "…"
+    return snippet
