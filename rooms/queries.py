@@ -229,9 +229,13 @@ def room_titles(rooms: Iterable[Room], viewer: User) -> dict[int, str]:
     if direct_ids:
         others = {
             m.room_id: m.user.name
-            for m in Membership.objects.filter(room_id__in=direct_ids).exclude(user=viewer).select_related("user")
+            for m in Membership.objects.filter(room_id__in=direct_ids)
+            .exclude(user=viewer)
+            .select_related("user")
         }
-    return {room.pk: others.get(room.pk, "Direct message") if room.is_direct else room.title for room in rooms}
+    return {
+        room.pk: others.get(room.pk, "Direct message") if room.is_direct else room.title for room in rooms
+    }
 
 
 @dataclass(frozen=True)
@@ -326,15 +330,17 @@ ASSISTANT_REPLY_WINDOW = dt.timedelta(minutes=30)
 
 
 def catch_up(
-    room_id: int, last_seq: int, oldest: int, since: dt.datetime | None
+    room_id: int, last_seq: int, oldest: int, since: dt.datetime | None, *, detached: bool = False
 ) -> tuple[list[Message] | None, list[Message], int]:
     """What a page that has seqs `oldest` to `last_seq` of the room missed: (messages after
     `last_seq`, messages it has that changed since `since`, the newest seq). None instead
     of the messages when there is more than a catch-up sends (WS_CATCH_UP_LIMIT, both kinds
-    together: `since` and `oldest` are the page's to choose): the page reloads then."""
+    together: `since` and `oldest` are the page's to choose): the page reloads then.
+    `detached`: the page shows an older window (a link to a message), which does not take
+    the messages after it, only the changes to those it has."""
     limit = settings.WS_CATCH_UP_LIMIT
     query = Message.objects.filter(room_id=room_id).select_related("room", "author", "reply_to__author")
-    missed = list(query.filter(seq__gt=last_seq).order_by("seq")[: limit + 1])
+    missed = [] if detached else list(query.filter(seq__gt=last_seq).order_by("seq")[: limit + 1])
     if len(missed) > limit:
         return None, [], last_seq
     changed: list[Message] = []

@@ -297,7 +297,7 @@ def test_nothing_typed_finds_nothing(alice, bob, group):
 def test_sqlite_keeps_the_fts_table_in_step_with_the_messages(alice, bob, group):
     def indexed():
         with connection.cursor() as cursor:
-            cursor.execute(f"SELECT rowid, body FROM {search.FTS_TABLE} ORDER BY rowid")
+            cursor.execute("SELECT rowid, body FROM rooms_message_fts ORDER BY rowid")
             return cursor.fetchall()
 
     message = say(group, bob, "first words")
@@ -314,12 +314,7 @@ def test_sqlite_walks_the_index_newest_first_without_sorting(alice, bob, group):
     that would hold (and make a snippet for) every match."""
     say(group, bob, "plan")
     scoped, _ = search._scoped(alice, parse_query("plan"))
-    query = scoped.extra(
-        tables=[search.FTS_TABLE],
-        where=[f"{search.FTS_TABLE}.rowid = rooms_message.id", f"{search.FTS_TABLE} MATCH %s"],
-        params=['"plan"*'],
-    ).order_by(search.RawSQL(f"{search.FTS_TABLE}.rowid", []).desc())[:21]
-    plan = query.explain()
+    plan = search.sqlite_matching(scoped, parse_query("plan").terms)[:21].explain()
     assert "TEMP B-TREE" not in plan.upper(), plan
 
 
@@ -330,10 +325,8 @@ def test_postgres_can_answer_a_match_from_the_gin_index(alice, bob, group):
     say(group, bob, "the one with a needle")
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")
-    vector = search.RawSQL("rooms_message.search_vector", [], output_field=search.SearchVectorField())
-    query = Message.objects.annotate(vector=vector).filter(
-        vector=search.SearchQuery(search.tsquery(parse_query("needle").terms), config="simple", search_type="raw")
-    )
+    needle = search.postgres_query(parse_query("needle").terms)
+    query = search.postgres_matching(Message.objects.all(), needle)
     assert "rooms_message_search" in query.explain()
     assert found(alice, "needle") == ["the one with a needle"]
 
@@ -341,9 +334,7 @@ def test_postgres_can_answer_a_match_from_the_gin_index(alice, bob, group):
 # The page
 
 
-def test_the_search_page_shows_room_author_time_and_snippet_linking_to_the_message(
-    alice_client, bob, group
-):
+def test_the_search_page_shows_room_author_time_and_snippet_linking_to_the_message(alice_client, bob, group):
     message = say(group, bob, "the tickets are booked")
     response = alice_client.get(reverse("rooms:search"), {"q": "tickets"})
     assert response.status_code == 200
@@ -372,7 +363,9 @@ def test_more_results_load_with_htmx(alice_client, bob, group, settings):
     page = alice_client.get(reverse("rooms:search"), {"q": "ticket"}).content.decode()
     assert "More results" in page
     results = search_messages(bob, "ticket", size=2)
-    response = alice_client.get(reverse("rooms:search"), {"q": "ticket", "before": results.next_before}, **HTMX)
+    response = alice_client.get(
+        reverse("rooms:search"), {"q": "ticket", "before": results.next_before}, **HTMX
+    )
     fragment = response.content.decode()
     assert "<html" not in fragment and "<mark>ticket</mark> 0" in fragment
     assert "More results" not in fragment

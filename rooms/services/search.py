@@ -44,7 +44,6 @@ from accounts.models import Block, User
 from rooms.access import parse_id
 from rooms.models import Membership, Message, Room
 
-FTS_TABLE = "rooms_message_fts"
 MAX_QUERY_LENGTH = 200
 MAX_WORDS = 12
 # Highlight markers, never part of indexed text (`indexed_text`, `_headline_source`):
@@ -172,9 +171,7 @@ def searchable_rooms(user: User) -> dict[int, Room]:
     memberships = Membership.objects.filter(
         user=user, request=Membership.Request.NONE, room__archived_at__isnull=True
     ).select_related("room")
-    return {
-        m.room_id: m.room for m in memberships if not (m.room.is_private and m.room.owner_id != user.pk)
-    }
+    return {m.room_id: m.room for m in memberships if not (m.room.is_private and m.room.owner_id != user.pk)}
 
 
 def _rooms_named(rooms: dict[int, Room], name: str, user: User) -> list[int]:
@@ -197,9 +194,7 @@ def _rooms_named(rooms: dict[int, Room], name: str, user: User) -> list[int]:
         if direct_ids
         else []
     )
-    direct = [
-        pk for pk, username, display in people if wanted in (username.casefold(), display.casefold())
-    ]
+    direct = [pk for pk, username, display in people if wanted in (username.casefold(), display.casefold())]
     if direct:
         return direct
     return [pk for pk, title in titled.items() if any(w.startswith(wanted) for w in _word_starts(title))]
@@ -359,10 +354,10 @@ def index_message(message: Message, *, new: bool = False) -> None:
         return
     with connection.cursor() as cursor:
         if not searchable:
-            cursor.execute(f"DELETE FROM {FTS_TABLE} WHERE rowid = %s", [message.pk])
+            cursor.execute("DELETE FROM rooms_message_fts WHERE rowid = %s", [message.pk])
         else:
             cursor.execute(
-                f"INSERT OR REPLACE INTO {FTS_TABLE} (rowid, body) VALUES (%s, %s)",
+                "INSERT OR REPLACE INTO rooms_message_fts (rowid, body) VALUES (%s, %s)",
                 [message.pk, indexed_text(message.body)],
             )
 
@@ -373,23 +368,23 @@ def fts5_query(terms: tuple[Term, ...]) -> str:
     return " ".join('"' + " ".join(t.words) + '"' + ("*" if t.prefix else "") for t in terms)
 
 
+def sqlite_matching(scoped: QuerySet[Message], terms: tuple[Term, ...]) -> QuerySet[Message]:
+    """`scoped` joined to the FTS5 table, matching `terms`, newest first, with `snippet`.
+
+    Ordered by the FTS table's rowid (the message id): FTS5 walks its index in that order,
+    so the first rows that pass the filters end the query, and snippets are made for those
+    rows only. The SQL holds no outside text; the match expression is a parameter."""
+    rowid = RawSQL("rooms_message_fts.rowid", [])
+    return scoped.extra(  # noqa: S610
+        tables=["rooms_message_fts"],
+        where=["rooms_message_fts.rowid = rooms_message.id", "rooms_message_fts MATCH %s"],
+        params=[fts5_query(terms)],
+        select={"snippet": f"snippet(rooms_message_fts, 0, char(2), char(3), '…', {SNIPPET_WORDS:d})"},
+    ).order_by(rowid.desc())
+
+
 def _sqlite_matches(scoped: QuerySet[Message], parsed: ParsedQuery, limit: int) -> list[tuple[int, str]]:
-    # Ordered by the FTS table's rowid (the message id), newest first: FTS5 walks its index
-    # in that order, so the first `limit` rows that pass the filters end the query, and
-    # snippets are made for those rows only.
-    rowid = RawSQL(f"{FTS_TABLE}.rowid", [])
-    snippet = f"snippet({FTS_TABLE}, 0, char(2), char(3), '…', {SNIPPET_WORDS})"
-    rows = (
-        scoped.extra(  # noqa: S610 - no outside text in the SQL; the match is a parameter
-            tables=[FTS_TABLE],
-            where=[f"{FTS_TABLE}.rowid = {Message._meta.db_table}.id", f"{FTS_TABLE} MATCH %s"],
-            params=[fts5_query(parsed.terms)],
-            select={"snippet": snippet},
-        )
-        .order_by(rowid.desc())
-        .values_list("pk", "snippet")[:limit]
-    )
-    return list(rows)
+    return list(sqlite_matching(scoped, parsed.terms).values_list("pk", "snippet")[:limit])
 
 
 # PostgreSQL: the generated tsvector column
@@ -408,18 +403,26 @@ def tsquery(terms: tuple[Term, ...]) -> str:
 
 
 # ts_headline drops what its parser takes for HTML tags ("<b>"): the text goes in with its
-# angle brackets swapped for characters that make no tag (private use, never typed), and they
-# are swapped back in the snippet. The highlight markers are taken out of it as well.
+# angle brackets swapped for characters that make no tag (private use ones; one typed in a
+# message shows as a bracket in its snippet, nothing worse), swapped back in the snippet.
+# The highlight markers are taken out of it as well.
 _ANGLES_IN, _ANGLES_OUT = "<>" + START + STOP, "\ue000\ue001  "
 _ANGLES_BACK = str.maketrans("\ue000\ue001", "<>")
 
 
+def postgres_query(terms: tuple[Term, ...]) -> SearchQuery:
+    return SearchQuery(tsquery(terms), config="simple", search_type="raw")
+
+
+def postgres_matching(scoped: QuerySet[Message], search: SearchQuery) -> QuerySet[Message]:
+    """`scoped` narrowed to the messages whose search_vector matches, newest first."""
+    vector = RawSQL("rooms_message.search_vector", [], output_field=SearchVectorField())
+    return scoped.annotate(vector=vector).filter(vector=search).order_by("-pk")
+
+
 def _postgres_matches(scoped: QuerySet[Message], parsed: ParsedQuery, limit: int) -> list[tuple[int, str]]:
-    search = SearchQuery(tsquery(parsed.terms), config="simple", search_type="raw")
-    vector = RawSQL(f"{Message._meta.db_table}.search_vector", [], output_field=SearchVectorField())
-    ids = list(
-        scoped.annotate(vector=vector).filter(vector=search).order_by("-pk").values_list("pk", flat=True)[:limit]
-    )
+    search = postgres_query(parsed.terms)
+    ids = list(postgres_matching(scoped, search).values_list("pk", flat=True)[:limit])
     if not ids:
         return []
     # Headlines for this page only, in a second query: ts_headline reads the whole text.
@@ -439,7 +442,7 @@ def _postgres_matches(scoped: QuerySet[Message], parsed: ParsedQuery, limit: int
 
 
 def _with_ellipses(body: str, snippet: str) -> str:
-    """"…" where the snippet leaves out the start or the end of the text, as FTS5's do."""
+    """ "…" where the snippet leaves out the start or the end of the text, as FTS5's do."""
     shown = " ".join(snippet.replace(START, "").replace(STOP, "").split())
     text = " ".join(indexed_text(body).split())
     if shown and not text.startswith(shown):
