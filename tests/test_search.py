@@ -297,15 +297,33 @@ def test_nothing_typed_finds_nothing(alice, bob, group):
 def test_sqlite_keeps_the_fts_table_in_step_with_the_messages(alice, bob, group):
     def indexed():
         with connection.cursor() as cursor:
-            cursor.execute("SELECT rowid, body FROM rooms_message_fts ORDER BY rowid")
+            cursor.execute("SELECT rowid, body, room, author FROM rooms_message_fts ORDER BY rowid")
             return cursor.fetchall()
 
     message = say(group, bob, "first words")
-    assert indexed() == [(message.pk, "first words")]
+    room, author = f"r{group.pk}", f"a{bob.pk}"
+    assert indexed() == [(message.pk, "first words", room, author)]
     services.do_edit_message(bob, message, "second words")
-    assert indexed() == [(message.pk, "second words")]
+    assert indexed() == [(message.pk, "second words", room, author)]
     services.do_delete_message(bob, message)
     assert indexed() == []
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="the FTS5 table is SQLite's index")
+@pytest.mark.parametrize("rooms_in_match", [0, 100])
+def test_sqlite_finds_the_same_whether_the_index_or_the_join_picks_the_rooms(
+    alice, bob, carol, mallory, group, direct, monkeypatch, rooms_in_match
+):
+    """Up to FTS_ROOMS_IN_MATCH rooms the FTS5 query names them; beyond, the join does."""
+    monkeypatch.setattr(search, "FTS_ROOMS_IN_MATCH", rooms_in_match)
+    elsewhere = services.do_create_group(mallory, "Elsewhere", [carol])
+    say(elsewhere, carol, "pack for elsewhere")
+    say(group, carol, "pack the tent")
+    say(direct, bob, "pack your bag")
+    assert found(alice, "pack") == ["pack your bag", "pack the tent"]
+    assert found(alice, "pack in:bob") == ["pack your bag"]
+    assert found(alice, "pack from:carol") == ["pack the tent"]
+    assert found(carol, "pack") == ["pack the tent", "pack for elsewhere"]
 
 
 @pytest.mark.skipif(connection.vendor != "sqlite", reason="the FTS5 table is SQLite's index")
@@ -313,8 +331,8 @@ def test_sqlite_walks_the_index_newest_first_without_sorting(alice, bob, group):
     """The plan reads FTS5 in rowid order and stops at the page's end: no temporary B-tree
     that would hold (and make a snippet for) every match."""
     say(group, bob, "plan")
-    scoped, _ = search._scoped(alice, parse_query("plan"))
-    plan = search.sqlite_matching(scoped, parse_query("plan").terms)[:21].explain()
+    scope = search._scoped(alice, parse_query("plan"))
+    plan = search.sqlite_matching(scope, parse_query("plan").terms)[:21].explain()
     assert "TEMP B-TREE" not in plan.upper(), plan
 
 
@@ -381,8 +399,8 @@ def test_search_results_cost_a_fixed_number_of_queries(
     alice_client, alice, bob, carol, group, direct, django_assert_max_num_queries
 ):
     """The session's user, the rooms, the matches, their messages (PostgreSQL: and their
-    headlines), the results' room names and the sidebar (three), and one more for `in:`
-    naming a person: 10 at most, however many results."""
+    headlines) and the sidebar (three, naming the results' rooms too); one more for `from:`
+    someone else and for `in:` naming a person: 10 at most, however many results."""
     for i in range(30):
         say(group, bob if i % 2 else carol, f"budget line {i}")
         say(direct, bob, f"budget talk {i}")
@@ -391,3 +409,8 @@ def test_search_results_cost_a_fixed_number_of_queries(
             response = alice_client.get(reverse("rooms:search"), {"q": text})
         assert response.status_code == 200
         assert response.content.decode().count('class="search-hit"') >= 15, text
+    # The next page of results: no sidebar, one query for its rooms' names.
+    more = {"q": "budget", "before": search_messages(alice, "budget").next_before}
+    with django_assert_max_num_queries(6):
+        response = alice_client.get(reverse("rooms:search"), more, **HTMX)
+    assert response.content.decode().count('class="search-hit"') == 20

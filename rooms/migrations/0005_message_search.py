@@ -25,19 +25,23 @@ class VendorSQL(migrations.RunSQL):
 
 
 # The rowid is the message's id. The table keeps its own copy of the text (snippet() reads
-# it), written by rooms.services.search.index_message in the message's own transaction.
-# unicode61 splits on everything but letters and digits and folds case and accents; the
-# prefix indexes make "meet" (which matches "meeting") a lookup rather than a scan.
+# it), and its room and author as one token each ("r12", "a7") so a search in some rooms
+# or by one person is narrowed inside the index; written by
+# rooms.services.search.index_message in the message's own transaction. unicode61 splits
+# on everything but letters and digits and folds case and accents; the prefix indexes
+# make "meet" (which matches "meeting") a lookup rather than a scan.
 SQLITE_FORWARDS = [
     """
     CREATE VIRTUAL TABLE rooms_message_fts USING fts5(
-        body, tokenize = 'unicode61 remove_diacritics 2', prefix = '2 3'
+        body, room, author, tokenize = 'unicode61 remove_diacritics 2', prefix = '2 3'
     )
     """,
     # Messages stored before this migration, as index_message would have written them.
     """
-    INSERT INTO rooms_message_fts (rowid, body)
-    SELECT id, replace(replace(body, char(2), ' '), char(3), ' ') FROM rooms_message
+    INSERT INTO rooms_message_fts (rowid, body, room, author)
+    SELECT id, replace(replace(body, char(2), ' '), char(3), ' '), 'r' || room_id,
+        coalesce('a' || author_id, '')
+    FROM rooms_message
     WHERE kind <> 'system' AND deleted_at IS NULL AND body <> ''
     """,
 ]

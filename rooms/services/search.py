@@ -29,7 +29,8 @@ from __future__ import annotations
 import datetime as dt
 import html
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 from django.conf import settings
 from django.contrib.postgres.search import SearchHeadline, SearchQuery, SearchVectorField
@@ -165,16 +166,26 @@ _EXAMPLES = {
 # Where a search looks
 
 
-def searchable_rooms(user: User) -> dict[int, Room]:
-    """The rooms whose history `user` reads: accepted memberships of rooms that are not
-    archived; a private assistant room only for its owner. One query."""
-    memberships = Membership.objects.filter(
+class SearchableRoom(NamedTuple):
+    kind: str
+    title: str
+
+
+def searchable_rooms(user: User) -> dict[int, SearchableRoom]:
+    """The rooms whose history `user` reads, by id: accepted memberships of rooms that are
+    not archived; a private assistant room only for its owner. One query, and no model
+    instances (someone in hundreds of rooms searches as fast as someone in three)."""
+    rows = Membership.objects.filter(
         user=user, request=Membership.Request.NONE, room__archived_at__isnull=True
-    ).select_related("room")
-    return {m.room_id: m.room for m in memberships if not (m.room.is_private and m.room.owner_id != user.pk)}
+    ).values_list("room_id", "room__kind", "room__title", "room__owner_id")
+    return {
+        room_id: SearchableRoom(kind, title)
+        for room_id, kind, title, owner_id in rows
+        if not (kind == Room.Kind.PRIVATE and owner_id != user.pk)
+    }
 
 
-def _rooms_named(rooms: dict[int, Room], name: str, user: User) -> list[int]:
+def _rooms_named(rooms: dict[int, SearchableRoom], name: str, user: User) -> list[int]:
     """The rooms `in:name` means: one by id, groups (and the private room) by name (the
     whole name, else the start of a word in it), direct rooms by the other person's
     username or display name."""
@@ -182,11 +193,11 @@ def _rooms_named(rooms: dict[int, Room], name: str, user: User) -> list[int]:
     if room_id is not None and room_id in rooms:
         return [room_id]
     wanted = name.casefold()
-    titled = {pk: room.title.casefold() for pk, room in rooms.items() if not room.is_direct}
+    titled = {pk: room.title.casefold() for pk, room in rooms.items() if room.kind != Room.Kind.DIRECT}
     exact = [pk for pk, title in titled.items() if title == wanted]
     if exact:
         return exact
-    direct_ids = [pk for pk, room in rooms.items() if room.is_direct]
+    direct_ids = [pk for pk, room in rooms.items() if room.kind == Room.Kind.DIRECT]
     people = (
         Membership.objects.filter(room_id__in=direct_ids)
         .exclude(user=user)
@@ -226,9 +237,20 @@ def has_file_condition() -> Q:
     return Q(pk__in=[])
 
 
-def _scoped(user: User, parsed: ParsedQuery) -> tuple[QuerySet[Message], list[str]]:
-    """The messages `parsed` may find for `user`, before any text is matched, and notes
-    for the person about filters that matched nothing (an unknown room or person)."""
+@dataclass(frozen=True)
+class Scope:
+    """What a search may find, before any text is matched: the messages (a queryset with
+    every rule and filter), the rooms and the author they come from (for backends that
+    can narrow the text match by them), and notes for the person about filters that
+    matched nothing."""
+
+    messages: QuerySet[Message]
+    room_ids: list[int]
+    author_id: int | None = None
+    notes: tuple[str, ...] = ()
+
+
+def _scoped(user: User, parsed: ParsedQuery) -> Scope:
     rooms = searchable_rooms(user)
     notes: list[str] = []
     room_ids = list(rooms)
@@ -241,16 +263,24 @@ def _scoped(user: User, parsed: ParsedQuery) -> tuple[QuerySet[Message], list[st
     )
     # Blocked authors, as a subquery: a blocker's list can be long, and it is one query less.
     query = query.exclude(author_id__in=Block.objects.filter(blocker=user).values("blocked_id"))
+    author_id = None
     if parsed.from_user:
         if parsed.from_user.lower() == "me":
-            query = query.filter(author=user)
+            author_id = user.pk
         else:
-            query = query.filter(author__username__iexact=parsed.from_user)
+            author_id = (
+                User.objects.filter(username__iexact=parsed.from_user).values_list("pk", flat=True).first()
+            )
+            if author_id is None:
+                notes.append(f"Nobody is called “{parsed.from_user}”.")
+                room_ids = []
+                query = query.none()
+        query = query.filter(author_id=author_id)
     if parsed.has_image:
         query = query.exclude(image="")
     if parsed.has_file:
         query = query.filter(has_file_condition())
-    return query.filter(_bounds(parsed)), notes
+    return Scope(query.filter(_bounds(parsed)), room_ids, author_id, tuple(notes))
 
 
 # Results
@@ -284,16 +314,19 @@ def search_messages(
     size = size or settings.SEARCH_RESULTS_PER_PAGE
     if parsed.is_empty:
         return SearchResults(parsed)
-    scoped, notes = _scoped(user, parsed)
+    scope = _scoped(user, parsed)
     if before is not None:
-        scoped = scoped.filter(pk__lt=before)
-    if not parsed.terms:
+        scope = replace(scope, messages=scope.messages.filter(pk__lt=before))
+    if not scope.room_ids:
+        rows = []
+    elif not parsed.terms:
         # Filters alone (from:bob, has:image): the newest of what they leave, no text to match.
-        rows = [(pk, None) for pk in scoped.order_by("-pk").values_list("pk", flat=True)[: size + 1]]
+        query = scope.messages.order_by("-pk").values_list("pk", flat=True)
+        rows = [(pk, None) for pk in query[: size + 1]]
     elif connection.vendor == "postgresql":
-        rows = _postgres_matches(scoped, parsed, size + 1)
+        rows = _postgres_matches(scope.messages, parsed, size + 1)
     else:
-        rows = _sqlite_matches(scoped, parsed, size + 1)
+        rows = _sqlite_matches(scope, parsed, size + 1)
     more = len(rows) > size
     rows = rows[:size]
     messages = Message.objects.select_related("room", "author").in_bulk([pk for pk, _ in rows])
@@ -308,7 +341,7 @@ def search_messages(
             snippet = render_snippet(marked)
         hits.append(SearchHit(message, snippet))
     next_before = rows[-1][0] if more and rows else None
-    return SearchResults(parsed, hits, next_before, tuple(notes))
+    return SearchResults(parsed, hits, next_before, scope.notes)
 
 
 def _plain_snippet(message: Message) -> str:
@@ -357,34 +390,57 @@ def index_message(message: Message, *, new: bool = False) -> None:
             cursor.execute("DELETE FROM rooms_message_fts WHERE rowid = %s", [message.pk])
         else:
             cursor.execute(
-                "INSERT OR REPLACE INTO rooms_message_fts (rowid, body) VALUES (%s, %s)",
-                [message.pk, indexed_text(message.body)],
+                "INSERT OR REPLACE INTO rooms_message_fts (rowid, body, room, author)"
+                " VALUES (%s, %s, %s, %s)",
+                [message.pk, indexed_text(message.body), *index_tokens(message.room_id, message.author_id)],
             )
 
 
-def fts5_query(terms: tuple[Term, ...]) -> str:
-    """An FTS5 MATCH expression: each term a quoted phrase (words are letters and digits
-    only, so nothing in them is FTS5 syntax), all of them required."""
-    return " ".join('"' + " ".join(t.words) + '"' + ("*" if t.prefix else "") for t in terms)
+# Up to this many rooms, the FTS5 query itself says which rooms (`room : (r1 OR r2 ...)`)
+# and FTS5 intersects the lists in its index; beyond it, the join to rooms_message filters
+# the rooms, row by row (bench/search.py: in:, from:).
+FTS_ROOMS_IN_MATCH = 100
 
 
-def sqlite_matching(scoped: QuerySet[Message], terms: tuple[Term, ...]) -> QuerySet[Message]:
-    """`scoped` joined to the FTS5 table, matching `terms`, newest first, with `snippet`.
+def index_tokens(room_id: int, author_id: int | None) -> tuple[str, str]:
+    """The FTS table's room and author columns: one token each ("r12", "a7")."""
+    return f"r{room_id}", f"a{author_id}" if author_id else ""
+
+
+def fts5_query(
+    terms: tuple[Term, ...], room_ids: list[int] | None = None, author_id: int | None = None
+) -> str:
+    """An FTS5 MATCH expression: each term a quoted phrase in the body column (words are
+    letters and digits only, so nothing in them is FTS5 syntax), all of them required;
+    with `room_ids` in one of these rooms, with `author_id` by this author."""
+    text = " ".join('"' + " ".join(t.words) + '"' + ("*" if t.prefix else "") for t in terms)
+    expression = f"body : ({text})"
+    if room_ids is not None:
+        expression += " AND room : (" + " OR ".join(f"r{int(pk)}" for pk in room_ids) + ")"
+    if author_id is not None:
+        expression += f" AND author : a{int(author_id)}"
+    return expression
+
+
+def sqlite_matching(scope: Scope, terms: tuple[Term, ...]) -> QuerySet[Message]:
+    """The scope's messages joined to the FTS5 table, matching `terms`, newest first, with
+    `snippet`.
 
     Ordered by the FTS table's rowid (the message id): FTS5 walks its index in that order,
     so the first rows that pass the filters end the query, and snippets are made for those
     rows only. The SQL holds no outside text; the match expression is a parameter."""
+    rooms = scope.room_ids if len(scope.room_ids) <= FTS_ROOMS_IN_MATCH else None
     rowid = RawSQL("rooms_message_fts.rowid", [])
-    return scoped.extra(  # noqa: S610
+    return scope.messages.extra(  # noqa: S610
         tables=["rooms_message_fts"],
         where=["rooms_message_fts.rowid = rooms_message.id", "rooms_message_fts MATCH %s"],
-        params=[fts5_query(terms)],
+        params=[fts5_query(terms, rooms, scope.author_id)],
         select={"snippet": f"snippet(rooms_message_fts, 0, char(2), char(3), '…', {SNIPPET_WORDS:d})"},
     ).order_by(rowid.desc())
 
 
-def _sqlite_matches(scoped: QuerySet[Message], parsed: ParsedQuery, limit: int) -> list[tuple[int, str]]:
-    return list(sqlite_matching(scoped, parsed.terms).values_list("pk", "snippet")[:limit])
+def _sqlite_matches(scope: Scope, parsed: ParsedQuery, limit: int) -> list[tuple[int, str]]:
+    return list(sqlite_matching(scope, parsed.terms).values_list("pk", "snippet")[:limit])
 
 
 # PostgreSQL: the generated tsvector column
