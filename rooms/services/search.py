@@ -317,16 +317,18 @@ def search_messages(
     scope = _scoped(user, parsed)
     if before is not None:
         scope = replace(scope, messages=scope.messages.filter(pk__lt=before))
+    # (message id, its snippet marked by the backend, or None: no text was matched)
+    rows: list[tuple[int, str | None]] = []
     if not scope.room_ids:
-        rows = []
+        pass
     elif not parsed.terms:
         # Filters alone (from:bob, has:image): the newest of what they leave, no text to match.
-        query = scope.messages.order_by("-pk").values_list("pk", flat=True)
-        rows = [(pk, None) for pk in query[: size + 1]]
+        newest = scope.messages.order_by("-pk").values_list("pk", flat=True)
+        rows = [(pk, None) for pk in newest[: size + 1]]
     elif connection.vendor == "postgresql":
-        rows = _postgres_matches(scope.messages, parsed, size + 1)
+        rows = list(_postgres_matches(scope.messages, parsed, size + 1))
     else:
-        rows = _sqlite_matches(scope, parsed, size + 1)
+        rows = list(_sqlite_matches(scope, parsed, size + 1))
     more = len(rows) > size
     rows = rows[:size]
     messages = Message.objects.select_related("room", "author").in_bulk([pk for pk, _ in rows])
@@ -440,7 +442,8 @@ def sqlite_matching(scope: Scope, terms: tuple[Term, ...]) -> QuerySet[Message]:
 
 
 def _sqlite_matches(scope: Scope, parsed: ParsedQuery, limit: int) -> list[tuple[int, str]]:
-    return list(sqlite_matching(scope, parsed.terms).values_list("pk", "snippet")[:limit])
+    rows = sqlite_matching(scope, parsed.terms).values_list("pk", "snippet")  # type: ignore[misc]  # an extra() column
+    return list(rows[:limit])
 
 
 # PostgreSQL: the generated tsvector column
