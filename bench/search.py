@@ -172,7 +172,7 @@ def worker(size: int, repeat: int, posts: int, explain: bool, rooms_in_match: in
         phases["insert"] = time.perf_counter() - started
         started = time.perf_counter()
         with transaction.atomic(), connection.cursor() as cursor:
-            # As migration 0005 fills it for messages stored before it.
+            # As migration 0007 fills it for messages stored before it.
             cursor.execute(
                 "INSERT INTO rooms_message_fts (rowid, body, room, author)"
                 " SELECT id, body, 'r' || room_id, coalesce('a' || author_id, '') FROM rooms_message"

@@ -100,6 +100,29 @@ def test_a_message_removed_by_an_admin_or_a_moderator_is_not_found(alice, bob, c
     assert found(carol, "spam") == []
 
 
+def fts_rows() -> list[tuple[int, str]]:
+    """The SQLite index's rows (none to look at on PostgreSQL, whose index is the text)."""
+    if connection.vendor != "sqlite":
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT rowid, body FROM rooms_message_fts ORDER BY rowid")
+        return cursor.fetchall()
+
+
+def test_a_deleted_account_leaves_no_text_in_the_index(alice, bob, group):
+    """Deleting an account with its messages, and its private room, takes their text out
+    of the index too: nothing of it stays in the database."""
+    from privacy.services import do_delete_account
+
+    say(group, bob, "bob's secret plan")
+    say(group, alice, "alice stays")
+    say(do_open_private_room(bob), bob, "bob's diary")
+    do_delete_account(bob, delete_messages=True)
+    assert found(alice, "secret") == [] and found(alice, "diary") == []
+    assert [body for _, body in fts_rows() if "bob" in body] == []
+    assert found(alice, "stays") == ["alice stays"]
+
+
 def test_the_assistants_finished_reply_is_found(alice, group):
     reply = services.do_post_assistant_message(group.pk, persona="Planner")
     assert found(alice, "umbrella") == []
@@ -248,9 +271,20 @@ def test_has_image_finds_messages_with_a_picture(alice, bob, group):
     assert [h.snippet for h in search_messages(alice, "has:image").hits] == ["the view from the top"]
 
 
-def test_has_file_matches_nothing_until_messages_carry_files(alice, bob, group):
-    say(group, bob, "a file? no")
-    assert found(alice, "file has:file") == []
+def test_has_file_finds_messages_with_a_file_that_is_not_a_picture(alice, bob, group):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from rooms.attachments import file_attachment, make_attachment
+
+    pdf = SimpleUploadedFile("minutes.pdf", b"%PDF-1.4 minutes", content_type="application/pdf")
+    say(group, bob, "the minutes attached", file=file_attachment(pdf))
+    picture = SimpleUploadedFile("p.png", image_bytes(), content_type="image/png")
+    say(group, bob, "the minutes as a picture", image=make_attachment(picture))
+    say(group, bob, "the minutes, no file")
+    assert found(alice, "minutes has:file") == ["the minutes attached"]
+    assert found(alice, "minutes has:image") == ["the minutes as a picture"]
+    [hit] = search_messages(alice, "has:file").hits
+    assert hit.message.file_name == "minutes.pdf"
 
 
 def test_dates_bound_the_search(alice, bob, group):

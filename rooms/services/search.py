@@ -5,8 +5,9 @@ page at a time, each with a snippet whose matches are highlighted. `parse_query`
 what was typed: words (each also matches longer words it starts: "meet" finds
 "meeting"), "quoted phrases", and the filters `from:username` (or `from:me`),
 `in:room` (a group's name, the other person's username in a direct room, or a room id),
-`has:image`, `has:file`, `after:`, `before:` and `on:` (dates as YYYY-MM-DD, in the
-current time zone; after and before leave the day itself out, as in Slack).
+`has:image`, `has:file` (a file that is not a picture), `after:`, `before:` and `on:`
+(dates as YYYY-MM-DD, in the current time zone; after and before leave the day itself
+out, as in Slack).
 
 Who sees what is the room page's rule (rooms/queries.py `history_page`): a member reads
 the room's whole history, including what came before they joined; rooms they left, message
@@ -15,7 +16,7 @@ searched. Messages from people the searcher blocked are left out (the room page 
 them), as are system messages and deleted or removed ones.
 
 The backends index the message text (its markdown source):
-- SQLite: the FTS5 table `rooms_message_fts` (migration 0005), written by `index_message`
+- SQLite: the FTS5 table `rooms_message_fts` (migration 0007), written by `index_message`
   in the same transaction as the message: on a post, an edit, an assistant's finished
   reply, and emptied on a delete or a removal.
 - PostgreSQL: the generated column `rooms_message.search_vector` (to_tsvector('simple',
@@ -34,7 +35,7 @@ from typing import NamedTuple
 
 from django.conf import settings
 from django.contrib.postgres.search import SearchHeadline, SearchQuery, SearchVectorField
-from django.core.exceptions import ValidationError
+from django.core.exceptions import EmptyResultSet, ValidationError
 from django.db import connection
 from django.db.models import Func, Q, QuerySet, Value
 from django.db.models.expressions import RawSQL
@@ -230,13 +231,6 @@ def _bounds(parsed: ParsedQuery) -> Q:
     return condition
 
 
-def has_file_condition() -> Q:
-    """has:file: messages with an attached file that is not an image. Messages carry only
-    images so far, so this matches nothing; when files arrive (rooms/attachments.py), this
-    is the one place that says which messages have one."""
-    return Q(pk__in=[])
-
-
 @dataclass(frozen=True)
 class Scope:
     """What a search may find, before any text is matched: the messages (a queryset with
@@ -279,7 +273,7 @@ def _scoped(user: User, parsed: ParsedQuery) -> Scope:
     if parsed.has_image:
         query = query.exclude(image="")
     if parsed.has_file:
-        query = query.filter(has_file_condition())
+        query = query.with_file()
     return Scope(query.filter(_bounds(parsed)), room_ids, author_id, tuple(notes))
 
 
@@ -337,20 +331,11 @@ def search_messages(
         message = messages.get(pk)
         if message is None:  # deleted in between
             continue
-        if marked is None:
-            snippet = SafeString(html.escape(_plain_snippet(message)))
-        else:
-            snippet = render_snippet(marked)
+        # Filters alone matched no text: the message's one-line preview stands in.
+        snippet = SafeString(html.escape(message.preview)) if marked is None else render_snippet(marked)
         hits.append(SearchHit(message, snippet))
     next_before = rows[-1][0] if more and rows else None
     return SearchResults(parsed, hits, next_before, scope.notes)
-
-
-def _plain_snippet(message: Message) -> str:
-    if message.image and not message.body:
-        return "Image"
-    text = " ".join(message.body.split())
-    return text if len(text) <= 200 else text[:199] + "…"
 
 
 def render_snippet(marked: str) -> SafeString:
@@ -407,6 +392,21 @@ FTS_ROOMS_IN_MATCH = 100
 def index_tokens(room_id: int, author_id: int | None) -> tuple[str, str]:
     """The FTS table's room and author columns: one token each ("r12", "a7")."""
     return f"r{room_id}", f"a{author_id}" if author_id else ""
+
+
+def unindex_messages(messages: QuerySet[Message]) -> None:
+    """Take `messages` out of the search index, in the caller's transaction, before a bulk
+    change the services do not make message by message empties or deletes them (deleting
+    an account: its messages, its private room). On PostgreSQL the text itself is the
+    index, so there is nothing to do."""
+    if connection.vendor != "sqlite":
+        return
+    try:
+        ids_sql, params = messages.values_list("pk").query.sql_with_params()
+    except EmptyResultSet:  # e.g. the messages of no rooms
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM rooms_message_fts WHERE rowid IN ({ids_sql})", params)  # noqa: S608
 
 
 def fts5_query(

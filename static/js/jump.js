@@ -5,8 +5,12 @@
 // live messages are not added after it (they would leave a gap) but light up "Jump to
 // latest" instead, until the window reaches the latest messages and the page is an
 // ordinary room page again. Reply quotes scroll to their original when it is on the page.
+import { me } from "./dom.js";
 import { knownSeqs } from "./messages.js";
 import { resume } from "./live.js";
+
+// A message was sent from this page (by htmx, or by attachments.js with a file).
+let sent = false;
 
 function messageList() {
   return document.getElementById("messages");
@@ -48,14 +52,27 @@ document.body.addEventListener("htmx:oobBeforeSwap", (event) => {
   if (event.detail.target.id !== "messages" || !detached()) return;
   const newest = newestShown();
   let held = 0;
+  let mine = false;
   Array.from(event.detail.fragment.children).forEach((child) => {
     if (child.dataset && Number(child.dataset.seq) > newest) {
+      mine = mine || (sent && child.dataset.authorId === me);
       child.remove();
       held++;
     }
   });
+  // Sent from this window: the message is at the end of the room, so go there.
+  if (mine) location.assign(latestUrl());
   const note = document.querySelector("#jump-latest .jump-latest__new");
   if (held && note) note.hidden = false;
+});
+
+function latestUrl() {
+  const button = document.querySelector("#jump-latest a");
+  return button ? button.href : location.pathname.replace(/m\/\d+\/$/, "");
+}
+
+document.body.addEventListener("htmx:beforeRequest", (event) => {
+  if (detached() && event.detail.elt && event.detail.elt.id === "composer") sent = true;
 });
 
 // The last page of newer messages arrived (no "Load newer" link came with it): the window
@@ -67,17 +84,6 @@ document.body.addEventListener("htmx:afterSettle", () => {
   const button = document.getElementById("jump-latest");
   if (button) button.remove();
   resume({ missedOnly: true });
-});
-
-// Sending from an older window: the message is at the end of the room, so go there.
-document.body.addEventListener("htmx:beforeSwap", (event) => {
-  const form = event.detail.requestConfig && event.detail.requestConfig.elt;
-  if (!detached() || !form || form.id !== "composer" || !event.detail.xhr) return;
-  if (event.detail.xhr.status >= 200 && event.detail.xhr.status < 300) {
-    event.detail.shouldSwap = false;
-    const button = document.querySelector("#jump-latest a");
-    location.assign(button ? button.href : location.pathname.replace(/m\/\d+\/$/, ""));
-  }
 });
 
 // A reply's quote: its original, here if the page has it, else by its link.

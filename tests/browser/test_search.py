@@ -76,7 +76,7 @@ def test_search_finds_a_message_and_opens_the_room_around_it(people, screenshot)
     url, room_id = create_group(alice, "Trip planning", [bob, carol])
     bob.page.goto(url)
     lighthouse = 0
-    for n in range(1, 91):
+    for n in range(1, 151):
         body = f"Plan item {n}: nothing special"
         if n == 10:
             body = "The <b>lighthouse</b> tour starts at noon, bring a jacket"
@@ -124,7 +124,7 @@ def test_search_finds_a_message_and_opens_the_room_around_it(people, screenshot)
     expect(messages(alice.page).filter(has_text="A live one")).to_have_count(0)
 
     # Scrolling down loads newer history until the latest; then the page is live again.
-    for _ in range(6):
+    for _ in range(10):
         alice.page.locator("#history").evaluate("pane => pane.scrollTop = pane.scrollHeight")
         if not alice.page.locator("#messages > .load-newer").count():
             break
@@ -138,12 +138,22 @@ def test_search_finds_a_message_and_opens_the_room_around_it(people, screenshot)
     assert all_seqs == sorted(all_seqs) and len(all_seqs) == len(set(all_seqs))
     assert all_seqs == list(range(all_seqs[0], all_seqs[-1] + 1))  # no gap, nothing twice
 
-    # A reply's quote leads to its original, far up the history.
+    # A reply's quote leads to its original, far up the history (not on the page: the
+    # latest messages and the page of older ones it loads at once).
     alice.page.goto(url)
     wait_connected(alice.page)
     alice.page.locator(".message__quote").filter(has_text="tour starts at noon").click()
     expect(alice.page).to_have_url(re.compile(rf"/r/{room_id}/m/\d+/$"))
     expect(alice.page.locator("#messages > .message.is-target")).to_contain_text("tour starts at noon")
+
+    # Sending from that older window goes to the end of the room, where the message is.
+    wait_connected(alice.page)
+    textarea = alice.page.locator("#composer textarea")
+    textarea.fill("Replying from way back")
+    textarea.press("Enter")
+    expect(alice.page).to_have_url(re.compile(rf"/r/{room_id}/$"))
+    expect(messages(alice.page).filter(has_text="Replying from way back")).to_have_count(1)
+    expect(alice.page.locator("#jump-latest")).to_have_count(0)
 
     # On a phone: the search link, the results, the message.
     page = carol.page

@@ -60,7 +60,7 @@ POSTGRES_FORWARDS = [
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("rooms", "0004_invites_requests_reports_moderation"),
+        ("rooms", "0006_reactions"),
     ]
 
     operations = [
