@@ -129,6 +129,8 @@ def worker(size: int, repeat: int, posts: int, explain: bool, rooms_in_match: in
     seqs = [0] * ROOMS
     columns = [f for f in Message._meta.concrete_fields if f.name != "id"]
     names = [f.column for f in columns]
+    # Every other column as a new message has it (files, reactions, whatever comes next).
+    defaults = {f.column: f.get_default() for f in columns}
     rows = []
     for i, length in enumerate(lengths):
         room_index = i % ROOMS
@@ -155,7 +157,7 @@ def worker(size: int, repeat: int, posts: int, explain: bool, rooms_in_match: in
             "deleted_at": None,
             "removed_by": "",
         }
-        rows.append(tuple(values[c] for c in names))
+        rows.append(tuple(values[c] if c in values else defaults[c] for c in names))
     phases["generate"] = time.perf_counter() - started
 
     started = time.perf_counter()

@@ -151,6 +151,16 @@ def test_toasts_and_desktop_notifications_link_to_the_message(events, alice, bob
     assert f'href="/r/{group.pk}/m/{message.seq}/"' in event["toast_html"]
 
 
+def test_a_reactions_toast_links_to_the_message(events, alice, bob, direct):
+    from rooms.services.reactions import do_toggle_reaction
+
+    message = services.do_post_message(membership(direct, alice), "good news").message
+    with events() as sent:
+        do_toggle_reaction(membership(direct, bob), message, "👍")
+    [(_, event)] = sent.of_type("room.reactions")
+    assert f'href="/r/{direct.pk}/m/{message.seq}/"' in event["toast_html"]
+
+
 def test_the_report_queue_links_to_the_message(alice, bob, group, rf):
     message = services.do_post_message(membership(group, bob), "nasty").message
     report = moderation.do_report_message(alice, membership(group, alice), message, reason="spam", text="")
