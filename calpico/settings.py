@@ -322,6 +322,10 @@ MESSAGE_MAX_LENGTH = 4000
 MESSAGES_PER_PAGE = 50
 # Consecutive messages from one person at most this far apart share one header (rooms/grouping.py).
 MESSAGE_GROUP_SECONDS = 5 * 60
+# A search's page of results (rooms/services/search.py), and how many messages a link to
+# one message (/r/<room>/m/<seq>/) shows on each side of it.
+SEARCH_RESULTS_PER_PAGE = 20
+JUMP_CONTEXT = MESSAGES_PER_PAGE // 2
 
 # Live layer (rooms/consumers.py).
 # A larger frame from a page gets an error frame from the consumer; the socket stays open.

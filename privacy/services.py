@@ -22,7 +22,7 @@ from privacy import export as builder
 from privacy.models import DataExport
 from rooms import live
 from rooms.models import Invite, Membership, Message, ModerationAction, Room
-from rooms.services import do_leave_room
+from rooms.services import do_leave_room, search
 from rooms.services.moderation import end_sessions
 
 log = logging.getLogger(__name__)
@@ -174,6 +174,7 @@ def do_delete_account(
             Room.objects.filter(kind=Room.Kind.PRIVATE, owner=user).values_list("pk", flat=True)
         )
         gone_rooms = unanswered_rooms + private_rooms
+        search.unindex_messages(Message.objects.filter(room_id__in=gone_rooms))
         files += [
             name
             for name in Message.objects.filter(room_id__in=gone_rooms)
@@ -186,6 +187,7 @@ def do_delete_account(
         if delete_messages:
             mine = Message.objects.filter(author=user, deleted_at__isnull=True)
             files += [name for name in mine.exclude(image="").values_list("image", flat=True)]
+            search.unindex_messages(mine)
             mine.update(body="", html="", mentioned_user_ids=[], image="", deleted_at=timezone.now())
         end_sessions(user)
         RetiredUsername.objects.update_or_create(

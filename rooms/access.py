@@ -199,6 +199,22 @@ def access_message(membership: Membership, message_id: int | str) -> Message:
     return message
 
 
+def access_message_at(membership: Membership, seq: object) -> Message:
+    """The message at position `seq` of the member's room (its `/r/<room>/m/<seq>/`
+    address); Http404 for any other seq."""
+    parsed = parse_id(seq)
+    message = None
+    if parsed is not None:
+        message = (
+            Message.objects.select_related("author", "reply_to__author")
+            .filter(room_id=membership.room_id, seq=parsed)
+            .first()
+        )
+    if message is None:
+        raise Http404("No such message.")
+    return message
+
+
 def can_change_message(user: User, message: Message) -> bool:
     """Only the author edits a message, and only while it exists."""
     return message.author_id == user.pk and message.kind == Message.Kind.TEXT and message.deleted_at is None

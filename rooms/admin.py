@@ -5,6 +5,7 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Case, Count, Value, When
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from accounts.admin import UserAdmin
@@ -151,6 +152,7 @@ class ReportAdmin(admin.ModelAdmin):
         "resolved_by",
         "resolved_at",
         "resolution",
+        "in_context",
         "snapshot_view",
     )
     exclude = ("snapshot",)
@@ -196,7 +198,18 @@ class ReportAdmin(admin.ModelAdmin):
 
     @admin.display(description="Reported text")
     def reported_text(self, report: Report) -> str:
-        return (report.snapshot.get("message", {}).get("body") or "")[:80]
+        text = (report.snapshot.get("message", {}).get("body") or "")[:80]
+        url = _message_url(report)
+        return format_html('<a href="{}">{}</a>', url, text or "(no text)") if url else text
+
+    @admin.display(description="In the conversation")
+    def in_context(self, report: Report) -> str:
+        url = _message_url(report)
+        if not url:
+            return "—"
+        return format_html(
+            '<a href="{}">Open the message in its conversation</a> (for its members only)', url
+        )
 
     @admin.display(description="Snapshot (as reported)")
     def snapshot_view(self, report: Report):
@@ -224,6 +237,15 @@ class ReportAdmin(admin.ModelAdmin):
                 json.dumps(run.get("prompt"), indent=2, ensure_ascii=False),
             )
         return format_html("<ol>{}</ol>{}", items, prompt)
+
+
+def _message_url(report: Report) -> str:
+    """The reported message's link (/r/<room>/m/<seq>/), from the snapshot: no query."""
+    room_id = (report.snapshot.get("room") or {}).get("id")
+    seq = (report.snapshot.get("message") or {}).get("seq")
+    if not (isinstance(room_id, int) and isinstance(seq, int)):
+        return ""
+    return reverse("rooms:message", args=[room_id, seq])
 
 
 def _suspend_reported(moderator, report: Report, reason: str) -> None:

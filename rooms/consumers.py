@@ -226,7 +226,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
             # More than a page holds: checking them all for edits would scan the room.
             await self._send_json({"type": "reload", "reason": "too_long"})
             return
-        missed, changed, newest = await database_sync_to_async(catch_up)(room_id, last_seq, oldest, since)
+        # A page showing an older window (/r/<room>/m/<seq>/) asks for the changes to what
+        # it has, not for what came after it.
+        detached = frame.get("detached") is True
+        missed, changed, newest = await database_sync_to_async(catch_up)(
+            room_id, last_seq, oldest, since, detached=detached
+        )
         if missed is None:
             await self._send_json({"type": "reload", "reason": "too_far_behind"})
             return

@@ -202,6 +202,10 @@ class Message(models.Model):
     def __str__(self) -> str:
         return f"{self.room_id}#{self.seq}"
 
+    def get_absolute_url(self) -> str:
+        """The room around this message, the message highlighted (by its place, `seq`)."""
+        return reverse("rooms:message", args=[self.room_id, self.seq])
+
     @property
     def is_system(self) -> bool:
         return self.kind == self.Kind.SYSTEM

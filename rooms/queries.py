@@ -2,7 +2,7 @@
 messages or rooms there are."""
 
 import datetime as dt
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -16,16 +16,24 @@ from rooms.models import Membership, Message, Reaction, Room, reaction_chips
 
 @dataclass(frozen=True)
 class HistoryPage:
+    """Consecutive messages of a room, oldest first. `has_newer`: the room goes on after
+    them (the page shows an older window, not the latest messages)."""
+
     messages: list[Message]
     has_older: bool
     # The reader's read position when they opened the room, and the seq of the message the
     # "New messages" line goes above if it is on this page (rooms/grouping.py).
     unread_after: int | None = None
     unread_seq: int | None = None
+    has_newer: bool = False
 
     @property
     def oldest_seq(self) -> int | None:
         return self.messages[0].seq if self.messages else None
+
+    @property
+    def newest_seq(self) -> int | None:
+        return self.messages[-1].seq if self.messages else None
 
     @property
     def unread_above(self) -> bool:
@@ -33,6 +41,10 @@ class HistoryPage:
         it carries `unread_after` on."""
         oldest = self.oldest_seq
         return self.unread_after is not None and oldest is not None and self.unread_after + 1 < oldest
+
+
+def _history(room: Room):
+    return Message.objects.filter(room=room).select_related("author", "reply_to", "reply_to__author")
 
 
 def history_page(
@@ -49,18 +61,82 @@ def history_page(
     attaches them), laid out by rooms.grouping (which continue a group, and the "New
     messages" line after `unread_after`)."""
     size = size or settings.MESSAGES_PER_PAGE
-    query = Message.objects.filter(room=room).select_related("author", "reply_to", "reply_to__author")
+    query = _history(room)
     if before is not None:
         query = query.filter(seq__lt=before)
     rows = list(query.order_by("-seq")[: size + 1])
-    has_older = len(rows) > size
-    messages = rows[:size][::-1]
+    return _page(
+        room,
+        rows[:size][::-1],
+        has_older=len(rows) > size,
+        has_newer=before is not None and before <= room.last_seq,
+        hidden=hidden,
+        unread_after=unread_after,
+        reactions=reactions,
+    )
+
+
+def history_after(
+    room: Room,
+    after: int,
+    *,
+    size: int | None = None,
+    hidden: Collection[int] = (),
+    reactions: bool = True,
+) -> HistoryPage:
+    """Up to `size` messages after sequence number `after`, oldest first (reactions and
+    layout as `history_page`)."""
+    size = size or settings.MESSAGES_PER_PAGE
+    rows = list(_history(room).filter(seq__gt=after).order_by("seq")[: size + 1])
+    return _page(
+        room,
+        rows[:size],
+        has_older=after >= 1,
+        has_newer=len(rows) > size,
+        hidden=hidden,
+        reactions=reactions,
+    )
+
+
+def history_around(
+    room: Room,
+    seq: int,
+    *,
+    context: int | None = None,
+    hidden: Collection[int] = (),
+    reactions: bool = True,
+) -> HistoryPage:
+    """The message at `seq` with up to `context` messages on each side, oldest first.
+    Two queries (and the reactions'), however long the room."""
+    context = context or settings.JUMP_CONTEXT
+    older = list(_history(room).filter(seq__lt=seq).order_by("-seq")[: context + 1])
+    newer = list(_history(room).filter(seq__gte=seq).order_by("seq")[: context + 2])
+    return _page(
+        room,
+        older[:context][::-1] + newer[: context + 1],
+        has_older=len(older) > context,
+        has_newer=len(newer) > context + 1,
+        hidden=hidden,
+        reactions=reactions,
+    )
+
+
+def _page(
+    room: Room,
+    messages: list[Message],
+    *,
+    has_older: bool,
+    has_newer: bool,
+    hidden: Collection[int],
+    unread_after: int | None = None,
+    reactions: bool = True,
+) -> HistoryPage:
     for message in messages:
         message.room = room  # the room the page already has, not a copy per message
     if reactions:
         attach_reactions(messages, hidden=hidden)
     unread_seq = lay_out(messages, unread_after=unread_after)
-    return HistoryPage(messages, has_older, unread_after, unread_seq)
+    return HistoryPage(messages, has_older, unread_after, unread_seq, has_newer)
 
 
 # What a chip shows of a reaction: the emoji, and who (a member's name, or the assistant's).
@@ -142,6 +218,24 @@ def room_title(room: Room, viewer: User, members: list[User] | None = None) -> s
         members = room_members(room)
     other = next((m for m in members if m.pk != viewer.pk), None)
     return other.name if other else "Direct message"
+
+
+def room_titles(rooms: Iterable[Room], viewer: User) -> dict[int, str]:
+    """Each room's name as the sidebar shows it to `viewer`: its title, or for a direct
+    room the other person's name. At most one query."""
+    rooms = list(rooms)
+    direct_ids = [room.pk for room in rooms if room.is_direct]
+    others = {}
+    if direct_ids:
+        others = {
+            m.room_id: m.user.name
+            for m in Membership.objects.filter(room_id__in=direct_ids)
+            .exclude(user=viewer)
+            .select_related("user")
+        }
+    return {
+        room.pk: others.get(room.pk, "Direct message") if room.is_direct else room.title for room in rooms
+    }
 
 
 @dataclass(frozen=True)
@@ -236,15 +330,17 @@ ASSISTANT_REPLY_WINDOW = dt.timedelta(minutes=30)
 
 
 def catch_up(
-    room_id: int, last_seq: int, oldest: int, since: dt.datetime | None
+    room_id: int, last_seq: int, oldest: int, since: dt.datetime | None, *, detached: bool = False
 ) -> tuple[list[Message] | None, list[Message], int]:
     """What a page that has seqs `oldest` to `last_seq` of the room missed: (messages after
     `last_seq`, messages it has that changed since `since`, the newest seq). None instead
     of the messages when there is more than a catch-up sends (WS_CATCH_UP_LIMIT, both kinds
-    together: `since` and `oldest` are the page's to choose): the page reloads then."""
+    together: `since` and `oldest` are the page's to choose): the page reloads then.
+    `detached`: the page shows an older window (a link to a message), which does not take
+    the messages after it, only the changes to those it has."""
     limit = settings.WS_CATCH_UP_LIMIT
     query = Message.objects.filter(room_id=room_id).select_related("room", "author", "reply_to__author")
-    missed = list(query.filter(seq__gt=last_seq).order_by("seq")[: limit + 1])
+    missed = [] if detached else list(query.filter(seq__gt=last_seq).order_by("seq")[: limit + 1])
     if len(missed) > limit:
         return None, [], last_seq
     changed: list[Message] = []

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from rooms.views import direct, groups, invites, messages, reactions, reports, rooms
+from rooms.views import direct, groups, invites, messages, reactions, reports, rooms, search
 
 app_name = "rooms"
 
@@ -13,7 +13,9 @@ urlpatterns = [
     path("r/<id:room_id>/composer/", rooms.composer, name="composer"),
     path("r/<id:room_id>/messages/", messages.post_message, name="post_message"),
     path("r/<id:room_id>/read/", messages.mark_read, name="mark_read"),
-    path("r/<id:room_id>/m/<id:message_id>/", messages.message_detail, name="message"),
+    # A message by its place in the room (Message.seq, what people link to); the message's
+    # actions below take its id.
+    path("r/<id:room_id>/m/<id:seq>/", messages.message_in_context, name="message"),
     path("r/<id:room_id>/m/<id:message_id>/edit/", messages.edit_message, name="edit_message"),
     path("r/<id:room_id>/m/<id:message_id>/delete/", messages.delete_message, name="delete_message"),
     path("r/<id:room_id>/m/<id:message_id>/image/", messages.message_image, name="message_image"),
@@ -38,6 +40,7 @@ urlpatterns = [
     path("r/<id:room_id>/leave/", groups.leave_room, name="leave"),
     path("r/<id:room_id>/mute/", groups.set_muted, name="mute"),
     path("rooms/sidebar/", rooms.sidebar, name="sidebar"),
+    path("search/", search.search, name="search"),
     path("settings/notifications/", rooms.notification_settings, name="notifications"),
     path("settings/privacy/", rooms.privacy_settings, name="privacy"),
 ]

@@ -310,6 +310,33 @@ async def test_resume_also_replaces_messages_changed_while_away(alice, bob, grou
     await socket.disconnect()
 
 
+async def test_a_page_showing_an_older_window_gets_its_changes_not_what_came_after(
+    alice, bob, group, settings
+):
+    """A link to a message shows the room around it; resuming there (`detached`) must not
+    pour the rest of the room into it, nor make it reload for being far behind."""
+    settings.WS_CATCH_UP_LIMIT = 2
+    messages = [(await apost(group, bob, f"window {n}")).message for n in range(6)]
+    socket = await connected(alice, group)
+    since = await sync_to_async(timezone.now)()
+    await sync_to_async(services.do_edit_message)(bob, messages[1], "edited in the window")
+    await delivered(socket)
+    resume = {
+        "type": "resume",
+        "room": group.pk,
+        "last_seq": messages[2].seq,
+        "oldest_seq": messages[0].seq,
+        "since": since.isoformat(),
+        "detached": True,
+    }
+    await socket.send_to(text_data=json.dumps(resume))
+    received = await answered(socket)
+    body = html(received)
+    assert "edited in the window" in body and body.count("<article") == 1
+    assert json_frames(received, "caught_up")[0]["last_seq"] == messages[2].seq
+    await socket.disconnect()
+
+
 async def test_a_client_too_far_behind_is_told_to_reload(alice, bob, group, settings):
     settings.WS_CATCH_UP_LIMIT = 2
     for text in ("a", "b", "c"):

@@ -47,6 +47,7 @@ ID_FIELDS = [
     "memory_id",
     "seq",
     "before",
+    "after",
 ]
 
 
@@ -89,6 +90,7 @@ def world(alice, bob, carol, group):
         "export_id": export.pk,
         "room_id": group.pk,
         "message_id": message.pk,
+        "seq": message.seq,
         "invite_id": invite.pk,
         "memory_id": memory.pk,
         "username": "bob",

@@ -168,7 +168,8 @@ def test_reply_shows_the_quoted_original(alice_client, bob_client, group):
     reply = group.messages.get(body="The harbour place")
     assert reply.reply_to == original
     page = alice_client.get(group.get_absolute_url()).content.decode()
-    assert f'href="#m-{original.pk}"' in page
+    # The quote leads to the original, wherever it is in the history.
+    assert f'href="/r/{group.pk}/m/{original.seq}/" data-quote-seq="{original.seq}"' in page
     assert 'class="message__quote-text">Where shall we eat?<' in page
 
 

@@ -69,9 +69,11 @@ def test_older_messages_work_without_javascript(alice_client, alice, group):
     fill(group, alice, 120)  # after the 2 system messages: message N has seq N + 2
     page = alice_client.get(group.get_absolute_url(), {"before": 100}).content.decode()
     body = history(page)
-    assert "<html" in page and "Jump to the latest messages" in body
+    assert "<html" in page and "Jump to latest" in body
     assert "message 48<" in body and "message 97<" in body
     assert "message 47<" not in body and "message 98<" not in body
+    # Newer ones follow by a link too (and load as the reader reaches them, with htmx).
+    assert f'href="/r/{group.pk}/?after=99"' in body and "data-detached" in body
 
 
 @pytest.mark.parametrize("before", ["abc", "-5", "0", "99999999999999999999"])

@@ -28,6 +28,7 @@ from rooms.access import can_change_message, can_delete_message
 from rooms.attachments import FileAttachment, PendingAttachment
 from rooms.markdown import render_message, rendered_text
 from rooms.models import Membership, Message, Room
+from rooms.services import search
 from rooms.services.core import (
     announce_on_commit,
     append_message,
@@ -211,6 +212,8 @@ def do_post_message(
             announce=False,
         )
         attachment.taken()
+        # Searchable when it commits, not before, and never without the message.
+        search.index_message(message, new=True)
         # After commit, first of all: what the hooks start (the assistant sends the model
         # its request: the answer is on its way while the room is told). They show nothing.
         starts: list[Callable[[], None]] = []
@@ -255,7 +258,7 @@ def do_post_assistant_message(
     cannot answer). `announce=False`: the caller shows it to the room itself
     (`rooms.live.announce_message`), after this commits."""
     with transaction.atomic():
-        return append_message(
+        message = append_message(
             lock_room(room_id),
             author=None,
             kind=Message.Kind.ASSISTANT,
@@ -267,6 +270,8 @@ def do_post_assistant_message(
             note=note,
             announce=announce,
         )
+        search.index_message(message, new=True)
+        return message
 
 
 def do_update_assistant_message(
@@ -295,6 +300,9 @@ def do_update_assistant_message(
         fields += ["image", "image_width", "image_height"]
     with transaction.atomic():
         message.save(update_fields=fields)
+        # The reply as it ends (or restarts, emptied) is what search finds; the text so far
+        # while it streams (assistant.runs.save_progress) is not indexed.
+        search.index_message(message)
         if announce:
             announce_on_commit(live.announce_message_changed, message)
     return message
@@ -317,6 +325,7 @@ def do_edit_message(user: User, message: Message, body: str) -> Message:
         message.mentioned_user_ids = [uid for uid in rendered.mentioned_user_ids if uid != user.pk]
         message.edited_at = timezone.now()
         message.save(update_fields=["body", "html", "mentioned_user_ids", "edited_at"])
+        search.index_message(message)
         announce_on_commit(live.announce_message_changed, message)
     return message
 
@@ -363,6 +372,7 @@ def _remove_message(message: Message, *, removed_by: str) -> Message:
                 "deleted_at",
             ]
         )
+        search.index_message(message)  # leaves the index
         announce_on_commit(live.announce_message_changed, message)
         for storage, name in stored:
             # A deleted message's picture or file is gone too, once the delete is sure to stand.

@@ -77,10 +77,16 @@ def composer_form(request: MemberRequest, membership: Membership) -> tuple[Messa
 
 
 def room_context(
-    request: MemberRequest, membership: Membership, *, page: HistoryPage | None = None, form=None
+    request: MemberRequest,
+    membership: Membership,
+    *,
+    page: HistoryPage | None = None,
+    target: Message | None = None,
+    form=None,
 ) -> dict:
     """The room page's context: `page` of history (by default the newest; read without its
-    reactions, which are attached here), `form` a composer that failed to post."""
+    reactions, which are attached here), `target` the message a link opened it on (shown
+    highlighted), `form` a composer that failed to post."""
     room = membership.room
     sidebar = sidebar_entries(request.user)
     # Reactions of people I blocked are left out (a pushed chip leaves them out in the page).
@@ -101,6 +107,7 @@ def room_context(
         "members": members,
         "page": page,
         "page_html": laid_out_html(page, fragments.messages_html(page.messages, request.user)),
+        "target": target,
         "form": form,
         "reply_to": reply_to,
         "viewer": request.user,

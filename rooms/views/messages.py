@@ -12,10 +12,17 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from rooms import filetypes, fragments, services
-from rooms.access import access_membership, access_message, access_own_message, can_delete_message, parse_seq
+from rooms.access import (
+    access_membership,
+    access_message,
+    access_message_at,
+    access_own_message,
+    can_delete_message,
+    parse_seq,
+)
 from rooms.attachments import FileAttachment, read_upload
 from rooms.forms import EditMessageForm, MessageForm
-from rooms.queries import sidebar_entries
+from rooms.queries import history_around, sidebar_entries
 from rooms.views._common import reply_target, room_context
 
 
@@ -70,12 +77,21 @@ def post_message(request, room_id: int):
 
 
 @require_GET
-def message_detail(request, room_id: int, message_id: int):
+def message_in_context(request, room_id: int, seq: int):
+    """`/r/<room>/m/<seq>/`, where search results, toasts, notifications and reply quotes
+    lead: the room page around the message, which it shows highlighted. For htmx, the
+    message alone (an edit's Cancel)."""
     membership = access_membership(request.user, room_id)
-    message = access_message(membership, message_id)
+    try:
+        message = access_message_at(membership, seq)
+    except Http404:
+        # A member may know the room: say what is missing, and lead back to it.
+        context = {"room": membership.room, "seq": seq, "sidebar": sidebar_entries(request.user)}
+        return render(request, "rooms/no_message.html", context, status=404)
     if request.htmx:
         return render(request, "rooms/_message.html", {"message": message, "viewer": request.user})
-    return redirect(f"{membership.room.get_absolute_url()}#m-{message.pk}")
+    page = history_around(membership.room, message.seq, reactions=False)
+    return render(request, "rooms/room.html", room_context(request, membership, page=page, target=message))
 
 
 @require_http_methods(["GET", "POST"])

@@ -10,7 +10,7 @@ from accounts.services import blocked_ids, do_set_desktop_notifications
 from rooms import fragments, services
 from rooms.access import access_membership, parse_seq
 from rooms.grouping import laid_out_html
-from rooms.queries import history_page, sidebar_entries
+from rooms.queries import history_after, history_page, sidebar_entries
 from rooms.views._common import composer_form, room_context
 
 
@@ -25,6 +25,7 @@ def room(request, room_id: int):
     before = parse_seq(request.GET.get("before")) or None
     # Older pages carry the "New messages" line on until one shows it.
     unread_after = parse_seq(request.GET.get("unread_after"))
+    after = parse_seq(request.GET.get("after"))
     if request.htmx and before:
         # Reactions of people I blocked are left out, as on the first page.
         hidden = blocked_ids(request.user)
@@ -38,11 +39,26 @@ def room(request, room_id: int):
                 "page_html": laid_out_html(page, fragments.messages_html(page.messages, request.user)),
             },
         )
-    if before is None:
+    if request.htmx and after is not None:
+        # An older window reaching towards the latest messages (static/js/jump.js).
+        page = history_after(membership.room, after, hidden=blocked_ids(request.user))
+        return render(
+            request,
+            "rooms/room.html#newer",
+            {
+                "room": membership.room,
+                "page": page,
+                "page_html": laid_out_html(page, fragments.messages_html(page.messages, request.user)),
+                "newer_only": True,
+            },
+        )
+    if before is None and after is None:
         # Opening a room reads it; do it first so the sidebar shows it read. The line goes
         # where I had read up to before.
         page = history_page(membership.room, unread_after=membership.last_read_seq, reactions=False)
         services.do_mark_read(membership, membership.room.last_seq, shown=page.messages)
+    elif after is not None:
+        page = history_after(membership.room, after, reactions=False)
     else:
         page = history_page(membership.room, before=before, unread_after=unread_after, reactions=False)
     return render(request, "rooms/room.html", room_context(request, membership, page=page))

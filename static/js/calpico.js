@@ -21,6 +21,7 @@
 //   mentions.js       the @-mention combobox
 //   confirm.js        data-confirm forms
 //   reactions.js      the quick row, the emoji picker, per-viewer marks on reaction chips
+//   jump.js           a page opened on one message: its window of history, live messages after it
 import "./dom.js";
 import "./live.js";
 import "./messages.js";
@@ -39,13 +40,14 @@ import "./attachments.js";
 import "./mentions.js";
 import "./confirm.js";
 import "./reactions.js";
+import { showTarget } from "./jump.js";
 
 document.addEventListener("DOMContentLoaded", () => {
   renewClientId();
   decorate(document);
-  // A link to one message (#m-42) shows that message; otherwise the newest, ready to answer
-  // (or where the unread messages start, when they are more than a screen).
-  const linked = Boolean(location.hash);
+  // A link to one message (/r/12/m/7/, or #m-42) shows that message; otherwise the newest,
+  // ready to answer (or where the unread messages start, when they are more than a screen).
+  const linked = showTarget() || Boolean(location.hash);
   if (!linked) scrollToUnread();
   startComposer({ focus: !linked });
 });

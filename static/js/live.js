@@ -24,6 +24,28 @@ export function onFrame(type, handler) {
   handlers.get(type).push(handler);
 }
 
+/**
+ * Ask for what this room's page missed: messages after the newest it shows and changes to
+ * those it has (docs/protocol.md, resume). A page showing an older window (#messages
+ * [data-detached], jump.js) asks for the changes only. `missedOnly`: skip the changes (a
+ * window that just reached the latest messages, however long it has grown).
+ */
+export function resume({ missedOnly = false } = {}) {
+  if (!roomId) return;
+  const known = knownSeqs();
+  const last = known.length ? Math.max(...known) : 0;
+  const frame = {
+    type: "resume",
+    room: roomId,
+    last_seq: last,
+    oldest_seq: missedOnly ? last : known.length ? Math.min(...known) : 0,
+    since: serverTime,
+  };
+  const list = document.getElementById("messages");
+  if (list && "detached" in list.dataset) frame.detached = true;
+  send(frame);
+}
+
 /** Call `hook()` when the socket opens again after it was lost (not on the first connection). */
 export function onReconnect(hook) {
   reconnectHooks.push(hook);
@@ -63,18 +85,9 @@ if (live) {
     socket = event.detail.socketWrapper;
     openedAt = Date.now();
     document.getElementById("connection-banner").hidden = true;
-    if (roomId) {
-      // Always, also on the first connection: a message may have arrived between
-      // rendering the page and opening the socket.
-      const known = knownSeqs();
-      send({
-        type: "resume",
-        room: roomId,
-        last_seq: known.length ? Math.max(...known) : 0,
-        oldest_seq: known.length ? Math.min(...known) : 0,
-        since: serverTime,
-      });
-    }
+    // Always, also on the first connection: a message may have arrived between rendering
+    // the page and opening the socket.
+    resume();
     if (live.dataset.connected) reconnectHooks.forEach((hook) => hook());
     live.dataset.connected = "yes";
   });

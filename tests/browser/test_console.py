@@ -154,6 +154,8 @@ def test_every_page_keeps_a_clean_console(browser, app, fake_openai):
         "/people/",
         "/settings/notifications/",
         "/settings/privacy/",
+        "/search/?q=saturday",
+        f"{url}m/3/",
         "/assistant/memories/",
         "/admin/",
         "/admin/rooms/message/",

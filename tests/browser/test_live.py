@@ -204,7 +204,7 @@ def test_the_sidebar_counts_and_raises_rooms_with_new_messages(group, screenshot
     expect(toast).to_have_count(1)
     expect(toast).to_contain_text("Bob Builder in Trip planning")
     expect(toast).to_contain_text("Who brings the sandwiches?")
-    expect(toast).to_have_attribute("href", re.compile(rf"^/r/{group.id}/#m-\d+$"))
+    expect(toast).to_have_attribute("href", re.compile(rf"^/r/{group.id}/m/\d+/$"))
     bob_direct.locator("#composer textarea").press_sequentially("Sandwiches it is")
     expect(alice.locator("#typing")).to_have_text("Bob Builder is typing…", timeout=LIVE)
     screenshot(alice, "live-room")
