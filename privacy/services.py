@@ -12,6 +12,7 @@ import logging
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from accounts.models import RetiredUsername, User
@@ -130,6 +131,12 @@ def _announce_changed(message_ids: list[int]) -> None:
         live.announce_message_changed(message)
 
 
+def _stored_files(messages: QuerySet[Message]) -> list[str]:
+    """The names in storage of the messages' pictures and files."""
+    names = messages.filter(Q(image__gt="") | Q(file__gt="")).values_list("image", "file")
+    return [name for pair in names for name in pair if name]
+
+
 def do_delete_account(
     user: User, *, delete_messages: bool = False, moderator: User | None = None, reason: str = ""
 ) -> None:
@@ -175,20 +182,25 @@ def do_delete_account(
         )
         gone_rooms = unanswered_rooms + private_rooms
         search.unindex_messages(Message.objects.filter(room_id__in=gone_rooms))
-        files += [
-            name
-            for name in Message.objects.filter(room_id__in=gone_rooms)
-            .exclude(image="")
-            .values_list("image", flat=True)
-        ]
+        files += _stored_files(Message.objects.filter(room_id__in=gone_rooms))
         Room.objects.filter(pk__in=gone_rooms).delete()
         Invite.objects.filter(created_by=user).delete()
         changed = _recent_messages(user)
         if delete_messages:
             mine = Message.objects.filter(author=user, deleted_at__isnull=True)
-            files += [name for name in mine.exclude(image="").values_list("image", flat=True)]
+            files += _stored_files(mine)
             search.unindex_messages(mine)
-            mine.update(body="", html="", mentioned_user_ids=[], image="", deleted_at=timezone.now())
+            mine.update(
+                body="",
+                html="",
+                mentioned_user_ids=[],
+                image="",
+                file="",
+                file_name="",
+                file_size=None,
+                file_type="",
+                deleted_at=timezone.now(),
+            )
         end_sessions(user)
         RetiredUsername.objects.update_or_create(
             username=username.lower(),

@@ -24,7 +24,7 @@ from privacy import services
 from privacy.export import export_path
 from privacy.models import DataExport
 from rooms import services as rooms
-from rooms.attachments import make_attachment
+from rooms.attachments import make_attachment, read_upload
 from rooms.live_groups import user_group
 from rooms.models import Invite, Membership, Message, ModerationAction, Room
 from tests.conftest import PASSWORD, client_for, image_bytes, membership
@@ -284,6 +284,35 @@ def test_deleting_an_account_with_its_messages(alice, bob, group, alice_client, 
     assert not file.exists()
     bobs.refresh_from_db()
     assert bobs.body == "bob stays" and not bobs.is_deleted
+
+
+def test_deleting_an_account_with_its_messages_deletes_their_files(
+    alice, bob, group, alice_client, settings, django_capture_on_commit_callbacks
+):
+    """A file, not only a picture: gone from storage, and its name from the row."""
+    upload = SimpleUploadedFile("my-results.pdf", b"%PDF-1.4 private", content_type="application/pdf")
+    message = rooms.do_post_message(membership(group, alice), "", file=read_upload(upload)).message
+    stored = settings.MEDIA_ROOT / message.file.name
+    assert stored.exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        delete(alice_client, delete_messages="on")
+    message.refresh_from_db()
+    assert message.is_deleted and not message.file and message.file_name == "" and message.file_size is None
+    assert not stored.exists()
+
+
+def test_files_in_rooms_that_go_with_the_account_are_deleted(
+    alice, bob, alice_client, settings, django_capture_on_commit_callbacks
+):
+    """An unanswered request's files (and the private room's) leave storage with the room."""
+    room = rooms.do_open_direct_room(alice, bob)
+    upload = SimpleUploadedFile("notes.txt", b"hello stranger", content_type="text/plain")
+    message = rooms.do_post_message(membership(room, alice), "", file=read_upload(upload)).message
+    stored = settings.MEDIA_ROOT / message.file.name
+    with django_capture_on_commit_callbacks(execute=True):
+        delete(alice_client)
+    assert not Room.objects.filter(pk=room.pk).exists()
+    assert not stored.exists()
 
 
 def test_a_message_request_nobody_answered_goes_with_the_account(alice, bob, alice_client):
