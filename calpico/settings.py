@@ -219,7 +219,12 @@ def redis_caches(url: str, prefix: str) -> dict[str, dict]:
         "KEY_PREFIX": prefix,
         "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
     }
-    return {"default": cache, "sessions": {**cache, "MAX_TIMEOUT": SESSION_CACHE_SECONDS}}
+    return {
+        "default": cache,
+        "sessions": {**cache, "MAX_TIMEOUT": SESSION_CACHE_SECONDS},
+        # Messages' shared HTML (rooms/fragments.py): apart, so it never crowds out the rest.
+        "fragments": {**cache, "KEY_PREFIX": f"{prefix}-html"},
+    }
 
 
 if REDIS_URL:
@@ -247,6 +252,13 @@ else:
         "sessions": {
             "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
             "LOCATION": "sessions",
+            "OPTIONS": {"MAX_ENTRIES": 10_000},
+        },
+        # Messages' shared HTML (rooms/fragments.py), about 2 KB each: apart, so culling it
+        # never drops a rate limit's counter or someone's presence.
+        "fragments": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "fragments",
             "OPTIONS": {"MAX_ENTRIES": 10_000},
         },
     }

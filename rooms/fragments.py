@@ -9,7 +9,7 @@ templates (docs/performance.md has the figures).
 
 The cache key is a digest of everything the partial reads: every stored field of the
 message, of its author, of the message it replies to and that message's author, the
-room's kind, the active language and time zone, and the templates' own text. Changing any
+room's kind, the active language and time zone, and the text of the templates and of the code they call. Changing any
 of them (an edit, a new display name or avatar, a reply finishing, a deploy with new
 templates) makes a new key; nothing is ever invalidated by hand. Whatever else a future
 partial reads must be added to `_fingerprint`.
@@ -24,7 +24,7 @@ from enum import Enum
 from pathlib import Path
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import caches
 from django.db.models import Model
 from django.db.models.fields.files import FieldFile
 from django.template.loader import render_to_string
@@ -34,13 +34,14 @@ from django.utils.safestring import SafeString, mark_safe
 from accounts.models import User
 from rooms.models import Message
 
+CACHE = "fragments"  # settings.CACHES: its own, so it never crowds out rate limits
 TEMPLATE = "rooms/_message.html"
 REACTIONS = "rooms/_reactions.html"
 # Where a message's reactions go; what people type is escaped, so it never holds this.
 _REACTIONS_SLOT = "<!--reactions-->"
 # Long enough that a room's history stays warm between visits; a key never goes stale,
 # so this only bounds the memory a cold message keeps.
-TIMEOUT = 7 * 24 * 3600
+TIMEOUT = 24 * 3600
 _MINE_FROM = '<article class="message'
 _MINE_TO = '<article class="message is-mine'
 # The author's fields the partial draws; `last_login` and the like would change the key
@@ -48,15 +49,21 @@ _MINE_TO = '<article class="message is-mine'
 _USER_FIELDS = ("pk", "username", "display_name", "avatar_small", "avatar_large", "is_active")
 
 
-def _templates_digest() -> str:
-    """The text of every template, so a deploy that changes one never serves old HTML."""
+def _code_digest() -> str:
+    """The text of every template, of the code they call (models' properties, template
+    tags, file types) and of the translations, so a deploy that changes any never serves
+    HTML rendered by the old one."""
+    base = Path(settings.BASE_DIR)
+    paths = [*(base / "templates").rglob("*.html"), *(base / "locale").rglob("*.mo")]
+    for app in ("accounts", "rooms", "assistant"):
+        paths += [p for p in (base / app).rglob("*.py") if "migrations" not in p.parts]
     digest = hashlib.blake2b(digest_size=8)
-    for path in sorted((Path(settings.BASE_DIR) / "templates").rglob("*.html")):
+    for path in sorted(paths):
         digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
-_TEMPLATES = _templates_digest()
+_CODE = _code_digest()
 
 
 def _value(value: object) -> object:
@@ -88,7 +95,7 @@ def _user(user: User | None) -> tuple[object, ...]:
 def _fingerprint(message: Message) -> str:
     reply_to = message.reply_to if message.reply_to_id else None
     parts = (
-        _TEMPLATES,
+        _CODE,
         translation.get_language(),
         timezone.get_current_timezone_name(),
         message.room.kind,
@@ -114,7 +121,7 @@ def _with_reactions(html: str, message: Message, viewer: User | None) -> str:
     """Reaction chips are drawn per viewer (mine marked, people I blocked left out), so a
     message that has any gets them rendered into its slot; the rest of the message, and
     every message never reacted to, is shared."""
-    if message.reactions_changed_at is None:
+    if message.reactions_changed_at is None or message.is_deleted:
         return html
     chips = render_to_string(REACTIONS, {"message": message, "viewer": viewer, "reactions_oob": False})
     return html.replace(_REACTIONS_SLOT, chips, 1)
@@ -130,7 +137,7 @@ def message_html(message: Message) -> SafeString:
         return kept[1]
     html = _render(message)
     message._shared_html = (key, html)  # type: ignore[attr-defined]
-    cache.set(key, str(html), TIMEOUT)
+    caches[CACHE].set(key, str(html), TIMEOUT)
     return html
 
 
@@ -146,7 +153,7 @@ def messages_html(messages: Sequence[Message], viewer: User | None = None) -> li
     """The HTML of each message, in order: read from the cache in one round trip, the
     missing ones rendered and kept."""
     keys = [_key(m) for m in messages]
-    found: dict[str, str] = cache.get_many(keys)
+    found: dict[str, str] = caches[CACHE].get_many(keys)
     missing: dict[str, str] = {}
     out: list[SafeString] = []
     for key, message in zip(keys, messages, strict=True):
@@ -155,7 +162,7 @@ def messages_html(messages: Sequence[Message], viewer: User | None = None) -> li
             html = missing[key] = str(_render(message))
         out.append(for_viewer(html, message, viewer))
     if missing:
-        cache.set_many(missing, TIMEOUT)
+        caches[CACHE].set_many(missing, TIMEOUT)
     return out
 
 

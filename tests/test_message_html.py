@@ -5,7 +5,7 @@ must show on the next page, and what differs per viewer must stay per viewer."""
 import re
 
 import pytest
-from django.core.cache import cache
+from django.core.cache import caches
 from django.test import Client
 
 from accounts.services import do_block, do_update_profile
@@ -45,7 +45,7 @@ def test_a_room_page_renders_each_message_once_then_reuses_it(alice_client, bob_
     """The first view renders what it shows; every later view, anyone's, renders nothing."""
     for i in range(5):
         services.do_post_message(membership(group, bob), f"message {i}")
-    cache.clear()  # the posts kept their messages' HTML; start cold
+    caches["fragments"].clear()  # the posts kept their messages' HTML; start cold
     renders.clear()
     first = alice_client.get(group.get_absolute_url()).content.decode()
     assert sorted(renders) == sorted(Message.objects.filter(room=group).values_list("pk", flat=True))
@@ -116,7 +116,7 @@ def test_a_reply_that_moves_on_shows_its_new_state(bob_client, group):
 
 def test_pages_render_everything_when_the_cache_keeps_nothing(alice_client, group, bob, settings):
     dummy = {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}
-    settings.CACHES = {**settings.CACHES, "default": dummy}
+    settings.CACHES = {**settings.CACHES, "fragments": dummy}
     services.do_post_message(membership(group, bob), "still shown")
     assert "still shown" in alice_client.get(group.get_absolute_url()).content.decode()
 
