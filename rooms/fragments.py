@@ -9,10 +9,12 @@ templates (docs/performance.md has the figures).
 
 The cache key is a digest of everything the partial reads: every stored field of the
 message, of its author, of the message it replies to and that message's author, the
-room's kind, the active language and time zone, and the text of the templates and of the code they call. Changing any
-of them (an edit, a new display name or avatar, a reply finishing, a deploy with new
-templates) makes a new key; nothing is ever invalidated by hand. Whatever else a future
-partial reads must be added to `_fingerprint`.
+room's kind, the active language and time zone, and the text of the templates, of the
+code they call and of the translations. Changing any of them (an edit, a new display
+name or avatar, a reply finishing, a deploy) makes a new key; nothing is ever
+invalidated by hand. Whatever else a future partial reads must be added to
+`_fingerprint`. Reaction chips differ per viewer and are drawn into the shared HTML's
+slot for each page (`_with_reactions`).
 """
 
 from __future__ import annotations
