@@ -91,7 +91,8 @@ def history_after(
     return _page(
         room,
         rows[:size],
-        has_older=after >= 1,
+        # With nothing after it, no oldest message to load older ones from.
+        has_older=after >= 1 and bool(rows),
         has_newer=len(rows) > size,
         hidden=hidden,
         reactions=reactions,

@@ -187,3 +187,22 @@ def test_the_page_around_a_message_costs_what_the_room_page_costs(
     assert response.status_code == 200
     with django_assert_max_num_queries(4):
         alice_client.get(room.get_absolute_url(), {"after": 300}, **HTMX)
+
+
+@pytest.mark.parametrize("after", [3, 50, 9_999_999])
+def test_newer_than_the_last_message_is_the_ordinary_latest_page(alice_client, bob, group, after):
+    # The group's two system messages, then "message 1" at seq 3.
+    fill(group, bob, 1)
+    page = alice_client.get(group.get_absolute_url(), {"after": after}).content.decode()
+    body = history(page)
+    assert "message 1<" in body and "No messages yet" not in body
+    assert "before=None" not in page and "Load older messages" not in body
+    assert "Load newer messages" not in body and "data-detached" not in body
+
+
+@pytest.mark.parametrize("before", ["None", "", "0", "-1", "x", "1_0"])
+def test_an_htmx_request_for_older_messages_never_gets_a_whole_page(alice_client, bob, group, before):
+    fill(group, bob, 3)
+    response = alice_client.get(group.get_absolute_url(), {"before": before}, **HTMX)
+    assert response.status_code == 400
+    assert "<html" not in response.content.decode()

@@ -2,7 +2,7 @@
 notification and privacy settings."""
 
 from django.contrib import messages
-from django.http import Http404
+from django.http import Http404, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -26,6 +26,12 @@ def room(request, room_id: int):
     # Older pages carry the "New messages" line on until one shows it.
     unread_after = parse_seq(request.GET.get("unread_after"))
     after = parse_seq(request.GET.get("after"))
+    if after is not None and after >= membership.room.last_seq and not request.htmx:
+        # Nothing comes after it: the room's latest page, as when it is opened.
+        after = None
+    if request.htmx and "before" in request.GET and not before:
+        # A fragment was asked for; a whole page would be swapped into the message list.
+        return HttpResponseBadRequest("before: takes the seq of the oldest message shown.")
     if request.htmx and before:
         # Reactions of people I blocked are left out, as on the first page.
         hidden = blocked_ids(request.user)
