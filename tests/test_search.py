@@ -448,3 +448,57 @@ def test_search_results_cost_a_fixed_number_of_queries(
     with django_assert_max_num_queries(6):
         response = alice_client.get(reverse("rooms:search"), more, **HTMX)
     assert response.content.decode().count('class="search-hit"') == 20
+
+
+# The edges of what can be typed
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "x after:9999-12-31",
+        "x on:9999-12-31",
+        "x before:9999-12-31",
+        "x on:0001-01-01",
+        "x before:0001-01-01",
+        "x after:0001-01-01",
+        "after:0001-01-01 before:0001-01-01",
+    ],
+)
+@pytest.mark.parametrize("zone", ["Asia/Tokyo", "UTC", "America/Los_Angeles"])
+def test_a_date_at_the_ends_of_the_calendar_is_refused_never_an_error(
+    alice_client, bob, group, settings, text, zone
+):
+    settings.TIME_ZONE = zone
+    say(group, bob, "x marks the spot")
+    response = alice_client.get(reverse("rooms:search"), {"q": text})
+    assert response.status_code == 422
+    page = response.content.decode()
+    assert "takes a date from 0001-01-02 to 9999-12-30" in page
+    assert 'value="' + text + '"' in page  # kept in the box to correct
+
+
+@pytest.mark.parametrize(
+    "text", ["x after:9999-12-30", "x before:0001-01-02", "x on:9999-12-30", "x on:0001-01-02"]
+)
+@pytest.mark.parametrize("zone", ["Pacific/Kiritimati", "Pacific/Pago_Pago"])
+def test_the_dates_next_to_the_ends_still_search(alice, bob, group, text, zone):
+    say(group, bob, "x marks the spot")
+    with timezone.override(zone):
+        assert found(alice, text) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["from:a\x00", "a\x00b", "in:\x00", "in:a\x00b", "has:image\x00", '"a\x00b"', "a\x07b", "from:\x1bbob"],
+)
+def test_control_characters_are_refused_never_an_error(alice_client, bob, group, text):
+    say(group, bob, "a b")
+    response = alice_client.get(reverse("rooms:search"), {"q": text})
+    assert response.status_code == 422
+    assert "control characters" in response.content.decode()
+
+
+def test_a_tab_or_a_new_line_is_only_a_space(alice, bob, group):
+    say(group, bob, "tickets booked")
+    assert found(alice, "tickets\tbooked\r\n") == ["tickets booked"]

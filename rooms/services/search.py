@@ -59,6 +59,12 @@ _PHRASE = re.compile(r'"([^"]*)"?')
 # Words as FTS5's unicode61 tokenizer cuts them: runs of letters and digits.
 _WORD = re.compile(r"[^\W_]+")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# The days a filter may name: a day from the calendar's ends leaves no room for the day
+# before or after it (on:, after:) or for a time zone east or west of UTC.
+FIRST_DAY, LAST_DAY = dt.date.min + dt.timedelta(days=1), dt.date.max - dt.timedelta(days=1)
+# Control characters (what is left after whitespace becomes single spaces): no one types
+# them, PostgreSQL takes no NUL in text, and \x02 \x03 are the highlight markers.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True)
@@ -99,19 +105,31 @@ class ParsedQuery:
 def _date(key: str, value: str) -> dt.date:
     if _DATE.fullmatch(value):
         try:
-            return dt.date.fromisoformat(value)
+            day = dt.date.fromisoformat(value)
         except ValueError:
             pass
+        else:
+            if not FIRST_DAY <= day <= LAST_DAY:
+                raise ValidationError(
+                    f"{key}: takes a date from {FIRST_DAY.isoformat()} to {LAST_DAY.isoformat()}.",
+                    code="date",
+                )
+            return day
     raise ValidationError(f"{key}: takes a date written YYYY-MM-DD, like 2026-03-14.", code="date")
 
 
 def parse_query(text: str) -> ParsedQuery:
     """Read a search; ValidationError (with a message for the person) for one that is too
-    long, names an unknown `has:` or a date that is not one."""
+    long, holds control characters, names an unknown `has:` or a date that is not one (or
+    one at the very ends of the calendar)."""
     text = " ".join((text or "").split())
     if len(text) > MAX_QUERY_LENGTH:
         raise ValidationError(
             f"Searches are at most {MAX_QUERY_LENGTH} characters; this one has {len(text)}.", code="too_long"
+        )
+    if _CONTROL.search(text):
+        raise ValidationError(
+            "Searches cannot hold control characters; take them out and search again.", code="control"
         )
     values: dict[str, object] = {}
     after: dt.date | None = None
