@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install install-test migrate lint format constraints clean
+.PHONY: run test install install-test migrate lint format constraints clean messages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,9 +19,18 @@ $(VENV)/.installed-test: pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[test]"
 	touch $(VENV)/.installed $@
 
-install: $(VENV)/.installed
+# The translations (locale/*/LC_MESSAGES/*.po) compiled to the .mo files Django reads; the
+# .mo files are built here, not kept in git. Needs gettext's msgfmt (Debian: gettext).
+MO_FILES := $(patsubst %.po,%.mo,$(wildcard locale/*/LC_MESSAGES/*.po))
 
-install-test: $(VENV)/.installed-test
+$(MO_FILES): %.mo: %.po | $(BIN)/python
+	$(BIN)/python manage.py compilemessages --ignore $(VENV) --ignore var --locale $(word 2,$(subst /, ,$@))
+
+messages: $(MO_FILES)
+
+install: $(VENV)/.installed $(MO_FILES)
+
+install-test: $(VENV)/.installed-test $(MO_FILES)
 
 migrate: install
 	$(BIN)/python manage.py migrate --noinput
@@ -51,4 +60,4 @@ constraints: | $(BIN)/python
 	$(BIN)/pip freeze --exclude-editable | grep -v '^#' > constraints.txt
 
 clean:
-	rm -rf $(VENV) var/static
+	rm -rf $(VENV) var/static $(MO_FILES)

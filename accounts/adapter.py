@@ -2,6 +2,7 @@ from allauth.account.adapter import DefaultAccountAdapter
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.models import RetiredUsername
 
@@ -20,7 +21,7 @@ class AccountAdapter(DefaultAccountAdapter):
         if RetiredUsername.objects.filter(
             username=username.lower(), available_after__gt=timezone.now()
         ).exists():
-            raise ValidationError("That username is taken.", code="retired")
+            raise ValidationError(_("That username is taken."), code="retired")
         return username
 
     def get_signup_redirect_url(self, request):

@@ -1,17 +1,25 @@
 from allauth.account import forms as allauth_forms
 from django import forms
 from django.conf import settings
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from accounts.models import User
 from accounts.validators import validate_display_name
 
 
 class ProfileForm(forms.ModelForm):
+    language = forms.ChoiceField(
+        label=gettext_lazy("Language"),
+        required=False,
+        choices=[("", gettext_lazy("Same as my browser")), *settings.LANGUAGES],
+    )
+
     class Meta:
         model = User
-        fields = ["display_name"]
-        labels = {"display_name": "Display name"}
-        help_texts = {"display_name": "Shown next to your messages. At most 50 characters."}
+        fields = ["display_name", "language"]
+        labels = {"display_name": gettext_lazy("Display name")}
+        help_texts = {"display_name": gettext_lazy("Shown next to your messages. At most 50 characters.")}
 
     def clean_display_name(self) -> str:
         display_name = self.cleaned_data["display_name"]
@@ -21,8 +29,8 @@ class ProfileForm(forms.ModelForm):
 
 class AvatarForm(forms.Form):
     avatar = forms.FileField(
-        label="Profile picture",
-        help_text="JPEG, PNG, WebP or GIF, up to 5 MB.",
+        label=gettext_lazy("Profile picture"),
+        help_text=gettext_lazy("JPEG, PNG, WebP or GIF, up to 5 MB."),
         widget=forms.ClearableFileInput(attrs={"accept": "image/jpeg,image/png,image/webp,image/gif"}),
     )
 
@@ -52,8 +60,8 @@ class SignupForm(_PlainLabels, allauth_forms.SignupForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._tidy()
-        self.fields["username"].help_text = "3 to 30 characters: letters, digits, underscores and dots."
-        self.fields["email"].help_text = "Only used to reset your password."
+        self.fields["username"].help_text = _("3 to 30 characters: letters, digits, underscores and dots.")
+        self.fields["email"].help_text = _("Only used to reset your password.")
 
 
 class LoginForm(_PlainLabels, allauth_forms.LoginForm):

@@ -1,10 +1,12 @@
 import hashlib
 from typing import ClassVar
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractUser, UserManager
 from django.db import models
 from django.db.models.functions import Lower
 from django.urls import reverse
+from django.utils.translation import gettext_lazy
 
 from accounts.validators import USERNAME_VALIDATORS
 
@@ -21,8 +23,8 @@ class User(AbstractUser):
         max_length=30,
         unique=True,
         validators=USERNAME_VALIDATORS,
-        help_text="3 to 30 characters: letters, digits, underscores and dots.",
-        error_messages={"unique": "That username is taken."},
+        help_text=gettext_lazy("3 to 30 characters: letters, digits, underscores and dots."),
+        error_messages={"unique": gettext_lazy("That username is taken.")},
     )
     display_name = models.CharField(max_length=50, blank=True)
     avatar_large = models.ImageField(upload_to="avatars/", blank=True)
@@ -32,6 +34,8 @@ class User(AbstractUser):
     desktop_notifications = models.BooleanField(default=False)
     # Others see how far I have read ("Seen"); off, they don't, and I don't see theirs.
     read_receipts = models.BooleanField(default=True)
+    # The interface language; '' follows the browser (calpico.middleware.UserLanguageMiddleware).
+    language = models.CharField(max_length=10, blank=True, default="", choices=settings.LANGUAGES)
 
     objects: ClassVar[CalpicoUserManager] = CalpicoUserManager()
 

@@ -1,8 +1,11 @@
 """State changes for accounts: profile edits, profile pictures, blocks."""
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
+from django.utils.translation import gettext
+from django.utils.translation import gettext as _
 
 from accounts import signals
 from accounts.avatars import make_avatar_files
@@ -15,13 +18,20 @@ def _delete_files_on_commit(*files) -> None:
     transaction.on_commit(lambda: [storage.delete(name) for storage, name in names])
 
 
-def do_update_profile(user: User, *, display_name: str) -> None:
+def do_update_profile(user: User, *, display_name: str, language: str | None = None) -> None:
     """Raises ValidationError for a name that hides text or poses as staff (see
-    accounts.validators.validate_display_name); the old name is kept then."""
+    accounts.validators.validate_display_name); the old name is kept then. `language`
+    ('' follows the browser) is one of settings.LANGUAGES; None leaves it as it is."""
     display_name = display_name.strip()
     validate_display_name(display_name)
     user.display_name = display_name
-    user.save(update_fields=["display_name"])
+    fields = ["display_name"]
+    if language is not None:
+        if language and language not in dict(settings.LANGUAGES):
+            raise ValidationError(_("That language is not available."))
+        user.language = language
+        fields.append("language")
+    user.save(update_fields=fields)
 
 
 def do_set_desktop_notifications(user: User, enabled: bool) -> None:
@@ -81,7 +91,7 @@ def has_blocked(blocker_id: int, blocked_id: int) -> bool:
 def do_block(blocker: User, blocked: User) -> bool:
     """Block someone; True if they were not blocked already. They are not told."""
     if blocker.pk == blocked.pk:
-        raise ValidationError("You can't block yourself.", code="self")
+        raise ValidationError(gettext("You can't block yourself."), code="self")
     _, created = Block.objects.get_or_create(blocker=blocker, blocked=blocked)
     if created:
         transaction.on_commit(

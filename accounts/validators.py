@@ -4,6 +4,7 @@ from collections.abc import Callable
 
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
+from django.utils.translation import gettext as _
 
 from calpico.text import check_no_direction_overrides, is_invisible, visible_characters
 
@@ -41,7 +42,7 @@ validate_username_characters = RegexValidator(
 
 def validate_username_not_reserved(value: str) -> None:
     if value.lower() in RESERVED_USERNAMES:
-        raise ValidationError("That username is reserved.", code="reserved_username")
+        raise ValidationError(_("That username is reserved."), code="reserved_username")
 
 
 USERNAME_VALIDATORS: list[Callable[[str], None]] = [

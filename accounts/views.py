@@ -2,7 +2,9 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db.models import Q
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import translation
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
@@ -60,7 +62,7 @@ def block(request, username: str):
     except ValidationError as exc:
         messages.error(request, exc.messages[0])
     else:
-        messages.success(request, f"You blocked {person.name}. They won't be told.")
+        messages.success(request, _("You blocked %(name)s. They won't be told.") % {"name": person.name})
     return _back(request, person)
 
 
@@ -68,7 +70,7 @@ def block(request, username: str):
 def unblock(request, username: str):
     person = get_object_or_404(User, username__iexact=username)
     services.do_unblock(request.user, person)
-    messages.success(request, f"You unblocked {person.name}.")
+    messages.success(request, _("You unblocked %(name)s.") % {"name": person.name})
     return _back(request, person)
 
 
@@ -93,13 +95,19 @@ def profile_settings(request):
                 except ValidationError as exc:
                     avatar_form.add_error("avatar", exc)
                 else:
-                    messages.success(request, "Your profile picture is updated.")
+                    messages.success(request, _("Your profile picture is updated."))
                     return redirect("accounts:profile_settings")
         else:
             profile_form = ProfileForm(request.POST, instance=user)
             if profile_form.is_valid():
-                services.do_update_profile(user, display_name=profile_form.cleaned_data["display_name"])
-                messages.success(request, "Your profile is saved.")
+                services.do_update_profile(
+                    user,
+                    display_name=profile_form.cleaned_data["display_name"],
+                    language=profile_form.cleaned_data["language"],
+                )
+                # The saved language shows on the next page, this one's message included.
+                translation.activate(user.language or translation.get_language_from_request(request))
+                messages.success(request, _("Your profile is saved."))
                 return redirect("accounts:profile_settings")
         status = 422
     return render(
@@ -113,7 +121,7 @@ def profile_settings(request):
 @require_POST
 def remove_avatar(request):
     services.do_remove_avatar(request.user)
-    messages.success(request, "Your profile picture is removed.")
+    messages.success(request, _("Your profile picture is removed."))
     return redirect("accounts:profile_settings")
 
 

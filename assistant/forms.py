@@ -1,4 +1,6 @@
 from django import forms
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy
 
 from assistant.models import NAME_MAX_LENGTH, PERSONALITY_MAX_LENGTH, ReplyMode
 from assistant.private import MEMORY_MAX_LENGTH
@@ -17,11 +19,17 @@ class AssistantForm(forms.Form):
                 "placeholder": "e.g. a terse travel planner who answers in French",
             }
         ),
-        help_text=f"How it talks and what it focuses on; up to {PERSONALITY_MAX_LENGTH:,} characters.",
+        help_text=format_lazy(
+            gettext_lazy("How it talks and what it focuses on; up to {} characters."),
+            f"{PERSONALITY_MAX_LENGTH:,}",
+        ),
     )
-    reply_mode = forms.ChoiceField(choices=ReplyMode.choices, widget=forms.RadioSelect, label="Replies")
+    reply_mode = forms.ChoiceField(
+        choices=ReplyMode.choices, widget=forms.RadioSelect, label=gettext_lazy("Replies")
+    )
     members_can_edit = forms.BooleanField(
-        required=False, label="Every member may change the assistant (otherwise only the owner and admins)"
+        required=False,
+        label=gettext_lazy("Every member may change the assistant (otherwise only the owner and admins)"),
     )
 
     def __init__(self, *args, owner_controls: bool = False, **kwargs):
@@ -33,19 +41,19 @@ class AssistantForm(forms.Form):
 class MemoryForm(forms.Form):
     text = forms.CharField(
         max_length=MEMORY_MAX_LENGTH,
-        label="Memory",
+        label=gettext_lazy("Memory"),
         widget=forms.TextInput(attrs={"placeholder": "e.g. I am vegetarian", "autocomplete": "off"}),
     )
 
 
 class ShareForm(forms.Form):
     room = forms.TypedChoiceField(
-        label="Share to",
+        label=gettext_lazy("Share to"),
         coerce=int,
         choices=[],
         error_messages={"invalid_choice": "Choose one of your conversations."},
     )
-    note = forms.CharField(required=False, max_length=500, label="Add a note (optional)")
+    note = forms.CharField(required=False, max_length=500, label=gettext_lazy("Add a note (optional)"))
 
     def __init__(self, *args, targets=(), **kwargs):
         super().__init__(*args, **kwargs)

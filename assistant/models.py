@@ -5,6 +5,7 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Now
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 from rooms.models import Message, Room
 
@@ -14,9 +15,9 @@ DEFAULT_NAME = "Assistant"
 
 
 class ReplyMode(models.TextChoices):
-    ALWAYS = "always", "Always"
-    MENTION = "mention", "When mentioned"
-    OFF = "off", "Off"
+    ALWAYS = "always", gettext_lazy("Always")
+    MENTION = "mention", gettext_lazy("When mentioned")
+    OFF = "off", gettext_lazy("Off")
 
 
 class AssistantSettings(models.Model):
@@ -30,7 +31,7 @@ class AssistantSettings(models.Model):
     members_can_edit = models.BooleanField(default=True)
 
     class Meta:
-        verbose_name = "assistant settings"
+        verbose_name = gettext_lazy("assistant settings")
         verbose_name_plural = "assistant settings"
 
     def __str__(self) -> str:

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.models import User
 from assistant.models import DEFAULT_NAME, AssistantRun, AssistantSettings, Memory, ReplyMode
@@ -21,9 +22,11 @@ MEMORY_MAX_LENGTH = 500
 def clean_memory(text: str) -> str:
     text = " ".join((text or "").split())
     if not text:
-        raise ValidationError("Write what to remember.", code="empty")
+        raise ValidationError(_("Write what to remember."), code="empty")
     if len(text) > MEMORY_MAX_LENGTH:
-        raise ValidationError(f"A memory is at most {MEMORY_MAX_LENGTH} characters.", code="too_long")
+        raise ValidationError(
+            _("A memory is at most %(limit)s characters.") % {"limit": MEMORY_MAX_LENGTH}, code="too_long"
+        )
     return text
 
 

@@ -15,6 +15,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
+from django.utils.formats import number_format
+from django.utils.translation import gettext as _
 
 from accounts.models import User
 from assistant import dispatch
@@ -81,12 +83,14 @@ def mentions_assistant(body: str, name: str) -> bool:
 def clean_assistant_name(name: str) -> str:
     name = " ".join((name or "").split())
     if not visible_characters(name):
-        raise ValidationError("Give the assistant a name.", code="empty")
+        raise ValidationError(_("Give the assistant a name."), code="empty")
     check_no_direction_overrides(name, "The assistant's name")
     if len(name) > NAME_MAX_LENGTH:
-        raise ValidationError(f"The name is at most {NAME_MAX_LENGTH} characters.", code="too_long")
+        raise ValidationError(
+            _("The name is at most %(limit)s characters.") % {"limit": NAME_MAX_LENGTH}, code="too_long"
+        )
     if "@" in name:
-        raise ValidationError("The name cannot contain “@”.", code="invalid")
+        raise ValidationError(_("The name cannot contain “@”."), code="invalid")
     return name
 
 
@@ -94,7 +98,11 @@ def clean_personality(text: str) -> str:
     text = (text or "").replace("\r\n", "\n").strip()
     if len(text) > PERSONALITY_MAX_LENGTH:
         raise ValidationError(
-            f"The personality is at most {PERSONALITY_MAX_LENGTH:,} characters; this one has {len(text):,}.",
+            _("The personality is at most %(limit)s characters; this one has %(length)s.")
+            % {
+                "limit": number_format(PERSONALITY_MAX_LENGTH, force_grouping=True),
+                "length": number_format(len(text), force_grouping=True),
+            },
             code="too_long",
         )
     return text
@@ -117,11 +125,11 @@ def do_update_assistant(
         room = Room.objects.select_for_update().get(pk=room.pk)
         assistant = settings_for(room)
         if not can_change_assistant(actor, room, assistant):
-            raise PermissionDenied("Only the group's owner and admins can change the assistant here.")
+            raise PermissionDenied(_("Only the group's owner and admins can change the assistant here."))
         name = clean_assistant_name(name)
         personality = clean_personality(personality)
         if reply_mode not in ReplyMode.values:
-            raise ValidationError("Choose when the assistant replies.", code="reply_mode")
+            raise ValidationError(_("Choose when the assistant replies."), code="reply_mode")
         notes = []
         if name != assistant.name:
             notes.append(f"{actor.name} renamed the assistant to {name}")
@@ -140,7 +148,7 @@ def do_update_assistant(
             notes.append(f"{actor.name} set the assistant to {label}")
         if members_can_edit is not None and members_can_edit != assistant.members_can_edit:
             if not is_owner(actor, room):
-                raise PermissionDenied("Only the group's owner decides who changes the assistant.")
+                raise PermissionDenied(_("Only the group's owner decides who changes the assistant."))
             notes.append(
                 f"{actor.name} let every member change the assistant"
                 if members_can_edit
@@ -336,7 +344,7 @@ def access_run_for_reply(membership: Membership, message_id) -> AssistantRun:
 
     message_id = parse_id(message_id)
     if message_id is None:
-        raise Http404("No such reply.")
+        raise Http404(_("No such reply."))
     run = (
         AssistantRun.objects.select_related("reply", "trigger")
         .filter(room_id=membership.room_id, reply_id=message_id)
@@ -344,7 +352,7 @@ def access_run_for_reply(membership: Membership, message_id) -> AssistantRun:
         .first()
     )
     if run is None:
-        raise Http404("No such reply.")
+        raise Http404(_("No such reply."))
     return run
 
 

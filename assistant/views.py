@@ -2,6 +2,7 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from assistant import private, services
@@ -54,7 +55,7 @@ def assistant_settings(request, room_id: int):
             except ValidationError as exc:
                 form.add_error(None, exc)
             else:
-                messages.success(request, "The assistant is updated.")
+                messages.success(request, _("The assistant is updated."))
                 return redirect("rooms:settings", room.pk)
         status = 422
     context = {
@@ -133,7 +134,7 @@ def memories(request):
             except ValidationError as exc:
                 form.add_error("text", exc)
             else:
-                messages.success(request, "Memory saved.")
+                messages.success(request, _("Memory saved."))
                 return redirect("assistant:memories")
         return _memories_page(request, form=form, status=422)
     return _memories_page(request)
@@ -142,7 +143,7 @@ def memories(request):
 def _own_memory(request, memory_id: int) -> Memory:
     memory = Memory.objects.filter(pk=memory_id, user=request.user).first()
     if memory is None:
-        raise Http404("No such memory.")
+        raise Http404(_("No such memory."))
     return memory
 
 
@@ -157,7 +158,7 @@ def edit_memory(request, memory_id: int):
             except ValidationError as exc:
                 form.add_error("text", exc)
             else:
-                messages.success(request, "Memory updated.")
+                messages.success(request, _("Memory updated."))
                 return redirect("assistant:memories")
         return _memories_page(request, editing=memory, edit_form=form, status=422)
     return _memories_page(request, editing=memory, edit_form=MemoryForm(initial={"text": memory.text}))
@@ -166,7 +167,7 @@ def edit_memory(request, memory_id: int):
 @require_POST
 def delete_memory(request, memory_id: int):
     private.do_delete_memory(_own_memory(request, memory_id))
-    messages.success(request, "Memory deleted.")
+    messages.success(request, _("Memory deleted."))
     return redirect("assistant:memories")
 
 
@@ -181,10 +182,10 @@ def share(request, room_id: int, message_id: int):
     """Post a question and answer from the private room into another room, as a card."""
     membership = access_membership(request.user, room_id)
     if not membership.room.is_private:
-        raise Http404("Only answers from your private assistant can be shared.")
+        raise Http404(_("Only answers from your private assistant can be shared."))
     answer = access_message(membership, message_id)
     if not answer.is_assistant or answer.is_deleted or answer.state != Message.State.DONE or not answer.body:
-        raise Http404("Only finished answers can be shared.")
+        raise Http404(_("Only finished answers can be shared."))
     sidebar = sidebar_entries(request.user)
     targets = _share_targets(sidebar)
     form = ShareForm(request.POST or None, targets=targets)
@@ -196,7 +197,7 @@ def share(request, room_id: int, message_id: int):
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
-            messages.success(request, "Shared.")
+            messages.success(request, _("Shared."))
             return redirect(f"{target.room.get_absolute_url()}#m-{result.message.pk}")
     if request.method == "POST":
         status = 422

@@ -7,6 +7,7 @@ assistant names.
 import unicodedata
 
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext as _
 
 # Embeddings, overrides and isolates (with their terminators): everything after one reads in
 # the other direction, so "Bob\u202eredom" shows as "Bobmoder" and a name can hide what it
@@ -40,7 +41,10 @@ def check_no_direction_overrides(text: str, what: str) -> None:
     names the field for the message ("Group names")."""
     if any(char in DIRECTION_OVERRIDES for char in text):
         raise ValidationError(
-            f"{what} can't contain characters that reverse the direction of the text "
-            "(such as U+202E, right-to-left override).",
+            _(
+                "%(what)s can't contain characters that reverse the direction of the text "
+                "(such as U+202E, right-to-left override)."
+            )
+            % {"what": what},
             code="direction",
         )

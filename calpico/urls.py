@@ -1,6 +1,9 @@
 from django.conf import settings
 from django.contrib import admin
+from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path, re_path, register_converter
+from django.views.decorators.cache import cache_control
+from django.views.i18n import JavaScriptCatalog
 
 from calpico import views
 from rooms.access import IdConverter
@@ -13,6 +16,12 @@ admin.site.site_title = "Calpico admin"
 
 urlpatterns = [
     path("", views.landing, name="landing"),
+    # The JavaScript strings in the active language, loaded by base.html before the modules.
+    path(
+        "jsi18n/",
+        login_not_required(cache_control(max_age=3600)(JavaScriptCatalog.as_view())),
+        name="javascript-catalog",
+    ),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("", include("accounts.urls")),

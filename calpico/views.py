@@ -4,6 +4,7 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 from django.views.static import serve
 
@@ -25,7 +26,7 @@ def media(request, path: str):
     "..", "./", a backslash) could lead from here to attachments/.
     """
     if not path.startswith("avatars/") or posixpath.normpath(path) != path or "\\" in path or "\0" in path:
-        raise Http404("Not here.")
+        raise Http404(_("Not here."))
     response = serve(request, path, document_root=str(settings.MEDIA_ROOT))
     response.headers["Cache-Control"] = "private, max-age=31536000, immutable"
     return response

@@ -14,6 +14,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.models import RetiredUsername, User
 from jobs import queue
@@ -148,11 +149,11 @@ def do_delete_account(
     A moderator's deletion (the admin) is written to the audit log with `reason`."""
     if moderator is not None:
         if not (moderator.is_active and moderator.is_staff):
-            raise PermissionDenied("Only moderators can do that.")
+            raise PermissionDenied(_("Only moderators can do that."))
         if moderator.pk == user.pk:
-            raise ValidationError("Delete your own account from its settings page.", code="self")
+            raise ValidationError(_("Delete your own account from its settings page."), code="self")
         if user.is_superuser and not moderator.is_superuser:
-            raise PermissionDenied("Only a superuser can delete a superuser.")
+            raise PermissionDenied(_("Only a superuser can delete a superuser."))
     user_id, username = user.pk, user.username
     files = [f.name for f in (user.avatar_large, user.avatar_small) if f]
     storage = user.avatar_large.storage

@@ -3,6 +3,7 @@ from django.contrib.auth import logout
 from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from privacy import services
@@ -42,7 +43,7 @@ def request_export(request):
     if error:
         messages.error(request, error)
     else:
-        messages.success(request, "Your export is being prepared. It can take a few minutes.")
+        messages.success(request, _("Your export is being prepared. It can take a few minutes."))
     return redirect("privacy:account")
 
 
@@ -59,11 +60,11 @@ def download_export(request, export_id: int):
         pk=export_id, user=request.user, status=DataExport.Status.READY
     ).first()
     if export is None or export.is_expired():
-        raise Http404("No such export.")
+        raise Http404(_("No such export."))
     try:
         handle = export_path(export).open("rb")
     except (OSError, ValueError):
-        raise Http404("No such export.") from None
+        raise Http404(_("No such export.")) from None
     filename = f"calpico-{request.user.username}-{export.created_at:%Y-%m-%d}.zip"
     response = FileResponse(handle, as_attachment=True, filename=filename, content_type="application/zip")
     response["Cache-Control"] = "private, no-store"
@@ -90,5 +91,5 @@ def delete_account(request):
         return render(request, "privacy/account.html", _context(request, delete_form=form), status=422)
     services.do_delete_account(request.user, delete_messages=form.cleaned_data["delete_messages"])
     logout(request)
-    messages.success(request, "Your account is deleted. Goodbye, and thank you for chatting here.")
+    messages.success(request, _("Your account is deleted. Goodbye, and thank you for chatting here."))
     return redirect("landing")

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404
+from django.utils.translation import gettext as _
 
 from accounts.models import User
 from rooms.models import Invite, Membership, Message, Room
@@ -65,9 +66,9 @@ def access_membership(user: User, room_id: int | str | None) -> Membership:
     """The user's membership of a room they belong to, with the room; else Http404."""
     room_id = parse_id(room_id)
     if room_id is None:
-        raise Http404("No such room.")
+        raise Http404(_("No such room."))
     if not user.is_authenticated or not user.is_active:
-        raise Http404("No such room.")
+        raise Http404(_("No such room."))
     membership = (
         Membership.objects.select_related("room")
         .filter(room_id=room_id, user=user, room__archived_at__isnull=True)
@@ -75,7 +76,7 @@ def access_membership(user: User, room_id: int | str | None) -> Membership:
         .first()
     )
     if membership is None:
-        raise Http404("No such room.")
+        raise Http404(_("No such room."))
     membership.user = user  # already loaded: joining it again cost more than the row
     return membership
 
@@ -85,7 +86,7 @@ def access_admin_membership(user: User, room_id: int | str | None) -> Membership
     for any other member."""
     membership = access_membership(user, room_id)
     if not can_administer(user, membership.room, membership):
-        raise PermissionDenied("Only the group's owner and admins can do that.")
+        raise PermissionDenied(_("Only the group's owner and admins can do that."))
     return membership
 
 
@@ -94,7 +95,7 @@ def access_owner_membership(user: User, room_id: int | str | None) -> Membership
     any other member."""
     membership = access_membership(user, room_id)
     if not is_owner(user, membership.room):
-        raise PermissionDenied("Only the group's owner can do that.")
+        raise PermissionDenied(_("Only the group's owner can do that."))
     return membership
 
 
@@ -103,7 +104,7 @@ def access_pending_request(user: User, room_id: int | str | None) -> Membership:
     answer; Http404 for any other room, as if there were no request."""
     membership = access_membership(user, room_id)
     if membership.request != Membership.Request.PENDING:
-        raise Http404("No such request.")
+        raise Http404(_("No such request."))
     return membership
 
 
@@ -118,10 +119,10 @@ def access_member(room: Room, user_id: object) -> User:
     someone outside the room) is a ValidationError with a message for the person."""
     user_id = parse_id(user_id)
     if user_id is None:
-        raise ValidationError("Choose a member.")
+        raise ValidationError(_("Choose a member."))
     membership = Membership.objects.select_related("user").filter(room=room, user_id=user_id).first()
     if membership is None:
-        raise ValidationError("That person is not in this group.")
+        raise ValidationError(_("That person is not in this group."))
     return membership.user
 
 
@@ -181,7 +182,7 @@ def access_invite(membership: Membership, invite_id: int | str) -> Invite:
     if parsed is not None:
         invite = Invite.objects.filter(pk=parsed, room_id=membership.room_id).first()
     if invite is None:
-        raise Http404("No such invite link.")
+        raise Http404(_("No such invite link."))
     return invite
 
 
@@ -189,14 +190,14 @@ def access_message(membership: Membership, message_id: int | str) -> Message:
     """A message in the member's room; Http404 for any other id."""
     parsed = parse_id(message_id)
     if parsed is None:
-        raise Http404("No such message.")
+        raise Http404(_("No such message."))
     message = (
         Message.objects.select_related("author", "reply_to__author")
         .filter(pk=parsed, room_id=membership.room_id)
         .first()
     )
     if message is None:
-        raise Http404("No such message.")
+        raise Http404(_("No such message."))
     return message
 
 
@@ -212,7 +213,7 @@ def access_message_at(membership: Membership, seq: object) -> Message:
             .first()
         )
     if message is None:
-        raise Http404("No such message.")
+        raise Http404(_("No such message."))
     return message
 
 
@@ -236,5 +237,5 @@ def access_own_message(user: User, membership: Membership, message_id: int | str
     PermissionDenied for someone else's message."""
     message = access_message(membership, message_id)
     if not can_change_message(user, message):
-        raise PermissionDenied("You can only change your own messages.")
+        raise PermissionDenied(_("You can only change your own messages."))
     return message

@@ -7,6 +7,7 @@ from django.db.models import Case, Count, Value, When
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext as _
 
 from accounts.admin import UserAdmin
 from accounts.models import User
@@ -250,7 +251,7 @@ def _message_url(report: Report) -> str:
 
 def _suspend_reported(moderator, report: Report, reason: str) -> None:
     if report.author is None:
-        raise ValidationError("The author's account no longer exists.")
+        raise ValidationError(_("The author's account no longer exists."))
     moderation.do_suspend(moderator, report.author, reason=reason, report=report)
 
 

@@ -25,6 +25,7 @@ from django.core.files import File
 from django.core.files.base import ContentFile
 from django.db import models
 from django.template.defaultfilters import filesizeformat
+from django.utils.translation import gettext as _
 from PIL import Image
 
 from accounts.avatars import encode_webp, open_image
@@ -69,7 +70,7 @@ def check_size(upload) -> None:
     """ValidationError, saying why, for an empty file or one over ATTACHMENT_MAX_BYTES."""
     limit = settings.ATTACHMENT_MAX_BYTES
     if not upload.size:
-        raise ValidationError("That file is empty; there is nothing to send.", code="empty_file")
+        raise ValidationError(_("That file is empty; there is nothing to send."), code="empty_file")
     if upload.size > limit:
         raise ValidationError(
             f"That file is {filesizeformat(upload.size)}; files can be at most {filesizeformat(limit)}.",

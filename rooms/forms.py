@@ -4,6 +4,8 @@ import uuid
 from django import forms
 from django.conf import settings
 from django.db.models import Q
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from accounts.models import User
 from rooms.access import parse_id
@@ -16,7 +18,7 @@ class IdField(forms.Field):
     Django's IntegerField would take "+12", "١٢" and ids no column holds."""
 
     widget = forms.HiddenInput
-    default_error_messages = {"invalid": "That is not one of the choices."}
+    default_error_messages = {"invalid": gettext_lazy("That is not one of the choices.")}
 
     def to_python(self, value):
         if value in self.empty_values:
@@ -42,7 +44,8 @@ class MessageForm(forms.Form):
     )
     client_id = forms.UUIDField(required=False, widget=forms.HiddenInput)
     reply_to = IdField(
-        required=False, error_messages={"invalid": "The message you replied to is not in this room."}
+        required=False,
+        error_messages={"invalid": gettext_lazy("The message you replied to is not in this room.")},
     )
     # Any file. Checked by rooms.attachments (size, a picture re-encoded), not by Django's
     # ImageField (which would let Pillow try every format it knows); an empty file is
@@ -88,7 +91,9 @@ class UsernamesField(forms.CharField):
     def clean(self, value):
         names = parse_usernames(super().clean(value))
         if len(names) > settings.ROOM_MAX_MEMBERS:
-            raise forms.ValidationError(f"A group has at most {settings.ROOM_MAX_MEMBERS} members.")
+            raise forms.ValidationError(
+                _("A group has at most %(count)s members.") % {"count": settings.ROOM_MAX_MEMBERS}
+            )
         if not names:
             return []
         query = Q()
@@ -104,30 +109,30 @@ class UsernamesField(forms.CharField):
 
 
 class GroupForm(forms.Form):
-    title = forms.CharField(label="Group name", max_length=80, required=False)
+    title = forms.CharField(label=gettext_lazy("Group name"), max_length=80, required=False)
     members = UsernamesField(
-        label="Members",
+        label=gettext_lazy("Members"),
         required=False,
-        help_text="Usernames, separated by commas or spaces.",
+        help_text=gettext_lazy("Usernames, separated by commas or spaces."),
         widget=forms.TextInput(attrs={"placeholder": "bob, carol", "autocomplete": "off"}),
     )
 
 
 class AddMembersForm(forms.Form):
     members = UsernamesField(
-        label="Add people",
-        help_text="Usernames, separated by commas or spaces.",
+        label=gettext_lazy("Add people"),
+        help_text=gettext_lazy("Usernames, separated by commas or spaces."),
         widget=forms.TextInput(attrs={"placeholder": "dave, erin", "autocomplete": "off"}),
     )
 
 
 class RenameForm(forms.Form):
-    title = forms.CharField(label="Group name", max_length=80, required=False)
+    title = forms.CharField(label=gettext_lazy("Group name"), max_length=80, required=False)
 
 
 class InviteForm(forms.Form):
-    expiry = forms.ChoiceField(label="Expires after", initial="7d")
-    uses = forms.ChoiceField(label="Can be used", initial="unlimited")
+    expiry = forms.ChoiceField(label=gettext_lazy("Expires after"), initial="7d")
+    uses = forms.ChoiceField(label=gettext_lazy("Can be used"), initial="unlimited")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -138,10 +143,12 @@ class InviteForm(forms.Form):
 
 
 class ReportForm(forms.Form):
-    reason = forms.ChoiceField(choices=Report.Reason.choices, widget=forms.RadioSelect, label="What's wrong?")
+    reason = forms.ChoiceField(
+        choices=Report.Reason.choices, widget=forms.RadioSelect, label=gettext_lazy("What's wrong?")
+    )
     text = forms.CharField(
         required=False,
         max_length=1000,
-        label="Anything the moderators should know (optional)",
+        label=gettext_lazy("Anything the moderators should know (optional)"),
         widget=forms.Textarea(attrs={"rows": 3}),
     )

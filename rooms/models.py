@@ -17,6 +17,7 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import strip_tags
+from django.utils.translation import gettext_lazy
 
 from rooms import filetypes
 from rooms.emoji import label
@@ -417,9 +418,9 @@ class Report(models.Model):
     """A member's report of a message, with a snapshot taken when it was made."""
 
     class Reason(models.TextChoices):
-        SPAM = "spam", "Spam"
-        HARASSMENT = "harassment", "Harassment"
-        OTHER = "other", "Something else"
+        SPAM = "spam", gettext_lazy("Spam")
+        HARASSMENT = "harassment", gettext_lazy("Harassment")
+        OTHER = "other", gettext_lazy("Something else")
 
     class Status(models.TextChoices):
         OPEN = "open", "Open"

@@ -2,6 +2,7 @@
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.utils.translation import gettext as _
 
 from accounts.models import User
 from accounts.services import do_block, has_blocked
@@ -34,11 +35,11 @@ def do_open_direct_room(user: User, other: User) -> Room:
     reached this way.
     """
     if user.pk == other.pk:
-        raise ValidationError("You can't send a direct message to yourself.", code="self")
+        raise ValidationError(_("You can't send a direct message to yourself."), code="self")
     if not other.is_active:
-        raise ValidationError("That account is not available.", code="inactive")
+        raise ValidationError(_("That account is not available."), code="inactive")
     if has_blocked(other.pk, user.pk):
-        raise ValidationError("You can't start a conversation with this person.", code="blocked")
+        raise ValidationError(_("You can't start a conversation with this person."), code="blocked")
     key = direct_key(user, other)
     room = Room.objects.filter(direct_key=key).first()
     if room is not None:

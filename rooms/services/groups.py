@@ -5,6 +5,7 @@ from collections.abc import Iterable
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.models import User
 from accounts.services import has_blocked
@@ -20,7 +21,7 @@ TITLE_MAX_LENGTH = 80
 def clean_title(title: str) -> str:
     title = " ".join((title or "").split())
     if not visible_characters(title):
-        raise ValidationError("Give the group a name.", code="empty")
+        raise ValidationError(_("Give the group a name."), code="empty")
     check_no_direction_overrides(title, "Group names")
     if len(title) > TITLE_MAX_LENGTH:
         raise ValidationError(
@@ -42,7 +43,7 @@ def do_create_group(owner: User, title: str, members: Iterable[User]) -> Room:
     title = clean_title(title)
     others = list({m.pk: m for m in members if m.pk != owner.pk}.values())
     if any(not m.is_active for m in others):
-        raise ValidationError("One of those accounts is not available.", code="inactive")
+        raise ValidationError(_("One of those accounts is not available."), code="inactive")
     _refuse_blockers(owner, others)
     check_room_size(1, len(others))
     with transaction.atomic():
@@ -62,17 +63,19 @@ def _refuse_blockers(actor: User, users: list[User]) -> None:
     """Nobody is put in a group by someone they blocked."""
     refusing = [u for u in users if has_blocked(u.pk, actor.pk)]
     if refusing:
-        raise ValidationError(f"{_names(refusing)} can't be added to this group.", code="blocked")
+        raise ValidationError(
+            _("%(names)s can't be added to this group.") % {"names": _names(refusing)}, code="blocked"
+        )
 
 
 def _require_admin(actor: User, room: Room) -> None:
     if not can_administer(actor, room):
-        raise PermissionDenied("Only the group's owner and admins can do that.")
+        raise PermissionDenied(_("Only the group's owner and admins can do that."))
 
 
 def _require_owner(actor: User, room: Room) -> None:
     if not is_owner(actor, room):
-        raise PermissionDenied("Only the group's owner can do that.")
+        raise PermissionDenied(_("Only the group's owner can do that."))
 
 
 def do_rename_room(actor: User, room: Room, title: str) -> Room:
@@ -96,7 +99,7 @@ def do_add_members(actor: User, room: Room, users: Iterable[User]) -> list[User]
         present = set(Membership.objects.filter(room=room).values_list("user_id", flat=True))
         new = list({u.pk: u for u in users if u.pk not in present}.values())
         if any(not u.is_active for u in new):
-            raise ValidationError("One of those accounts is not available.", code="inactive")
+            raise ValidationError(_("One of those accounts is not available."), code="inactive")
         _refuse_blockers(actor, new)
         if not new:
             return []
@@ -115,14 +118,16 @@ def do_remove_member(actor: User, room: Room, user: User) -> None:
     the room at once."""
     _require_admin(actor, room)
     if user.pk == actor.pk:
-        raise ValidationError("To leave the group, use Leave.", code="self")
+        raise ValidationError(_("To leave the group, use Leave."), code="self")
     with transaction.atomic():
         room = lock_room(room.pk)
         target = Membership.objects.filter(room=room, user=user).first()
         if target is None:
-            raise ValidationError(f"{user.name} is not in this group.", code="not_member")
+            raise ValidationError(
+                _("%(name)s is not in this group.") % {"name": user.name}, code="not_member"
+            )
         if not can_remove_member(actor, room, target):
-            raise PermissionDenied("Only the owner can remove the owner or an admin.")
+            raise PermissionDenied(_("Only the owner can remove the owner or an admin."))
         target.delete()
         _revoke_links_of(room, user)
         system_message(room, f"{actor.name} removed {user.name}", actor=actor)
@@ -182,7 +187,9 @@ def do_set_admin(actor: User, room: Room, user: User, admin: bool) -> None:
         room = lock_room(room.pk)
         target = Membership.objects.filter(room=room, user=user).first()
         if target is None:
-            raise ValidationError(f"{user.name} is not in this group.", code="not_member")
+            raise ValidationError(
+                _("%(name)s is not in this group.") % {"name": user.name}, code="not_member"
+            )
         if user.pk == room.owner_id or target.role == role:
             return
         target.role = role
@@ -218,7 +225,7 @@ def do_leave_room(membership: Membership) -> None:
     room = membership.room
     user = membership.user
     if not room.is_group:
-        raise ValidationError("You can't leave a direct conversation.", code="direct")
+        raise ValidationError(_("You can't leave a direct conversation."), code="direct")
     with transaction.atomic():
         room = lock_room(room.pk)
         Membership.objects.filter(pk=membership.pk).delete()
@@ -232,7 +239,9 @@ def do_transfer_ownership(actor: User, room: Room, new_owner: User) -> None:
     with transaction.atomic():
         room = lock_room(room.pk)
         if not Membership.objects.filter(room=room, user=new_owner).exists():
-            raise ValidationError(f"{new_owner.name} is not in this group.", code="not_member")
+            raise ValidationError(
+                _("%(name)s is not in this group.") % {"name": new_owner.name}, code="not_member"
+            )
         if new_owner.pk == actor.pk:
             return
         room.owner = new_owner

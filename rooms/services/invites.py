@@ -13,6 +13,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from accounts.models import User
 from rooms import live, ratelimits
@@ -21,16 +23,16 @@ from rooms.models import Invite, Membership, Room
 from rooms.services.core import announce_on_commit, check_room_size, lock_room, system_message
 
 EXPIRY_CHOICES = {
-    "1h": ("1 hour", dt.timedelta(hours=1)),
-    "1d": ("1 day", dt.timedelta(days=1)),
-    "7d": ("7 days", dt.timedelta(days=7)),
-    "never": ("Never", None),
+    "1h": (gettext_lazy("1 hour"), dt.timedelta(hours=1)),
+    "1d": (gettext_lazy("1 day"), dt.timedelta(days=1)),
+    "7d": (gettext_lazy("7 days"), dt.timedelta(days=7)),
+    "never": (gettext_lazy("Never"), None),
 }
 USES_CHOICES = {
-    "1": ("1 use", 1),
-    "5": ("5 uses", 5),
-    "25": ("25 uses", 25),
-    "unlimited": ("Unlimited", None),
+    "1": (gettext_lazy("1 use"), 1),
+    "5": (gettext_lazy("5 uses"), 5),
+    "25": (gettext_lazy("25 uses"), 25),
+    "unlimited": (gettext_lazy("Unlimited"), None),
 }
 
 
@@ -64,9 +66,9 @@ def do_create_invite(actor: User, membership: Membership, *, expiry: str, uses: 
     """A new link into the member's group, if they may invite."""
     room = membership.room
     if not can_invite(actor, room, membership):
-        raise PermissionDenied("Only the group's owner and admins can create invite links here.")
+        raise PermissionDenied(_("Only the group's owner and admins can create invite links here."))
     if expiry not in EXPIRY_CHOICES or uses not in USES_CHOICES:
-        raise ValidationError("Choose how long the link works and how many times.", code="invalid")
+        raise ValidationError(_("Choose how long the link works and how many times."), code="invalid")
     ratelimits.hit(ratelimits.invites_created(), actor.pk)
     delta = EXPIRY_CHOICES[expiry][1]
     return Invite.objects.create(
@@ -80,9 +82,9 @@ def do_create_invite(actor: User, membership: Membership, *, expiry: str, uses: 
 def do_revoke_invite(actor: User, invite: Invite, membership: Membership) -> None:
     """Owner and admins revoke any link; a member revokes their own."""
     if invite.room_id != membership.room_id:
-        raise PermissionDenied("That link belongs to another room.")
+        raise PermissionDenied(_("That link belongs to another room."))
     if not (can_administer(actor, invite.room, membership) or invite.created_by_id == actor.pk):
-        raise PermissionDenied("Only the group's owner and admins can revoke others' links.")
+        raise PermissionDenied(_("Only the group's owner and admins can revoke others' links."))
     Invite.objects.filter(pk=invite.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
 
 

@@ -19,6 +19,8 @@ from django.db import transaction
 from django.db.models import F, OuterRef, Subquery, Value
 from django.db.models.functions import Greatest, Least
 from django.utils import timezone
+from django.utils.formats import number_format
+from django.utils.translation import gettext as _
 
 from accounts.models import User
 from accounts.services import has_blocked
@@ -48,7 +50,7 @@ def clean_message_body(body: str, *, allow_empty: bool = False) -> str:
     """The text as it will be stored, or ValidationError with a message for the sender."""
     body = (body or "").replace("\r\n", "\n").strip()
     if not body and not allow_empty:
-        raise ValidationError("Type a message first.", code="empty")
+        raise ValidationError(_("Type a message first."), code="empty")
     if body and not visible_characters(body):
         if allow_empty:
             return ""
@@ -59,7 +61,11 @@ def clean_message_body(body: str, *, allow_empty: bool = False) -> str:
     limit = settings.MESSAGE_MAX_LENGTH
     if len(body) > limit:
         raise ValidationError(
-            f"Messages are at most {limit:,} characters; this one has {len(body):,}.",
+            _("Messages are at most %(limit)s characters; this one has %(length)s.")
+            % {
+                "limit": number_format(limit, force_grouping=True),
+                "length": number_format(len(body), force_grouping=True),
+            },
             code="too_long",
         )
     return body
@@ -169,7 +175,7 @@ def do_post_message(
             if existing is not None:
                 return PostResult(existing, created=False)
         if request is None:
-            raise PermissionDenied("You are no longer a member of this room.")
+            raise PermissionDenied(_("You are no longer a member of this room."))
         # How far I had read before this post, as the request found it (for read receipts).
         read_before = membership.last_read_seq
         refusal = send_refusal(room, author)
@@ -188,7 +194,7 @@ def do_post_message(
         if reply_to_id is not None:
             reply_to = Message.objects.filter(pk=reply_to_id, room=room).first()
             if reply_to is None:
-                raise ValidationError("The message you replied to is not in this room.", code="reply_to")
+                raise ValidationError(_("The message you replied to is not in this room."), code="reply_to")
         # Only text with an "@" can mention anyone: skip loading the member list otherwise.
         rendered = render_message(body, member_usernames(room) if "@" in body else {})
         if body and not _shows_something(rendered.html):
@@ -311,7 +317,7 @@ def do_update_assistant_message(
 def do_edit_message(user: User, message: Message, body: str) -> Message:
     """Replace the text of the user's own message; it then shows as edited."""
     if not can_change_message(user, message):
-        raise PermissionDenied("You can only edit your own messages.")
+        raise PermissionDenied(_("You can only edit your own messages."))
     body = clean_message_body(body)
     refusal = send_refusal(message.room, user)
     if refusal:
@@ -334,7 +340,7 @@ def do_delete_message(user: User, message: Message, *, membership: Membership | 
     """Delete a message: the author's own ("message deleted") or, for a group's owner and
     admins, anyone's ("removed by an admin")."""
     if not can_delete_message(user, message, membership):
-        raise PermissionDenied("You can only delete your own messages.")
+        raise PermissionDenied(_("You can only delete your own messages."))
     removed_by = "" if message.author_id == user.pk else "admin"
     return _remove_message(message, removed_by=removed_by)
 

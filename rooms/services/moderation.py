@@ -18,6 +18,7 @@ from django.contrib.sessions.models import Session
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.models import User
 from rooms import hooks
@@ -67,18 +68,18 @@ def do_report_message(
 ) -> Report:
     """A member reports a message in their room, once."""
     if message.room_id != membership.room_id:
-        raise PermissionDenied("That message is not in your room.")
+        raise PermissionDenied(_("That message is not in your room."))
     if message.is_system:
-        raise ValidationError("System messages can't be reported.", code="system")
+        raise ValidationError(_("System messages can't be reported."), code="system")
     if message.is_deleted:
-        raise ValidationError("That message was deleted; there is nothing left to report.", code="deleted")
+        raise ValidationError(_("That message was deleted; there is nothing left to report."), code="deleted")
     if message.author_id == reporter.pk:
-        raise ValidationError("You can't report your own message.", code="own")
+        raise ValidationError(_("You can't report your own message."), code="own")
     if reason not in Report.Reason.values:
-        raise ValidationError("Choose a reason.", code="reason")
+        raise ValidationError(_("Choose a reason."), code="reason")
     text = (text or "").strip()
     if len(text) > 1000:
-        raise ValidationError("Tell us in at most 1,000 characters.", code="too_long")
+        raise ValidationError(_("Tell us in at most 1,000 characters."), code="too_long")
     try:
         with transaction.atomic():
             return Report.objects.create(
@@ -91,7 +92,7 @@ def do_report_message(
                 author=message.author,
             )
     except IntegrityError:
-        raise ValidationError("You already reported this message.", code="duplicate") from None
+        raise ValidationError(_("You already reported this message."), code="duplicate") from None
 
 
 # Moderator actions
@@ -99,12 +100,12 @@ def do_report_message(
 
 def _check_moderator(moderator: User) -> None:
     if not (moderator.is_active and moderator.is_staff):
-        raise PermissionDenied("Only moderators can do that.")
+        raise PermissionDenied(_("Only moderators can do that."))
 
 
 def _check_open(report: Report) -> None:
     if report.status != Report.Status.OPEN:
-        raise ValidationError("This report was already resolved.", code="resolved")
+        raise ValidationError(_("This report was already resolved."), code="resolved")
 
 
 def _act(
@@ -174,7 +175,7 @@ def do_remove_reported_message(moderator: User, report: Report, *, reason: str =
     with transaction.atomic():
         message = report.message
         if message is None:
-            raise ValidationError("The reported message no longer exists.", code="gone")
+            raise ValidationError(_("The reported message no longer exists."), code="gone")
         if not message.is_deleted:
             do_remove_message_as_moderator(message)
         _act(
@@ -193,7 +194,7 @@ def do_remove_author_from_room(moderator: User, report: Report, *, reason: str =
     _check_moderator(moderator)
     _check_open(report)
     if report.author is None or report.room is None:
-        raise ValidationError("This report has no author or room any more.", code="gone")
+        raise ValidationError(_("This report has no author or room any more."), code="gone")
     with transaction.atomic():
         do_remove_member_as_moderator(report.room, report.author)
         _act(
@@ -218,9 +219,9 @@ def do_suspend(moderator: User, user: User, *, reason: str = "", report: Report 
     """Deactivate the account, end its sessions and close its open sockets at once."""
     _check_moderator(moderator)
     if user.pk == moderator.pk:
-        raise ValidationError("You can't suspend yourself.", code="self")
+        raise ValidationError(_("You can't suspend yourself."), code="self")
     if user.is_superuser and not moderator.is_superuser:
-        raise PermissionDenied("Only a superuser can suspend a superuser.")
+        raise PermissionDenied(_("Only a superuser can suspend a superuser."))
     if report is not None:
         _check_open(report)
     with transaction.atomic():

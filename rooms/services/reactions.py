@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from accounts.models import User
 from rooms import emoji as emoji_data
@@ -39,7 +40,7 @@ def clean_emoji(value: object) -> str:
     """The emoji as stored, or ValidationError: only emoji of the vendored data set."""
     found = emoji_data.canonical(value)
     if found is None:
-        raise ValidationError("Choose an emoji from the picker.", code="unknown_emoji")
+        raise ValidationError(gettext("Choose an emoji from the picker."), code="unknown_emoji")
     return found
 
 
@@ -54,7 +55,7 @@ def do_toggle_reaction(membership: Membership, message: Message, emoji: str) -> 
     """
     user = membership.user
     if message.room_id != membership.room_id:
-        raise PermissionDenied("That message is not in this room.")
+        raise PermissionDenied(gettext("That message is not in this room."))
     emoji = clean_emoji(emoji)
     with transaction.atomic():
         message = _lock_message(message.pk)
@@ -64,14 +65,14 @@ def do_toggle_reaction(membership: Membership, message: Message, emoji: str) -> 
             .first()
         )
         if request is None or request == Membership.Request.DECLINED:
-            raise PermissionDenied("You are no longer a member of this room.")
+            raise PermissionDenied(gettext("You are no longer a member of this room."))
         if request == Membership.Request.PENDING:
-            raise ValidationError("Accept the message request to react.", code="request")
+            raise ValidationError(gettext("Accept the message request to react."), code="request")
         _check_reactable(message)
         if send_refusal(message.room, user):
             # A direct conversation where either person blocked the other; as neutral as
             # the composer's refusal, so it does not say who blocked whom.
-            raise ValidationError("You can't react in this conversation.", code="blocked")
+            raise ValidationError(gettext("You can't react in this conversation."), code="blocked")
         ratelimits.hit(ratelimits.reactions_burst(), user.pk)
         ratelimits.hit(ratelimits.reactions_sustained(), user.pk)
         removed, _ = Reaction.objects.filter(message=message, user=user, emoji=emoji).delete()
@@ -117,9 +118,9 @@ def _lock_message(message_id: int) -> Message:
 
 def _check_reactable(message: Message) -> None:
     if message.is_deleted:
-        raise ValidationError("This message was deleted.", code="deleted")
+        raise ValidationError(gettext("This message was deleted."), code="deleted")
     if message.is_system:
-        raise ValidationError("System messages take no reactions.", code="system")
+        raise ValidationError(gettext("System messages take no reactions."), code="system")
 
 
 def _check_room_for(message: Message, emoji: str) -> None:

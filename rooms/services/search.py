@@ -41,6 +41,7 @@ from django.db.models import Func, Q, QuerySet, Value
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import gettext as _
 
 from accounts.models import Block, User
 from rooms.access import parse_id
@@ -111,11 +112,14 @@ def _date(key: str, value: str) -> dt.date:
         else:
             if not FIRST_DAY <= day <= LAST_DAY:
                 raise ValidationError(
-                    f"{key}: takes a date from {FIRST_DAY.isoformat()} to {LAST_DAY.isoformat()}.",
+                    _("%(key)s: takes a date from %(first)s to %(last)s.")
+                    % {"key": key, "first": FIRST_DAY.isoformat(), "last": LAST_DAY.isoformat()},
                     code="date",
                 )
             return day
-    raise ValidationError(f"{key}: takes a date written YYYY-MM-DD, like 2026-03-14.", code="date")
+    raise ValidationError(
+        _("%(key)s: takes a date written YYYY-MM-DD, like 2026-03-14.") % {"key": key}, code="date"
+    )
 
 
 def parse_query(text: str) -> ParsedQuery:
@@ -125,11 +129,13 @@ def parse_query(text: str) -> ParsedQuery:
     text = " ".join((text or "").split())
     if len(text) > MAX_QUERY_LENGTH:
         raise ValidationError(
-            f"Searches are at most {MAX_QUERY_LENGTH} characters; this one has {len(text)}.", code="too_long"
+            _("Searches are at most %(limit)s characters; this one has %(length)s.")
+            % {"limit": MAX_QUERY_LENGTH, "length": len(text)},
+            code="too_long",
         )
     if _CONTROL.search(text):
         raise ValidationError(
-            "Searches cannot hold control characters; take them out and search again.", code="control"
+            _("Searches cannot hold control characters; take them out and search again."), code="control"
         )
     values: dict[str, object] = {}
     after: dt.date | None = None
@@ -139,14 +145,17 @@ def parse_query(text: str) -> ParsedQuery:
         nonlocal after, before
         key, value = match.group(1).lower(), match.group(2).strip('"').strip()
         if not value:
-            raise ValidationError(f"{key}: needs something after the colon, like {key}:{_EXAMPLES[key]}.")
+            raise ValidationError(
+                _("%(key)s: needs something after the colon, like %(example)s.")
+                % {"key": key, "example": f"{key}:{_EXAMPLES[key]}"}
+            )
         if key == "from":
             values["from_user"] = value.removeprefix("@")
         elif key == "in":
             values["in_room"] = value.removeprefix("#").removeprefix("@")
         elif key == "has":
             if value.lower() not in ("image", "file"):
-                raise ValidationError("has: is has:image or has:file.", code="has")
+                raise ValidationError(_("has: is has:image or has:file."), code="has")
             values[f"has_{value.lower()}"] = True
         elif key == "after":
             after = _date(key, value)
@@ -166,9 +175,13 @@ def parse_query(text: str) -> ParsedQuery:
             # two letters on (one letter would match most of the index).
             terms.append(Term(words, prefix=not phrase and len(words[-1]) > 1))
     if sum(len(term.words) for term in terms) > MAX_WORDS:
-        raise ValidationError(f"Search for at most {MAX_WORDS} words at a time.", code="too_many_words")
+        raise ValidationError(
+            _("Search for at most %(count)s words at a time.") % {"count": MAX_WORDS}, code="too_many_words"
+        )
     if after and before and after >= before - dt.timedelta(days=1):
-        raise ValidationError("That date range holds no day: after: must come before before:.", code="range")
+        raise ValidationError(
+            _("That date range holds no day: after: must come before before:."), code="range"
+        )
     return ParsedQuery(text=text, terms=tuple(terms), after=after, before=before, **values)  # type: ignore[arg-type]
 
 
@@ -269,7 +282,7 @@ def _scoped(user: User, parsed: ParsedQuery) -> Scope:
     if parsed.in_room:
         room_ids = _rooms_named(rooms, parsed.in_room, user)
         if not room_ids:
-            notes.append(f"You are in no conversation called “{parsed.in_room}”.")
+            notes.append(_("You are in no conversation called “%(room)s”.") % {"room": parsed.in_room})
     query = Message.objects.filter(room_id__in=room_ids, deleted_at__isnull=True).exclude(
         kind=Message.Kind.SYSTEM
     )
@@ -284,7 +297,7 @@ def _scoped(user: User, parsed: ParsedQuery) -> Scope:
                 User.objects.filter(username__iexact=parsed.from_user).values_list("pk", flat=True).first()
             )
             if author_id is None:
-                notes.append(f"Nobody is called “{parsed.from_user}”.")
+                notes.append(_("Nobody is called “%(name)s”.") % {"name": parsed.from_user})
                 room_ids = []
                 query = query.none()
         query = query.filter(author_id=author_id)

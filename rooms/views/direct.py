@@ -3,6 +3,7 @@
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.models import User
@@ -48,7 +49,7 @@ def accept_request(request, room_id: int):
 def decline_request(request, room_id: int):
     membership = access_pending_request(request.user, room_id)
     services.do_decline_request(membership)
-    messages.success(request, "Request deleted. They won't be told.")
+    messages.success(request, _("Request deleted. They won't be told."))
     return redirect("rooms:requests")
 
 
@@ -56,5 +57,5 @@ def decline_request(request, room_id: int):
 def block_request(request, room_id: int):
     sender = services.do_block_from_request(access_pending_request(request.user, room_id))
     if sender is not None:
-        messages.success(request, f"You blocked {sender.name}. They won't be told.")
+        messages.success(request, _("You blocked %(name)s. They won't be told.") % {"name": sender.name})
     return redirect("rooms:requests")

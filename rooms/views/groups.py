@@ -5,6 +5,7 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from rooms import services
@@ -52,7 +53,7 @@ def rename_room(request, room_id: int):
         except ValidationError as exc:
             form.add_error("title", exc)
         else:
-            messages.success(request, "The group is renamed.")
+            messages.success(request, _("The group is renamed."))
             return redirect("rooms:settings", membership.room.pk)
     return settings_page(request, membership, status=422, rename_form=form)
 
@@ -68,9 +69,9 @@ def add_members(request, room_id: int):
             form.add_error("members", exc)
         else:
             if added:
-                messages.success(request, f"Added {', '.join(u.name for u in added)}.")
+                messages.success(request, _("Added %(names)s.") % {"names": ", ".join(u.name for u in added)})
             else:
-                messages.info(request, "They are already in the group.")
+                messages.info(request, _("They are already in the group."))
             return redirect("rooms:settings", membership.room.pk)
     return settings_page(request, membership, status=422, add_form=form)
 
@@ -97,7 +98,7 @@ def transfer_ownership(request, room_id: int):
     except ValidationError as exc:
         messages.error(request, exc.messages[0])
     else:
-        messages.success(request, f"{user.name} now owns the group.")
+        messages.success(request, _("%(name)s now owns the group.") % {"name": user.name})
     return redirect("rooms:settings", membership.room.pk)
 
 
@@ -128,7 +129,7 @@ def leave_room(request, room_id: int):
     except ValidationError as exc:
         messages.error(request, exc.messages[0])
         return redirect("rooms:settings", membership.room.pk)
-    messages.success(request, f"You left {membership.room.title}.")
+    messages.success(request, _("You left %(title)s.") % {"title": membership.room.title})
     return htmx_redirect(request, reverse("rooms:index"))
 
 
@@ -138,7 +139,9 @@ def set_muted(request, room_id: int):
     muted = request.POST.get("muted") == "on"
     services.do_set_muted(membership, muted)
     title = room_title(membership.room, request.user, room_members(membership.room))
-    messages.success(request, f"{title} is {'muted' if muted else 'unmuted'}.")
+    messages.success(
+        request, (_("%(title)s is muted.") if muted else _("%(title)s is unmuted.")) % {"title": title}
+    )
     if request.POST.get("next") == "notifications":
         return redirect("rooms:notifications")
     return redirect("rooms:settings", membership.room.pk)

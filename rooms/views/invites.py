@@ -8,6 +8,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from rooms import ratelimits
@@ -30,7 +31,7 @@ def create_invite(request, room_id: int):
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
-            messages.success(request, "Invite link created: copy it from the list below.")
+            messages.success(request, _("Invite link created: copy it from the list below."))
             return redirect(f"{reverse('rooms:settings', args=[membership.room.pk])}#invites")
     return settings_page(request, membership, status=422, invite_form=form)
 
@@ -41,7 +42,7 @@ def revoke_invite(request, room_id: int, invite_id: int):
     invite = access_invite(membership, invite_id)
     # The service refuses (PermissionDenied) anyone `access.can_manage_invite` does not allow.
     invites.do_revoke_invite(request.user, invite, membership)
-    messages.success(request, "The invite link no longer works.")
+    messages.success(request, _("The invite link no longer works."))
     return redirect(f"{reverse('rooms:settings', args=[membership.room.pk])}#invites")
 
 
@@ -62,7 +63,7 @@ def _join_problem(request, problem: str, message: str):
 
 def _joins_blocked(request):
     if ratelimits.peek(ratelimits.failed_joins(), _client_ip(request)):
-        message = "Too many invite links that did not work came from your network. Try again in an hour."
+        message = _("Too many invite links that did not work came from your network. Try again in an hour.")
         return render(
             request, "rooms/join_problem.html", {"problem": "rate_limited", "message": message}, status=429
         )
@@ -100,5 +101,5 @@ def join_confirm(request, token: str):
     except invites.CannotJoin as exc:
         return _join_problem(request, exc.problem, exc.messages[0])
     if result.joined:
-        messages.success(request, f"You joined {result.room.title}.")
+        messages.success(request, _("You joined %(title)s.") % {"title": result.room.title})
     return redirect(result.room.get_absolute_url())

@@ -9,6 +9,7 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import FileResponse, Http404, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from rooms import filetypes, fragments, services
@@ -133,7 +134,7 @@ def delete_message(request, room_id: int, message_id: int):
         if message.is_deleted:
             return redirect(back)  # gone already: nothing to ask
         if not can_delete_message(request.user, message, membership):
-            raise PermissionDenied("You can only delete your own messages.")
+            raise PermissionDenied(_("You can only delete your own messages."))
         own = message.author_id == request.user.pk
         context = {
             "question": "Delete this message?" if own else "Remove this message?",
@@ -171,11 +172,11 @@ def message_image(request, room_id: int, message_id: int):
     membership = access_membership(request.user, room_id)
     message = access_message(membership, message_id)
     if not message.image or message.is_deleted:
-        raise Http404("No image.")
+        raise Http404(_("No image."))
     try:
         handle = message.image.open("rb")
     except FileNotFoundError:
-        raise Http404("No image.") from None
+        raise Http404(_("No image.")) from None
     response = stream_file(request, handle, content_type="image/webp")
     response.headers["Cache-Control"] = "private, max-age=31536000, immutable"
     response.headers["X-Content-Type-Options"] = "nosniff"
@@ -189,11 +190,11 @@ def message_file(request, room_id: int, message_id: int):
     membership = access_membership(request.user, room_id)
     message = access_message(membership, message_id)
     if not message.file or message.is_deleted:
-        raise Http404("No file.")
+        raise Http404(_("No file."))
     try:
         handle = message.file.open("rb")
     except FileNotFoundError:
-        raise Http404("No file.") from None
+        raise Http404(_("No file.")) from None
     response = stream_file(request, handle, content_type=filetypes.served_type(message.file_type))
     response.headers["Content-Disposition"] = filetypes.content_disposition(message.file_name)
     response.headers["X-Content-Type-Options"] = "nosniff"

@@ -4,6 +4,7 @@ notification and privacy settings."""
 from django.contrib import messages
 from django.http import Http404, HttpResponseBadRequest
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
 from accounts.services import blocked_ids, do_set_desktop_notifications
@@ -95,7 +96,9 @@ def notification_settings(request):
     if request.method == "POST":
         enabled = request.POST.get("desktop_notifications") == "on"
         do_set_desktop_notifications(request.user, enabled)
-        messages.success(request, f"Desktop notifications are {'on' if enabled else 'off'}.")
+        messages.success(
+            request, _("Desktop notifications are on.") if enabled else _("Desktop notifications are off.")
+        )
         return redirect("rooms:notifications")
     return render(request, "rooms/notifications.html", {"sidebar": sidebar_entries(request.user)})
 
@@ -105,6 +108,6 @@ def privacy_settings(request):
     if request.method == "POST":
         enabled = request.POST.get("read_receipts") == "on"
         services.do_set_read_receipts(request.user, enabled)
-        messages.success(request, f"Read receipts are {'on' if enabled else 'off'}.")
+        messages.success(request, _("Read receipts are on.") if enabled else _("Read receipts are off."))
         return redirect("rooms:privacy")
     return render(request, "rooms/privacy.html", {"sidebar": sidebar_entries(request.user)})

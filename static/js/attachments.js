@@ -5,6 +5,7 @@
 // before sending anything, with the server's own words. A large file shows a progress bar
 // while it uploads, with Cancel; a send that fails or is refused keeps the text and the file.
 import { composerTextarea, rememberTyped } from "./composer.js";
+import { gettext, ngettext, interpolate, language } from "./i18n.js";
 
 const PICTURE_TYPES = ["image/jpeg", "image/png", "image/webp", "image/gif"];
 // Smaller files upload in a blink: no bar for them.
@@ -19,22 +20,26 @@ function composerFileInput() {
 /** Bytes as Django's filesizeformat writes them ("25.0 MB"), so page and server say the same. */
 export function describeSize(bytes) {
   const units = ["KB", "MB", "GB", "TB"];
-  if (bytes < 1024) return bytes + (bytes === 1 ? " byte" : " bytes");
+  if (bytes < 1024) return interpolate(ngettext("%(count)s byte", "%(count)s bytes", bytes), { count: bytes });
   let value = bytes / 1024;
   let unit = 0;
   while (value >= 1024 && unit < units.length - 1) {
     value /= 1024;
     unit++;
   }
-  return value.toFixed(1) + "\u00a0" + units[unit];
+  return value.toLocaleString(language, { minimumFractionDigits: 1, maximumFractionDigits: 1 }) + "\u00a0" + units[unit];
 }
 
 /** Why the server would refuse this file, in its words, or "". */
 function refusal(input, file) {
   const limit = Number(input.dataset.maxBytes || 0);
-  if (file.size === 0) return file.name + " is empty; there is nothing to send.";
+  if (file.size === 0) return interpolate(gettext("%(name)s is empty; there is nothing to send."), { name: file.name });
   if (limit && file.size > limit) {
-    return file.name + " is " + describeSize(file.size) + "; files can be at most " + describeSize(limit) + ".";
+    return interpolate(gettext("%(name)s is %(size)s; files can be at most %(limit)s."), {
+      name: file.name,
+      size: describeSize(file.size),
+      limit: describeSize(limit),
+    });
   }
   return "";
 }
@@ -65,7 +70,9 @@ function showAttachment(input, problem) {
   const label = input.closest(".composer__attach");
   const file = input.files && input.files[0];
   label.classList.toggle("has-file", Boolean(file));
-  label.title = file ? "Attached: " + file.name + " (click to change)" : "Attach a file";
+  label.title = file
+    ? interpolate(gettext("Attached: %(name)s (click to change)"), { name: file.name })
+    : gettext("Attach a file");
   const note = noteElement(input);
   if (thumbnailUrl) URL.revokeObjectURL(thumbnailUrl);
   thumbnailUrl = null;
@@ -86,7 +93,7 @@ function showAttachment(input, problem) {
     const remove = document.createElement("button");
     remove.type = "button";
     remove.className = "composer__file-remove";
-    remove.textContent = "Remove";
+    remove.textContent = gettext("Remove");
     remove.addEventListener("click", () => {
       input.value = "";
       showAttachment(input, "");
@@ -132,7 +139,7 @@ function attach(files) {
   const input = composerFileInput();
   if (!input || !files.length) return;
   const [file] = files;
-  take(input, file, files.length > 1 ? "One file per message: " + file.name + " is attached." : "");
+  take(input, file, files.length > 1 ? interpolate(gettext("One file per message: %(name)s is attached."), { name: file.name }) : "");
 }
 
 // One line naming an image file, perhaps with its folder ("Screenshot 12.png", "/home/a/b.jpg").
@@ -212,15 +219,15 @@ function showProgress(input, file, xhr) {
   bar.className = "composer__progress";
   bar.max = 100;
   bar.value = 0;
-  bar.setAttribute("aria-label", "Uploading " + file.name);
+  bar.setAttribute("aria-label", interpolate(gettext("Uploading %(name)s"), { name: file.name }));
   const status = document.createElement("span");
   status.className = "composer__progress-status";
   status.setAttribute("role", "status");
-  status.textContent = "Uploading " + file.name + "…";
+  status.textContent = interpolate(gettext("Uploading %(name)s…"), { name: file.name });
   const cancel = document.createElement("button");
   cancel.type = "button";
   cancel.className = "composer__file-remove";
-  cancel.textContent = "Cancel";
+  cancel.textContent = gettext("Cancel");
   cancel.addEventListener("click", () => xhr.abort());
   note.replaceChildren(bar, status, cancel);
   xhr.upload.addEventListener("progress", (event) => {
@@ -229,8 +236,12 @@ function showProgress(input, file, xhr) {
     bar.value = percent;
     status.textContent =
       percent < 100
-        ? "Uploading " + file.name + "… " + percent + "% of " + describeSize(file.size)
-        : "Uploaded " + file.name + ", sending…";
+        ? interpolate(gettext("Uploading %(name)s… %(percent)s of %(size)s"), {
+            name: file.name,
+            percent: new Intl.NumberFormat(language, { style: "percent" }).format(percent / 100),
+            size: describeSize(file.size),
+          })
+        : interpolate(gettext("Uploaded %(name)s, sending…"), { name: file.name });
   });
 }
 
@@ -241,8 +252,10 @@ function failed(message) {
 
 function answerFailed(status) {
   return status === 413
-    ? "That is too large for the server. Your message is still here."
-    : "Couldn't send (the server answered " + status + "). Your message is still here; try again.";
+    ? gettext("That is too large for the server. Your message is still here.")
+    : interpolate(gettext("Couldn't send (the server answered %(status)s). Your message is still here; try again."), {
+        status: status,
+      });
 }
 
 function sendWithFile(form, input, file, path, headers) {
@@ -275,11 +288,11 @@ function sendWithFile(form, input, file, path, headers) {
   });
   xhr.addEventListener("error", () => {
     settle();
-    failed("Couldn't reach the server. Your message is still here; try again.");
+    failed(gettext("Couldn't reach the server. Your message is still here; try again."));
   });
   xhr.addEventListener("abort", () => {
     settle();
-    failed("Upload cancelled. Your message is still here.");
+    failed(gettext("Upload cancelled. Your message is still here."));
     composerTextarea()?.focus();
   });
   xhr.send(new FormData(form));
@@ -298,7 +311,7 @@ document.addEventListener("htmx:beforeRequest", (event) => {
 // A message without a file went by htmx; when it fails without an answer to show, say so
 // (the composer stays as it was, with its text).
 document.addEventListener("htmx:sendError", (event) => {
-  if (isComposerPost(event)) failed("Couldn't reach the server. Your message is still here; try again.");
+  if (isComposerPost(event)) failed(gettext("Couldn't reach the server. Your message is still here; try again."));
 });
 document.addEventListener("htmx:responseError", (event) => {
   if (isComposerPost(event)) failed(answerFailed(event.detail.xhr.status));

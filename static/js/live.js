@@ -2,6 +2,7 @@
 // frame. HTML frames are swapped by htmx (hx-swap-oob); JSON frames (they start with "{")
 // carry per-viewer state and go to the handlers that other modules register with onFrame().
 import { knownSeqs } from "./messages.js";
+import { gettext } from "./i18n.js";
 
 /** The element holding the socket; only pages of the app (not sign-in or profile pages) have one. */
 export const live = document.getElementById("live");
@@ -98,9 +99,9 @@ if (live) {
     // closing right away (e.g. 4429) waits longer each time.
     if (openedAt && Date.now() - openedAt > 10000) retries = 0;
     openedAt = 0;
-    if (code === 4401) return showBanner("You have been signed out. Reload the page to sign in again.");
-    if (code === 4403 || code === 4404) return showBanner("You are no longer a member of this room.");
-    showBanner("Reconnecting…");
+    if (code === 4401) return showBanner(gettext("You have been signed out. Reload the page to sign in again."));
+    if (code === 4403 || code === 4404) return showBanner(gettext("You are no longer a member of this room."));
+    showBanner(gettext("Reconnecting…"));
     // The extension retries 1006, 1011, 1012 and 1013 by itself; everything else
     // (a server restart's 1001, a normal close, a frame too big (1009), too many frames)
     // is ours to retry.

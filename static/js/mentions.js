@@ -4,6 +4,7 @@
 // mention is typed: Up and Down choose, Enter or Tab insert, Escape closes. Focus stays
 // in the textarea; aria-activedescendant says which option is chosen.
 import { isComposerTextarea } from "./composer.js";
+import { gettext } from "./i18n.js";
 
 const MENU_ID = "mention-menu";
 const MAX_CHOICES = 8;
@@ -62,7 +63,7 @@ function render(textarea) {
     menu.className = "mention-menu";
     menu.id = MENU_ID;
     menu.setAttribute("role", "listbox");
-    menu.setAttribute("aria-label", "Mention");
+    menu.setAttribute("aria-label", gettext("Mention"));
     menu.addEventListener("mousedown", (event) => {
       const item = event.target.closest("li");
       if (!item) return;

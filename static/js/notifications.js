@@ -1,6 +1,7 @@
 // Desktop notifications: the switch in the notification settings asks the browser's
 // permission when it is switched on (never on page load); toasts.js shows one for a
 // toast while the tab is hidden.
+import { gettext } from "./i18n.js";
 
 document.addEventListener("change", async (event) => {
   const input = event.target;
@@ -10,7 +11,9 @@ document.addEventListener("change", async (event) => {
     const answer = await Notification.requestPermission();
     if (answer !== "granted") {
       input.checked = false;
-      status.textContent = "Your browser blocks notifications from this site; allow them in its site settings first.";
+      status.textContent = gettext(
+        "Your browser blocks notifications from this site; allow them in its site settings first.",
+      );
       return;
     }
   }

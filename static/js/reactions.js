@@ -4,6 +4,7 @@
 // HTML for every viewer, and arrive live as a `room.reactions` push (docs/protocol.md).
 import { me, within } from "./dom.js";
 import { onFrame } from "./live.js";
+import { gettext, interpolate } from "./i18n.js";
 
 // rooms/emoji.py's QUICK_REACTIONS, spelled as the data set spells them.
 export const QUICK = [
@@ -19,8 +20,9 @@ const DATA_URL = new URL("../vendor/emojibase-data-17.0.0/en/compact.json", impo
 const VERSIONS_URL = new URL("../vendor/emojibase-data-17.0.0/versions/emoji.json", import.meta.url);
 const MAX_VERSION = 15.0; // rooms/emoji.py PICKER_MAX_VERSION: newer ones are empty boxes on many devices
 const GROUPS = {
-  0: "Smileys & emotion", 1: "People & body", 3: "Animals & nature", 4: "Food & drink",
-  5: "Travel & places", 6: "Activities", 7: "Objects", 8: "Symbols", 9: "Flags",
+  0: gettext("Smileys & emotion"), 1: gettext("People & body"), 3: gettext("Animals & nature"),
+  4: gettext("Food & drink"), 5: gettext("Travel & places"), 6: gettext("Activities"), 7: gettext("Objects"),
+  8: gettext("Symbols"), 9: gettext("Flags"),
 };
 const LONG_PRESS_MS = 500;
 
@@ -48,7 +50,7 @@ export function markReactions(root, blocked = blockedIds()) {
       if (me && id === me) {
         mine = true;
         if (!who.dataset.name) who.dataset.name = who.textContent;
-        who.textContent = "You";
+        who.textContent = gettext("You");
       }
     });
     chip.querySelector(".reaction__count").textContent = String(count);
@@ -119,7 +121,7 @@ function emojiButton(emoji, label, className) {
   button.textContent = emoji;
   button.dataset.reactEmoji = emoji;
   button.title = label;
-  button.setAttribute("aria-label", "React with " + label);
+  button.setAttribute("aria-label", interpolate(gettext("React with %(emoji)s"), { emoji: label }));
   return button;
 }
 
@@ -133,14 +135,14 @@ function quickBar() {
   bar = document.createElement("span");
   bar.className = "react-bar";
   bar.setAttribute("role", "group");
-  bar.setAttribute("aria-label", "React");
+  bar.setAttribute("aria-label", gettext("React"));
   QUICK.forEach(([emoji, label]) => bar.append(emojiButton(emoji, label, "react-bar__emoji")));
   const more = document.createElement("button");
   more.type = "button";
   more.className = "react-bar__emoji react-bar__more";
   more.dataset.reactMore = "";
-  more.title = "More reactions";
-  more.setAttribute("aria-label", "More reactions");
+  more.title = gettext("More reactions");
+  more.setAttribute("aria-label", gettext("More reactions"));
   more.setAttribute("aria-haspopup", "dialog");
   more.textContent = "+";
   bar.append(more);
@@ -181,7 +183,7 @@ function addReactButtons(root) {
     button.className = "message__action react-open";
     button.dataset.reactMore = "";
     button.setAttribute("aria-haspopup", "dialog");
-    button.textContent = "React";
+    button.textContent = gettext("React");
     actions.prepend(button);
   });
 }
@@ -291,27 +293,27 @@ function buildPicker() {
   picker.id = "emoji-picker";
   picker.hidden = true;
   picker.setAttribute("role", "dialog");
-  picker.setAttribute("aria-label", "Add a reaction");
+  picker.setAttribute("aria-label", gettext("Add a reaction"));
   const quick = document.createElement("div");
   quick.className = "emoji-picker__quick";
   QUICK.forEach(([emoji, label]) => quick.append(emojiButton(emoji, label, "emoji-picker__emoji")));
   const search = document.createElement("input");
   search.type = "search";
   search.className = "emoji-picker__search";
-  search.placeholder = "Search emoji";
-  search.setAttribute("aria-label", "Search emoji");
+  search.placeholder = gettext("Search emoji");
+  search.setAttribute("aria-label", gettext("Search emoji"));
   search.setAttribute("aria-controls", "emoji-picker-grid");
   search.autocomplete = "off";
   const grid = document.createElement("div");
   grid.className = "emoji-picker__grid";
   grid.id = "emoji-picker-grid";
   grid.setAttribute("role", "group");
-  grid.setAttribute("aria-label", "Emoji");
-  grid.textContent = "Loading…";
+  grid.setAttribute("aria-label", gettext("Emoji"));
+  grid.textContent = gettext("Loading…");
   const empty = document.createElement("p");
   empty.className = "emoji-picker__empty";
   empty.hidden = true;
-  empty.textContent = "No emoji found.";
+  empty.textContent = gettext("No emoji found.");
   picker.append(quick, search, grid, empty);
   document.body.append(picker);
 
@@ -335,7 +337,7 @@ function buildPicker() {
     }
   });
   loadEmoji().then(fillGrid, () => {
-    grid.textContent = "The emoji could not be loaded. Try again later.";
+    grid.textContent = gettext("The emoji could not be loaded. Try again later.");
   });
 }
 

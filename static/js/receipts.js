@@ -6,6 +6,7 @@
 import { me } from "./dom.js";
 import { onFrame, roomId } from "./live.js";
 import { nearBottom, scrollToBottom } from "./scroll.js";
+import { gettext, interpolate } from "./i18n.js";
 
 const MAX_FACES = 5;
 const list = document.getElementById("messages");
@@ -30,10 +31,10 @@ function groupReceipt(readers) {
   const names = faces.map((face) => face.dataset.name).join(", ");
   const receipt = document.createElement("p");
   receipt.className = "seen seen--group";
-  receipt.title = "Seen by " + names;
+  receipt.title = interpolate(gettext("Seen by %(names)s"), { names: names });
   const label = document.createElement("span");
   label.className = "visually-hidden";
-  label.textContent = "Seen by " + names;
+  label.textContent = receipt.title;
   receipt.append(label);
   faces.slice(0, MAX_FACES).forEach((face) => {
     const copy = face.cloneNode(true);
@@ -54,7 +55,7 @@ function receiptFor(readers) {
   if (kind === "group") return groupReceipt(readers);
   const receipt = document.createElement("p");
   receipt.className = "seen";
-  receipt.textContent = "Seen";
+  receipt.textContent = gettext("Seen");
   return receipt;
 }
 

@@ -1,5 +1,6 @@
 // "Alice is typing…": shown from others' typing frames, announced (at most every 3 s) while I type.
 import { onFrame, roomId, send } from "./live.js";
+import { gettext, interpolate } from "./i18n.js";
 
 const ANNOUNCE_EVERY = 3000; // ms
 
@@ -11,9 +12,12 @@ function showTyping() {
   if (!line) return;
   const names = Array.from(typists.values(), (t) => t.name);
   if (!names.length) line.textContent = "";
-  else if (names.length === 1) line.textContent = names[0] + " is typing…";
-  else if (names.length === 2) line.textContent = names[0] + " and " + names[1] + " are typing…";
-  else line.textContent = "Several people are typing…";
+  else if (names.length === 1) line.textContent = interpolate(gettext("%(name)s is typing…"), { name: names[0] });
+  else if (names.length === 2) line.textContent = interpolate(gettext("%(first)s and %(second)s are typing…"), {
+      first: names[0],
+      second: names[1],
+    });
+  else line.textContent = gettext("Several people are typing…");
 }
 
 onFrame("typing", (frame) => {

@@ -2,6 +2,7 @@
 import { me, pageVisible } from "./dom.js";
 import { onFrame, roomId, send } from "./live.js";
 import { knownSeqs } from "./messages.js";
+import { gettext, interpolate } from "./i18n.js";
 
 const READ_EVERY = 2000; // ms: read positions go out at most this often, however busy the room
 
@@ -25,7 +26,7 @@ function setBadge(room, count) {
   if (badge) {
     badge.textContent = count;
     badge.dataset.count = count;
-    badge.title = count + " unread";
+    badge.title = interpolate(gettext("%(count)s unread"), { count: count });
     badge.hidden = count === 0;
     badge.closest(".room-link").classList.toggle("has-unread", count > 0);
   }

@@ -3,6 +3,7 @@
 // and times in the viewer's own time zone. docs/architecture.md: "Per-viewer differences".
 import { me, within } from "./dom.js";
 import { onFrame } from "./live.js";
+import { gettext, language } from "./i18n.js";
 
 function blockedAuthors() {
   const list = document.getElementById("messages");
@@ -19,7 +20,7 @@ function collapseBlocked(root) {
       const notice = document.createElement("button");
       notice.type = "button";
       notice.className = "blocked-notice";
-      notice.textContent = "Message from a blocked account · show";
+      notice.textContent = gettext("Message from a blocked account · show");
       notice.addEventListener("click", () => el.classList.add("is-revealed"));
       el.prepend(notice);
     }
@@ -32,9 +33,9 @@ function localTimes(root) {
     if (isNaN(when)) return;
     const today = new Date().toDateString() === when.toDateString();
     el.textContent = today
-      ? when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })
-      : when.toLocaleString([], { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
-    el.title = when.toLocaleString();
+      ? when.toLocaleTimeString(language, { hour: "2-digit", minute: "2-digit" })
+      : when.toLocaleString(language, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+    el.title = when.toLocaleString(language, { dateStyle: "long", timeStyle: "short" });
   });
 }
 
