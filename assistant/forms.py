@@ -16,7 +16,7 @@ class AssistantForm(forms.Form):
             attrs={
                 "rows": 3,
                 "maxlength": PERSONALITY_MAX_LENGTH,
-                "placeholder": "e.g. a terse travel planner who answers in French",
+                "placeholder": gettext_lazy("e.g. a terse travel planner who answers in French"),
             }
         ),
         help_text=format_lazy(
@@ -42,7 +42,9 @@ class MemoryForm(forms.Form):
     text = forms.CharField(
         max_length=MEMORY_MAX_LENGTH,
         label=gettext_lazy("Memory"),
-        widget=forms.TextInput(attrs={"placeholder": "e.g. I am vegetarian", "autocomplete": "off"}),
+        widget=forms.TextInput(
+            attrs={"placeholder": gettext_lazy("e.g. I am vegetarian"), "autocomplete": "off"}
+        ),
     )
 
 

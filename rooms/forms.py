@@ -36,9 +36,9 @@ class MessageForm(forms.Form):
         widget=forms.Textarea(
             attrs={
                 "rows": 1,
-                "placeholder": "Write a message",
+                "placeholder": gettext_lazy("Write a message"),
                 "autocomplete": "off",
-                "aria-label": "Message",
+                "aria-label": gettext_lazy("Message"),
             }
         ),
     )
@@ -53,7 +53,9 @@ class MessageForm(forms.Form):
     file = forms.FileField(
         required=False,
         allow_empty_file=True,
-        widget=forms.FileInput(attrs={"class": "composer__file", "aria-label": "Attach a file"}),
+        widget=forms.FileInput(
+            attrs={"class": "composer__file", "aria-label": gettext_lazy("Attach a file")}
+        ),
     )
 
     def __init__(self, data=None, files=None, *args, **kwargs):
@@ -76,7 +78,9 @@ class MessageForm(forms.Form):
 
 class EditMessageForm(forms.Form):
     body = forms.CharField(
-        required=False, strip=False, widget=forms.Textarea(attrs={"rows": 3, "aria-label": "Message"})
+        required=False,
+        strip=False,
+        widget=forms.Textarea(attrs={"rows": 3, "aria-label": gettext_lazy("Message")}),
     )
 
 
