@@ -163,9 +163,13 @@ def do_update_assistant(
             do_post_system_message(room.pk, note, actor=actor)
         if renamed:
             # Open pages suggest and hint the new name from now on.
-            html = render_to_string("assistant/live/renamed.html", {"assistant": assistant})
             room_id = room.pk
-            transaction.on_commit(lambda: send_room_fragment(room_id, html))
+            context = {"assistant": assistant}
+            transaction.on_commit(
+                lambda: send_room_fragment(
+                    room_id, lambda: render_to_string("assistant/live/renamed.html", context)
+                )
+            )
     return assistant
 
 

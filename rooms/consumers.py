@@ -22,10 +22,11 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.template.loader import render_to_string
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from accounts.services import block_relations
 from calpico import metrics
+from calpico.languages import socket_language
 from rooms import presence
 from rooms.access import parse_id, parse_seq
 from rooms.live_groups import room_group, user_group
@@ -76,6 +77,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.heartbeat: asyncio.Task | None = None
         self.counted_online = False
         self.counted_open = False
+        # The viewer's language: events carry each language's HTML (rooms.live.localized).
+        self.language = socket_language(self.scope)
 
         # Accept first, then close with our code: a refused handshake looks like a network
         # failure (1006) that the browser would retry for ever.
@@ -110,10 +113,15 @@ class RoomConsumer(AsyncWebsocketConsumer):
         # sync thread per event per socket. Events from the channel layer only read this
         # consumer's memory (database work goes through database_sync_to_async, which
         # manages connections itself), so they skip it.
-        if message["type"].startswith(LAYER_EVENT_PREFIXES):
-            await getattr(self, get_handler_name(message))(message)
-        else:
-            await super().dispatch(message)
+        language = getattr(self, "language", settings.LANGUAGE_CODE)
+        with translation.override(language):
+            if message["type"].startswith(LAYER_EVENT_PREFIXES):
+                localized = message.get("i18n")
+                if localized and language in localized:
+                    message = {**message, **localized[language]}
+                await getattr(self, get_handler_name(message))(message)
+            else:
+                await super().dispatch(message)
 
     def _requested_room(self) -> int | None:
         """The `room` of the query string; 0 (no room's id) when it is there but no id."""

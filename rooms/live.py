@@ -9,18 +9,20 @@ per viewer what to forward, from memory.
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from allauth.account.signals import password_changed, password_reset, password_set
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.contrib.auth.signals import user_logged_out
 from django.db import transaction
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 from django.http import HttpRequest
 from django.template.loader import render_to_string
+from django.utils import translation
 
 from accounts.models import User
 from accounts.signals import blocks_changed
@@ -47,8 +49,33 @@ def send_event(group: str, event: dict[str, Any]) -> None:
         log.exception("Could not send %s to %s", event.get("type"), group)
 
 
+def localized(build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The event `build` makes, rendered once per language of settings.LANGUAGES rather than
+    in the language of whoever caused it: the default language's as it is, and under "i18n"
+    what each other language renders differently. Each consumer lays its viewer's language
+    over the event (rooms.consumers.RoomConsumer.dispatch)."""
+    with translation.override(settings.LANGUAGE_CODE):
+        event = build()
+    others = {}
+    for code, _name in settings.LANGUAGES:
+        if code == settings.LANGUAGE_CODE:
+            continue
+        with translation.override(code):
+            other = build()
+        changed = {key: value for key, value in other.items() if value != event.get(key)}
+        if changed:
+            others[code] = changed
+    if others:
+        event["i18n"] = others
+    return event
+
+
 def message_event(message: Message) -> dict[str, Any]:
-    """The event for a new message: every fragment rendered once, for any viewer."""
+    """The event for a new message: every fragment rendered once per language, for any viewer."""
+    return localized(lambda: _message_event(message))
+
+
+def _message_event(message: Message) -> dict[str, Any]:
     room = message.room
     author = message.author
     preview = message.preview
@@ -100,9 +127,14 @@ async def push_partial_text(room_id: int, message_id: int, body: str) -> None:
         log.exception("Could not push partial text to room %s", room_id)
 
 
-def send_room_fragment(room_id: int, html: str) -> None:
-    """Swap `html` (out-of-band fragments) into every page showing the room, from sync code."""
-    send_event(room_group(room_id), {"type": "room.fragment", "room_id": room_id, "html": html})
+def send_room_fragment(room_id: int, html: str | Callable[[], str]) -> None:
+    """Swap `html` (out-of-band fragments) into every page showing the room, from sync code;
+    a function making the HTML is called in each language."""
+    render = html if callable(html) else (lambda: html)
+    send_event(
+        room_group(room_id),
+        localized(lambda: {"type": "room.fragment", "room_id": room_id, "html": render()}),
+    )
 
 
 def announce_message(message: Message) -> None:
@@ -115,6 +147,10 @@ def announce_message(message: Message) -> None:
 
 def announce_message_changed(message: Message) -> None:
     """A message edited, deleted, or an assistant reply moving on, to everyone in its room."""
+    send_event(room_group(message.room_id), localized(lambda: _message_changed_event(message)))
+
+
+def _message_changed_event(message: Message) -> dict[str, Any]:
     html = render_to_string("rooms/_message.html", {"message": message, "oob": True})
     event = {
         "type": "room.message_changed",
@@ -137,13 +173,17 @@ def announce_message_changed(message: Message) -> None:
             event["sidebar_html_mine"] = render_to_string(
                 "rooms/live/sidebar_preview.html", {**context, "mine": True}
             )
-    send_event(room_group(message.room_id), event)
+    return event
 
 
 def reactions_event(message: Message, *, actor: User | None, emoji: str, added: bool) -> dict[str, Any]:
     """The event for a change of a message's reactions: its chips as they now are (set on
     the message by the service), and a quiet toast for its author when someone reacted to
     it in a direct room (the consumer sends that to the author alone)."""
+    return localized(lambda: _reactions_event(message, actor=actor, emoji=emoji, added=added))
+
+
+def _reactions_event(message: Message, *, actor: User | None, emoji: str, added: bool) -> dict[str, Any]:
     html = render_to_string("rooms/_reactions.html", {"message": message, "reactions_oob": True})
     toast_html = ""
     room = message.room
@@ -170,34 +210,41 @@ def announce_reactions(message: Message, *, actor: User | None, emoji: str, adde
 def announce_members_changed(room: Room, *, added: Sequence[User] = (), removed: Sequence[User] = ()) -> None:
     """People joined or left: their sidebars, and the room's member list on open pages."""
     if added and room.is_group:
-        entry = render_to_string("rooms/live/sidebar_entry.html", {"room": room, "title": room.title})
-        toast = render_to_string("rooms/live/added_toast.html", {"room": room})
+        event = localized(
+            lambda: {
+                "type": "membership.added",
+                "room_id": room.pk,
+                "entry_html": render_to_string(
+                    "rooms/live/sidebar_entry.html", {"room": room, "title": room.title}
+                ),
+                "toast_html": render_to_string("rooms/live/added_toast.html", {"room": room}),
+            }
+        )
         for user in added:
-            send_event(
-                user_group(user.pk),
-                {"type": "membership.added", "room_id": room.pk, "entry_html": entry, "toast_html": toast},
-            )
+            send_event(user_group(user.pk), event)
     elif added:
         # A direct room: each person's entry shows the other one; no "added" toast (the
         # first message notifies as any message does).
         people = {m.user_id: m.user for m in room.memberships.select_related("user")}
         for user in added:
             other = next((p for uid, p in people.items() if uid != user.pk), None)
-            entry = render_to_string(
-                "rooms/live/sidebar_entry.html",
-                {"room": room, "title": other.name if other else "Direct message", "other": other},
-            )
-            send_event(
-                user_group(user.pk),
-                {"type": "membership.added", "room_id": room.pk, "entry_html": entry, "toast_html": ""},
-            )
+            context = {"room": room, "title": other.name if other else None, "other": other}
+
+            def entry(context: dict[str, Any] = context) -> dict[str, Any]:
+                html = render_to_string(
+                    "rooms/live/sidebar_entry.html",
+                    {**context, "title": context["title"] or translation.gettext("Direct message")},
+                )
+                return {"type": "membership.added", "room_id": room.pk, "entry_html": html, "toast_html": ""}
+
+            send_event(user_group(user.pk), localized(entry))
     for user in removed:
         send_event(user_group(user.pk), {"type": "membership.removed", "room_id": room.pk})
     if room.is_group and (added or removed):
         # Pages showing the group: its member count, faces and @ suggestions.
         members = room_members(room)
         context = {"room": room, "members": members, "online": online_user_ids(m.pk for m in members)}
-        send_room_fragment(room.pk, render_to_string("rooms/live/members.html", context))
+        send_room_fragment(room.pk, lambda: render_to_string("rooms/live/members.html", context))
 
 
 def announce_membership_updated(membership: Membership) -> None:

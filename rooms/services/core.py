@@ -15,6 +15,7 @@ from django.db import transaction
 from django.db.models import F, OuterRef, Subquery
 from django.db.models.functions import Greatest
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.models import User
 from rooms import live
@@ -129,6 +130,7 @@ def check_room_size(current: int, adding: int) -> None:
     limit = settings.ROOM_MAX_MEMBERS
     if current + adding > limit:
         raise ValidationError(
-            f"A group has at most {limit} members; this would make {current + adding}.",
+            _("A group has at most %(limit)s members; this would make %(count)s.")
+            % {"limit": limit, "count": current + adding},
             code="too_many_members",
         )
