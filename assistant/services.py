@@ -132,35 +132,24 @@ def do_update_assistant(
             raise ValidationError(_("Choose when the assistant replies."), code="reply_mode")
         notes = []
         if name != assistant.name:
-            notes.append(f"{actor.name} renamed the assistant to {name}")
+            notes.append(("assistant_renamed", {"name": name}))
         if personality != assistant.personality:
             notes.append(
-                f"{actor.name} changed the assistant’s personality"
-                if personality
-                else f"{actor.name} cleared the assistant’s personality"
+                ("assistant_personality_changed" if personality else "assistant_personality_cleared", {})
             )
         if reply_mode != assistant.reply_mode:
-            label = {
-                ReplyMode.ALWAYS: "reply to every message",
-                ReplyMode.MENTION: "reply only when mentioned",
-                ReplyMode.OFF: "stay quiet",
-            }[ReplyMode(reply_mode)]
-            notes.append(f"{actor.name} set the assistant to {label}")
+            notes.append((f"assistant_replies_{ReplyMode(reply_mode).value}", {}))
         if members_can_edit is not None and members_can_edit != assistant.members_can_edit:
             if not is_owner(actor, room):
                 raise PermissionDenied(_("Only the group's owner decides who changes the assistant."))
-            notes.append(
-                f"{actor.name} let every member change the assistant"
-                if members_can_edit
-                else f"{actor.name} let only the owner and admins change the assistant"
-            )
+            notes.append(("assistant_members_edit" if members_can_edit else "assistant_admins_edit", {}))
             assistant.members_can_edit = members_can_edit
         renamed = name != assistant.name
         assistant.name, assistant.personality, assistant.reply_mode = name, personality, reply_mode
         assistant.save()
         room.assistant = assistant
-        for note in notes:
-            do_post_system_message(room.pk, note, actor=actor)
+        for event, params in notes:
+            do_post_system_message(room.pk, event, actor=actor, **params)
         if renamed:
             # Open pages suggest and hint the new name from now on.
             room_id = room.pk
@@ -319,9 +308,9 @@ def queue_for_message(message: Message, membership: Membership) -> AfterCommit |
             try:
                 memory = do_add_memory(user, remembered.group("text"))
             except ValidationError as exc:
-                do_post_system_message(room.pk, f"Not saved as a memory: {exc.messages[0]}", actor=user)
+                do_post_system_message(room.pk, "memory_not_saved", actor=user, reason=exc.messages[0])
             else:
-                do_post_system_message(room.pk, f"Memory saved: {memory.text}", actor=user)
+                do_post_system_message(room.pk, "memory_saved", actor=user, text=memory.text)
         return _queue(room, message, user, AssistantRun.Kind.REPLY, assistant.name)
     if assistant.reply_mode == ReplyMode.OFF:
         return None

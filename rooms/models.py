@@ -17,7 +17,7 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import strip_tags
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext, gettext_lazy
 
 from rooms import filetypes
 from rooms.emoji import label
@@ -158,6 +158,10 @@ class Message(models.Model):
     # An assistant message: the assistant's name when it wrote this, and how far it got.
     persona = models.CharField(max_length=40, blank=True)
     state = models.CharField(max_length=10, choices=State.choices, default=State.DONE)
+    # A system message: what happened (rooms.system_events.EVENTS) and its parameters, so
+    # each reader sees it in their language; `body` holds the default language's text.
+    event = models.CharField(max_length=40, blank=True)
+    event_params = models.JSONField(default=dict, blank=True)
     # Under an assistant message: why it failed or stopped, in words for the room.
     note = models.CharField(max_length=300, blank=True)
     # An attached or generated image: re-encoded WebP under a random name, served only
@@ -214,6 +218,19 @@ class Message(models.Model):
     @property
     def is_assistant(self) -> bool:
         return self.kind == self.Kind.ASSISTANT
+
+    @property
+    def system_text(self) -> str:
+        """A system message's text in the active language; the stored English body for a
+        message written before events were stored, or whose event is unknown."""
+        from rooms import system_events
+
+        if self.event in system_events.EVENTS:
+            try:
+                return system_events.render(self.event, self.event_params)
+            except (KeyError, TypeError, ValueError):
+                pass
+        return self.body
 
     @property
     def is_streaming(self) -> bool:
@@ -282,16 +299,18 @@ class Message(models.Model):
     def preview(self) -> str:
         """One line for the sidebar."""
         if self.is_deleted:
-            return "message deleted"
+            return gettext("message deleted")
+        if self.is_system:
+            return self.system_text[:120]  # one line, its non-breaking spaces kept
         if self.is_assistant and self.is_streaming and not self.body:
-            return f"{self.sender_name} is thinking…"
+            return gettext("%(name)s is thinking…") % {"name": self.sender_name}
         # After "Planner: ", never nothing: the room shows the note saying why.
         if self.is_assistant and self.is_failed and not self.body and not self.image:
-            return "couldn't reply"
+            return gettext("couldn't reply")
         if self.is_assistant and self.is_stopped and not self.body and not self.image:
-            return "stopped before replying"
+            return gettext("stopped before replying")
         if self.image and not self.body:
-            return "Image"
+            return gettext("Image")
         if self.file and not self.body:
             return f"📎 {self.file_name}"
         text = html.unescape(strip_tags(self.html)) if self.html else self.body

@@ -10,6 +10,8 @@ from django.utils import translation
 from accounts.models import User
 from calpico.asgi import application
 from calpico.languages import socket_language
+from rooms.models import Message
+from rooms.system_events import EVENTS, join_names
 from tests.sockets import ORIGIN, apost, delivered, session_cookie
 
 FRENCH = {"HTTP_ACCEPT_LANGUAGE": "fr-FR,fr;q=0.9,en;q=0.5"}
@@ -140,3 +142,55 @@ def test_a_socket_follows_the_same_rules_as_a_page(alice):
     assert socket_language(scope(alice, b"de-DE,de;q=0.9")) == "en"
     alice.language = "fr"
     assert socket_language(scope(alice, b"en-US")) == "fr"
+
+
+# System messages: stored as events, shown in the reader's language.
+
+
+def test_system_messages_are_shown_in_each_readers_language(alice_client, bob_client, group):
+    url = group.get_absolute_url()
+    # English first: the message HTML is cached, and the French page must not reuse it.
+    english = alice_client.get(url).text
+    assert "Alice Liddell created the group “Trip planning”" in english
+    assert "Alice Liddell added Bob Builder and carol" in english
+    french = bob_client.get(url, **FRENCH).text
+    assert "Alice Liddell a créé le groupe «\u00a0Trip planning\u00a0»" in french
+    assert "Alice Liddell a ajouté Bob Builder et carol" in french
+    assert "Alice Liddell added Bob Builder and carol" in alice_client.get(url).text
+
+
+def test_a_system_message_keeps_its_event_and_english_text(group):
+    message = Message.objects.filter(room=group, kind=Message.Kind.SYSTEM).order_by("seq").first()
+    assert message.event == "group_created"
+    assert message.event_params == {"actor": "Alice Liddell", "title": "Trip planning"}
+    assert message.body == "Alice Liddell created the group “Trip planning”"
+    with translation.override("fr"):
+        assert message.system_text == "Alice Liddell a créé le groupe «\u00a0Trip planning\u00a0»"
+        assert message.preview == "Alice Liddell a créé le groupe «\u00a0Trip planning\u00a0»"
+
+
+def test_a_system_message_from_before_events_shows_its_stored_text(alice_client, group):
+    Message.objects.filter(room=group, kind=Message.Kind.SYSTEM).update(event="", event_params={})
+    page = alice_client.get(group.get_absolute_url(), **FRENCH).text
+    assert "Alice Liddell created the group “Trip planning”" in page
+
+
+def test_an_unknown_or_broken_event_falls_back_to_the_stored_text(group):
+    message = Message.objects.filter(room=group, kind=Message.Kind.SYSTEM).order_by("seq").first()
+    message.event_params = {}
+    assert message.system_text == message.body
+    message.event = "no_such_event"
+    assert message.system_text == message.body
+
+
+def test_names_are_listed_in_the_readers_language():
+    assert join_names(["Bob"]) == "Bob"
+    assert join_names(["Bob", "Carol", "Dave"]) == "Bob, Carol and Dave"
+    with translation.override("fr"):
+        assert join_names(["Bob", "Carol", "Dave"]) == "Bob, Carol et Dave"
+
+
+def test_every_event_has_a_french_text():
+    with translation.override("fr"):
+        for code, english in EVENTS.items():
+            assert translation.gettext(english) != english, code

@@ -81,7 +81,7 @@ def test_a_read_past_my_own_or_the_assistants_messages_alone_is_not_announced(al
         services.do_mark_read(membership(group, bob), mine.seq)
         reply = services.do_post_assistant_message(group.pk, persona="Planner", body="Hi", state="done")
         services.do_mark_read(membership(group, bob), reply.seq)
-        services.do_post_system_message(group.pk, "Something happened")
+        services.do_post_system_message(group.pk, "member_left", user="Someone")
         group.refresh_from_db()
         services.do_mark_read(membership(group, bob), group.last_seq)
     assert reads(sent, group) == []

@@ -18,7 +18,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import User
-from rooms import live
+from rooms import live, system_events
 from rooms.models import Membership, Message, Room
 
 
@@ -54,6 +54,8 @@ def append_message(
     file_name: str = "",
     file_size: int | None = None,
     file_type: str = "",
+    event: str = "",
+    event_params: dict[str, Any] | None = None,
     announce: bool = True,
 ) -> Message:
     """Give the message the room's next sequence number and store it (and, after commit,
@@ -83,6 +85,8 @@ def append_message(
         file_name=file_name,
         file_size=file_size,
         file_type=file_type,
+        event=event,
+        event_params=event_params or {},
     )
     Room.objects.filter(pk=room.pk).update(last_seq=seq, last_message=message, last_activity_at=now)
     room.last_seq, room.last_message, room.last_activity_at = seq, message, now
@@ -116,14 +120,28 @@ def lock_room_as_member(room_id: int, user_id: int) -> tuple[Room, str | None]:
     return room, member_request
 
 
-def system_message(room: Room, text: str, *, actor: User | None = None) -> Message:
-    return append_message(room, author=None, kind=Message.Kind.SYSTEM, body=text, read_by=actor)
+def system_message(room: Room, event: str, *, actor: User | None = None, **params: Any) -> Message:
+    """Tell the room what happened: `event` is one of rooms.system_events.EVENTS, `params`
+    its names and titles (a list of names for a list). Each reader sees it in their
+    language; the body keeps the default language's text."""
+    if actor is not None:
+        params = {"actor": actor.name, **params}
+    message = append_message(
+        room,
+        author=None,
+        kind=Message.Kind.SYSTEM,
+        body=system_events.render_default(event, params),
+        read_by=actor,
+        event=event,
+        event_params=params,
+    )
+    return message
 
 
-def do_post_system_message(room_id: int, text: str, *, actor: User | None = None) -> Message:
+def do_post_system_message(room_id: int, event: str, *, actor: User | None = None, **params: Any) -> Message:
     """Tell the room what happened ("alice renamed the assistant to Planner")."""
     with transaction.atomic():
-        return system_message(lock_room(room_id), text, actor=actor)
+        return system_message(lock_room(room_id), event, actor=actor, **params)
 
 
 def check_room_size(current: int, adding: int) -> None:

@@ -14,6 +14,7 @@ from rooms import live
 from rooms.access import can_administer, can_remove_member, is_owner
 from rooms.models import Invite, Membership, Room
 from rooms.services.core import announce_on_commit, check_room_size, lock_room, system_message
+from rooms.system_events import join_names
 
 TITLE_MAX_LENGTH = 80
 
@@ -31,13 +32,6 @@ def clean_title(title: str) -> str:
     return title
 
 
-def _names(users: Iterable[User]) -> str:
-    names = [u.name for u in users]
-    if len(names) <= 2:
-        return " and ".join(names)
-    return ", ".join(names[:-1]) + " and " + names[-1]
-
-
 def do_create_group(owner: User, title: str, members: Iterable[User]) -> Room:
     """A new group owned by `owner` with `members` (the owner is added if missing)."""
     title = clean_title(title)
@@ -52,9 +46,9 @@ def do_create_group(owner: User, title: str, members: Iterable[User]) -> Room:
             [Membership(room=room, user=owner)] + [Membership(room=room, user=m) for m in others]
         )
         room = lock_room(room.pk)
-        system_message(room, f"{owner.name} created the group “{title}”", actor=owner)
+        system_message(room, "group_created", actor=owner, title=title)
         if others:
-            system_message(room, f"{owner.name} added {_names(others)}", actor=owner)
+            system_message(room, "members_added", actor=owner, users=[u.name for u in others])
             announce_on_commit(live.announce_members_changed, room, added=others)
     return room
 
@@ -64,7 +58,8 @@ def _refuse_blockers(actor: User, users: list[User]) -> None:
     refusing = [u for u in users if has_blocked(u.pk, actor.pk)]
     if refusing:
         raise ValidationError(
-            _("%(names)s can't be added to this group.") % {"names": _names(refusing)}, code="blocked"
+            _("%(names)s can't be added to this group.") % {"names": join_names([u.name for u in refusing])},
+            code="blocked",
         )
 
 
@@ -87,7 +82,7 @@ def do_rename_room(actor: User, room: Room, title: str) -> Room:
             return room
         room.title = title
         room.save(update_fields=["title"])
-        system_message(room, f"{actor.name} renamed the group to “{title}”", actor=actor)
+        system_message(room, "group_renamed", actor=actor, title=title)
     return room
 
 
@@ -108,7 +103,7 @@ def do_add_members(actor: User, room: Room, users: Iterable[User]) -> list[User]
         Membership.objects.bulk_create(
             [Membership(room=room, user=u, last_read_seq=room.last_seq) for u in new]
         )
-        system_message(room, f"{actor.name} added {_names(new)}", actor=actor)
+        system_message(room, "members_added", actor=actor, users=[u.name for u in new])
         announce_on_commit(live.announce_members_changed, room, added=new)
     return new
 
@@ -130,7 +125,7 @@ def do_remove_member(actor: User, room: Room, user: User) -> None:
             raise PermissionDenied(_("Only the owner can remove the owner or an admin."))
         target.delete()
         _revoke_links_of(room, user)
-        system_message(room, f"{actor.name} removed {user.name}", actor=actor)
+        system_message(room, "member_removed", actor=actor, user=user.name)
         announce_on_commit(live.announce_members_changed, room, removed=[user])
 
 
@@ -148,7 +143,7 @@ def _hand_over_or_archive(room: Room, departed: User) -> None:
         else:
             room.owner = successor.user
             room.save(update_fields=["owner"])
-            system_message(room, f"{successor.user.name} is now the owner")
+            system_message(room, "owner_succeeded", user=successor.user.name)
     elif not Membership.objects.filter(room=room).exists():
         room.archived_at = timezone.now()
         room.save(update_fields=["archived_at"])
@@ -166,7 +161,7 @@ def do_remove_member_as_moderator(room: Room, user: User) -> bool:
         if not deleted:
             return False
         _revoke_links_of(room, user)
-        system_message(room, f"{user.name} was removed by a moderator")
+        system_message(room, "removed_by_moderator", user=user.name)
         _hand_over_or_archive(room, user)
         announce_on_commit(live.announce_members_changed, room, removed=[user])
     return True
@@ -194,12 +189,7 @@ def do_set_admin(actor: User, room: Room, user: User, admin: bool) -> None:
             return
         target.role = role
         target.save(update_fields=["role"])
-        text = (
-            f"{actor.name} made {user.name} an admin"
-            if admin
-            else f"{actor.name} removed {user.name} as admin"
-        )
-        system_message(room, text, actor=actor)
+        system_message(room, "admin_made" if admin else "admin_removed", actor=actor, user=user.name)
 
 
 def do_set_members_can_invite(actor: User, room: Room, allowed: bool) -> None:
@@ -211,12 +201,7 @@ def do_set_members_can_invite(actor: User, room: Room, allowed: bool) -> None:
             return
         room.members_can_invite = allowed
         room.save(update_fields=["members_can_invite"])
-        text = (
-            f"{actor.name} let every member invite people"
-            if allowed
-            else f"{actor.name} made invite links owner and admins only"
-        )
-        system_message(room, text, actor=actor)
+        system_message(room, "invites_everyone" if allowed else "invites_admins", actor=actor)
 
 
 def do_leave_room(membership: Membership) -> None:
@@ -229,7 +214,7 @@ def do_leave_room(membership: Membership) -> None:
     with transaction.atomic():
         room = lock_room(room.pk)
         Membership.objects.filter(pk=membership.pk).delete()
-        system_message(room, f"{user.name} left")
+        system_message(room, "member_left", user=user.name)
         _hand_over_or_archive(room, user)
         announce_on_commit(live.announce_members_changed, room, removed=[user])
 
@@ -246,4 +231,4 @@ def do_transfer_ownership(actor: User, room: Room, new_owner: User) -> None:
             return
         room.owner = new_owner
         room.save(update_fields=["owner"])
-        system_message(room, f"{actor.name} made {new_owner.name} the owner", actor=actor)
+        system_message(room, "owner_made", actor=actor, user=new_owner.name)

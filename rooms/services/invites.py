@@ -145,6 +145,6 @@ def do_join_by_invite(user: User, token: str) -> JoinResult:
             raise CannotJoin(InviteProblem.FULL, PROBLEM_TEXT[InviteProblem.FULL]) from None
         Membership.objects.create(room=room, user=user, last_read_seq=room.last_seq)
         Invite.objects.filter(pk=invite.pk).update(uses=F("uses") + 1)
-        system_message(room, f"{user.name} joined with an invite link", actor=user)
+        system_message(room, "joined_by_link", actor=user, user=user.name)
         announce_on_commit(live.announce_members_changed, room, added=[user])
     return JoinResult(room, joined=True)
