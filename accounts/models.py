@@ -36,6 +36,9 @@ class User(AbstractUser):
     read_receipts = models.BooleanField(default=True)
     # The interface language; '' follows the browser (calpico.middleware.UserLanguageMiddleware).
     language = models.CharField(max_length=10, blank=True, default="", choices=settings.LANGUAGES)
+    # The browser's time zone (an IANA name), remembered by static/js/viewer.js: dates the
+    # server writes into pages are in it. '' until a page has told it (then UTC).
+    time_zone = models.CharField(max_length=64, blank=True, default="")
 
     objects: ClassVar[CalpicoUserManager] = CalpicoUserManager()
 

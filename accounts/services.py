@@ -34,6 +34,19 @@ def do_update_profile(user: User, *, display_name: str, language: str | None = N
     user.save(update_fields=fields)
 
 
+def do_set_time_zone(user: User, name: str) -> bool:
+    """Remember the browser's time zone (an IANA name such as "Europe/Paris"); False, and
+    nothing changes, for a name this system does not know."""
+    from calpico.middleware import time_zone
+
+    if time_zone(name) is None:
+        return False
+    if user.time_zone != name:
+        user.time_zone = name
+        user.save(update_fields=["time_zone"])
+    return True
+
+
 def do_set_desktop_notifications(user: User, enabled: bool) -> None:
     user.desktop_notifications = enabled
     user.save(update_fields=["desktop_notifications"])

@@ -1,6 +1,7 @@
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db.models import Q
+from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import translation
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -116,6 +117,14 @@ def profile_settings(request):
         {"profile_form": profile_form, "avatar_form": avatar_form},
         status=status,
     )
+
+
+@require_POST
+def set_time_zone(request):
+    """The page's browser tells its time zone (static/js/viewer.js), once it differs."""
+    if not services.do_set_time_zone(request.user, request.POST.get("time_zone", "")[:64]):
+        return HttpResponseBadRequest(_("That is not a time zone."))
+    return HttpResponse(status=204)
 
 
 @require_POST

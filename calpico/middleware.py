@@ -1,10 +1,12 @@
+import functools
 import ipaddress
+import zoneinfo
 from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
-from django.utils import translation
+from django.utils import timezone, translation
 
 # No inline script anywhere: every script is a file under static/. htmx's own inline
 # indicator styles are turned off in base.html, so styles can be 'self' too.
@@ -36,18 +38,37 @@ class ContentSecurityPolicyMiddleware:
 
 class UserLanguageMiddleware:
     """A signed-in person's chosen language (User.language) over the browser's, which
-    LocaleMiddleware has activated; '' follows the browser."""
+    LocaleMiddleware has activated ('' follows the browser), and their browser's time zone
+    (User.time_zone) for the dates the server writes."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         user = getattr(request, "user", None)
-        language = getattr(user, "language", "") if user is not None and user.is_authenticated else ""
+        signed_in = user is not None and user.is_authenticated
+        language = getattr(user, "language", "") if signed_in else ""
         if language and language in dict(settings.LANGUAGES):
             translation.activate(language)
             request.LANGUAGE_CODE = language
+        zone = time_zone(getattr(user, "time_zone", "") if signed_in else "")
+        if zone is not None:
+            timezone.activate(zone)
+        else:
+            timezone.deactivate()
         return self.get_response(request)
+
+
+def time_zone(name: str) -> zoneinfo.ZoneInfo | None:
+    """The zone of that IANA name, or None for '' or a name this system does not know."""
+    if not name or name not in _zone_names():
+        return None
+    return zoneinfo.ZoneInfo(name)
+
+
+@functools.cache
+def _zone_names() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
 
 
 # Headers only a proxy may set: from anyone else they are dropped before Django reads them.

@@ -228,9 +228,13 @@ def announce_members_changed(room: Room, *, added: Sequence[User] = (), removed:
         people = {m.user_id: m.user for m in room.memberships.select_related("user")}
         for user in added:
             other = next((p for uid, p in people.items() if uid != user.pk), None)
-            context = {"room": room, "title": other.name if other else None, "other": other}
+            entry_context: dict[str, Any] = {
+                "room": room,
+                "title": other.name if other else None,
+                "other": other,
+            }
 
-            def entry(context: dict[str, Any] = context) -> dict[str, Any]:
+            def entry(context: dict[str, Any] = entry_context) -> dict[str, Any]:
                 html = render_to_string(
                     "rooms/live/sidebar_entry.html",
                     {**context, "title": context["title"] or translation.gettext("Direct message")},
@@ -243,8 +247,12 @@ def announce_members_changed(room: Room, *, added: Sequence[User] = (), removed:
     if room.is_group and (added or removed):
         # Pages showing the group: its member count, faces and @ suggestions.
         members = room_members(room)
-        context = {"room": room, "members": members, "online": online_user_ids(m.pk for m in members)}
-        send_room_fragment(room.pk, lambda: render_to_string("rooms/live/members.html", context))
+        members_context: dict[str, Any] = {
+            "room": room,
+            "members": members,
+            "online": online_user_ids(m.pk for m in members),
+        }
+        send_room_fragment(room.pk, lambda: render_to_string("rooms/live/members.html", members_context))
 
 
 def announce_membership_updated(membership: Membership) -> None:

@@ -1,5 +1,8 @@
 """The interface language: the browser's by default, a signed-in person's choice over it."""
 
+import datetime as dt
+import zoneinfo
+
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
@@ -194,3 +197,38 @@ def test_every_event_has_a_french_text():
     with translation.override("fr"):
         for code, english in EVENTS.items():
             assert translation.gettext(english) != english, code
+
+
+# The browser's time zone, remembered for the dates the server writes.
+
+
+def test_the_browsers_time_zone_is_remembered(alice, alice_client):
+    response = alice_client.post(reverse("accounts:time_zone"), {"time_zone": "Europe/Paris"})
+    assert response.status_code == 204
+    alice.refresh_from_db()
+    assert alice.time_zone == "Europe/Paris"
+    assert b'data-time-zone="Europe/Paris"' in alice_client.get(reverse("rooms:index")).content
+
+
+@pytest.mark.parametrize("name", ["", "Mars/Olympus_Mons", "../../etc/passwd", "x" * 500])
+def test_a_time_zone_that_does_not_exist_is_refused(alice, alice_client, name):
+    response = alice_client.post(reverse("accounts:time_zone"), {"time_zone": name})
+    assert response.status_code == 400
+    alice.refresh_from_db()
+    assert alice.time_zone == ""
+
+
+def test_only_a_signed_in_person_has_a_time_zone(client):
+    response = client.post(reverse("accounts:time_zone"), {"time_zone": "Europe/Paris"})
+    assert response.status_code == 302
+    assert b"data-time-zone" not in client.get(reverse("landing")).content
+
+
+def test_server_written_times_are_in_the_remembered_zone(alice, alice_client, group):
+    message = Message.objects.filter(room=group).order_by("seq").first()
+    paris = message.created_at.astimezone(zoneinfo.ZoneInfo("Europe/Paris")).strftime("%H:%M")
+    utc = message.created_at.astimezone(dt.UTC).strftime("%H:%M")
+    assert f">{utc}</time>" in alice_client.get(group.get_absolute_url()).text
+    alice.time_zone = "Europe/Paris"
+    alice.save(update_fields=["time_zone"])
+    assert f">{paris}</time>" in alice_client.get(group.get_absolute_url()).text

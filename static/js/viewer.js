@@ -62,3 +62,34 @@ onFrame("blocked", (frame) => {
   list.dataset.blocked = frame.users.join(",");
   collapseBlocked(document);
 });
+
+// The server writes some dates into pages itself (a profile's "Member since", an export's
+// times): it remembers this browser's time zone for them, told once when it differs.
+function rememberTimeZone() {
+  const body = document.body;
+  const url = body.dataset.timeZoneUrl;
+  let zone = "";
+  try {
+    zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "";
+  } catch {
+    return;
+  }
+  if (!url || !zone || body.dataset.timeZone === zone) return;
+  let token = "";
+  try {
+    token = JSON.parse(body.getAttribute("hx-headers") || "{}")["X-CSRFToken"] || "";
+  } catch {
+    return;
+  }
+  body.dataset.timeZone = zone;
+  fetch(url, {
+    method: "POST",
+    headers: { "X-CSRFToken": token },
+    body: new URLSearchParams({ time_zone: zone }),
+    credentials: "same-origin",
+  }).catch(() => {
+    body.dataset.timeZone = "";
+  });
+}
+
+rememberTimeZone();

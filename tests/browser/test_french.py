@@ -34,8 +34,8 @@ def test_a_french_browser_gets_the_interface_in_french(browser, live_app, screen
     problems: list[str] = []
     contexts = []
 
-    def open_page(locale: str) -> Page:
-        context = browser.new_context(base_url=live_app, viewport=VIEWPORT, locale=locale)
+    def open_page(locale: str, zone: str) -> Page:
+        context = browser.new_context(base_url=live_app, viewport=VIEWPORT, locale=locale, timezone_id=zone)
         context.set_default_timeout(10_000)
         contexts.append(context)
         page = context.new_page()
@@ -47,9 +47,9 @@ def test_a_french_browser_gets_the_interface_in_french(browser, live_app, screen
 
     try:
         suffix = secrets.token_hex(3)
-        amelie = Person(open_page("fr-FR"), f"amelie_{suffix}", "Amélie Poulain")
+        amelie = Person(open_page("fr-FR", "Europe/Paris"), f"amelie_{suffix}", "Amélie Poulain")
         sign_up_in_french(amelie.page, amelie.username, amelie.name)
-        bob = Person(open_page("en-US"), f"bob_{suffix}", "Bob Builder")
+        bob = Person(open_page("en-US", "America/New_York"), f"bob_{suffix}", "Bob Builder")
         sign_up(bob.page, bob.username, bob.name)
 
         url, _ = create_group_in_french(amelie, "Vacances", [bob])
@@ -67,6 +67,14 @@ def test_a_french_browser_gets_the_interface_in_french(browser, live_app, screen
         expect(other.get_by_role("link", name="New group")).to_be_visible()
         expect(other.locator("#composer button[type=submit]")).to_have_text("Send")
 
+        # What happened in the room, in each reader's language.
+        expect(page.locator(".message--system").first).to_have_text(
+            re.compile("Amélie Poulain a créé le groupe «\u00a0Vacances\u00a0»")
+        )
+        expect(other.locator(".message--system").first).to_have_text(
+            re.compile("Amélie Poulain created the group “Vacances”")
+        )
+
         send(page, "On part samedi ?")
         send(other, "Saturday works for me")
         expect(messages(page).filter(has_text="Saturday works for me")).to_have_count(1)
@@ -83,6 +91,13 @@ def test_a_french_browser_gets_the_interface_in_french(browser, live_app, screen
         expect(page.locator("#messages article.message time").first).to_have_attribute(
             "title", re.compile(rf"\d+ ({FRENCH_MONTHS}) \d{{4}}")
         )
+
+        # Each browser's time zone is remembered, for the dates the server writes.
+        page.reload()
+        other.reload()
+        expect(page.locator("body")).to_have_attribute("data-time-zone", "Europe/Paris")
+        expect(other.locator("body")).to_have_attribute("data-time-zone", "America/New_York")
+        wait_connected(page)
 
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.mouse.move(0, 0)
