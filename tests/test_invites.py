@@ -92,7 +92,7 @@ def test_the_preview_shows_the_room_before_joining(alice, mallory_client, group)
     invite = make_invite(group, alice)
     page = mallory_client.get(invite.get_absolute_url()).content.decode()
     assert "Trip planning" in page and "3 members" in page
-    assert "Planner" in page and "always" in page
+    assert "Planner" in page and "replies to every message" in page
     assert "Join Trip planning" in page
     assert not Membership.objects.filter(room=group, user__username="mallory").exists()
 
