@@ -9,6 +9,7 @@ into var/.
 import ipaddress
 import os
 import secrets
+import warnings
 from pathlib import Path
 
 import dj_database_url
@@ -435,9 +436,25 @@ USERNAME_HOLD_DAYS = 30
 # (read by prometheus-client itself too) is where they all keep their counts.
 METRICS_ALLOWED_ADDRESSES = env_networks("METRICS_ALLOWED_ADDRESSES")
 METRICS_TOKEN = env("METRICS_TOKEN")
+# A process that cannot write there (a command run before the directory exists, the backup
+# unit's read-only /run) counts in its own memory instead: metrics off for it, not a crash.
 PROMETHEUS_MULTIPROC_DIR = env("PROMETHEUS_MULTIPROC_DIR")
 if PROMETHEUS_MULTIPROC_DIR:
-    Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
+    try:
+        Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
+        if not os.access(PROMETHEUS_MULTIPROC_DIR, os.W_OK | os.X_OK):
+            raise PermissionError("not writable")
+    except OSError as exc:
+        warnings.warn(
+            f"PROMETHEUS_MULTIPROC_DIR={PROMETHEUS_MULTIPROC_DIR} cannot be used ({exc}): "
+            "this process's metrics are off (deploy/tmpfiles.d/calpico.conf creates it).",
+            RuntimeWarning,
+            stacklevel=1,
+        )
+        PROMETHEUS_MULTIPROC_DIR = ""
+        # prometheus-client reads the variable itself when first imported.
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        os.environ.pop("prometheus_multiproc_dir", None)
 
 LOGGING = {
     "version": 1,

@@ -14,6 +14,8 @@ port directly, by any name, every few seconds.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import glob
 import hmac
 import ipaddress
@@ -31,6 +33,7 @@ from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
@@ -180,22 +183,58 @@ class DatabaseCollector(Collector):
         yield running
 
 
-_PID_FILE = re.compile(r"^gauge_live\w*_(\d+)\.db$")
+_PID_FILE = re.compile(r"^(counter|histogram|summary|gauge_\w+?)_(\d+)\.db$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, another user's
+    return True
 
 
 def sweep_dead_processes(directory: str) -> None:
-    """Forget the live gauges (open sockets) of processes that died without saying so."""
-    for path in glob.glob(os.path.join(directory, "gauge_live*_*.db")):
-        match = _PID_FILE.match(os.path.basename(path))
-        if match is None:
-            continue
-        pid = int(match.group(1))
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            mark_process_dead(pid, directory)
-        except PermissionError:
-            pass  # alive, another user's
+    """Fold the files of processes that died into one archive file per type, so a scrape
+    reads a bounded number of files however often processes restart.
+
+    Counters, histograms and summaries: a dead process's values are added to
+    `<type>_archive.db` (the totals stay the same) and its file removed. Gauges of a dead
+    process (open sockets, `live*`) are simply removed. A lock in the directory keeps two
+    scrapes from folding the same file twice."""
+    with open(os.path.join(directory, "sweep.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for path in sorted(glob.glob(os.path.join(directory, "*_*.db"))):
+            match = _PID_FILE.match(os.path.basename(path))
+            if match is None or _alive(int(match.group(2))):
+                continue
+            kind, pid = match.group(1), int(match.group(2))
+            if kind.startswith("gauge_"):
+                if kind.startswith("gauge_live"):
+                    mark_process_dead(pid, directory)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.remove(path)
+                continue
+            try:
+                values = list(MmapedDict.read_all_values_from_file(path))
+            except FileNotFoundError:
+                continue
+            except (OSError, RuntimeError):
+                log.warning("Metrics: dropping an unreadable file %s", path)
+                values = []
+            if values:
+                archive = MmapedDict(os.path.join(directory, f"{kind}_archive.db"))
+                try:
+                    for key, value, timestamp, _ in values:
+                        total, _ = archive.read_value(key)
+                        archive.write_value(key, total + value, timestamp)
+                finally:
+                    archive.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
 
 
 def metrics(request: HttpRequest, allowed: list[Any]) -> HttpResponse:

@@ -178,3 +178,63 @@ def test_the_systemd_units_are_valid(tmp_path):
     ]
     assert result.returncode == 0 or not problems, result.stdout + result.stderr
     assert not problems, problems
+
+
+def test_the_recipe_creates_the_metrics_directory_before_anything_runs():
+    """README step 4 runs manage.py as calpico before any unit made /run/calpico/metrics:
+    a tmpfiles.d entry, installed and applied in step 3, makes it (and again at each boot)."""
+    tmpfiles = DEPLOY / "tmpfiles.d" / "calpico.conf"
+    lines = [line.split() for line in tmpfiles.read_text().splitlines() if line and not line.startswith("#")]
+    assert ["d", recipe_env()["PROMETHEUS_MULTIPROC_DIR"], "0750", "calpico", "calpico", "-"] in lines
+    readme = (PROJECT_DIR / "README.md").read_text()
+    step3 = readme[readme.index("# 3. ") : readme.index("# 4. ")]
+    assert "deploy/tmpfiles.d/calpico.conf /etc/tmpfiles.d/calpico.conf" in step3
+    assert "systemd-tmpfiles --create /etc/tmpfiles.d/calpico.conf" in step3
+
+
+def test_manage_py_runs_when_the_metrics_directory_cannot_be_made(tmp_path):
+    """Metrics are simply off (with a warning) rather than every command crashing."""
+    (tmp_path / "not-a-directory").write_text("")
+    env = deploy_environment(tmp_path)
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "not-a-directory" / "metrics")
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "PROMETHEUS_MULTIPROC_DIR" in result.stderr
+
+
+def test_a_read_only_metrics_directory_turns_multiprocess_metrics_off(tmp_path):
+    """The backup unit sees /run read-only (ProtectSystem=strict): a command there must not
+    try to write its per-process files into it."""
+    code = (
+        "import os, django; django.setup(); from django.conf import settings; "
+        "import calpico.metrics; from prometheus_client import values; "
+        "print(repr(settings.PROMETHEUS_MULTIPROC_DIR), 'PROMETHEUS_MULTIPROC_DIR' in os.environ, "
+        "values.ValueClass.__name__)"
+    )
+    env = deploy_environment(tmp_path)
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics").chmod(0o500)
+    if os.access(tmp_path / "metrics", os.W_OK):
+        # root writes anywhere but in /proc, as nobody writes under a read-only mount.
+        if os.access("/proc/self", os.W_OK):
+            pytest.skip("no directory this user cannot write to")
+        env["PROMETHEUS_MULTIPROC_DIR"] = "/proc/self"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=PROJECT_DIR, env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["''", "False", "MutexValue"]
+
+
+def test_the_backup_unit_does_not_use_the_metrics_directory():
+    unit = (DEPLOY / "systemd" / "calpico-backup.service").read_text()
+    assert "UnsetEnvironment=PROMETHEUS_MULTIPROC_DIR" in unit
+    assert "Nice=" in unit
+    assert "IOSchedulingClass=idle" in unit

@@ -166,3 +166,28 @@ def test_metrics_add_up_every_process_of_the_host(settings, tmp_path):
     assert _sample(text, "calpico_fanout_seconds_count") == 2
     # The process that exited without saying so is swept: only the one still alive counts.
     assert _sample(text, "calpico_websockets_open") == 2
+
+
+@pytest.mark.django_db
+def test_the_files_of_dead_processes_are_folded_into_one(settings, tmp_path):
+    """Processes come and go for months: a scrape must not read more files each time, and
+    the totals must not go backwards when the files of stopped processes are folded."""
+    directory = tmp_path / "metrics"
+    env = {
+        **{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "DATABASE_URL", "REDIS_URL")},
+        "PROMETHEUS_MULTIPROC_DIR": str(directory),
+        "CALPICO_VAR_DIR": str(tmp_path / "var"),
+    }
+    settings.PROMETHEUS_MULTIPROC_DIR = str(directory)
+    settings.METRICS_ALLOWED_ADDRESSES = ["127.0.0.1"]
+    for round_ in range(2):
+        for _ in range(3):
+            subprocess.run(
+                [sys.executable, "-c", COUNTING_PROCESS, "1", "go"], env=env, check=True, capture_output=True
+            )
+        text = Client().get("/metrics").content.decode()
+        assert _sample(text, "calpico_messages_posted_total", kind="text") == 3 * (round_ + 1)
+        assert _sample(text, "calpico_fanout_seconds_count") == 3 * (round_ + 1)
+        assert _sample(text, "calpico_websockets_open") == 0
+        names = sorted(path.name for path in directory.glob("*.db"))
+        assert names == ["counter_archive.db", "histogram_archive.db"], names
