@@ -5,8 +5,10 @@ session, no host check and no redirect to HTTPS: a proxy or Prometheus may ask a
 port directly, by any name, every few seconds.
 
 - /healthz: the process answers (no database, no Redis). For liveness.
-- /readyz: the database, the channel layer and the cache answer; 503 naming the ones that
-  did not. For a proxy's health checks and a rolling restart.
+- /readyz: the database answers (503 if not); the channel layer's and the cache's Redis
+  are checked too but only reported as `degraded` (a Redis outage hits every process
+  alike and pages work without it), unless `?strict` makes them count. For a proxy's
+  health checks and a rolling restart.
 - /metrics: the Prometheus text format, to `METRICS_ALLOWED_ADDRESSES` (addresses or
   networks, as the trusted-proxy middleware resolved the client) or to a request carrying
   `Authorization: Bearer <METRICS_TOKEN>`; 403 to anyone else.
@@ -64,7 +66,7 @@ class ProbesMiddleware:
         if path == "/healthz":
             response = HttpResponse("ok\n", content_type="text/plain")
         elif path == "/readyz":
-            response = readiness()
+            response = readiness(strict="strict" in request.GET)
         else:
             response = metrics(request, self.allowed)
         response["Cache-Control"] = "no-store"
@@ -113,7 +115,16 @@ CHECKS: dict[str, Callable[[], None]] = {
 }
 
 
-def readiness() -> HttpResponse:
+# What a process needs to serve pages: without the database it cannot, so the proxy must
+# leave it out. Redis (live updates, the cache's rate limits) is shared by every process:
+# when it fails, it fails for all of them, and pages keep working without it (calpico/cache.py
+# fails soft, pages reload instead of updating live), so it only makes the process degraded.
+ESSENTIAL = frozenset({"database"})
+
+
+def readiness(strict: bool = False) -> HttpResponse:
+    """200 when this process can serve: the database answers. A Redis that does not answer
+    is listed under `degraded` (a 503 with `strict`, for a deploy script that wants all)."""
     results = {}
     for name, check in CHECKS.items():
         try:
@@ -122,9 +133,12 @@ def readiness() -> HttpResponse:
         except Exception as exc:
             log.warning("Readiness: %s failed: %s", name, type(exc).__name__)
             results[name] = "failed"
-    failed = [name for name, result in results.items() if result != "ok"]
+    broken = [name for name, result in results.items() if result != "ok"]
+    failed = broken if strict else [name for name in broken if name in ESSENTIAL]
+    degraded = [name for name in broken if name not in failed]
     return JsonResponse(
-        {"ready": not failed, "checks": results, "failed": failed}, status=503 if failed else 200
+        {"ready": not failed, "checks": results, "failed": failed, "degraded": degraded},
+        status=503 if failed else 200,
     )
 
 

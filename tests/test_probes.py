@@ -31,19 +31,44 @@ def test_readyz_reports_each_check(client):
         "ready": True,
         "checks": {"database": "ok", "channel_layer": "ok", "cache": "ok"},
         "failed": [],
+        "degraded": [],
     }
 
 
 @pytest.mark.django_db
-def test_readyz_is_503_naming_what_failed(client, monkeypatch):
+def test_readyz_is_503_when_the_database_fails(client, monkeypatch):
+    def broken():
+        raise ConnectionError("down")
+
+    monkeypatch.setitem(probes.CHECKS, "database", broken)
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["ready"] is False
+    assert response.json()["failed"] == ["database"]
+
+
+@pytest.mark.django_db
+def test_readyz_stays_200_when_redis_fails(client, monkeypatch):
+    """Redis down on every process: pages keep working, so the proxy must not take every
+    upstream out of rotation. Redis is reported as degraded; ?strict makes it a 503."""
+
     def broken():
         raise ConnectionError("down")
 
     monkeypatch.setitem(probes.CHECKS, "cache", broken)
+    monkeypatch.setitem(probes.CHECKS, "channel_layer", broken)
     response = client.get("/readyz")
-    assert response.status_code == 503
-    assert response.json()["failed"] == ["cache"]
-    assert response.json()["checks"]["database"] == "ok"
+    assert response.status_code == 200
+    assert response.json() == {
+        "ready": True,
+        "checks": {"database": "ok", "channel_layer": "failed", "cache": "failed"},
+        "failed": [],
+        "degraded": ["channel_layer", "cache"],
+    }
+    strict = client.get("/readyz?strict")
+    assert strict.status_code == 503
+    assert strict.json()["ready"] is False
+    assert strict.json()["failed"] == ["channel_layer", "cache"]
 
 
 def test_probes_refuse_other_methods(client):
