@@ -38,6 +38,7 @@ import sqlite3
 import subprocess
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
@@ -234,29 +235,50 @@ def create_backup(destination: Path) -> Path:
             "counts": _counts(),
             "files": [],
         }
-        entries: list[tuple[Path, str]] = [(work / database_file, database_file), *_media_files()]
-        for path, arcname in entries:
-            try:
-                manifest["files"].append(
-                    {"path": arcname, "size": path.stat().st_size, "sha256": _sha256(path)}
-                )
-            except FileNotFoundError:
-                log.warning("Backup: %s was deleted while the backup ran", arcname)
         partial = work / "archive.partial"
-        with tarfile.open(partial, "w:gz") as archive:
+        # Media is already compressed (pictures, most attachments): level 1 costs far less CPU.
+        with tarfile.open(partial, "w:gz", compresslevel=1) as archive:
+            for path, arcname in [(work / database_file, database_file), *_media_files()]:
+                entry = _add_file(archive, path, arcname)
+                if entry is None:
+                    log.warning("Backup: %s was deleted while the backup ran", arcname)
+                else:
+                    manifest["files"].append(entry)
+            # Last: it lists what was really written, hashed as it was read.
             data = json.dumps(manifest, indent=2).encode()
             info = tarfile.TarInfo(MANIFEST)
             info.size, info.mtime, info.mode = len(data), int(now.timestamp()), 0o600
             archive.addfile(info, _BytesReader(data))
-            listed = {entry["path"] for entry in manifest["files"]}
-            for path, arcname in entries:
-                if arcname in listed:
-                    archive.add(path, arcname=arcname, recursive=False)
         partial.chmod(0o600)
         partial.rename(final)
         return final
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+class _HashingReader:
+    def __init__(self, handle: Any) -> None:
+        self.handle, self.digest = handle, hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.handle.read(size)
+        self.digest.update(chunk)
+        return chunk
+
+
+def _add_file(archive: tarfile.TarFile, path: Path, arcname: str) -> dict[str, Any] | None:
+    """Add one file, hashing it as it is read; None if it is gone (deleted meanwhile)."""
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        return None
+    with handle:
+        stat = os.fstat(handle.fileno())
+        info = tarfile.TarInfo(arcname)
+        info.size, info.mtime, info.mode = stat.st_size, int(stat.st_mtime), 0o600
+        reader = _HashingReader(handle)
+        archive.addfile(info, reader)  # type: ignore[arg-type]
+    return {"path": arcname, "size": info.size, "sha256": reader.digest.hexdigest()}
 
 
 class _BytesReader:
@@ -284,6 +306,55 @@ def _safe_name(name: str) -> bool:
     )
 
 
+DATABASE_FILES = {"sqlite": SQLITE_FILE, "postgresql": PGDUMP_FILE}
+
+
+def _check_manifest(manifest: Any) -> dict[str, Any]:
+    """Everything restore reads from the manifest, checked before anything is read by it."""
+
+    def bad(what: str) -> BackupError:
+        return BackupError(f"The archive's manifest.json is malformed: {what}.")
+
+    if not isinstance(manifest, dict):
+        raise bad("not an object")
+    if manifest.get("format") != FORMAT:
+        raise BackupError(
+            f"Backup format {manifest.get('format')!r} is not one this version reads ({FORMAT})."
+        )
+    database = manifest.get("database")
+    if not isinstance(database, dict):
+        raise bad("no database")
+    vendor = database.get("vendor")
+    if vendor not in DATABASE_FILES:
+        raise bad(f"an unknown database vendor {vendor!r}")
+    if database.get("file") != DATABASE_FILES[vendor]:
+        raise bad(f"the database file must be {DATABASE_FILES[vendor]}")
+    if not isinstance(manifest.get("counts", {}), dict):
+        raise bad("counts is not an object")
+    if not isinstance(manifest.get("created_at", ""), str):
+        raise bad("created_at is not a text")
+    files = manifest.get("files")
+    if not isinstance(files, list):
+        raise bad("no list of files")
+    paths = set()
+    for entry in files:
+        if not (
+            isinstance(entry, dict)
+            and isinstance(entry.get("path"), str)
+            and isinstance(entry.get("size"), int)
+            and isinstance(entry.get("sha256"), str)
+        ):
+            raise bad(f"a file entry without path, size and sha256: {entry!r:.100}")
+        if entry["path"] == MANIFEST or not _safe_name(entry["path"]):
+            raise bad(f"it lists {entry['path']!r}, which a Calpico backup never does")
+        if entry["path"] in paths:
+            raise bad(f"it lists {entry['path']} twice")
+        paths.add(entry["path"])
+    if database["file"] not in paths:
+        raise bad(f"it does not list the database file {database['file']}")
+    return manifest
+
+
 def read_manifest(archive: tarfile.TarFile) -> dict[str, Any]:
     try:
         member = archive.getmember(MANIFEST)
@@ -292,26 +363,39 @@ def read_manifest(archive: tarfile.TarFile) -> dict[str, Any]:
     handle = archive.extractfile(member)
     if handle is None:
         raise BackupError("manifest.json is not a file.")
-    manifest = json.loads(handle.read())
-    if manifest.get("format") != FORMAT:
-        raise BackupError(
-            f"Backup format {manifest.get('format')!r} is not one this version reads ({FORMAT})."
-        )
-    return manifest
+    try:
+        manifest = json.loads(handle.read())
+    except ValueError as exc:
+        raise BackupError(f"The archive's manifest.json is malformed: {exc}.") from None
+    return _check_manifest(manifest)
 
 
 def verify(path: Path) -> dict[str, Any]:
     """Check an archive without changing anything: only names we write, only regular files,
-    each exactly as the manifest lists it. Returns the manifest."""
+    each once, none where another needs a directory, each exactly as the manifest lists it.
+    Returns the manifest."""
+    try:
+        return _verify(path)
+    except (tarfile.TarError, EOFError, zlib.error) as exc:
+        raise BackupError(f"{path} is not a readable archive: {exc}") from None
+
+
+def _verify(path: Path) -> dict[str, Any]:
     with tarfile.open(path, "r:*") as archive:
         manifest = read_manifest(archive)
         expected = {entry["path"]: entry for entry in manifest["files"]}
-        seen = set()
+        seen: set[str] = set()
+        manifests = 0
         for member in archive.getmembers():
             if member.name == MANIFEST:
+                manifests += 1
+                if manifests > 1:
+                    raise BackupError("The archive holds manifest.json twice.")
                 continue
             if not member.isfile() or not _safe_name(member.name):
                 raise BackupError(f"The archive holds {member.name!r}, which a Calpico backup never does.")
+            if member.name in seen:
+                raise BackupError(f"The archive holds {member.name} twice.")
             entry = expected.get(member.name)
             if entry is None:
                 raise BackupError(f"{member.name} is in the archive but not in its manifest.")
@@ -327,6 +411,10 @@ def verify(path: Path) -> dict[str, Any]:
         missing = set(expected) - seen
         if missing:
             raise BackupError(f"The archive lacks {sorted(missing)[0]}, which its manifest lists.")
+        directories = {str(parent) for name in seen for parent in PurePosixPath(name).parents}
+        clash = seen & directories
+        if clash:
+            raise BackupError(f"The archive holds {sorted(clash)[0]} as both a file and a directory.")
     return manifest
 
 
@@ -362,17 +450,25 @@ def _restore_sqlite(snapshot: Path) -> None:
         target.close()
 
 
+def _empty_schema() -> None:
+    """Start from an empty schema: a database migrated by a later version has tables the
+    backup lacks, whose foreign keys would keep `pg_restore --clean` from dropping the
+    backup's tables. check_empty() made sure none of them holds anyone's data."""
+    with connection.cursor() as cursor:
+        cursor.execute("DROP SCHEMA public CASCADE")
+        cursor.execute("CREATE SCHEMA public")
+
+
 def _restore_postgresql(dump: Path) -> None:
     tool, _, _ = check_pg_tool("pg_restore")
     args, env = _pg_env()
+    _empty_schema()
     connection.close()
     result = subprocess.run(  # noqa: S603
         [
             tool,
             "--no-owner",
             "--no-privileges",
-            "--clean",
-            "--if-exists",
             "--single-transaction",
             "--exit-on-error",
             *args,
@@ -394,7 +490,8 @@ def _pending_migrations() -> list[str]:
 
 
 def restore_backup(path: Path) -> Restored:
-    """Put an archive back into this (empty) install: the database, then the media."""
+    """Put an archive back into this (empty) install: all checked first, the files staged,
+    then the database, then the media moved into place."""
     path = Path(path)
     manifest = verify(path)
     vendor = manifest["database"]["vendor"]
@@ -403,31 +500,35 @@ def restore_backup(path: Path) -> Restored:
     check_empty()
     media_root = Path(settings.MEDIA_ROOT).resolve()
     media_root.mkdir(parents=True, exist_ok=True)
-    files = 0
+    placed: list[tuple[Path, Path]] = []
     with (
         tempfile.TemporaryDirectory(prefix=".calpico-restore-", dir=media_root) as scratch,
         tarfile.open(path, "r:*") as archive,
     ):
-        database_file = manifest["database"]["file"]
-        snapshot = Path(scratch) / "database"
-        handle = archive.extractfile(archive.getmember(database_file))
-        assert handle is not None
-        with snapshot.open("wb") as out:
-            shutil.copyfileobj(handle, out, CHUNK)
+        # Everything is written to scratch first (the same file system as MEDIA_ROOT): a
+        # failure there leaves the database and MEDIA_ROOT as they were.
+        for member in archive.getmembers():
+            if member.name == MANIFEST:
+                continue
+            staged = Path(scratch) / member.name
+            if member.name.startswith("media/"):
+                target = (media_root / member.name.removeprefix("media/")).resolve()
+                if not target.is_relative_to(media_root):
+                    raise BackupError(f"{member.name} would be written outside MEDIA_ROOT.")
+                placed.append((staged, target))
+            staged.parent.mkdir(parents=True, exist_ok=True)
+            handle = archive.extractfile(member)
+            assert handle is not None
+            with staged.open("xb") as out:
+                shutil.copyfileobj(handle, out, CHUNK)
+        snapshot = Path(scratch) / manifest["database"]["file"]
         if vendor == "sqlite":
             _restore_sqlite(snapshot)
         else:
             _restore_postgresql(snapshot)
-        for member in archive.getmembers():
-            if not member.name.startswith("media/"):
-                continue
-            target = (media_root / member.name.removeprefix("media/")).resolve()
-            if not target.is_relative_to(media_root):
-                raise BackupError(f"{member.name} would be written outside MEDIA_ROOT.")
+        for staged, target in placed:
             target.parent.mkdir(parents=True, exist_ok=True)
-            handle = archive.extractfile(member)
-            assert handle is not None
-            with target.open("xb") as out:
-                shutil.copyfileobj(handle, out, CHUNK)
-            files += 1
-    return Restored(manifest=manifest, files=files, pending_migrations=_pending_migrations())
+            if target.exists():
+                raise BackupError(f"{target} appeared while restoring; MEDIA_ROOT must stay empty.")
+            os.replace(staged, target)
+    return Restored(manifest=manifest, files=len(placed), pending_migrations=_pending_migrations())

@@ -1,3 +1,4 @@
+import tarfile
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
@@ -27,8 +28,12 @@ class Command(BaseCommand):
                 self.stdout.write(f"{archive}: {len(manifest['files'])} files match the manifest.")
                 return
             restored = restore_backup(Path(archive))
-        except (BackupError, FileNotFoundError) as exc:
+        except BackupError as exc:
             raise CommandError(str(exc)) from exc
+        except OSError as exc:  # the archive missing or unreadable, a disk full, a permission
+            raise CommandError(f"{exc.strerror or exc}: {exc.filename or archive}") from exc
+        except (KeyError, ValueError, tarfile.TarError) as exc:
+            raise CommandError(f"{archive} could not be restored: {exc!r}") from exc
         counts = ", ".join(f"{n} {label}" for label, n in restored.manifest["counts"].items())
         self.stdout.write(
             f"Restored the backup of {restored.manifest['created_at']}: {counts}, {restored.files} files."
