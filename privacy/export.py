@@ -4,7 +4,8 @@ What goes in (the README inside says the same, for the person):
 - profile.json and avatar.webp: the account as they set it up, and whom they blocked;
 - rooms.json: the rooms they are in (a direct room is named by the other person);
 - messages.json and messages.md: every message they wrote that is not deleted, with its
-  room, time and the number of the message it answered; their images under images/;
+  room, time and the number of the message it answered; their images under images/ and
+  the other files they attached under files/;
 - my-assistant.json and my-assistant.md: their private chat with the assistant, both sides;
 - memories.json: what they asked the assistant to remember.
 
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -28,6 +31,7 @@ from accounts.models import Block, User
 from assistant.models import Memory
 from jobs.queue import JobContext
 from privacy.models import DataExport
+from rooms import filetypes
 from rooms.models import Membership, Message, Room
 
 PROGRESS_EVERY = 200  # messages between progress writes
@@ -46,6 +50,8 @@ Exported for @{username} on {date} (UTC). This file explains what is here.
   message it answered, and its text as you typed it (markdown).
 - `messages.md`: the same, to read: one section per conversation, oldest first.
 - `images/`: the pictures you attached to those messages, named by the message's id.
+- `files/`: the other files you attached to them (documents, archives...), named by the
+  message's id and the file's name (`file` in `messages.json`).
 - `my-assistant.json`, `my-assistant.md`: your private chat with the assistant, both your
   messages and its replies.
 - `memories.json`: what you asked the assistant to remember.
@@ -78,7 +84,23 @@ def _message_row(message: Message, room_name: str) -> dict[str, Any]:
         "answering": message.reply_to.seq if message.reply_to_id and message.reply_to else None,
         "text": message.body,
         "image": f"images/{message.pk}.webp" if message.image else None,
+        "file": _file_name(message) if message.file else None,
     }
+
+
+def _file_name(message: Message) -> str:
+    name = filetypes.clean_file_name(message.file_name or "file").replace("/", "_") or "file"
+    return f"files/{message.pk}-{name}"
+
+
+def _add_stored(archive: zipfile.ZipFile, field: Any, name: str) -> bool:
+    """Copy a stored file into the ZIP a chunk at a time; False if it is gone."""
+    try:
+        with field.open("rb") as source, archive.open(name, "w", force_zip64=True) as target:
+            shutil.copyfileobj(source, target, 1024 * 1024)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _markdown(title: str, rows: list[dict[str, Any]]) -> str:
@@ -94,6 +116,8 @@ def _markdown(title: str, rows: list[dict[str, Any]]) -> str:
         lines.append(row["text"] or ("[image]" if row["image"] else ""))
         if row["image"]:
             lines.append(f"![image]({row['image']})")
+        if row.get("file"):
+            lines.append(f"[{row['file'].split('-', 1)[1]}]({row['file']})")
         lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -112,7 +136,11 @@ def build(export: DataExport, context: JobContext) -> Path:
     user = export.user
     path = export_path(export)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
+    # Its own temporary file in the same directory: two processes building one export (a
+    # job taken again after a stale heartbeat) never write into each other's.
+    descriptor, partial_name = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".partial", dir=path.parent)
+    os.close(descriptor)
+    partial = Path(partial_name)
     memberships = list(Membership.objects.filter(user=user).select_related("room").order_by("joined_at"))
     private = Room.objects.filter(kind=Room.Kind.PRIVATE, owner=user).first()
     names = _room_names(user, [m.room for m in memberships])
@@ -169,6 +197,8 @@ def build(export: DataExport, context: JobContext) -> Path:
                             archive.writestr(f"images/{message.pk}.webp", image.read())
                     except FileNotFoundError:
                         rows[-1]["image"] = None
+                if message.file and not _add_stored(archive, message.file, rows[-1]["file"]):
+                    rows[-1]["file"] = None
                 if done % PROGRESS_EVERY == 0:
                     context.check()
                     DataExport.objects.filter(pk=export.pk).update(progress=min(90, 5 + 85 * done // total))
@@ -191,6 +221,8 @@ def build(export: DataExport, context: JobContext) -> Path:
                                 archive.writestr(f"images/{message.pk}.webp", image.read())
                         except FileNotFoundError:
                             pass
+                    if message.file:
+                        _add_stored(archive, message.file, _file_name(message))
             archive.writestr("my-assistant.json", json.dumps(chat, indent=2, ensure_ascii=False))
             archive.writestr("my-assistant.md", _markdown("My assistant", chat))
             memories = [

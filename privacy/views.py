@@ -1,8 +1,10 @@
 from django.contrib import messages
 from django.contrib.auth import logout
 from django.core.exceptions import ValidationError
-from django.http import FileResponse, Http404
+from django.core.files import File
+from django.http import Http404
 from django.shortcuts import redirect, render
+from django.utils.http import content_disposition_header
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -11,6 +13,7 @@ from privacy.export import export_path
 from privacy.forms import DeleteAccountForm
 from privacy.models import DataExport
 from rooms import ratelimits
+from rooms.views.messages import stream_file
 
 # Wrong passwords on the delete form, per person, before it waits an hour.
 DELETE_ATTEMPTS_PER_HOUR = 10
@@ -66,7 +69,9 @@ def download_export(request, export_id: int):
     except (OSError, ValueError):
         raise Http404(_("No such export.")) from None
     filename = f"calpico-{request.user.username}-{export.created_at:%Y-%m-%d}.zip"
-    response = FileResponse(handle, as_attachment=True, filename=filename, content_type="application/zip")
+    # A chunk at a time (under daphne a FileResponse would be read into memory whole).
+    response = stream_file(request, File(handle), content_type="application/zip")
+    response["Content-Disposition"] = content_disposition_header(as_attachment=True, filename=filename)
     response["Cache-Control"] = "private, no-store"
     return response
 

@@ -3,6 +3,8 @@
 import datetime as dt
 import io
 import json
+import os
+import warnings
 import zipfile
 
 import pytest
@@ -368,3 +370,66 @@ def test_the_settings_page_needs_a_sign_in():
         response = Client().get(reverse(name))
         assert response.status_code == 302 and "/accounts/login/" in response["Location"]
     assert Client().post(reverse("privacy:delete_account"), {"password": "x"}).status_code == 302
+
+
+def test_the_export_holds_the_files_the_person_attached(alice, group):
+    from rooms.attachments import file_attachment
+
+    upload = SimpleUploadedFile("../Trip plan.pdf", b"%PDF-1.4 plans", content_type="application/pdf")
+    sent = rooms.do_post_message(membership(group, alice), "the plan", file=file_attachment(upload)).message
+    archive = contents(build_export(alice))
+    name = f"files/{sent.pk}-Trip plan.pdf"
+    assert archive.read(name) == b"%PDF-1.4 plans"
+    written = json.loads(archive.read("messages.json"))
+    assert written[0]["file"] == name
+    assert "`files/`" in archive.read("README.md").decode()
+    assert f"[Trip plan.pdf]({name})" in archive.read("messages.md").decode()
+
+
+def test_two_builds_of_one_export_do_not_share_a_partial_file(alice, monkeypatch):
+    """Two processes running the same export (a job taken again after a stale heartbeat)
+    each write their own temporary file in the directory; neither reads the other's."""
+    import tempfile
+
+    from privacy import export as building
+
+    made = []
+    real = tempfile.mkstemp
+
+    def recording(*args, **kwargs):
+        made.append(real(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(building.tempfile, "mkstemp", recording)
+    export = build_export(alice)
+    assert len(made) == 1
+    partial = made[0][1]
+    assert partial != str(export_path(export).with_suffix(".partial"))
+    assert os.path.dirname(partial) == str(export_path(export).parent)
+    assert not os.path.exists(partial)
+
+
+def test_under_asgi_the_export_streams_in_chunks(alice):
+    from asgiref.sync import async_to_sync
+    from django.test import AsyncClient
+
+    export = build_export(alice)
+    with export_path(export).open("ab") as grown:
+        grown.write(b"\0" * (3 * 1024 * 1024))  # bigger than one chunk
+    size = export_path(export).stat().st_size
+    client = AsyncClient()
+    client.force_login(alice)
+
+    async def download():
+        response = await client.get(reverse("privacy:download_export", args=[export.pk]))
+        return response, [chunk async for chunk in response.streaming_content]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        response, chunks = async_to_sync(download)()
+    assert response.status_code == 200 and response.is_async
+    assert len(chunks) > 1 and sum(len(chunk) for chunk in chunks) == size
+    assert response["Content-Length"] == str(size)
+    assert response["Content-Type"] == "application/zip"
+    assert response["Content-Disposition"].startswith('attachment; filename="calpico-alice-')
+    assert response["Cache-Control"] == "private, no-store"
