@@ -46,6 +46,7 @@ class AccountUserAdmin(ModeratedUserAdmin):
             "delete_account",
             "Delete account (keep their messages as “Deleted account”)",
             lambda r, user, why: services.do_delete_account(user, moderator=r.user, reason=why),
+            permissions=["delete_account"],
         ),
         _with_reason(
             "delete_account_and_messages",
@@ -53,8 +54,14 @@ class AccountUserAdmin(ModeratedUserAdmin):
             lambda r, user, why: services.do_delete_account(
                 user, delete_messages=True, moderator=r.user, reason=why
             ),
+            permissions=["delete_account"],
         ),
     ]
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    def has_delete_account_permission(self, request):
+        """The account actions: for staff allowed to delete users (Django's own delete
+        being switched off, its permission is the one that says so)."""
+        return request.user.has_perm("accounts.delete_user")

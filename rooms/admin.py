@@ -86,9 +86,11 @@ class MessageAdmin(ReadOnlyAdmin, admin.ModelAdmin):
 # Moderation: the report queue, suspending accounts, and the audit log.
 
 
-def _with_reason(action_name: str, title: str, perform):
+def _with_reason(action_name: str, title: str, perform, permissions: list[str] | None = None):
     """An admin action that first asks the moderator why (the reason goes to the audit
-    log), then calls `perform(request, obj, reason)` for each selected object."""
+    log), then calls `perform(request, obj, reason)` for each selected object. With
+    `permissions`, only staff who have them see it and may run it (the admin's
+    `has_<name>_permission` methods)."""
 
     def action(modeladmin, request, queryset):
         if request.POST.get("confirm") != "yes":
@@ -119,7 +121,7 @@ def _with_reason(action_name: str, title: str, perform):
         return None
 
     action.__name__ = action_name
-    return admin.action(description=title)(action)
+    return admin.action(description=title, permissions=permissions)(action)
 
 
 class OpenFirst(admin.SimpleListFilter):

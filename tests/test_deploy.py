@@ -238,3 +238,10 @@ def test_the_backup_unit_does_not_use_the_metrics_directory():
     assert "UnsetEnvironment=PROMETHEUS_MULTIPROC_DIR" in unit
     assert "Nice=" in unit
     assert "IOSchedulingClass=idle" in unit
+
+
+def test_the_recipe_leaves_jobs_to_its_worker_and_hides_every_metrics_path():
+    assert recipe_env()["JOBS_RUNNER_IN_SERVER"] == "false"
+    assert recipe_env()["ASSISTANT_RUNNER_IN_SERVER"] == "false"
+    site = (DEPLOY / "nginx" / "calpico.conf").read_text()
+    assert "location ^~ /metrics {" in site  # /metrics/ too, which Calpico answers as well

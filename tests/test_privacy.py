@@ -433,3 +433,31 @@ def test_under_asgi_the_export_streams_in_chunks(alice):
     assert response["Content-Type"] == "application/zip"
     assert response["Content-Disposition"].startswith('attachment; filename="calpico-alice-')
     assert response["Cache-Control"] == "private, no-store"
+
+
+def test_only_staff_allowed_to_delete_users_may_delete_accounts(alice, bob):
+    from django.contrib.auth.models import Permission
+
+    staff = User.objects.create_user("helper", password=PASSWORD, is_staff=True)
+    accounts_perms = Permission.objects.filter(content_type__app_label="accounts")
+    staff.user_permissions.add(*accounts_perms.filter(codename__in=["view_user", "change_user"]))
+    client = client_for(staff)
+    changelist = reverse("admin:accounts_user_changelist")
+    page = client.get(changelist)
+    assert page.status_code == 200
+    assert b"delete_account" not in page.content
+    for action in ("delete_account", "delete_account_and_messages"):
+        client.post(
+            changelist,
+            {"action": action, "_selected_action": [bob.pk], "confirm": "yes", "reason": "no"},
+        )
+    assert User.objects.filter(pk=bob.pk).exists()
+    staff.user_permissions.add(accounts_perms.get(codename="delete_user"))
+    staff = User.objects.get(pk=staff.pk)
+    assert b"delete_account" in client_for(staff).get(changelist).content
+
+
+def test_a_held_username_fits_every_username():
+    assert (
+        RetiredUsername._meta.get_field("username").max_length == User._meta.get_field("username").max_length
+    )
