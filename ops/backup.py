@@ -277,7 +277,7 @@ def _add_file(archive: tarfile.TarFile, path: Path, arcname: str) -> dict[str, A
         info = tarfile.TarInfo(arcname)
         info.size, info.mtime, info.mode = stat.st_size, int(stat.st_mtime), 0o600
         reader = _HashingReader(handle)
-        archive.addfile(info, reader)  # type: ignore[arg-type]
+        archive.addfile(info, reader)
     return {"path": arcname, "size": info.size, "sha256": reader.digest.hexdigest()}
 
 

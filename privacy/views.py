@@ -71,7 +71,7 @@ def download_export(request, export_id: int):
     filename = f"calpico-{request.user.username}-{export.created_at:%Y-%m-%d}.zip"
     # A chunk at a time (under daphne a FileResponse would be read into memory whole).
     response = stream_file(request, File(handle), content_type="application/zip")
-    response["Content-Disposition"] = content_disposition_header(as_attachment=True, filename=filename)
+    response["Content-Disposition"] = content_disposition_header(as_attachment=True, filename=filename) or ""
     response["Cache-Control"] = "private, no-store"
     return response
 
