@@ -17,12 +17,14 @@ in it: keep them with your configuration.
 Backup and restore stay in one module (over 400 lines): each checks what the other wrote,
 and reading them side by side is how the archive's format is kept in step.
 
-Everything is written inside DEST (a working directory of its own there, renamed into the
-archive at the end); nothing is written anywhere else. `manage.py restore ARCHIVE` checks
-every file against the manifest before it changes anything, refuses an install that
-already holds accounts, rooms, messages or media, and never writes outside the database
-and MEDIA_ROOT (its scratch copy of the database file is a hidden directory there, removed
-at the end).
+The manifest is the archive's last member: each file is hashed as it is added, and one
+deleted meanwhile is left out of both. Everything is written inside DEST (a working
+directory of its own there, renamed into the archive at the end); nothing is written
+anywhere else. `manage.py restore ARCHIVE` checks the manifest and every file against it
+before it changes anything, refuses an install that already holds accounts, rooms,
+messages or media, stages every file in a hidden scratch directory inside MEDIA_ROOT
+before touching the database, and never writes outside the database and MEDIA_ROOT. On
+PostgreSQL it restores into an emptied `public` schema.
 """
 
 from __future__ import annotations
