@@ -217,38 +217,45 @@ def sweep_dead_processes(directory: str) -> None:
     Counters, histograms and summaries: a dead process's values are added to
     `<type>_archive.db` (the totals stay the same) and its file removed. Gauges of a dead
     process (open sockets, `live*`) are simply removed. A lock in the directory keeps two
-    scrapes from folding the same file twice."""
+    scrapes from folding the same file twice, or one from reading a file another is
+    folding (`metrics_lock`, held by the caller across the sweep and the collection)."""
+    for path in sorted(glob.glob(os.path.join(directory, "*_*.db"))):
+        match = _PID_FILE.match(os.path.basename(path))
+        if match is None or _alive(int(match.group(2))):
+            continue
+        kind, pid = match.group(1), int(match.group(2))
+        if kind.startswith("gauge_"):
+            if kind.startswith("gauge_live"):
+                mark_process_dead(pid, directory)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(path)
+            continue
+        try:
+            values = list(MmapedDict.read_all_values_from_file(path))
+        except FileNotFoundError:
+            continue
+        except (OSError, RuntimeError):
+            log.warning("Metrics: dropping an unreadable file %s", path)
+            values = []
+        if values:
+            archive = MmapedDict(os.path.join(directory, f"{kind}_archive.db"))
+            try:
+                for key, value, timestamp, _ in values:
+                    total, _ = archive.read_value(key)
+                    archive.write_value(key, total + value, timestamp)
+            finally:
+                archive.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+
+
+@contextlib.contextmanager
+def metrics_lock(directory: str) -> Iterator[None]:
+    """One scrape at a time per host: a sweep removes files another scrape may be reading."""
     with open(os.path.join(directory, "sweep.lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        for path in sorted(glob.glob(os.path.join(directory, "*_*.db"))):
-            match = _PID_FILE.match(os.path.basename(path))
-            if match is None or _alive(int(match.group(2))):
-                continue
-            kind, pid = match.group(1), int(match.group(2))
-            if kind.startswith("gauge_"):
-                if kind.startswith("gauge_live"):
-                    mark_process_dead(pid, directory)
-                else:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.remove(path)
-                continue
-            try:
-                values = list(MmapedDict.read_all_values_from_file(path))
-            except FileNotFoundError:
-                continue
-            except (OSError, RuntimeError):
-                log.warning("Metrics: dropping an unreadable file %s", path)
-                values = []
-            if values:
-                archive = MmapedDict(os.path.join(directory, f"{kind}_archive.db"))
-                try:
-                    for key, value, timestamp, _ in values:
-                        total, _ = archive.read_value(key)
-                        archive.write_value(key, total + value, timestamp)
-                finally:
-                    archive.close()
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(path)
+        yield
 
 
 def metrics(request: HttpRequest, allowed: list[Any]) -> HttpResponse:
@@ -257,14 +264,14 @@ def metrics(request: HttpRequest, allowed: list[Any]) -> HttpResponse:
             "Metrics are not served to this address.\n", status=403, content_type="text/plain"
         )
     directory = settings.PROMETHEUS_MULTIPROC_DIR
-    registry: CollectorRegistry
     if directory:
         registry = CollectorRegistry()
-        sweep_dead_processes(directory)
         MultiProcessCollector(registry, path=directory)
+        with metrics_lock(directory):
+            sweep_dead_processes(directory)
+            output = generate_latest(registry)
     else:
-        registry = REGISTRY
-    output = generate_latest(registry)
+        output = generate_latest(REGISTRY)
     try:
         database = CollectorRegistry()
         database.register(DatabaseCollector())
