@@ -115,6 +115,7 @@ class Client:
         self.room_id = room_id
         self.read_frames = read_frames
         self.hello = asyncio.Event()
+        self.hello_at: float | None = None
         self.closed_code: int | None = None
         self.html_frames = 0
         self.html_bytes = 0
@@ -144,6 +145,7 @@ class Client:
                     kind = json.loads(frame).get("type", "?")
                     self.json_types[kind] = self.json_types.get(kind, 0) + 1
                     if kind == "hello":
+                        self.hello_at = now
                         self.hello.set()
         except ConnectionClosed:
             pass
