@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import re
 import threading
 from datetime import timedelta
 
@@ -23,7 +24,7 @@ from rooms.consumers import (
     CLOSE_UNAUTHENTICATED,
 )
 from rooms.live_groups import room_group
-from rooms.models import Membership
+from rooms.models import Membership, Room
 from tests.conftest import membership
 from tests.sockets import (
     ORIGIN,
@@ -84,6 +85,163 @@ async def test_deactivated_accounts_cannot_connect(alice):
     socket = WebsocketCommunicator(application, "/ws/", headers=[ORIGIN, (b"cookie", cookie)])
     await socket.connect()
     await closed_with(socket, CLOSE_UNAUTHENTICATED)
+
+
+# Opening a socket
+
+
+def _counting_queries(monkeypatch):
+    """Count every query, on any thread, from now on: returns the counter."""
+    counts = {"n": 0}
+    lock = threading.Lock()
+    original = db_utils.CursorWrapper.execute
+
+    def counting_execute(self, *args, **kwargs):
+        with lock:
+            counts["n"] += 1
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(db_utils.CursorWrapper, "execute", counting_execute)
+    return counts
+
+
+async def test_opening_a_socket_is_one_trip_to_the_database_and_four_queries(alice, bob, monkeypatch):
+    """Who it is, their rooms, their blocks, their notices: however many rooms they are in,
+    and in one call on the sockets' database thread (the session comes from the cache)."""
+    from rooms import socket_db
+
+    rooms = [await sync_to_async(services.do_create_group)(alice, f"Room {i}", [bob]) for i in range(5)]
+    cookie = await sync_to_async(session_cookie)(alice)
+    trips = {"n": 0}
+    original_handler = socket_db._KeptConnection.thread_handler
+
+    def counting_handler(self, *args, **kwargs):
+        trips["n"] += 1
+        return original_handler(self, *args, **kwargs)
+
+    monkeypatch.setattr(socket_db._KeptConnection, "thread_handler", counting_handler)
+    queries = _counting_queries(monkeypatch)
+    socket = WebsocketCommunicator(
+        application, f"/ws/?room={rooms[0].pk}", headers=[ORIGIN, (b"cookie", cookie)]
+    )
+    socket.user = alice
+    assert (await socket.connect())[0]
+    assert json.loads(await socket.receive_from(timeout=5))["type"] == "hello"
+    assert (trips["n"], queries["n"]) == (1, 4)
+    await delivered(socket)  # it listens to every room
+    await apost(rooms[4], bob, "heard")
+    assert "heard" in html(await delivered(socket))
+    await socket.disconnect()
+
+
+async def test_the_handshake_completes_before_the_database_is_read(alice, group, monkeypatch):
+    """After a deploy every page reconnects at once and opening work queues: the socket is
+    accepted first, so no handshake waits for it (daphne refuses one that waits too long)."""
+    from rooms import consumers
+
+    release = threading.Event()
+    real = consumers.read_opening
+
+    def slow_read(*args):
+        release.wait(5)
+        return real(*args)
+
+    monkeypatch.setattr(consumers, "read_opening", slow_read)
+    socket = await connect(alice, group)
+    ok, _ = await socket.connect(timeout=2)
+    assert ok and not release.is_set()
+    release.set()
+    assert json.loads(await socket.receive_from(timeout=5))["type"] == "hello"
+    await socket.disconnect()
+
+
+@pytest.mark.parametrize("change", ["password", "deleted", "backend"])
+async def test_a_session_that_no_longer_signs_in_closes_with_4401(alice, group, change):
+    """The checks of Channels' AuthMiddleware: the password's hash still matches (else the
+    session is flushed), the user still exists, their backend is still configured."""
+    from django.contrib.sessions.backends.cached_db import SessionStore
+    from django.contrib.sessions.models import Session
+
+    cookie = await sync_to_async(session_cookie)(alice)
+    key = cookie.decode().split("=", 1)[1]
+    if change == "password":
+        alice.set_password("something else entirely")
+        await sync_to_async(alice.save)()
+    elif change == "deleted":
+        await sync_to_async(alice.delete)()
+    else:
+
+        def move_to_another_backend():
+            session = SessionStore(key)
+            session["_auth_user_backend"] = "somewhere.else.Backend"
+            session.save()
+
+        await sync_to_async(move_to_another_backend)()
+    socket = WebsocketCommunicator(
+        application, f"/ws/?room={group.pk}", headers=[ORIGIN, (b"cookie", cookie)]
+    )
+    assert (await socket.connect())[0]
+    await closed_with(socket, CLOSE_UNAUTHENTICATED)
+    flushed = not await sync_to_async(Session.objects.filter(session_key=key).exists)()
+    assert flushed == (change == "password")
+
+
+async def test_notices_kept_while_away_show_on_the_next_page_once(alice, group, mallory):
+    """Oldest first, ten at a time; a page refused (4404) takes none of them."""
+    from rooms.services.moderation import do_notify
+
+    for i in range(12):
+        await sync_to_async(do_notify)(alice.pk, f"notice {i:02d}")
+    refused = await connect(alice, await sync_to_async(services.do_create_group)(mallory, "Not hers", []))
+    assert (await refused.connect())[0]
+    await closed_with(refused, CLOSE_NOT_FOUND)
+
+    async def notices_on_opening() -> list[str]:
+        socket = await connected(alice, group)
+        shown = re.findall(r"notice (\d\d)", html(await delivered(socket)))
+        await socket.disconnect()
+        return shown
+
+    assert await notices_on_opening() == [f"{i:02d}" for i in range(10)]
+    assert await notices_on_opening() == ["10", "11"]
+    assert await notices_on_opening() == []
+
+
+def test_opening_reads_accepted_rooms_that_are_not_archived_and_each_persons_own(alice, bob, carol, mallory):
+    """The opening's queries are compiled once and run with each person's id: each gets
+    their own rooms (no archived room, no message request, pending or declined), blocks (made
+    and received) and notices."""
+    from accounts.services import do_block
+    from rooms.opening import read_opening
+    from rooms.services.moderation import do_notify
+
+    kept = services.do_create_group(alice, "Kept", [bob])
+    archived = services.do_create_group(alice, "Archived", [bob])
+    Room.objects.filter(pk=archived.pk).update(archived_at=timezone.now())
+    asked = services.do_open_direct_room(mallory, alice)  # a stranger: a pending request for alice
+    declined = services.do_open_direct_room(carol, alice)
+    Membership.objects.filter(room=declined, user=alice).update(request=Membership.Request.DECLINED)
+    Membership.objects.filter(room=kept, user=bob).update(last_read_seq=3, muted=True)
+    do_block(alice, mallory)
+    do_block(bob, carol)
+    do_notify(bob.pk, "for bob")
+
+    def opening(user, room=None):
+        return read_opening(session_cookie(user).decode().split("=", 1)[1], room)
+
+    mine, bobs = opening(alice), opening(bob)
+    assert set(mine.rooms) == {kept.pk} and mine.blocked == {mallory.pk} and mine.notices == []
+    assert set(bobs.rooms) == {kept.pk} and bobs.blocked == {carol.pk} and bobs.notices == ["for bob"]
+    assert (bobs.rooms[kept.pk].last_read_seq, bobs.rooms[kept.pk].muted) == (3, True)
+    assert mine.blocked_by == bobs.blocked_by == set()
+    assert opening(mallory).blocked_by == {alice.pk} and opening(carol).blocked_by == {bob.pk}
+    assert mine.rooms[kept.pk].muted is False
+    # A pending request's page may open (it hears nothing from that room); a declined one not.
+    assert opening(alice, asked.pk).allowed and asked.pk not in opening(alice, asked.pk).rooms
+    assert not opening(alice, declined.pk).allowed
+    assert not opening(alice, archived.pk).allowed
+    assert not opening(carol, kept.pk).allowed
+    assert read_opening(None, kept.pk).user is None and read_opening("not-a-session", None).user is None
 
 
 # What each viewer receives
