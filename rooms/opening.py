@@ -10,6 +10,7 @@ opens pays it, all at once after a deploy. So each query is built by the ORM onc
 SQL run again with the next user's id (`_Compiled`).
 """
 
+import datetime as dt
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import import_module
@@ -17,6 +18,9 @@ from importlib import import_module
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, load_backend
 from django.contrib.auth.backends import ModelBackend
+from django.contrib.sessions.backends.base import SessionBase
+from django.contrib.sessions.backends.db import SessionStore as DBStore
+from django.contrib.sessions.models import Session
 from django.db import connection
 from django.db.models import Q, QuerySet
 from django.http import parse_cookie
@@ -69,7 +73,7 @@ def session_user(key: str | None) -> User | None:
     flushed. The user holds USER_FIELDS only."""
     if not key:
         return None
-    session = import_module(settings.SESSION_ENGINE).SessionStore(key)
+    session = _session_store()(key)
     try:
         user_id = User._meta.pk.to_python(session[SESSION_KEY])
         backend_path = session[BACKEND_SESSION_KEY]
@@ -139,27 +143,57 @@ def _user(user_id: int) -> User | None:
 _BOOLEAN_FIELDS = {"is_active", "read_receipts"}
 
 
+@cache
+def _session_store() -> type[SessionBase]:
+    """The configured session engine's store; when it keeps sessions in Django's Session
+    table (db, cached_db), reading a session the cache does not have (every one, after a
+    restart without Redis) with a compiled query."""
+    store = import_module(settings.SESSION_ENGINE).SessionStore
+    if not (issubclass(store, DBStore) and store.get_model_class() is Session):
+        return store
+
+    class CompiledReadStore(store):  # type: ignore[valid-type,misc]
+        @property
+        def key_salt(self) -> str:
+            return "django.contrib.sessions." + store.__qualname__  # the engine's own, to decode
+
+        def _get_session_from_db(self) -> Session | None:
+            with connection.cursor() as cursor:
+                rows = _queries().session.run(cursor, key=self.session_key)
+            if rows:
+                data, expires = rows[0]
+                if timezone.is_naive(expires):  # SQLite's column, in UTC
+                    expires = expires.replace(tzinfo=dt.UTC)
+                if expires > timezone.now():
+                    return Session(session_key=self.session_key, session_data=data, expire_date=expires)
+            self._session_key = None
+            return None
+
+    return CompiledReadStore
+
+
 class _Compiled:
     """An ORM query compiled once and run again with other values, for plain rows.
 
     `slots` names the values that change from one run to the next, each given in the
-    query as an unlikely sentinel number; every other parameter stays as compiled.
+    query as an unlikely sentinel; every other parameter stays as compiled.
     """
 
-    def __init__(self, queryset: QuerySet, **slots: int) -> None:
+    def __init__(self, queryset: QuerySet, **slots: int | str) -> None:
         self.sql, params = queryset.query.sql_with_params()
         names = {sentinel: name for name, sentinel in slots.items()}
-        self.params = [(names.get(p) if isinstance(p, int) else None, p) for p in params]
+        self.params = [(names.get(p) if isinstance(p, int | str) else None, p) for p in params]
         missing = set(slots) - {name for name, _ in self.params}
         assert not missing, f"sentinels not found in the compiled query: {missing}"
 
-    def run(self, cursor, **values: int) -> list[tuple]:
+    def run(self, cursor, **values: int | str) -> list[tuple]:
         cursor.execute(self.sql, [values[name] if name else p for name, p in self.params])
         return cursor.fetchall()
 
 
 @dataclass(frozen=True, slots=True)
 class _Queries:
+    session: _Compiled
     user: _Compiled
     rooms: _Compiled
     request: _Compiled
@@ -167,14 +201,18 @@ class _Queries:
     notices: _Compiled
 
 
-# Sentinels for the values a query is compiled with (never ids: ids are positive).
-_USER, _ROOM = -7_000_001, -7_000_002
+# Sentinels for the values a query is compiled with (never ids: ids are positive; session
+# keys are letters and digits).
+_USER, _ROOM, _KEY = -7_000_001, -7_000_002, "<session key>"
 
 
 @cache
 def _queries() -> _Queries:
     memberships = Membership.objects.filter(user_id=_USER)
     return _Queries(
+        session=_Compiled(
+            Session.objects.filter(session_key=_KEY).values_list("session_data", "expire_date"), key=_KEY
+        ),
         user=_Compiled(User.objects.filter(pk=_USER).values_list(*USER_FIELDS), user=_USER),
         rooms=_Compiled(
             memberships.filter(room__archived_at__isnull=True, request=Membership.Request.NONE).values_list(

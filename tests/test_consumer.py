@@ -134,6 +134,26 @@ async def test_opening_a_socket_is_one_trip_to_the_database_and_four_queries(ali
     await socket.disconnect()
 
 
+async def test_a_session_the_cache_lost_is_read_from_the_database_once(alice, group, monkeypatch):
+    """After a restart without Redis no session is in the cache: the socket reads it from
+    the database (one query more) and puts it back, as the session engine does."""
+    from django.contrib.sessions.backends.cached_db import KEY_PREFIX
+    from django.core.cache import caches
+
+    cookie = await sync_to_async(session_cookie)(alice)
+    cache_key = KEY_PREFIX + cookie.decode().split("=", 1)[1]
+    data = await sync_to_async(caches["sessions"].get)(cache_key)
+    await sync_to_async(caches["sessions"].delete)(cache_key)
+    queries = _counting_queries(monkeypatch)
+    headers = [ORIGIN, (b"cookie", cookie)]
+    socket = WebsocketCommunicator(application, f"/ws/?room={group.pk}", headers=headers)
+    assert (await socket.connect())[0]
+    assert json.loads(await socket.receive_from(timeout=5))["type"] == "hello"
+    assert queries["n"] == 5
+    assert await sync_to_async(caches["sessions"].get)(cache_key) == data
+    await socket.disconnect()
+
+
 async def test_the_handshake_completes_before_the_database_is_read(alice, group, monkeypatch):
     """After a deploy every page reconnects at once and opening work queues: the socket is
     accepted first, so no handshake waits for it (daphne refuses one that waits too long)."""
@@ -155,12 +175,14 @@ async def test_the_handshake_completes_before_the_database_is_read(alice, group,
     await socket.disconnect()
 
 
-@pytest.mark.parametrize("change", ["password", "deleted", "backend"])
+@pytest.mark.parametrize("change", ["password", "deleted", "backend", "expired"])
 async def test_a_session_that_no_longer_signs_in_closes_with_4401(alice, group, change):
     """The checks of Channels' AuthMiddleware: the password's hash still matches (else the
-    session is flushed), the user still exists, their backend is still configured."""
-    from django.contrib.sessions.backends.cached_db import SessionStore
+    session is flushed), the user still exists, their backend is still configured; and
+    the session has not expired (read from the database, the cache having lost it)."""
+    from django.contrib.sessions.backends.cached_db import KEY_PREFIX, SessionStore
     from django.contrib.sessions.models import Session
+    from django.core.cache import caches
 
     cookie = await sync_to_async(session_cookie)(alice)
     key = cookie.decode().split("=", 1)[1]
@@ -169,6 +191,13 @@ async def test_a_session_that_no_longer_signs_in_closes_with_4401(alice, group, 
         await sync_to_async(alice.save)()
     elif change == "deleted":
         await sync_to_async(alice.delete)()
+    elif change == "expired":
+
+        def expire():
+            Session.objects.filter(session_key=key).update(expire_date=timezone.now() - timedelta(seconds=1))
+            caches["sessions"].delete(KEY_PREFIX + key)
+
+        await sync_to_async(expire)()
     else:
 
         def move_to_another_backend():
