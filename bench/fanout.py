@@ -402,7 +402,7 @@ class Bench:
             yield
             return
         path = self.profile_dir / f"{srv.name}-{stage}.txt"
-        sampler = sampling.Sampler(self.args.py_spy, srv.pid, path)
+        sampler = sampling.Sampler(self.args.py_spy, srv.pid, path, rate=self.args.profile_rate)
         try:
             yield
         finally:
@@ -1230,6 +1230,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     add("--profile", type=Path, metavar="DIR", help="sample each server with py-spy into DIR")
     add("--py-spy", default=shutil.which("py-spy") or "py-spy", help="the py-spy executable for --profile")
+    add("--profile-rate", type=int, default=100, help="with --profile: samples per second (default 100)")
     add(
         "--wait-quiet",
         type=float,

@@ -18,9 +18,11 @@ It takes daphne's options and arguments and changes these things:
   asyncio.Queue: an open socket holds one for its whole life (about 2.3 KB less each).
 - A WebSocket lets go of the HTTP request it was upgraded from and of its handshake's text
   once it is open (`CalpicoWebSocketProtocol`), about 4 KB each.
+- What is loaded before the server starts is frozen out of the garbage collector's sight.
 """
 
 import asyncio
+import gc
 import os
 import sys
 from functools import partial
@@ -110,6 +112,15 @@ class CalpicoServer(Server):
             for endpoint in endpoints or []
         ]
         super().__init__(application, endpoints, *args, **kwargs)
+
+    def run(self) -> None:
+        # Everything loaded so far (Django, the app, the libraries: some 170,000 objects)
+        # lives as long as the process: out of the garbage collector's sight, so that each
+        # full collection no longer walks it. 2,000 sockets opening set off three, 0.46 s of
+        # CPU (0.57 s with the younger generations', about 0.3 ms a socket).
+        gc.collect()
+        gc.freeze()
+        super().run()
 
     def create_application(self, protocol, scope):
         """daphne's, with a Mailbox for the application's input (daphne only calls its
