@@ -423,7 +423,9 @@ class Bench:
                 await warm_up_calpico(srv, first, poster)
                 cookies: list[str | None] = list(self.setup.cookies())
                 rooms: list[int | None] = [m.room_id for m in members]
-                clients, connected = await self.connect(srv, cookies, rooms, self.args.read_frames)
+                clients, connected = await self.connect(
+                    srv, cookies, rooms, self.args.read_frames, await self.resume_seqs()
+                )
                 return CalpicoTarget(srv, clients, connected, poster)
             await warm_up_bare(srv)
             clients, connected = await self.connect(srv, [None] * len(members), [None] * len(members), False)
@@ -432,8 +434,31 @@ class Bench:
             srv.stop()
             raise
 
+    async def resume_seqs(self) -> dict[int, int] | None:
+        """With --resume: each room's last seq now (pages loaded just before), from which its
+        pages resume."""
+        if not self.args.resume:
+            return None
+
+        def read() -> dict[int, int]:
+            from django.db import connections
+
+            from rooms.models import Room
+
+            rooms = {m.room_id for m in self.setup.members}
+            seqs = dict(Room.objects.filter(pk__in=rooms).values_list("pk", "last_seq"))
+            connections.close_all()
+            return seqs
+
+        return await asyncio.to_thread(read)
+
     async def connect(
-        self, srv: server.Server, cookies: list[str | None], rooms: list[int | None], read_frames: bool
+        self,
+        srv: server.Server,
+        cookies: list[str | None],
+        rooms: list[int | None],
+        read_frames: bool,
+        resume_seqs: dict[int, int] | None = None,
     ) -> tuple[list[Client], Connected]:
         await load.settle(0.3, 5)
         rss0, cpu0 = srv.rss_kib(), srv.cpu_seconds()
@@ -446,6 +471,7 @@ class Bench:
                 read_frames,
                 concurrency=self.args.connect_concurrency,
                 limit=self.args.connect_limit,
+                resume_seqs=resume_seqs,
             )
             seconds = time.monotonic() - start
             # Calpico announces each arrival to the arriver's rooms (presence); let that die down.
@@ -524,11 +550,14 @@ async def open_sockets(
     concurrency: int = 50,
     limit: float = 120.0,
     at_once: bool = False,
+    resume_seqs: dict[int, int] | None = None,
 ) -> tuple[list[Client], list[str]]:
     """One socket per cookie; rooms[i] is the `?room=` of socket i (None: no room, for the
     bare relay). Returns the sockets that opened, in the order of `cookies`, and why the
     others did not. Room after room, `concurrency` handshakes at a time; `at_once`: every
-    socket at the same moment, as pages do when their server restarts."""
+    socket at the same moment, as pages do when their server restarts. `resume_seqs` (room id:
+    its last seq): each socket resumes from there, as a room page does, and counts as open at
+    `caught_up`."""
     deadline = time.monotonic() + limit
     indexes_by_room: dict[int | None, list[int]] = {}
     for i, room_id in enumerate(rooms):
@@ -547,6 +576,7 @@ async def open_sockets(
             read_frames=read_frames,
             concurrency=len(indexes) if at_once else concurrency,
             timeout=limit if at_once else 30.0,
+            resume_seq=None if resume_seqs is None or room_id is None else resume_seqs.get(room_id, 0),
         )
         failures.extend(failed)
         for i, client in zip(indexes, opened, strict=True):
@@ -846,7 +876,13 @@ async def reconnect_storm(bench: Bench, target: Target) -> dict:
     start = time.monotonic()
     with bench.sampled(srv, "storm"):
         clients, failures = await open_sockets(
-            srv, cookies, rooms, False, limit=bench.args.storm_limit, at_once=True
+            srv,
+            cookies,
+            rooms,
+            False,
+            limit=bench.args.storm_limit,
+            at_once=True,
+            resume_seqs=await bench.resume_seqs() if target.kind == "calpico" else None,
         )
         seconds = time.monotonic() - start
         settle_seconds = await load.settle(0.5, bench.args.settle_limit)
@@ -879,6 +915,7 @@ def print_idle(args: argparse.Namespace, results: dict) -> bool:
     print(
         f"Idle connections: {args.idle:,} sockets, one person each, in {rooms} rooms of "
         f"{min(args.room_size, args.idle)}, {args.layer} layer, held {ours['held']:.0f} s"
+        + ("; Calpico's sockets resume as a room page does" if args.resume else "")
     )
     print(f"  {machine_notes()}")
     print(f"  daphne open-file limit: {co.open_files_limit}")
@@ -1172,6 +1209,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="stop opening sockets after S seconds and go on with those open (default 150)",
     )
     add("--room-size", type=int, default=50, help="with --idle: people per room (default 50)")
+    add(
+        "--resume",
+        action="store_true",
+        help="Calpico's sockets resume after their hello as a room page does (static/js/live.js), "
+        "showing the room's last 50 messages, and count as open at caught_up",
+    )
     add(
         "--hold",
         type=float,

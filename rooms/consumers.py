@@ -28,7 +28,7 @@ from rooms import presence
 from rooms.access import parse_id, parse_seq
 from rooms.live_groups import room_group, user_group
 from rooms.models import Membership
-from rooms.opening import RoomState, read_opening, session_key
+from rooms.opening import RoomState, quick_resume, read_opening, session_key
 from rooms.queries import catch_up, room_read_positions
 from rooms.services import do_mark_read_in_rooms
 from rooms.services.moderation import mark_notices_seen
@@ -219,6 +219,17 @@ class RoomConsumer(AsyncWebsocketConsumer):
         # A page showing an older window (/r/<room>/m/<seq>/) asks for the changes to what
         # it has, not for what came after it.
         detached = frame.get("detached") is True
+        # Almost always nothing to catch up: one trip, one compiled query (two with read
+        # receipts), and catch_up only when there is something to send.
+        reader = self.user_id if self.read_receipts else None
+        quick = await on_socket_thread(quick_resume)(
+            room_id, last_seq, oldest, since, detached, reader, self.blocked | self.blocked_by
+        )
+        if quick.nothing:
+            if quick.positions is not None:
+                await self._send_seen(room_id, quick.positions)
+            await self._caught_up(room_id, last_seq)
+            return
         missed, changed, newest = await on_socket_thread(catch_up)(
             room_id, last_seq, oldest, since, detached=detached
         )
@@ -231,11 +242,14 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if self.read_receipts:
             # Reads are not replayed like messages: the page gets them all again.
             await self._send_read_positions()
+        await self._caught_up(room_id, newest)
+
+    async def _caught_up(self, room_id: int, last_seq: int) -> None:
         await self._send_json(
             {
                 "type": "caught_up",
                 "room": room_id,
-                "last_seq": newest,
+                "last_seq": last_seq,
                 "server_time": timezone.now().isoformat(),
             }
         )
@@ -398,6 +412,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if self.read_receipts:
             hidden = self.blocked | self.blocked_by
             positions = await on_socket_thread(room_read_positions)(room_id, self.user_id, hidden)
+        await self._send_seen(room_id, positions)
+
+    async def _send_seen(self, room_id: int, positions: dict[int, int]) -> None:
         await self._send_json(
             {
                 "type": "seen",

@@ -11,6 +11,7 @@ SQL run again with the next user's id (`_Compiled`).
 """
 
 import datetime as dt
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import import_module
@@ -22,14 +23,16 @@ from django.contrib.sessions.backends.base import SessionBase
 from django.contrib.sessions.backends.db import SessionStore as DBStore
 from django.contrib.sessions.models import Session
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import Max, Q, QuerySet
 from django.http import parse_cookie
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
+from django.utils.dateparse import parse_datetime
 
 from accounts.models import Block, User
 from rooms import presence
-from rooms.models import Membership, Notice
+from rooms.models import Membership, Message, Notice
+from rooms.queries import ASSISTANT_REPLY_WINDOW
 
 # The notices a socket shows when it opens, oldest first.
 NOTICES_AT_ONCE = 10
@@ -129,6 +132,80 @@ def read_opening(key: str | None, requested_room: int | None) -> Opening:
     return Opening(user, rooms=rooms, blocked=blocked, blocked_by=blocked_by, notices=[t for _, t in notices])
 
 
+@dataclass(slots=True)
+class QuickResume:
+    """`nothing`: the resume has nothing to catch up; then `positions`, the room's read
+    positions this reader may see, when asked for (None: not asked)."""
+
+    nothing: bool
+    positions: dict[int, int] | None = None
+
+
+def quick_resume(
+    room_id: int,
+    last_seq: int,
+    oldest: int,
+    since: dt.datetime | None,
+    detached: bool,
+    reader_id: int | None,
+    hidden: Collection[int],
+) -> QuickResume:
+    """A page's resume, when it has nothing to catch up (almost always): whether that is
+    so and, for a reader with read receipts, the read positions it may see (what
+    rooms.queries.room_read_positions reads) in the same trip."""
+    if not nothing_to_catch_up(room_id, last_seq, oldest, since, detached=detached):
+        return QuickResume(False)
+    if reader_id is None:
+        return QuickResume(True)
+    with connection.cursor() as cursor:
+        rows = _queries().read_positions.run(cursor, room=room_id, user=reader_id)
+    return QuickResume(True, {user_id: seq for user_id, seq in rows if user_id not in hidden})
+
+
+def nothing_to_catch_up(
+    room_id: int, last_seq: int, oldest: int, since: dt.datetime | None, *, detached: bool = False
+) -> bool:
+    """True when a page's resume has nothing to send: no message after `last_seq` (unless
+    `detached`: the page shows an older window), and none from `oldest` to `last_seq`
+    edited, deleted, reacted to, or by the assistant, since `since` (what
+    rooms.queries.catch_up would read). One compiled query: every room page resumes when
+    its socket opens, and is almost always up to date, while catch_up's two ORM queries
+    cost more than opening the socket itself. Otherwise catch_up reads them."""
+    if oldest > last_seq:
+        return False  # a page's odd range: catch_up makes sense of it
+    with connection.cursor() as cursor:
+        rows = _queries().changes.run(cursor, room=room_id, oldest=oldest, last=last_seq)
+    if not rows:
+        return True
+    newest, edited, deleted, reacted, assistant = rows[0]
+    if newest > last_seq and not detached:
+        return False
+    if since is None:
+        return True
+    replies_since = since - ASSISTANT_REPLY_WINDOW
+    return not (
+        _at_or_after(edited, since)
+        or _at_or_after(deleted, since)
+        or _at_or_after(reacted, since)
+        or _at_or_after(assistant, replies_since)
+    )
+
+
+def _at_or_after(value: dt.datetime | str | None, moment: dt.datetime) -> bool:
+    """A column's greatest time, as the database gave it (SQLite: text in UTC), against
+    an aware `moment`."""
+    if value is None:
+        return False
+    if isinstance(value, str):
+        parsed = parse_datetime(value)
+        if parsed is None:
+            return True  # unreadable: let catch_up look
+        value = parsed
+    if timezone.is_naive(value):
+        value = value.replace(tzinfo=dt.UTC)
+    return value >= moment
+
+
 def _user(user_id: int) -> User | None:
     with connection.cursor() as cursor:
         rows = _queries().user.run(cursor, user=user_id)
@@ -193,6 +270,8 @@ class _Compiled:
 
 @dataclass(frozen=True, slots=True)
 class _Queries:
+    changes: _Compiled
+    read_positions: _Compiled
     session: _Compiled
     user: _Compiled
     rooms: _Compiled
@@ -201,15 +280,41 @@ class _Queries:
     notices: _Compiled
 
 
-# Sentinels for the values a query is compiled with (never ids: ids are positive; session
-# keys are letters and digits).
+# Sentinels for the values a query is compiled with: never an id (ids are positive) or a
+# session key (letters and digits); seqs must be positive (a lookup below a field's range is
+# left out of the SQL), so theirs are far beyond any room's.
 _USER, _ROOM, _KEY = -7_000_001, -7_000_002, "<session key>"
+_OLDEST, _LAST = 9_000_000_000_000_000_003, 9_000_000_000_000_000_004
 
 
 @cache
 def _queries() -> _Queries:
     memberships = Membership.objects.filter(user_id=_USER)
+    in_page = Q(seq__lte=_LAST)
     return _Queries(
+        changes=_Compiled(
+            Message.objects.filter(room_id=_ROOM, seq__gte=_OLDEST)
+            .values("room_id")
+            .annotate(
+                newest=Max("seq"),
+                edited=Max("edited_at", filter=in_page),
+                deleted=Max("deleted_at", filter=in_page),
+                reacted=Max("reactions_changed_at", filter=in_page),
+                assistant=Max("created_at", filter=in_page & Q(kind=Message.Kind.ASSISTANT)),
+            )
+            .values_list("newest", "edited", "deleted", "reacted", "assistant"),
+            room=_ROOM,
+            oldest=_OLDEST,
+            last=_LAST,
+        ),
+        read_positions=_Compiled(
+            Membership.objects.filter(room_id=_ROOM, request=Membership.Request.NONE)
+            .filter(user__read_receipts=True)
+            .exclude(user_id=_USER)
+            .values_list("user_id", "last_read_seq"),
+            room=_ROOM,
+            user=_USER,
+        ),
         session=_Compiled(
             Session.objects.filter(session_key=_KEY).values_list("session_data", "expire_date"), key=_KEY
         ),

@@ -14,6 +14,7 @@ from django.db.backends import utils as db_utils
 from django.test import Client
 from django.utils import timezone
 
+from accounts.models import User
 from calpico.asgi import application
 from rooms import services
 from rooms.consumers import (
@@ -24,7 +25,7 @@ from rooms.consumers import (
     CLOSE_UNAUTHENTICATED,
 )
 from rooms.live_groups import room_group
-from rooms.models import Membership, Room
+from rooms.models import Membership, Message, Room
 from tests.conftest import membership
 from tests.sockets import (
     ORIGIN,
@@ -563,7 +564,7 @@ async def test_catch_up_of_changed_messages_is_bounded_too(alice, bob, group, se
     assert json_frames(received, "caught_up")[0]["last_seq"] == messages[-1].seq
     body = html(received)
     assert "changed once more" in body and body.count("<article") == 5  # 4 missed, 1 changed
-    assert queries["n"] <= 3
+    assert queries["n"] <= 4  # and the one quick look whether anything changed at all
     await socket.disconnect()
 
 
@@ -708,4 +709,87 @@ async def test_a_resume_over_more_messages_than_a_page_holds_is_told_to_reload_u
     await socket.send_to(text_data=json.dumps({**resume, "oldest_seq": last_seq - 10}))
     received = await answered(socket)
     assert json_frames(received, "caught_up")[0]["last_seq"] == last_seq
+    await socket.disconnect()
+
+
+def test_a_resume_with_nothing_to_send_is_told_so_by_one_query_as_catch_up_would(alice, bob, group, direct):
+    """The quick look a resume takes first (rooms.opening.nothing_to_catch_up) agrees with
+    catch_up: nothing after last_seq (unless the page is detached), nothing on the page
+    changed since `since`."""
+    from rooms.opening import nothing_to_catch_up
+    from rooms.queries import ASSISTANT_REPLY_WINDOW, catch_up
+
+    since = timezone.now()
+    assert nothing_to_catch_up(direct.pk, 0, 0, since) and catch_up(direct.pk, 0, 0, since) == ([], [], 0)
+    seqs = [services.do_post_message(membership(group, bob), f"m{i}").message.seq for i in range(6)]
+    first, last = seqs[1], seqs[4]  # the page shows these; seqs[5] came later, seqs[0] before
+    messages = Message.objects.filter(room=group)
+
+    def agree(last_seq=last, oldest=first, since=since, detached=False) -> bool:
+        quick = nothing_to_catch_up(group.pk, last_seq, oldest, since, detached=detached)
+        missed, changed, newest = catch_up(group.pk, last_seq, oldest or last_seq, since, detached=detached)
+        assert quick == (missed == [] and changed == [] and newest == last_seq)
+        return quick
+
+    assert not agree()  # seqs[5] was missed
+    assert agree(detached=True)  # ...but a page showing an older window does not take it
+    assert not agree(last_seq=0, oldest=0)  # a page from before the first message
+    assert agree(last_seq=seqs[5], oldest=first)
+    assert agree(last_seq=seqs[5], oldest=first, since=None)
+    long_ago = since - ASSISTANT_REPLY_WINDOW - timedelta(minutes=1)
+    for change, nothing in [
+        ({"edited_at": since - timedelta(seconds=1)}, True),
+        ({"edited_at": since}, False),
+        ({"deleted_at": since + timedelta(seconds=5)}, False),
+        ({"reactions_changed_at": since}, False),
+        ({"kind": Message.Kind.ASSISTANT, "created_at": long_ago}, True),
+        ({"kind": Message.Kind.ASSISTANT, "created_at": since - timedelta(minutes=5)}, False),
+    ]:
+        messages.filter(seq=seqs[2]).update(**change)
+        assert agree(last_seq=seqs[5]) is nothing, change
+        unchanged = {"edited_at": None, "deleted_at": None, "reactions_changed_at": None}
+        messages.filter(seq=seqs[2]).update(**unchanged, kind=Message.Kind.TEXT, created_at=long_ago)
+    messages.filter(seq=seqs[0]).update(edited_at=since)  # before the page's oldest
+    assert agree(last_seq=seqs[5])
+    assert not nothing_to_catch_up(group.pk, seqs[1], seqs[3], since)  # oldest after last: catch_up decides
+
+
+def test_a_quick_resume_reads_the_positions_room_read_positions_would(alice, bob, carol, group):
+    from rooms.opening import quick_resume
+    from rooms.queries import room_read_positions
+
+    Membership.objects.filter(room=group, user=bob).update(last_read_seq=4)
+    Membership.objects.filter(room=group, user=carol).update(last_read_seq=2)
+    User.objects.filter(pk=carol.pk).update(read_receipts=False)
+    last = Room.objects.get(pk=group.pk).last_seq
+    for reader, hidden in [(alice, set()), (alice, {bob.pk}), (bob, set())]:
+        quick = quick_resume(group.pk, last, 1, None, False, reader.pk, hidden)
+        assert quick.nothing and quick.positions == room_read_positions(group.pk, reader.pk, hidden)
+    assert quick_resume(group.pk, last, 1, None, False, None, set()).positions is None
+    assert not quick_resume(group.pk, last - 1, 1, None, False, alice.pk, set()).nothing
+
+
+@pytest.mark.parametrize("receipts", [True, False])
+async def test_an_up_to_date_page_resumes_with_one_query_and_one_for_read_positions(
+    alice, bob, carol, group, monkeypatch, receipts
+):
+    await apost(group, bob, "seen already")
+    last = await sync_to_async(lambda: Room.objects.get(pk=group.pk).last_seq)()
+    await sync_to_async(User.objects.filter(pk=alice.pk).update)(read_receipts=receipts)
+    socket = await connected(alice, group)
+    queries = _counting_queries(monkeypatch)
+    frame = {
+        "type": "resume",
+        "room": group.pk,
+        "last_seq": last,
+        "oldest_seq": 1,
+        "since": timezone.now().isoformat(),
+    }
+    await socket.send_to(text_data=json.dumps(frame))
+    received = json_frames(await answered(socket))
+    assert [f["type"] for f in received] == ["seen", "caught_up"] if receipts else ["caught_up"]
+    assert received[-1]["last_seq"] == last
+    if receipts:
+        assert received[0]["positions"] == {str(bob.pk): last, str(carol.pk): 0} and received[0]["replace"]
+    assert queries["n"] == (2 if receipts else 1)
     await socket.disconnect()
