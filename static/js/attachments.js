@@ -265,10 +265,10 @@ function sendWithFile(form, input, file, path, headers) {
     if (value !== null && value !== undefined) xhr.setRequestHeader(name, value);
   });
   const button = form.querySelector('button[type="submit"]');
-  form.classList.add("htmx-request"); // composer.js: Enter does not send again meanwhile
+  form.classList.add("is-uploading"); // composer.js: Enter does not send again meanwhile
   if (button) button.disabled = true;
   const settle = () => {
-    form.classList.remove("htmx-request");
+    form.classList.remove("is-uploading");
     if (button) button.disabled = false;
   };
   if (file.size >= PROGRESS_FROM_BYTES) showProgress(input, file, xhr);

@@ -31,8 +31,10 @@ document.addEventListener("keydown", (event) => {
   if (!isComposerTextarea(event.target)) return;
   if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
     event.preventDefault();
-    // One send at a time: while a file uploads, Enter does not queue the form again.
-    if (!event.target.form.classList.contains("htmx-request")) event.target.form.requestSubmit();
+    // One send at a time: while a file uploads (attachments.js), Enter does not send the
+    // form again. Not htmx's own "htmx-request" class: the composer that replaces the one
+    // just sent can still carry it for a moment, and the next message's Enter was lost.
+    if (!event.target.form.classList.contains("is-uploading")) event.target.form.requestSubmit();
   }
 });
 
