@@ -142,16 +142,11 @@ class Daphne(Server):
         command = [venv_script("python"), "-m", "calpico.serve"]
         if not application.startswith("calpico."):
             command = [venv_script("daphne")]
-        self.command = [*command, "-b", "127.0.0.1", "-p", str(port), application]
-        self.env = env
-        self._start("w")
-
-    def _start(self, log_mode: str) -> None:
-        with self.log.open(log_mode) as log_file:
+        with log.open("w") as log_file:
             self.process = subprocess.Popen(
-                self.command,
+                [*command, "-b", "127.0.0.1", "-p", str(port), application],
                 cwd=PROJECT_DIR,
-                env=self.env,
+                env=env,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -159,12 +154,7 @@ class Daphne(Server):
         self.pid = self.process.pid
         _started.append(self)
         self._wait_until_serving()
-        print(f"  {self.name}: daphne pid {self.pid} serving {self.url}", flush=True)
-
-    def restart(self) -> None:
-        """Stop the process (SIGTERM, as a deploy does) and start a new one on the same port."""
-        self.stop()
-        self._start("a")
+        print(f"  {name}: daphne pid {self.pid} serving {self.url}", flush=True)
 
     def _wait_until_serving(self) -> None:
         deadline = time.monotonic() + STARTUP_TIMEOUT

@@ -1,6 +1,7 @@
-"""The one WebSocket of the app: the page's socket, at /ws/ (calpico/asgi.py)."""
+from django.urls import path
 
 from rooms.consumers import RoomConsumer
 
-WEBSOCKET_PATH = "/ws/"
-room_socket = RoomConsumer.as_asgi()
+websocket_urlpatterns = [
+    path("ws/", RoomConsumer.as_asgi()),
+]
