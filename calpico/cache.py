@@ -75,6 +75,12 @@ class FailSoftRedisCache(RedisCache):
             return self.max_timeout
         return seconds
 
+    @property
+    def unreachable(self) -> bool:
+        """Whether Redis failed to answer and is not being asked again yet: reads miss."""
+        outage = self._outage
+        return outage.failing and time.monotonic() < outage.retry_at
+
     def _try(self, action: str, call: Callable[[], T], fallback: T, written: Iterable[str] = ()) -> T:
         outage = self._outage
         if outage.failing and time.monotonic() < outage.retry_at:

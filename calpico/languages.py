@@ -1,8 +1,11 @@
 """The language a request or a WebSocket is answered in, outside LocaleMiddleware."""
 
+import time
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.cache import cache
 from django.utils.translation import get_supported_language_variant
 from django.utils.translation.trans_real import parse_accept_lang_header
 
@@ -25,3 +28,46 @@ def socket_language(scope: dict[str, Any]) -> str:
         except LookupError:
             continue
     return get_supported_language_variant(settings.LANGUAGE_CODE)
+
+
+# Which languages someone uses, so live events are rendered only in those (rooms.live.localized):
+# a page or a socket in a language other than the default marks it in the cache for a week.
+# Each process writes a mark at most once a minute per language.
+IN_USE_SECONDS = 7 * 24 * 3600
+MARK_EVERY_SECONDS = 60.0
+_KEY = "language-in-use:{}"
+_marked: dict[str, float] = {}
+
+
+def _due(code: str) -> bool:
+    if code == settings.LANGUAGE_CODE or code not in dict(settings.LANGUAGES):
+        return False
+    return time.monotonic() - _marked.get(code, -MARK_EVERY_SECONDS) >= MARK_EVERY_SECONDS
+
+
+def mark_in_use(code: str) -> None:
+    """Note that a page or socket is answered in `code` (a language of settings.LANGUAGES)."""
+    if _due(code):
+        cache.set(_KEY.format(code), True, IN_USE_SECONDS)
+        _marked[code] = time.monotonic()
+
+
+async def amark_in_use(code: str) -> None:
+    """mark_in_use from the event loop: the cache is only asked when a mark is due."""
+    if _due(code):
+        await sync_to_async(mark_in_use, thread_sensitive=False)(code)
+
+
+def others_in_use() -> list[str]:
+    """The languages other than the default that a page or socket used this week; every one
+    of them while the cache cannot tell (Redis unreachable: calpico.cache)."""
+    others = [code for code, _name in settings.LANGUAGES if code != settings.LANGUAGE_CODE]
+    if not others or getattr(cache, "unreachable", False):
+        return others
+    found = cache.get_many([_KEY.format(code) for code in others])
+    return [code for code in others if _KEY.format(code) in found]
+
+
+def forget_marks() -> None:
+    """For tests that empty the cache: this process's marks went with it."""
+    _marked.clear()

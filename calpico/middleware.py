@@ -8,6 +8,8 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone, translation
 
+from calpico import languages
+
 # No inline script anywhere: every script is a file under static/. htmx's own inline
 # indicator styles are turned off in base.html, so styles can be 'self' too.
 CONTENT_SECURITY_POLICY = "; ".join(
@@ -51,6 +53,7 @@ class UserLanguageMiddleware:
         if language and language in dict(settings.LANGUAGES):
             translation.activate(language)
             request.LANGUAGE_CODE = language
+        languages.mark_in_use(translation.get_language())
         zone = time_zone(getattr(user, "time_zone", "") if signed_in else "")
         if zone is not None:
             timezone.activate(zone)

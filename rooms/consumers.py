@@ -25,7 +25,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone, translation
 
 from accounts.services import block_relations
-from calpico import metrics
+from calpico import languages, metrics
 from calpico.languages import socket_language
 from rooms import presence
 from rooms.access import parse_id, parse_seq
@@ -79,6 +79,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.counted_open = False
         # The viewer's language: events carry each language's HTML (rooms.live.localized).
         self.language = socket_language(self.scope)
+        await languages.amark_in_use(self.language)
 
         # Accept first, then close with our code: a refused handshake looks like a network
         # failure (1006) that the browser would retry for ever.

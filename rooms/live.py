@@ -26,7 +26,7 @@ from django.utils import translation
 
 from accounts.models import User
 from accounts.signals import blocks_changed
-from calpico import metrics
+from calpico import languages, metrics
 from rooms import fragments
 from rooms.live_groups import room_group, user_group
 from rooms.markdown import render_message
@@ -50,16 +50,15 @@ def send_event(group: str, event: dict[str, Any]) -> None:
 
 
 def localized(build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """The event `build` makes, rendered once per language of settings.LANGUAGES rather than
-    in the language of whoever caused it: the default language's as it is, and under "i18n"
-    what each other language renders differently. Each consumer lays its viewer's language
-    over the event (rooms.consumers.RoomConsumer.dispatch)."""
+    """The event `build` makes, rendered once per language someone uses rather than in the
+    language of whoever caused it: the default language's as it is, and under "i18n" what
+    each other language in use (calpico.languages.others_in_use) renders differently. Each
+    consumer lays its viewer's language over the event (rooms.consumers.RoomConsumer.dispatch).
+    A language nobody has used for a week is not rendered: a post costs half as much."""
     with translation.override(settings.LANGUAGE_CODE):
         event = build()
     others = {}
-    for code, _name in settings.LANGUAGES:
-        if code == settings.LANGUAGE_CODE:
-            continue
+    for code in languages.others_in_use():
         with translation.override(code):
             other = build()
         changed = {key: value for key, value in other.items() if value != event.get(key)}

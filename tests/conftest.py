@@ -11,6 +11,7 @@ from django.utils import translation
 from PIL import Image
 
 from accounts.models import User
+from calpico import languages
 from rooms import services
 
 PASSWORD = "correct horse battery staple"
@@ -47,6 +48,7 @@ def _media_and_cache(settings, tmp_path):
 
         for alias in settings.CACHES:
             caches[alias].clear()
+    languages.forget_marks()  # with a fresh prefix or an emptied cache, the marks are gone
 
 
 def make_user(username: str, display_name: str = "") -> User:

@@ -6,6 +6,7 @@ import zoneinfo
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
 from django.utils import translation
@@ -13,9 +14,10 @@ from django.utils import translation
 from accounts.models import User
 from calpico.asgi import application
 from calpico.languages import socket_language
+from rooms import live, services
 from rooms.models import Message
 from rooms.system_events import EVENTS, join_names
-from tests.sockets import ORIGIN, apost, delivered, session_cookie
+from tests.sockets import ORIGIN, apost, delivered, membership, session_cookie
 
 FRENCH = {"HTTP_ACCEPT_LANGUAGE": "fr-FR,fr;q=0.9,en;q=0.5"}
 
@@ -129,6 +131,37 @@ async def test_a_live_message_reaches_each_viewer_in_their_language(alice, bob, 
     finally:
         for socket in sockets.values():
             await socket.disconnect()
+
+
+def test_a_language_nobody_uses_is_not_rendered_for_live_events(alice, group):
+    # Rendering every fragment once more per language doubled a post's cost; a language is
+    # rendered once a page or a socket has used it.
+    message = services.do_post_message(membership(group, alice), "Hello").message
+    assert "i18n" not in live.message_event(message)
+    french = Client(headers={"accept-language": "fr"})
+    french.force_login(alice)
+    assert french.get(reverse("rooms:index")).status_code == 200
+    assert ">Répondre</a>" in live.message_event(message)["i18n"]["fr"]["message_html"]
+
+
+def test_every_language_is_rendered_while_the_cache_cannot_tell(alice, group, monkeypatch):
+    monkeypatch.setattr(type(cache), "unreachable", True, raising=False)
+    message = services.do_post_message(membership(group, alice), "Hello").message
+    assert ">Répondre</a>" in live.message_event(message)["i18n"]["fr"]["message_html"]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_french_socket_alone_gets_french_events(alice, bob, group):
+    # A page that reconnects after a restart, with no page view since: its socket marks French.
+    socket = await sync_to_async(_socket)(bob, group, "fr-FR")
+    ok, _ = await socket.connect()
+    assert ok
+    await socket.receive_from(timeout=5)  # hello
+    try:
+        await apost(group, alice, "Hello")
+        assert ">Répondre</a>" in "".join(await delivered(socket))
+    finally:
+        await socket.disconnect()
 
 
 def _choose_language(user: User, language: str) -> None:
