@@ -36,7 +36,8 @@ def socket_language(scope: dict[str, Any]) -> str:
 IN_USE_SECONDS = 7 * 24 * 3600
 MARK_EVERY_SECONDS = 60.0
 _KEY = "language-in-use:{}"
-_marked: dict[str, float] = {}
+_marked: dict[str, float] = {}  # when this process last wrote each mark
+_seen: dict[str, float] = {}  # when this process last found each mark
 
 
 def _due(code: str) -> bool:
@@ -64,10 +65,17 @@ def others_in_use() -> list[str]:
     others = [code for code, _name in settings.LANGUAGES if code != settings.LANGUAGE_CODE]
     if not others or getattr(cache, "unreachable", False):
         return others
-    found = cache.get_many([_KEY.format(code) for code in others])
-    return [code for code in others if _KEY.format(code) in found]
+    now = time.monotonic()
+    unknown = [code for code in others if now - _seen.get(code, -MARK_EVERY_SECONDS) >= MARK_EVERY_SECONDS]
+    if unknown:
+        found = cache.get_many([_KEY.format(code) for code in unknown])
+        for code in unknown:
+            if _KEY.format(code) in found:
+                _seen[code] = now  # marked for a week: no need to ask again for a minute
+    return [code for code in others if now - _seen.get(code, -MARK_EVERY_SECONDS) < MARK_EVERY_SECONDS]
 
 
 def forget_marks() -> None:
     """For tests that empty the cache: this process's marks went with it."""
     _marked.clear()
+    _seen.clear()
