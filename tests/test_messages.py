@@ -3,11 +3,13 @@
 import uuid
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from rooms import services
 from rooms.models import Message
+from rooms.services import search
 from tests.conftest import HTMX, image_bytes, membership, post
 
 pytestmark = pytest.mark.django_db
@@ -227,6 +229,19 @@ def test_author_deletes_their_message_and_everyone_sees_message_deleted(alice_cl
     page = bob_client.get(group.get_absolute_url()).content.decode()
     assert "message deleted" in page
     assert "oops, wrong room" not in page
+
+
+def test_an_edit_that_loses_the_race_to_a_delete_brings_no_text_back(alice, bob, group):
+    # Alice opened her message's edit form; meanwhile an admin (here: she herself, from
+    # another tab) deleted it. Her edit must not write the text back where search finds it.
+    message = services.do_post_message(membership(group, alice), "secret plans").message
+    stale = Message.objects.get(pk=message.pk)
+    services.do_delete_message(alice, Message.objects.get(pk=message.pk))
+    with pytest.raises(ValidationError):
+        services.do_edit_message(alice, stale, "new secret plans")
+    message.refresh_from_db()
+    assert message.is_deleted and message.body == "" and message.html == ""
+    assert search.search_messages(alice, "secret").hits == []
 
 
 @pytest.mark.parametrize("action", ["rooms:edit_message", "rooms:delete_message"])

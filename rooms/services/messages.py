@@ -326,11 +326,18 @@ def do_edit_message(user: User, message: Message, body: str) -> Message:
         rendered = render_message(body, member_usernames(message.room))
         if not _shows_something(rendered.html):
             raise ValidationError(SHOWS_NOTHING, code="shows_nothing")
-        message.body = body
-        message.html = rendered.html
-        message.mentioned_user_ids = [uid for uid in rendered.mentioned_user_ids if uid != user.pk]
-        message.edited_at = timezone.now()
-        message.save(update_fields=["body", "html", "mentioned_user_ids", "edited_at"])
+        changes = {
+            "body": body,
+            "html": rendered.html,
+            "mentioned_user_ids": [uid for uid in rendered.mentioned_user_ids if uid != user.pk],
+            "edited_at": timezone.now(),
+        }
+        # Only while it still exists: a delete that committed since the message was read
+        # (another tab, an admin, a moderator) wins, and its text stays gone.
+        if not Message.objects.filter(pk=message.pk, deleted_at__isnull=True).update(**changes):
+            raise ValidationError(_("This message was deleted meanwhile."), code="deleted")
+        for name, value in changes.items():
+            setattr(message, name, value)
         search.index_message(message)
         announce_on_commit(live.announce_message_changed, message)
     return message
