@@ -1,8 +1,10 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.http import HttpRequest, HttpResponse
 from django.utils.html import format_html
 
 from accounts.models import User
+from accounts.signals import password_set_by_admin
 
 
 @admin.register(User)
@@ -20,3 +22,13 @@ class UserAdmin(BaseUserAdmin):
         if user.avatar_small:
             return format_html('<img src="{}" width="32" height="32" alt="">', user.avatar_small.url)
         return format_html('<span title="generated avatar">{}</span>', user.initials)
+
+    def user_change_password(self, request: HttpRequest, id: str, form_url: str = "") -> HttpResponse:
+        response = super().user_change_password(request, id, form_url)
+        if request.method == "POST" and response.status_code == 302:
+            # Set (or made unusable): the account's other sessions are over, and their open
+            # pages must stop reading too (rooms.live closes them).
+            user = self.get_object(request, id)
+            if user is not None:
+                password_set_by_admin.send(sender=User, user=user)
+        return response

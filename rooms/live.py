@@ -25,7 +25,7 @@ from django.template.loader import render_to_string
 from django.utils import translation
 
 from accounts.models import User
-from accounts.signals import blocks_changed
+from accounts.signals import blocks_changed, password_set_by_admin
 from calpico import languages, metrics
 from rooms import fragments
 from rooms.live_groups import room_group, user_group
@@ -320,6 +320,13 @@ def close_sockets_on_password_change(
 ) -> None:
     # Django has ended the other sessions (their stored password hash no longer matches) and
     # renewed this one's key: the old cookie, and every copy of it, signs no one in.
+    transaction.on_commit(lambda: close_user_sockets(user.pk, reason="password_changed", reconnect=True))
+
+
+@receiver(password_set_by_admin)
+def close_sockets_on_password_set_by_admin(sender: object, user: User, **kwargs: object) -> None:
+    # As after the person's own change: only a session still valid (the staff member's own,
+    # if it is their account) comes back.
     transaction.on_commit(lambda: close_user_sockets(user.pk, reason="password_changed", reconnect=True))
 
 

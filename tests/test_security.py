@@ -14,7 +14,7 @@ from asgiref.sync import sync_to_async
 from django.test import Client
 from django.urls import reverse
 
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -278,6 +278,28 @@ async def test_changing_the_password_closes_the_other_sessions_pages_but_not_thi
     again = await page_socket(mine, group)
     await still_live(again, group, bob)
     await again.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_an_admin_setting_a_password_closes_the_accounts_pages(fresh_layer, alice, bob, group):
+    """A staff member answering "my account was taken over" sets a new password in the admin:
+    the sessions are over, and so is the live chat the taker still had open."""
+    from rooms.consumers import CLOSE_RECONNECT, CLOSE_UNAUTHENTICATED
+
+    taken = await sync_to_async(signed_in)(alice)
+    page = await page_socket(taken, group)
+    staff = await sync_to_async(make_user)("staff")
+    staff.is_staff = staff.is_superuser = True
+    await sync_to_async(staff.save)()
+    admin = await sync_to_async(signed_in)(staff)
+    response = await sync_to_async(admin.post)(
+        reverse("admin:auth_user_password_change", args=[alice.pk]),
+        {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD, "usable_password": "true"},
+    )
+    assert response.status_code == 302
+    await closed_with(page, CLOSE_RECONNECT)
+    reopened = await page_socket(taken, group, hello=False)
+    await closed_with(reopened, CLOSE_UNAUTHENTICATED)
 
 
 @pytest.mark.django_db(transaction=True)
