@@ -2,7 +2,7 @@ from django import forms
 from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy
 
-from assistant.models import NAME_MAX_LENGTH, PERSONALITY_MAX_LENGTH, ReplyMode
+from assistant.models import NAME_MAX_LENGTH, PERSONALITY_MAX_LENGTH, BudgetUnit, ReplyMode
 from assistant.private import MEMORY_MAX_LENGTH
 
 
@@ -62,3 +62,14 @@ class ShareForm(forms.Form):
         field = self.fields["room"]
         assert isinstance(field, forms.ChoiceField)
         field.choices = [(room.pk, title) for room, title in targets]
+
+
+class BudgetForm(forms.Form):
+    unit = forms.ChoiceField(choices=BudgetUnit.choices, label=gettext_lazy("Counted in"))
+    limit = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=2_000_000_000,
+        label=gettext_lazy("Monthly budget"),
+        help_text=gettext_lazy("Empty: no limit."),
+    )

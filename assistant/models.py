@@ -48,6 +48,10 @@ class AssistantRun(models.Model):
     class Kind(models.TextChoices):
         REPLY = "reply", "Reply"
         IMAGE = "image", "Image"
+        # Answers only the asker sees (assistant/asking.py): their output goes to a
+        # PrivateAnswer, never to a room message.
+        CATCH_UP = "catch_up", "Catch-up"
+        PRIVATE = "private", "Private ask"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -93,8 +97,11 @@ class AssistantRun(models.Model):
     class Meta:
         constraints = [
             # One room's runs go in order: a second claim in the same room fails here.
+            # Private runs write nothing in the room, so they hold up nobody's reply.
             models.UniqueConstraint(
-                fields=["room"], condition=Q(status="running"), name="assistant_one_running_run_per_room"
+                fields=["room"],
+                condition=Q(status="running") & ~Q(kind__in=["catch_up", "private"]),
+                name="assistant_one_running_run_per_room",
             ),
         ]
         indexes = [
@@ -149,3 +156,82 @@ class Memory(models.Model):
     def __str__(self) -> str:
         # Shown by the admin (titles, delete confirmations), where the text is not.
         return f"Memory {self.pk} of {self.user}"
+
+
+PRIVATE_KINDS = (AssistantRun.Kind.CATCH_UP, AssistantRun.Kind.PRIVATE)
+
+
+class PrivateAnswer(models.Model):
+    """An answer inside a shared room that only its asker sees: a catch-up or a private
+    ask. A table of its own, so no query path over the room's messages (history, search,
+    unread counts, exports, the admin's message list, moderation snapshots, other people's
+    prompts) can ever return it. See docs/assistant.md, "Private answers"."""
+
+    class State(models.TextChoices):
+        THINKING = "thinking", "Thinking"
+        STREAMING = "streaming", "Streaming"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="private_answers")
+    kind = models.CharField(max_length=10, choices=[(k.value, k.label) for k in PRIVATE_KINDS])
+    run = models.OneToOneField(
+        AssistantRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="private_answer"
+    )
+    question = models.TextField(blank=True)
+    # Catch-up: the asker's read position when they asked; it summarizes what came after.
+    since_seq = models.PositiveBigIntegerField(default=0)
+    body = models.TextField(blank=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.THINKING)
+    note = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["room", "user", "id"])]
+
+    def __str__(self) -> str:
+        # Shown by the admin, where the text is not.
+        return f"Private answer {self.pk} of {self.user_id}"
+
+
+class BudgetUnit(models.TextChoices):
+    TOKENS = "tokens", gettext_lazy("tokens")
+    RUNS = "runs", gettext_lazy("runs")
+
+
+class RoomBudget(models.Model):
+    """A room's monthly AI budget (no row, or no limit: unlimited)."""
+
+    room = models.OneToOneField(Room, on_delete=models.CASCADE, primary_key=True, related_name="ai_budget")
+    unit = models.CharField(max_length=10, choices=BudgetUnit.choices, default=BudgetUnit.TOKENS)
+    limit = models.PositiveIntegerField(null=True, blank=True)
+    # The first day of the month whose 80% notice was posted, so it is posted once.
+    warned_month = models.DateField(null=True, blank=True)
+    # Likewise for the notice that it is used up.
+    used_up_month = models.DateField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"AI budget of room {self.room_id}"
+
+
+class BudgetUsage(models.Model):
+    """What one member's runs of one kind cost a room in one month: counted once, at each
+    run's finish (assistant.budget.record), with F() updates."""
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="+")
+    month = models.DateField()
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    kind = models.CharField(max_length=10)
+    runs = models.PositiveIntegerField(default=0)
+    tokens = models.PositiveBigIntegerField(default=0)
+    # Tokens of runs whose server reported no usage (estimated from the text).
+    estimated_tokens = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["room", "month", "user", "kind"],
+                name="assistant_budget_usage_once",
+            )
+        ]

@@ -35,11 +35,12 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from assistant.models import AssistantRun
+from assistant import asking, budget
+from assistant.models import PRIVATE_KINDS, AssistantRun, PrivateAnswer
 from assistant.prompt import build_chat_prompt, estimate_tokens, redacted
 from assistant.services import settings_for
 from calpico import metrics
@@ -98,6 +99,9 @@ class Claimed:
     # the new message quotes (none in the private room).
     reply: Message | None = None
     reply_to: Message | None = None
+    # A private run's answer (assistant/asking.py): its text goes there, never to the room.
+    answer_id: int | None = None
+    user_id: int | None = None
     # Set once `show` has ended: partial text or the end sent before it would reach
     # pages with nothing to put it in. `shown` says whether it succeeded.
     announced: asyncio.Event = field(default_factory=asyncio.Event)
@@ -116,10 +120,15 @@ def claim_next(worker: str) -> Claimed | None:
         return None
     while True:
         with transaction.atomic():
-            busy_rooms = AssistantRun.objects.filter(status=AssistantRun.Status.RUNNING).values("room_id")
+            # Private runs write nothing in the room: they neither wait for nor hold it up.
+            busy_rooms = (
+                AssistantRun.objects.filter(status=AssistantRun.Status.RUNNING)
+                .exclude(kind__in=PRIVATE_KINDS)
+                .values("room_id")
+            )
             query = (
                 AssistantRun.objects.filter(status=AssistantRun.Status.QUEUED)
-                .exclude(room_id__in=busy_rooms)
+                .filter(Q(kind__in=PRIVATE_KINDS) | ~Q(room_id__in=busy_rooms))
                 .order_by("id")
             )
             if connection.features.has_select_for_update_skip_locked:
@@ -196,7 +205,13 @@ def _prepare(run: AssistantRun, worker: str) -> Claimed:
     """What the model is asked: the prompt is built from the room as it is now."""
     assistant = settings_for(run.room)
     prompt: Any
-    if run.kind == AssistantRun.Kind.IMAGE:
+    answer_id = None
+    if run.kind in PRIVATE_KINDS:
+        # Never the memories table; the answer must still exist (not discarded).
+        prompt = asking.prompt_for(run)
+        answer_id = PrivateAnswer.objects.values_list("pk", flat=True).get(run=run)
+        estimate = sum(estimate_tokens(str(entry["content"])) for entry in prompt)
+    elif run.kind == AssistantRun.Kind.IMAGE:
         prompt = run.prompt
         estimate = estimate_tokens(prompt.get("prompt", "")) if isinstance(prompt, dict) else 0
     else:
@@ -214,13 +229,19 @@ def _prepare(run: AssistantRun, worker: str) -> Claimed:
         reply=run.reply,
         # In a shared room the reply quotes who asked; alone with it, that is plain.
         reply_to=None if run.room.is_private else run.trigger,
+        answer_id=answer_id,
+        user_id=run.requested_by_id,
     )
 
 
 def show(claimed: Claimed) -> None:
     """Store the reply's message (new, or the retried one reset) holding the text the model
     has sent so far, and announce it after commit. Called once the model's request is on
-    its way (and, for a run a post started, once the room has been shown that post)."""
+    its way (and, for a run a post started, once the room has been shown that post).
+    A private run's answer is shown to its asker alone."""
+    if claimed.answer_id is not None:
+        _show_private(claimed)
+        return
     with transaction.atomic():
         text = claimed.progress.text  # written by the event loop; a str is read whole
         if claimed.reply is None:
@@ -241,9 +262,22 @@ def show(claimed: Claimed) -> None:
         claimed.message_id = reply.pk
 
 
+def _show_private(claimed: Claimed) -> None:
+    answer_id = claimed.answer_id
+    with transaction.atomic():
+        if not _ours(claimed).exists():
+            raise RunGone()
+        shown = PrivateAnswer.objects.filter(pk=answer_id).update(
+            state=PrivateAnswer.State.STREAMING, body=claimed.progress.text, note=""
+        )
+        if not shown:
+            raise RunGone()  # discarded meanwhile
+        transaction.on_commit(lambda: asking.announce_answer(answer_id))  # type: ignore[arg-type]
+
+
 def fail_unprepared(run_id: int) -> None:
     """A claimed run that could not be prepared or shown fails at once, saying so in the
-    room with Retry, like any failure."""
+    room with Retry, like any failure (a private run: to its asker only)."""
     text = "Something went wrong before the assistant could start."
     with transaction.atomic():
         run = AssistantRun.objects.select_related("room", "trigger").filter(pk=run_id).first()
@@ -257,6 +291,12 @@ def fail_unprepared(run_id: int) -> None:
             worker="",
         )
         _count_finished(run.kind, AssistantRun.Status.FAILED)
+        if run.kind in PRIVATE_KINDS:
+            answer_id = PrivateAnswer.objects.filter(run=run).values_list("pk", flat=True).first()
+            if answer_id is not None:
+                PrivateAnswer.objects.filter(pk=answer_id).update(state=PrivateAnswer.State.FAILED, note=text)
+                transaction.on_commit(lambda: asking.announce_answer(answer_id))
+            return
         if run.reply_id is None:
             reply = do_post_assistant_message(
                 run.room_id,
@@ -290,6 +330,8 @@ def save_progress(claimed: Claimed, text: str, first_token_at: dt.datetime | Non
         updates["first_token_at"] = first_token_at
     if not _ours(claimed).update(**updates):
         return LOST
+    if text and claimed.answer_id is not None:
+        PrivateAnswer.objects.filter(pk=claimed.answer_id).update(body=text)
     if text and claimed.message_id is not None:
         # html too: a page loaded now shows the text so far. Never onto a removed message.
         Message.objects.filter(pk=claimed.message_id, deleted_at__isnull=True).update(
@@ -331,9 +373,11 @@ def finish(
     usage = progress.usage
     prompt_tokens = getattr(usage, "prompt_tokens", None)
     completion_tokens = getattr(usage, "completion_tokens", None)
-    if prompt_tokens is None and claimed.kind == AssistantRun.Kind.REPLY:
+    # Estimated when the server reported no usage (counted so in the room's budget).
+    estimated = usage is None and claimed.kind != AssistantRun.Kind.IMAGE
+    if prompt_tokens is None and claimed.kind != AssistantRun.Kind.IMAGE:
         prompt_tokens = claimed.prompt_tokens_estimate
-    if completion_tokens is None and claimed.kind == AssistantRun.Kind.REPLY:
+    if completion_tokens is None and claimed.kind != AssistantRun.Kind.IMAGE:
         completion_tokens = progress.pieces
     # What the model was asked, kept on the run (a report of the reply shows it); an
     # image run's prompt is stored with the run already.
@@ -358,6 +402,16 @@ def finish(
             log.warning("Assistant run %s ended here after it was taken over", claimed.run_id)
             return
         _count_finished(claimed.kind, status, prompt_tokens, completion_tokens)
+        # The room's budget: counted here, once per run, atomically (assistant/budget.py).
+        budget.record(
+            AssistantRun(room_id=claimed.room_id, kind=claimed.kind, requested_by_id=claimed.user_id),
+            prompt_tokens=prompt_tokens or 0,
+            completion_tokens=completion_tokens or 0,
+            estimated=estimated,
+        )
+        if claimed.answer_id is not None:
+            _finish_private(claimed, status, text, error, progress)
+            return
         assert claimed.message_id is not None  # finish() follows show()
         message = Message.objects.select_related("room", "reply_to__author").get(pk=claimed.message_id)
         if message.is_deleted:
@@ -370,6 +424,21 @@ def finish(
         if status == AssistantRun.Status.DONE and not text and image is None:
             state, note = Message.State.FAILED, "The AI service sent an empty reply."
         do_update_assistant_message(message, body=text, state=state, note=note, image=image)
+
+
+def _finish_private(claimed: Claimed, status: str, text: str, error: str, progress: Progress) -> None:
+    answer_id = claimed.answer_id
+    state, note = PrivateAnswer.State.DONE, ""
+    if status == AssistantRun.Status.FAILED:
+        state, note = PrivateAnswer.State.FAILED, error
+    elif status == AssistantRun.Status.CANCELLED:
+        note = "Stopped."
+    elif progress.cut_at_length:
+        note = "Cut off at the reply length limit."
+    if status == AssistantRun.Status.DONE and not text:
+        state, note = PrivateAnswer.State.FAILED, "The AI service sent an empty reply."
+    if PrivateAnswer.objects.filter(pk=answer_id).update(state=state, body=text, note=note[:300]):
+        transaction.on_commit(lambda: asking.announce_answer(answer_id))  # type: ignore[arg-type]
 
 
 def _count_finished(

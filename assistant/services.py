@@ -19,10 +19,11 @@ from django.utils.formats import number_format
 from django.utils.translation import gettext as _
 
 from accounts.models import User
-from assistant import dispatch
+from assistant import budget, dispatch
 from assistant.models import (
     NAME_MAX_LENGTH,
     PERSONALITY_MAX_LENGTH,
+    PRIVATE_KINDS,
     AssistantRun,
     AssistantSettings,
     ReplyMode,
@@ -44,7 +45,8 @@ REMEMBER = re.compile(r"^\s*remember\s+that\s+(?P<text>.+)", re.IGNORECASE | re.
 # Refusals made before any work: they never count against the daily limit.
 NOT_CONFIGURED = "not_configured"
 DAILY_LIMIT = "daily_limit"
-REFUSAL_CODES = (NOT_CONFIGURED, DAILY_LIMIT)
+BUDGET_USED_UP = "budget"
+REFUSAL_CODES = (NOT_CONFIGURED, DAILY_LIMIT, BUDGET_USED_UP)
 
 
 def is_configured() -> bool:
@@ -222,11 +224,16 @@ def _queue(
     if runs_today(user) >= settings.ASSISTANT_DAILY_RUNS:
         _refuse(room, trigger, user, kind, DAILY_LIMIT, daily_limit_text(), persona, prompt)
         return None
+    used_up = budget.refusal(room)
+    if used_up:
+        _refuse(room, trigger, user, kind, BUDGET_USED_UP, used_up, persona, prompt)
+        return None
     # The room's unfinished runs (we hold its lock, so no new ones appear meanwhile).
     unfinished = list(
         AssistantRun.objects.filter(
             room=room, status__in=(AssistantRun.Status.QUEUED, AssistantRun.Status.RUNNING)
         )
+        .exclude(kind__in=PRIVATE_KINDS)
         .only("kind", "status", "reply", "trigger")
         .order_by("id")
     )
@@ -316,7 +323,9 @@ def queue_for_message(message: Message, membership: Membership) -> AfterCommit |
         return None
     mentioned = mentions_assistant(message.body, assistant.name)
     if assistant.reply_mode == ReplyMode.ALWAYS and not mentioned and not is_configured():
-        return None  # the settings panel says it is not configured; no notice under every message
+        return None
+    if assistant.reply_mode == ReplyMode.ALWAYS and not mentioned and budget.refusal(room):
+        return None  # the notice was posted once; no refusal under every message  # the settings panel says it is not configured; no notice under every message
     if assistant.reply_mode == ReplyMode.ALWAYS or mentioned:
         return _queue(room, message, user, AssistantRun.Kind.REPLY, assistant.name)
     return None

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.utils import timezone
 
+from assistant.asking import push_answer_text
 from assistant.model_api import StreamCut, describe_error, generate_image, make_client, open_chat_stream
 from assistant.models import AssistantRun
 from assistant.runner_db import DatabaseCall
@@ -159,6 +160,10 @@ class RunStreaming:
             raise Abandoned()
         progress.dirty = False
         progress.last_push = time.monotonic()
+        if claimed.answer_id is not None:  # private: to its asker's pages only
+            assert claimed.user_id is not None
+            await push_answer_text(claimed.user_id, claimed.room_id, claimed.answer_id, progress.text)
+            return
         assert claimed.message_id is not None
         await push_partial_text(claimed.room_id, claimed.message_id, progress.text)
 

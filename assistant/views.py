@@ -2,14 +2,15 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from assistant import private, services
-from assistant.forms import AssistantForm, MemoryForm, ShareForm
+from assistant import asking, budget, private, services
+from assistant.forms import AssistantForm, BudgetForm, MemoryForm, ShareForm
 from assistant.models import AssistantRun, Memory
 from assistant.prompt import MEMORIES_MAX
-from rooms.access import access_membership, access_message, is_owner
+from rooms.access import access_membership, access_message, is_owner, parse_seq
 from rooms.models import Message, Room
 from rooms.queries import Sidebar, room_title, sidebar_entries
 
@@ -210,3 +211,121 @@ def share(request, room_id: int, message_id: int):
         "sidebar": sidebar,
     }
     return render(request, "assistant/share.html", context, status=status)
+
+
+# Private answers inside a shared room (assistant/asking.py)
+
+
+def _private_refused(request, membership, exc: ValidationError):
+    if request.htmx:
+        return render(request, "assistant/_private_error.html", {"error": exc.messages[0]}, status=422)
+    messages.error(request, exc.messages[0])
+    return redirect(membership.room.get_absolute_url())
+
+
+def _private_done(request, membership, answer):
+    if request.htmx:
+        return render(request, "assistant/_private_answer.html", {"answer": answer})
+    return redirect(f"{membership.room.get_absolute_url()}#pa-{answer.pk}")
+
+
+@require_POST
+def catch_up(request, room_id: int):
+    """Catch me up: a summary of what I have not read, for me alone."""
+    membership = access_membership(request.user, room_id)
+    since = parse_seq(request.POST.get("since"))
+    if since is None:
+        since = membership.last_read_seq
+    try:
+        answer = asking.do_catch_up(membership, since)
+    except ValidationError as exc:
+        return _private_refused(request, membership, exc)
+    return _private_done(request, membership, answer)
+
+
+@require_POST
+def ask_privately(request, room_id: int):
+    """A question to the assistant about this room, answered to me alone."""
+    membership = access_membership(request.user, room_id)
+    try:
+        answer = asking.do_ask_privately(membership, request.POST.get("question", ""))
+    except ValidationError as exc:
+        return _private_refused(request, membership, exc)
+    return _private_done(request, membership, answer)
+
+
+def _own_answer(request, membership, answer_id: int):
+    answer = asking.own_answer(request.user, membership.room_id, answer_id)
+    if answer is None:
+        raise Http404(_("No such answer."))
+    return answer
+
+
+@require_POST
+def discard_private(request, room_id: int, answer_id: int):
+    membership = access_membership(request.user, room_id)
+    asking.do_discard(_own_answer(request, membership, answer_id))
+    if request.htmx:
+        return HttpResponse("")
+    return redirect(membership.room.get_absolute_url())
+
+
+@require_POST
+def share_private(request, room_id: int, answer_id: int):
+    """Share to room: the question and the answer, posted as my message quoting both."""
+    membership = access_membership(request.user, room_id)
+    answer = _own_answer(request, membership, answer_id)
+    try:
+        result = asking.do_share_private(membership, answer)
+    except ValidationError as exc:
+        return _private_refused(request, membership, exc)
+    if request.htmx:
+        return HttpResponse("")  # the card goes; the message arrives like any other
+    return redirect(f"{membership.room.get_absolute_url()}#m-{result.message.pk}")
+
+
+@require_http_methods(["GET", "POST"])
+def continue_privately(request, room_id: int, message_id: int):
+    """Continue in My assistant: the message and a few before it, as context there."""
+    membership = access_membership(request.user, room_id)
+    message = access_message(membership, message_id)
+    back = f"{membership.room.get_absolute_url()}#m-{message.pk}"
+    if membership.room.is_private or message.is_deleted or message.kind == Message.Kind.SYSTEM:
+        raise Http404(_("No such message."))
+    if request.method == "GET":
+        context = {
+            "question": _("Continue in My assistant?"),
+            "explanation": _(
+                "This message and the few before it go to your private assistant, with a link "
+                "back. Nothing goes back to this conversation."
+            ),
+            "confirm": _("Continue"),
+            "message": message,
+            "cancel_url": back,
+        }
+        return render(request, "confirm.html", context)
+    try:
+        result = asking.do_continue_privately(membership, message)
+    except ValidationError as exc:
+        messages.error(request, exc.messages[0])
+        return redirect(back)
+    return redirect(f"{result.message.room.get_absolute_url()}#m-{result.message.pk}")
+
+
+@require_POST
+def set_budget(request, room_id: int):
+    """The room's monthly AI budget (owner and admins)."""
+    membership = access_membership(request.user, room_id)
+    form = BudgetForm(request.POST)
+    if form.is_valid():
+        try:
+            budget.do_set_budget(
+                request.user, membership.room, unit=form.cleaned_data["unit"], limit=form.cleaned_data["limit"]
+            )
+        except ValidationError as exc:
+            messages.error(request, exc.messages[0])
+        else:
+            messages.success(request, _("The AI budget is saved."))
+    else:
+        messages.error(request, next(iter(form.errors.values()))[0])
+    return redirect(f"{reverse('rooms:settings', args=[membership.room.pk])}#ai-budget")

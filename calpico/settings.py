@@ -402,6 +402,8 @@ ASSISTANT_CONTEXT_TOKENS = env_int("ASSISTANT_CONTEXT_TOKENS", 6000)
 ASSISTANT_MAX_REPLY_TOKENS = env_int("ASSISTANT_MAX_REPLY_TOKENS", 1500)
 # Runs (replies and images) one person may trigger per day (UTC).
 ASSISTANT_DAILY_RUNS = env_int("ASSISTANT_DAILY_RUNS", 200)
+# A room opened with at least this many unread messages offers "Catch me up".
+CATCH_UP_MIN_UNREAD = env_int("CATCH_UP_MIN_UNREAD", 15)
 # Replies streaming at once in one process; more wait in the queue.
 ASSISTANT_MAX_CONCURRENT_RUNS = env_int("ASSISTANT_MAX_CONCURRENT_RUNS", 16)
 # Partial text is pushed to the room at most this often.

@@ -443,6 +443,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if online or offline:
             await self._send_json({"type": "presence", "online": online, "offline": offline})
 
+    async def user_fragment(self, event: dict) -> None:
+        """Out-of-band HTML for this user alone (a private answer from the assistant), on
+        the page showing the room it belongs to."""
+        if event["room_id"] == self.current_room and event["room_id"] in self.rooms:
+            await self.send(text_data=event["html"])
+
     async def user_notice(self, event: dict) -> None:
         await self.send(text_data=render_to_string("rooms/live/notice_toast.html", {"text": event["text"]}))
         await database_sync_to_async(mark_notices_seen)(self.user)

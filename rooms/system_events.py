@@ -11,6 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.utils import translation
+from django.utils.dates import MONTHS
 from django.utils.translation import gettext, gettext_noop
 
 EVENTS: dict[str, str] = {
@@ -37,6 +38,8 @@ EVENTS: dict[str, str] = {
     "assistant_admins_edit": gettext_noop("%(actor)s let only the owner and admins change the assistant"),
     "memory_saved": gettext_noop("Memory saved: %(text)s"),
     "memory_not_saved": gettext_noop("Not saved as a memory: %(reason)s"),
+    "ai_budget_80": gettext_noop("This room has used 80%% of its AI budget for %(month)s."),
+    "ai_budget_used_up": gettext_noop("This room’s AI budget for %(month)s is used up."),
 }
 
 
@@ -51,6 +54,8 @@ def join_names(names: Sequence[str]) -> str:
 def render(event: str, params: Mapping[str, Any]) -> str:
     """The event's text in the active language; a list among the params is a list of names."""
     values = {key: join_names(value) if isinstance(value, list) else value for key, value in params.items()}
+    if isinstance(values.get("month"), int):  # a month's number, named in the reader's language
+        values["month"] = MONTHS.get(values["month"], values["month"])
     return gettext(EVENTS[event]) % values
 
 

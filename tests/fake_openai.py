@@ -187,6 +187,7 @@ class Behaviour:
     cut_after:         stream this many pieces, then drop the connection without the final
                        chunk or ``[DONE]``. For a non-streamed request: drop it unanswered.
     gate:              stream the first piece, then wait for this event before the rest.
+    no_usage:          report no usage, as servers ignoring ``stream_options`` do.
     """
 
     text: str | None = None
@@ -201,6 +202,7 @@ class Behaviour:
     hang: bool = False
     cut_after: int | None = None
     gate: threading.Event | None = None
+    no_usage: bool = False
 
 
 @dataclass
@@ -433,7 +435,8 @@ class _Handler(BaseHTTPRequestHandler):
                 },
             )
 
-        include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
+        # no_usage: a server that ignores stream_options and reports no usage.
+        include_usage = bool((request.get("stream_options") or {}).get("include_usage")) and not behaviour.no_usage
 
         def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
             data: dict[str, Any] = {

@@ -1,8 +1,12 @@
 from django import template
+from django.utils.safestring import mark_safe
+
+from assistant import asking, budget
 
 from assistant.forms import AssistantForm
 from assistant.services import can_change_assistant, is_configured, settings_for
 from rooms.access import is_owner
+from rooms.markdown import render_message
 
 register = template.Library()
 
@@ -46,3 +50,40 @@ def assistant_message_actions(message):
     """The assistant's entries in a message's actions: Share to… for a finished answer in
     the private room."""
     return {"message": message}
+
+
+# Private answers inside a shared room, shown to their asker only (assistant/asking.py)
+
+
+@register.inclusion_tag("assistant/_private_panel.html", takes_context=True)
+def private_panel(context, room, user, page=None):
+    """Catch me up, Ask privately, and the viewer's own private answers in this room."""
+    membership = context.get("membership")
+    unread_after = getattr(page, "unread_after", None)
+    return {
+        "room": room,
+        "answers": asking.answers_for(user, room),
+        "catch_up_count": asking.catch_up_offered(membership, unread_after) if membership else 0,
+        "since": unread_after,
+        "csrf_token": context.get("csrf_token"),
+    }
+
+
+@register.simple_tag
+def private_answer_body(answer):
+    return mark_safe(render_message(asking.linked(answer.body, answer.room_id), {}, rich=True).html)  # noqa: S308  # rendered markdown, escaped by the renderer
+
+
+@register.inclusion_tag("assistant/_budget.html", takes_context=True)
+def budget_meter(context, room, user):
+    """The room's AI budget: this month's use, by kind and by member, and its setting."""
+    from assistant.forms import BudgetForm
+
+    current = budget.budget_for(room)
+    return {
+        "room": room,
+        "meter": budget.meter(room),
+        "can_set": budget.can_set_budget(user, room),
+        "form": BudgetForm(initial={"unit": current.unit, "limit": current.limit}),
+        "csrf_token": context.get("csrf_token"),
+    }

@@ -21,6 +21,7 @@
 //   mentions.js       the @-mention combobox
 //   confirm.js        data-confirm forms
 //   reactions.js      the quick row, the emoji picker, per-viewer marks on reaction chips
+//   private.js        private answers in a room: the question box and new cards
 //   jump.js           a page opened on one message: its window of history, live messages after it
 import "./dom.js";
 import "./live.js";
@@ -38,6 +39,7 @@ import { scrollToUnread } from "./scroll.js";
 import { renewClientId, startComposer } from "./composer.js";
 import "./attachments.js";
 import "./mentions.js";
+import "./private.js";
 import "./confirm.js";
 import "./reactions.js";
 import { showTarget } from "./jump.js";

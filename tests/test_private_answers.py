@@ -1,0 +1,201 @@
+"""Asking the assistant privately inside a shared room: catch me up, ask privately, share or
+discard, continue in My assistant; and who may never see a private answer."""
+
+import re
+
+import pytest
+from django.contrib import admin
+from django.urls import reverse
+
+from accounts import services as accounts
+from assistant import asking, private, runner
+from assistant.models import AssistantRun, Memory, PrivateAnswer
+from rooms import services as rooms
+from rooms.models import Message
+from rooms.queries import sidebar_entries
+from rooms.services.search import search_messages
+from tests.conftest import HTMX, membership, post
+
+SECRET_Q = "Should I quietly leave this trip?"
+SECRET_A = "Zanzibar-private-answer"
+
+
+def chatter(room, user, count, text="Message"):
+    for i in range(count):
+        rooms.do_post_message(membership(room, user), f"{text} {i} from {user.username}")
+
+
+def catch_up_form(page: str) -> str | None:
+    found = re.search(r'name="since" value="(\d+)"', page)
+    return found.group(1) if found else None
+
+
+def test_catch_me_up_is_offered_past_the_threshold_and_leaves_out_blocked_people_and_memories(
+    fake_openai, settings, alice, bob, carol, alice_client, group
+):
+    settings.CATCH_UP_MIN_UNREAD = 15
+    alice_client.get(group.get_absolute_url())  # read up to here
+    chatter(group, bob, 10)
+    page = alice_client.get(group.get_absolute_url()).content.decode()
+    assert "Catch me up" not in page  # 10 unread: below the threshold
+
+    accounts.do_block(alice, carol)
+    private.do_add_memory(alice, "My secret memory: blue horse")
+    rooms.do_post_message(membership(group, bob), "We decided: Lisbon, 3 to 10 May. @alice can you book?")
+    rooms.do_post_message(membership(group, carol), "Carol says something alice blocked")
+    chatter(group, bob, 15, "Detail")
+    page = alice_client.get(group.get_absolute_url()).content.decode()
+    assert "Catch me up" in page and "17 unread messages" in page
+    since = catch_up_form(page)
+
+    fake_openai.reply("- Lisbon is decided [#12]")
+    response = alice_client.post(reverse("assistant:catch_up", args=[group.pk]), {"since": since}, **HTMX)
+    assert response.status_code == 200 and "Catch-up" in response.content.decode()
+    runner.run_pending()
+
+    (request,) = fake_openai.chat_requests()
+    sent = str(request["messages"])
+    assert "We decided: Lisbon" in sent and "Detail 14 from bob" in sent
+    assert "Carol says" not in sent  # blocked
+    assert "blue horse" not in sent  # never memories
+    assert "Message 0 from bob" not in sent  # read before
+    answer = PrivateAnswer.objects.get(user=alice)
+    assert answer.state == "done" and answer.kind == "catch_up"
+    page = alice_client.get(group.get_absolute_url()).content.decode()
+    # Each point links to the message it comes from.
+    assert f'href="/r/{group.pk}/m/12/"' in page
+    # The run records its usage, but keeps no copy of the private prompt.
+    run = AssistantRun.objects.get(kind="catch_up")
+    assert run.prompt == [] and run.prompt_tokens and run.completion_tokens
+
+
+def test_a_private_answer_is_its_askers_alone(fake_openai, alice, bob, alice_client, bob_client, group):
+    """The access matrix of docs/assistant.md, "Private answers"."""
+    bob_unread_before = next(e.unread for e in sidebar_entries(bob) if e.room.pk == group.pk)
+    messages_before = Message.objects.count()
+    fake_openai.reply(SECRET_A)
+    response = alice_client.post(reverse("assistant:ask_privately", args=[group.pk]), {"question": SECRET_Q}, **HTMX)
+    assert response.status_code == 200 and SECRET_Q in response.content.decode()
+    runner.run_pending()
+    assert PrivateAnswer.objects.get().body == SECRET_A
+    assert next(e.unread for e in sidebar_entries(bob) if e.room.pk == group.pk) == bob_unread_before
+
+    # Alice sees it on her page of the room; Bob's page does not have it.
+    assert SECRET_A in alice_client.get(group.get_absolute_url()).content.decode()
+    bob_page = bob_client.get(group.get_absolute_url()).content.decode()
+    assert SECRET_A not in bob_page and SECRET_Q not in bob_page
+    # Nothing was added to the room's messages: history, unread counts, search, exports
+    # and moderation snapshots all read messages.
+    assert Message.objects.count() == messages_before
+    for user in (alice, bob):
+        assert not search_messages(user, "Zanzibar").hits
+    # Not in the admin.
+    assert PrivateAnswer not in admin.site._registry
+    # Not in another person's prompt.
+    rooms.do_post_message(membership(group, bob), "@assistant what have we said?")
+    runner.run_pending()
+    bob_prompt = str(fake_openai.chat_requests()[-1]["messages"])
+    assert SECRET_Q not in bob_prompt and SECRET_A not in bob_prompt
+    # Bob cannot reach it by its address.
+    answer = PrivateAnswer.objects.get()
+    for name in ("share_private", "discard_private"):
+        assert bob_client.post(reverse(f"assistant:{name}", args=[group.pk, answer.pk])).status_code == 404
+    assert PrivateAnswer.objects.filter(pk=answer.pk).exists()
+
+
+def test_the_private_ask_is_grounded_in_the_room_as_the_asker_sees_it(fake_openai, alice, bob, carol, group):
+    private.do_add_memory(alice, "Alice's memory: blue horse")
+    rooms.do_post_message(membership(group, bob), "Dates: we said 3 to 10 May")
+    rooms.do_post_message(membership(group, carol), "Carol's message")
+    accounts.do_block(alice, carol)
+    asking.do_ask_privately(membership(group, alice), "What did we decide about dates?")
+    runner.run_pending()
+    sent = str(fake_openai.chat_requests()[-1]["messages"])
+    assert "3 to 10 May" in sent and "What did we decide about dates?" in sent
+    assert "Carol's message" not in sent and "blue horse" not in sent
+
+
+def test_share_to_room_posts_the_question_and_answer_as_a_quoted_card(fake_openai, alice, alice_client, group):
+    fake_openai.reply("Book the 9:40 train.")
+    answer = asking.do_ask_privately(membership(group, alice), "Which train?")
+    # Not before it is finished.
+    url = reverse("assistant:share_private", args=[group.pk, answer.pk])
+    assert alice_client.post(url, **HTMX).status_code == 422
+    runner.run_pending()
+    response = alice_client.post(url)
+    shared = Message.objects.filter(room=group, author=alice).latest("seq")
+    assert response.status_code == 302 and response["Location"].endswith(f"#m-{shared.pk}")
+    assert shared.body == "> **Question:** Which train?\n\n> **Assistant (AI):** Book the 9:40 train."
+    assert not PrivateAnswer.objects.exists()
+
+
+def test_discard_removes_it(fake_openai, alice, alice_client, group):
+    answer = asking.do_ask_privately(membership(group, alice), "Which train?")
+    runner.run_pending()
+    url = reverse("assistant:discard_private", args=[group.pk, answer.pk])
+    assert alice_client.post(url, **HTMX).status_code == 200
+    assert not PrivateAnswer.objects.exists()
+    assert "Which train?" not in alice_client.get(group.get_absolute_url()).content.decode()
+
+
+def test_a_discarded_question_still_waiting_is_never_asked(fake_openai, alice, group):
+    answer = asking.do_ask_privately(membership(group, alice), "Which train?")
+    asking.do_discard(answer)
+    runner.run_pending()
+    assert fake_openai.chat_requests() == []
+    assert not Message.objects.filter(room=group, kind="assistant").exists()
+
+
+@pytest.mark.parametrize("question", ["", "   ", "x" * 5000])
+def test_a_bad_question_is_refused_clearly(fake_openai, alice_client, group, question):
+    response = alice_client.post(reverse("assistant:ask_privately", args=[group.pk]), {"question": question}, **HTMX)
+    assert response.status_code == 422 and 'role="alert"' in response.content.decode()
+    assert not PrivateAnswer.objects.exists()
+
+
+def test_without_a_model_it_says_so_privately(settings, alice_client, group):
+    settings.OPENAI_API_KEY = ""
+    response = alice_client.post(reverse("assistant:ask_privately", args=[group.pk]), {"question": "hi"}, **HTMX)
+    assert response.status_code == 422 and "not configured" in response.content.decode()
+    assert not Message.objects.filter(room=group, kind="assistant").exists()
+
+
+def test_private_asks_count_against_the_askers_daily_allowance(fake_openai, settings, alice, group):
+    settings.ASSISTANT_DAILY_RUNS = 1
+    asking.do_ask_privately(membership(group, alice), "one")
+    with pytest.raises(Exception, match="today"):
+        asking.do_ask_privately(membership(group, alice), "two")
+
+
+def test_not_in_the_private_room_nor_for_non_members(fake_openai, alice, alice_client, mallory_client, group):
+    room = private.do_open_private_room(alice)
+    assert alice_client.post(reverse("assistant:ask_privately", args=[room.pk]), {"question": "hi"}, **HTMX).status_code == 422
+    assert mallory_client.post(reverse("assistant:ask_privately", args=[group.pk]), {"question": "hi"}).status_code == 404
+    assert mallory_client.post(reverse("assistant:catch_up", args=[group.pk]), {"since": "0"}).status_code == 404
+
+
+def test_continue_in_my_assistant_takes_the_excerpt_and_a_link_back(fake_openai, alice, bob, carol, alice_client, group):
+    Memory.objects.create(user=alice, text="Alice likes trains")
+    accounts.do_block(alice, carol)
+    rooms.do_post_message(membership(group, bob), "First idea: Porto")
+    rooms.do_post_message(membership(group, carol), "Carol's blocked idea")
+    target = rooms.do_post_message(membership(group, bob), "Second idea: Lisbon").message
+    url = reverse("assistant:continue_privately", args=[group.pk, target.pk])
+    assert "Continue in My assistant?" in alice_client.get(url).content.decode()
+    response = alice_client.post(url)
+    mine = private.do_open_private_room(alice)
+    assert response.status_code == 302 and response["Location"].startswith(mine.get_absolute_url())
+    excerpt = Message.objects.filter(room=mine, author=alice).get()
+    assert "First idea: Porto" in excerpt.body and "Second idea: Lisbon" in excerpt.body
+    assert "Carol's blocked idea" not in excerpt.body
+    assert f"/r/{group.pk}/m/{target.seq}/" in excerpt.body
+    runner.run_pending()
+    # My memories apply there, as in any message to my assistant; never back in the room.
+    assert "Alice likes trains" in str(fake_openai.chat_requests()[-1]["messages"])
+    assert not Message.objects.filter(room=group, body__contains="trains").exists()
+
+
+def test_the_message_menu_offers_continue_in_shared_rooms(alice, bob, alice_client, group):
+    rooms.do_post_message(membership(group, bob), "Hello")
+    page = alice_client.get(group.get_absolute_url()).content.decode()
+    assert "Continue in My assistant" in page
