@@ -199,3 +199,42 @@ def test_the_message_menu_offers_continue_in_shared_rooms(alice, bob, alice_clie
     rooms.do_post_message(membership(group, bob), "Hello")
     page = alice_client.get(group.get_absolute_url()).content.decode()
     assert "Continue in My assistant" in page
+
+
+# Over the sockets: the answer streams to the asker's pages of the room, and nowhere else
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_another_members_socket_never_receives_a_private_answer(fake_openai, alice, bob, group, direct):
+    import asyncio
+
+    from asgiref.sync import sync_to_async
+
+    from tests.sockets import connected, delivered, html
+
+    worker = runner.Runner()
+    runner.install(worker)
+    task = asyncio.ensure_future(worker.serve())
+    try:
+        words = [f"{SECRET_A}{i} " for i in range(20)]
+        fake_openai.queue(tokens=words, token_interval=0.01)
+        alice_here = await connected(alice, group)
+        alice_elsewhere = await connected(alice, direct)
+        bob_here = await connected(bob, group)
+        answer = await sync_to_async(lambda: asking.do_ask_privately(membership(group, alice), SECRET_Q))()
+
+        received: list[str] = []
+        while "private-answer--done" not in "".join(received):
+            received.append(await alice_here.receive_from(timeout=5))
+        streamed = [f for f in received if f'id="pa-{answer.pk}-body"' in f]
+        assert len(streamed) >= 2  # partial text, then the finished card
+        assert f"{SECRET_A}19" in received[-1]
+
+        for other in (bob_here, alice_elsewhere):
+            seen = html(await delivered(other))
+            assert SECRET_A not in seen and SECRET_Q not in seen and "pa-" not in seen
+        for socket in (alice_here, alice_elsewhere, bob_here):
+            await socket.disconnect()
+    finally:
+        runner.install(None)
+        task.cancel()
