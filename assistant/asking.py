@@ -55,7 +55,9 @@ def catch_up_offered(membership: Membership, unread_after: int | None) -> int:
 
 def _check_can_ask(room: Room, user: User) -> None:
     if room.is_private:
-        raise ValidationError(_("Ask in the conversation itself: this one is already private."), code="private")
+        raise ValidationError(
+            _("Ask in the conversation itself: this one is already private."), code="private"
+        )
     if not is_configured():
         raise ValidationError(NOT_CONFIGURED_TEXT, code="not_configured")
     if runs_today(user) >= settings.ASSISTANT_DAILY_RUNS:
@@ -267,7 +269,9 @@ def prompt_for(run: AssistantRun) -> list[dict[str, Any]]:
 
 def linked(text: str, room_id: int) -> str:
     """`[#123]` citations as jump links to the messages they name."""
-    return CITATION.sub(lambda m: f"[#{m.group(1)}]({reverse('rooms:message', args=[room_id, m.group(1)])})", text)
+    return CITATION.sub(
+        lambda m: f"[#{m.group(1)}]({reverse('rooms:message', args=[room_id, m.group(1)])})", text
+    )
 
 
 def render_answer_html(answer: PrivateAnswer) -> str:
@@ -285,7 +289,9 @@ def _send(user_id: int, room_id: int, html: str) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    async_to_sync(layer.group_send)(user_group(user_id), {"type": "user.fragment", "room_id": room_id, "html": html})
+    async_to_sync(layer.group_send)(
+        user_group(user_id), {"type": "user.fragment", "room_id": room_id, "html": html}
+    )
 
 
 def announce_answer(answer_id: int) -> None:

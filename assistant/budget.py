@@ -119,7 +119,9 @@ def do_set_budget(actor: User, room: Room, *, unit: str, limit: int | None) -> R
     if unit not in BudgetUnit.values:
         raise ValidationError(_("Choose tokens or runs."), code="unit")
     if limit is not None and not 0 < limit <= LIMIT_MAX:
-        raise ValidationError(_("A budget is a whole number above zero, or empty for no limit."), code="limit")
+        raise ValidationError(
+            _("A budget is a whole number above zero, or empty for no limit."), code="limit"
+        )
     with transaction.atomic():
         budget, _created = RoomBudget.objects.select_for_update().get_or_create(room=room)
         if (budget.unit, budget.limit) != (unit, limit):
@@ -154,7 +156,6 @@ class Meter:
     @property
     def month_name(self) -> str:
         return str(MONTHS[self.month.month])
-
 
 
 def meter(room: Room) -> Meter:

@@ -174,7 +174,9 @@ class PrivateAnswer(models.Model):
         FAILED = "failed", "Failed"
 
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="+")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="private_answers")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="private_answers"
+    )
     kind = models.CharField(max_length=10, choices=[(k.value, k.label) for k in PRIVATE_KINDS])
     run = models.OneToOneField(
         AssistantRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="private_answer"
@@ -235,3 +237,6 @@ class BudgetUsage(models.Model):
                 name="assistant_budget_usage_once",
             )
         ]
+
+    def __str__(self) -> str:
+        return f"AI use in room {self.room_id}, {self.month:%Y-%m}"

@@ -267,7 +267,7 @@ def _show_private(claimed: Claimed) -> None:
     with transaction.atomic():
         if not _ours(claimed).exists():
             raise RunGone()
-        shown = PrivateAnswer.objects.filter(pk=answer_id).update(
+        shown = PrivateAnswer.objects.filter(pk=answer_id).update(  # type: ignore[misc]  # set for private runs
             state=PrivateAnswer.State.STREAMING, body=claimed.progress.text, note=""
         )
         if not shown:
@@ -437,7 +437,8 @@ def _finish_private(claimed: Claimed, status: str, text: str, error: str, progre
         note = "Cut off at the reply length limit."
     if status == AssistantRun.Status.DONE and not text:
         state, note = PrivateAnswer.State.FAILED, "The AI service sent an empty reply."
-    if PrivateAnswer.objects.filter(pk=answer_id).update(state=state, body=text, note=note[:300]):
+    answered = PrivateAnswer.objects.filter(pk=answer_id)  # type: ignore[misc]  # set for private runs
+    if answered.update(state=state, body=text, note=note[:300]):
         transaction.on_commit(lambda: asking.announce_answer(answer_id))  # type: ignore[arg-type]
 
 

@@ -323,9 +323,9 @@ def queue_for_message(message: Message, membership: Membership) -> AfterCommit |
         return None
     mentioned = mentions_assistant(message.body, assistant.name)
     if assistant.reply_mode == ReplyMode.ALWAYS and not mentioned and not is_configured():
-        return None
+        return None  # the settings panel says it is not configured; no notice under every message
     if assistant.reply_mode == ReplyMode.ALWAYS and not mentioned and budget.refusal(room):
-        return None  # the notice was posted once; no refusal under every message  # the settings panel says it is not configured; no notice under every message
+        return None  # the room was told once it is used up; no refusal under every message
     if assistant.reply_mode == ReplyMode.ALWAYS or mentioned:
         return _queue(room, message, user, AssistantRun.Kind.REPLY, assistant.name)
     return None

@@ -320,12 +320,15 @@ def set_budget(request, room_id: int):
     if form.is_valid():
         try:
             budget.do_set_budget(
-                request.user, membership.room, unit=form.cleaned_data["unit"], limit=form.cleaned_data["limit"]
+                request.user,
+                membership.room,
+                unit=form.cleaned_data["unit"],
+                limit=form.cleaned_data["limit"],
             )
         except ValidationError as exc:
             messages.error(request, exc.messages[0])
         else:
             messages.success(request, _("The AI budget is saved."))
     else:
-        messages.error(request, next(iter(form.errors.values()))[0])
+        messages.error(request, str(next(iter(form.errors.values()))[0]))
     return redirect(f"{reverse('rooms:settings', args=[membership.room.pk])}#ai-budget")

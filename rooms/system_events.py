@@ -54,8 +54,9 @@ def join_names(names: Sequence[str]) -> str:
 def render(event: str, params: Mapping[str, Any]) -> str:
     """The event's text in the active language; a list among the params is a list of names."""
     values = {key: join_names(value) if isinstance(value, list) else value for key, value in params.items()}
-    if isinstance(values.get("month"), int):  # a month's number, named in the reader's language
-        values["month"] = MONTHS.get(values["month"], values["month"])
+    month = values.get("month")
+    if isinstance(month, int):  # a month's number, named in the reader's language
+        values["month"] = MONTHS.get(month, month)
     return gettext(EVENTS[event]) % values
 
 

@@ -436,7 +436,9 @@ class _Handler(BaseHTTPRequestHandler):
             )
 
         # no_usage: a server that ignores stream_options and reports no usage.
-        include_usage = bool((request.get("stream_options") or {}).get("include_usage")) and not behaviour.no_usage
+        include_usage = (
+            bool((request.get("stream_options") or {}).get("include_usage")) and not behaviour.no_usage
+        )
 
         def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
             data: dict[str, Any] = {

@@ -21,7 +21,11 @@ def ask(group, user, text="@assistant hi"):
 
 
 def system_texts(room):
-    return list(Message.objects.filter(room=room, kind="system", event__startswith="ai_budget").values_list("body", flat=True))
+    return list(
+        Message.objects.filter(room=room, kind="system", event__startswith="ai_budget").values_list(
+            "body", flat=True
+        )
+    )
 
 
 def month_name():
@@ -71,10 +75,14 @@ def test_80_percent_notice_once_then_used_up_and_the_refusal(fake_openai, alice,
     asked = len(fake_openai.chat_requests())
     ask(group, bob)
     refused = Message.objects.filter(room=group, kind="assistant").latest("seq")
-    assert refused.state == "failed" and refused.note == f"This room's AI budget for {month_name()} is used up."
+    assert (
+        refused.state == "failed" and refused.note == f"This room's AI budget for {month_name()} is used up."
+    )
     assert len(fake_openai.chat_requests()) == asked
     # Nor a private ask or a catch-up.
-    response = alice_client.post(reverse("assistant:ask_privately", args=[group.pk]), {"question": "hi"}, **HTMX)
+    response = alice_client.post(
+        reverse("assistant:ask_privately", args=[group.pk]), {"question": "hi"}, **HTMX
+    )
     assert response.status_code == 422 and "is used up" in response.content.decode()
     assert not PrivateAnswer.objects.exists()
     # The meter shows it.
@@ -122,11 +130,17 @@ def test_months_are_utc_months():
     assert budget.month_start(dt.datetime(2026, 12, 1, 0, 30, tzinfo=paris)) == dt.date(2026, 11, 1)
 
 
-def test_only_the_owner_and_admins_set_it_and_bad_input_is_refused(alice, bob, alice_client, bob_client, group):
+def test_only_the_owner_and_admins_set_it_and_bad_input_is_refused(
+    alice, bob, alice_client, bob_client, group
+):
     url = reverse("assistant:set_budget", args=[group.pk])
     response = bob_client.post(url, {"unit": "runs", "limit": "3"}, follow=True)
     assert "Only the group" in response.content.decode() and not RoomBudget.objects.exists()
-    for data in ({"unit": "runs", "limit": "-1"}, {"unit": "coins", "limit": "3"}, {"unit": "runs", "limit": "x"}):
+    for data in (
+        {"unit": "runs", "limit": "-1"},
+        {"unit": "coins", "limit": "3"},
+        {"unit": "runs", "limit": "x"},
+    ):
         response = alice_client.post(url, data, follow=True)
         assert response.status_code == 200 and not RoomBudget.objects.filter(limit__isnull=False).exists()
     alice_client.post(url, {"unit": "tokens", "limit": "50000"})

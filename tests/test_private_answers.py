@@ -14,7 +14,7 @@ from rooms import services as rooms
 from rooms.models import Message
 from rooms.queries import sidebar_entries
 from rooms.services.search import search_messages
-from tests.conftest import HTMX, membership, post
+from tests.conftest import HTMX, membership
 
 SECRET_Q = "Should I quietly leave this trip?"
 SECRET_A = "Zanzibar-private-answer"
@@ -74,7 +74,9 @@ def test_a_private_answer_is_its_askers_alone(fake_openai, alice, bob, alice_cli
     bob_unread_before = next(e.unread for e in sidebar_entries(bob) if e.room.pk == group.pk)
     messages_before = Message.objects.count()
     fake_openai.reply(SECRET_A)
-    response = alice_client.post(reverse("assistant:ask_privately", args=[group.pk]), {"question": SECRET_Q}, **HTMX)
+    response = alice_client.post(
+        reverse("assistant:ask_privately", args=[group.pk]), {"question": SECRET_Q}, **HTMX
+    )
     assert response.status_code == 200 and SECRET_Q in response.content.decode()
     runner.run_pending()
     assert PrivateAnswer.objects.get().body == SECRET_A
@@ -115,7 +117,9 @@ def test_the_private_ask_is_grounded_in_the_room_as_the_asker_sees_it(fake_opena
     assert "Carol's message" not in sent and "blue horse" not in sent
 
 
-def test_share_to_room_posts_the_question_and_answer_as_a_quoted_card(fake_openai, alice, alice_client, group):
+def test_share_to_room_posts_the_question_and_answer_as_a_quoted_card(
+    fake_openai, alice, alice_client, group
+):
     fake_openai.reply("Book the 9:40 train.")
     answer = asking.do_ask_privately(membership(group, alice), "Which train?")
     # Not before it is finished.
@@ -148,14 +152,18 @@ def test_a_discarded_question_still_waiting_is_never_asked(fake_openai, alice, g
 
 @pytest.mark.parametrize("question", ["", "   ", "x" * 5000])
 def test_a_bad_question_is_refused_clearly(fake_openai, alice_client, group, question):
-    response = alice_client.post(reverse("assistant:ask_privately", args=[group.pk]), {"question": question}, **HTMX)
+    response = alice_client.post(
+        reverse("assistant:ask_privately", args=[group.pk]), {"question": question}, **HTMX
+    )
     assert response.status_code == 422 and 'role="alert"' in response.content.decode()
     assert not PrivateAnswer.objects.exists()
 
 
 def test_without_a_model_it_says_so_privately(settings, alice_client, group):
     settings.OPENAI_API_KEY = ""
-    response = alice_client.post(reverse("assistant:ask_privately", args=[group.pk]), {"question": "hi"}, **HTMX)
+    response = alice_client.post(
+        reverse("assistant:ask_privately", args=[group.pk]), {"question": "hi"}, **HTMX
+    )
     assert response.status_code == 422 and "not configured" in response.content.decode()
     assert not Message.objects.filter(room=group, kind="assistant").exists()
 
@@ -169,12 +177,26 @@ def test_private_asks_count_against_the_askers_daily_allowance(fake_openai, sett
 
 def test_not_in_the_private_room_nor_for_non_members(fake_openai, alice, alice_client, mallory_client, group):
     room = private.do_open_private_room(alice)
-    assert alice_client.post(reverse("assistant:ask_privately", args=[room.pk]), {"question": "hi"}, **HTMX).status_code == 422
-    assert mallory_client.post(reverse("assistant:ask_privately", args=[group.pk]), {"question": "hi"}).status_code == 404
-    assert mallory_client.post(reverse("assistant:catch_up", args=[group.pk]), {"since": "0"}).status_code == 404
+    assert (
+        alice_client.post(
+            reverse("assistant:ask_privately", args=[room.pk]), {"question": "hi"}, **HTMX
+        ).status_code
+        == 422
+    )
+    assert (
+        mallory_client.post(
+            reverse("assistant:ask_privately", args=[group.pk]), {"question": "hi"}
+        ).status_code
+        == 404
+    )
+    assert (
+        mallory_client.post(reverse("assistant:catch_up", args=[group.pk]), {"since": "0"}).status_code == 404
+    )
 
 
-def test_continue_in_my_assistant_takes_the_excerpt_and_a_link_back(fake_openai, alice, bob, carol, alice_client, group):
+def test_continue_in_my_assistant_takes_the_excerpt_and_a_link_back(
+    fake_openai, alice, bob, carol, alice_client, group
+):
     Memory.objects.create(user=alice, text="Alice likes trains")
     accounts.do_block(alice, carol)
     rooms.do_post_message(membership(group, bob), "First idea: Porto")

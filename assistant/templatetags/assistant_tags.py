@@ -2,7 +2,6 @@ from django import template
 from django.utils.safestring import mark_safe
 
 from assistant import asking, budget
-
 from assistant.forms import AssistantForm
 from assistant.services import can_change_assistant, is_configured, settings_for
 from rooms.access import is_owner
