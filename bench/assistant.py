@@ -15,6 +15,9 @@ assistant's runner inside daphne as `make run` has it). Then:
 2. Concurrency: for each K, K replies in K rooms (one member socket each) posted at the
    same moment, next to K direct SDK streams at once.
 3. Spread: the same K replies posted evenly over one reply's duration instead.
+4. Catch-up: a room with --catch-up-unread (1,000) unread messages; its member presses
+   "Catch me up" (an HTTP post) and the socket time-stamps the private answer's first
+   text and its end. The prompt's size is printed: what fits in ASSISTANT_CONTEXT_TOKENS.
 
 Overhead is Calpico's percentile minus the direct SDK's percentile (one kept client).
 
@@ -148,6 +151,63 @@ class FakeModel:
 
     def stop(self) -> None:
         server.stop_process_group(self.process)
+
+
+# A catch-up as its asker sees it
+
+PRIVATE_TEXT = re.compile(r'id="pa-(\d+)-body"[^>]*>(.*?)</div>', re.DOTALL)
+
+
+@dataclass
+class CatchUpTrial:
+    """One "Catch me up" and when its private answer showed on the asker's socket."""
+
+    sent: float = 0.0
+    first_text: float | None = None
+    done: float | None = None
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def see(self, frame: str, now: float) -> None:
+        if self.first_text is None and any(TAG.sub("", t).strip() for _, t in PRIVATE_TEXT.findall(frame)):
+            self.first_text = now
+        if "private-answer--done" in frame or "private-answer--failed" in frame:
+            self.done = now
+            self.finished.set()
+
+
+def seed_unread(member: Member, count: int) -> None:
+    """`count` messages in the member's room, all after their read position."""
+    from rooms.models import Membership
+    from rooms.services import do_post_message
+
+    membership = Membership.objects.select_related("room", "user").get(
+        room_id=member.room_id, user_id=member.user_id
+    )
+    read = membership.room.last_seq
+    for i in range(count):
+        do_post_message(membership, f"Message {i}: {REPLY[: 40 + i % 80]}")
+    Membership.objects.filter(pk=membership.pk).update(last_read_seq=read)
+
+
+def catch_up_prompt_size() -> tuple[int, int, int | None, int, int]:
+    """The latest catch-up's prompt: characters, estimated tokens, tokens the API reported,
+    messages in it and messages left out."""
+    from assistant.asking import catch_up_prompt
+    from assistant.models import AssistantRun, PrivateAnswer
+    from assistant.prompt import estimate_tokens
+
+    run = AssistantRun.objects.filter(kind=AssistantRun.Kind.CATCH_UP).latest("id")
+    prompt = catch_up_prompt(PrivateAnswer.objects.select_related("room", "user").get(run=run))
+    text = "".join(str(entry["content"]) for entry in prompt)
+    content = str(prompt[-1]["content"])
+    left_out = re.match(r"(\d+) earlier unread messages", content)
+    return (
+        len(text),
+        sum(estimate_tokens(str(entry["content"])) for entry in prompt),
+        run.prompt_tokens,
+        content.count("\n[#") + (1 if "[#" in content.split("\n", 1)[0] else 0),
+        int(left_out.group(1)) if left_out else 0,
+    )
 
 
 # One reply as a member sees it
@@ -563,6 +623,36 @@ class Bench:
                 break
         return level
 
+    async def catch_up(self, unread: int) -> None:
+        """Catch me up on a room with `unread` unread messages, as its member sees it."""
+        member, sock = self.setup.members[0], self.sockets[0]
+        print(f"catch-up: {unread:,} unread messages in one room", flush=True)
+        await asyncio.to_thread(seed_unread, member, unread)
+        await load.settle(0.5, 10)
+        poster = HttpPoster(
+            self.srv.host, self.srv.port, member.room_id, member.session_key, self.setup.csrf_token
+        )
+        poster.head = poster.head.replace(poster.path, f"/r/{member.room_id}/assistant/catch-up/")
+        trial = CatchUpTrial()
+        sock.trial = trial  # type: ignore[assignment]  # it time-stamps frames the same way
+        try:
+            trial.sent, status, content = await poster.post("")
+            if status != 200:
+                raise BenchError(f"catch-up answered HTTP {status}: {content[:200]!r}")
+            await asyncio.wait_for(trial.finished.wait(), self.args.timeout)
+        finally:
+            sock.trial = None
+            await poster.close()
+        chars, estimated, reported, shown, left_out = await asyncio.to_thread(catch_up_prompt_size)
+        first = (trial.first_text or trial.done or trial.sent) - trial.sent
+        print(
+            f"  catch-up of {unread:,} unread: first text {first * 1000:.1f} ms, done "
+            f"{((trial.done or trial.sent) - trial.sent) * 1000:.1f} ms; prompt {chars:,} characters, "
+            f"~{estimated:,} tokens estimated ({reported if reported is not None else '?'} reported), "
+            f"{shown:,} messages in it, {left_out:,} older ones left out",
+            flush=True,
+        )
+
     async def run(self) -> Results:
         await self.open()
         try:
@@ -589,6 +679,9 @@ class Bench:
                                     lambda level=level: self.spread_level(level.k, level.direct, duration)
                                 )
                             )
+            # Last: its 1,000 messages would lengthen the other phases' prompts in room 0.
+            if self.args.catch_up_unread:
+                await self.catch_up(self.args.catch_up_unread)
         finally:
             await self.close()
         return Results(sequential, fresh, levels, spread)
@@ -779,6 +872,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--reply-words", type=int, default=40, help="tokens (words) in the model's reply (default 40)")
     add("--token-interval", type=float, default=0.02, help="seconds between the model's tokens (0.02)")
     add("--first-token-delay", type=float, default=0.0, help="seconds before the model's first token (0)")
+    add(
+        "--catch-up-unread",
+        type=int,
+        default=1000,
+        help="unread messages in the room a catch-up summarizes (default 1000; 0: no catch-up run)",
+    )
     add("--stream-interval", type=float, default=0.1, help="ASSISTANT_STREAM_INTERVAL for daphne (0.1)")
     add(
         "--max-concurrent-runs",
