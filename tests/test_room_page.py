@@ -90,7 +90,8 @@ def test_room_page_and_sidebar_cost_the_same_with_500_messages_and_30_rooms(
         services.do_create_group(alice, f"Group {i}", [bob])
         services.do_open_direct_room(alice, make_user(f"friend{i}"))
     # What the page cost before the assistant, plus one for its name in the composer hint
-    # and one for the people I blocked (whose messages the page collapses).
+    # and one for the people I blocked (whose messages the page collapses), and one for my
+    # private answers in the room (the private panel).
     with django_assert_max_num_queries(10):
         response = alice_client.get(room.get_absolute_url())
     assert response.status_code == 200

@@ -15,7 +15,9 @@ from tests.browser.test_live import LIVE, wait_connected
 pytestmark = pytest.mark.browser
 
 SHOTS = Path(os.environ.get("CALPICO_PRIVATE_SHOTS", ""))
-CATCH_UP = "- Lisbon is decided for 3 to 10 May [#3]\n- Bob asks you to book the train [#4]\n- Open: where to stay"
+CATCH_UP = (
+    "- Lisbon is decided for 3 to 10 May [#3]\n- Bob asks you to book the train [#4]\n- Open: where to stay"
+)
 PRIVATE = "You decided on Lisbon, 3 to 10 May [#3]. Nobody has booked the train yet [#4]."
 
 
