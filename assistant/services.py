@@ -17,6 +17,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.formats import number_format
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from accounts.models import User
 from assistant import budget, dispatch
@@ -69,7 +70,16 @@ def settings_for(room: Room) -> AssistantSettings:
         return room.assistant
 
 
+# Why an end-to-end encrypted room has no assistant, wherever that is asked.
+ENCRYPTED_NO_ASSISTANT = gettext_lazy(
+    "This conversation is end-to-end encrypted: the assistant can't be enabled here, because "
+    "it would have to read your messages on the server."
+)
+
+
 def can_change_assistant(user: User, room: Room, assistant: AssistantSettings) -> bool:
+    if room.encrypted:
+        return False
     if room.is_group:
         return assistant.members_can_edit or can_administer(user, room)
     return True  # a direct room's two members, or the owner of a private room
@@ -126,6 +136,8 @@ def do_update_assistant(
     with transaction.atomic():
         room = Room.objects.select_for_update().get(pk=room.pk)
         assistant = settings_for(room)
+        if room.encrypted:
+            raise PermissionDenied(ENCRYPTED_NO_ASSISTANT)
         if not can_change_assistant(actor, room, assistant):
             raise PermissionDenied(_("Only the group's owner and admins can change the assistant here."))
         name = clean_assistant_name(name)
@@ -303,6 +315,8 @@ def queue_for_message(message: Message, membership: Membership) -> AfterCommit |
     it: the hook rooms calls inside the transaction storing the message, which holds the
     room's lock (rooms.hooks). Returns what to call after commit (rooms.hooks.AfterCommit)."""
     room, user = message.room, membership.user
+    if room.encrypted:
+        return None  # the assistant is kept out: it could not read the message anyway
     assistant = settings_for(room)
     image_prompt = clean_image_prompt(message.body)
     if image_prompt is not None:

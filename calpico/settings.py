@@ -137,6 +137,7 @@ INSTALLED_APPS = [
     "jobs",
     "privacy",
     "ops",
+    "e2ee",
 ]
 
 MIDDLEWARE = [
@@ -375,6 +376,13 @@ RATE_FAILED_JOINS_PER_HOUR = env_int("RATE_FAILED_JOINS_PER_HOUR", 20)
 # Adding and taking back reactions, together: a quick row clicked through is fine, a script is not.
 RATE_REACTIONS_PER_10_SECONDS = env_int("RATE_REACTIONS_PER_10_SECONDS", 20)
 RATE_REACTIONS_PER_HOUR = env_int("RATE_REACTIONS_PER_HOUR", 600)
+# End-to-end encrypted rooms (docs/e2ee.md): key packages uploaded, and devices' key
+# packages claimed to add them to a group, per person and hour.
+RATE_E2EE_KEYS_PER_HOUR = env_int("RATE_E2EE_KEYS_PER_HOUR", 100)
+RATE_E2EE_CLAIMS_PER_HOUR = env_int("RATE_E2EE_CLAIMS_PER_HOUR", 200)
+# Devices (browsers) one person may register, and people in an encrypted room.
+E2EE_MAX_DEVICES = env_int("E2EE_MAX_DEVICES", 10)
+E2EE_MAX_MEMBERS = env_int("E2EE_MAX_MEMBERS", 10)
 
 # Files attached to messages (rooms/attachments.py): any type, up to this many bytes. A
 # picture among them is re-encoded by the avatar pipeline (its pixel limit) and scaled down

@@ -28,6 +28,7 @@ urlpatterns = [
     path("", include("rooms.urls")),
     path("", include("assistant.urls")),
     path("", include("privacy.urls")),
+    path("", include("e2ee.urls")),
 ]
 
 if settings.SERVE_MEDIA:

@@ -48,6 +48,9 @@ class Room(models.Model):
     archived_at = models.DateTimeField(null=True, blank=True)
     # False: only the owner and admins create invite links.
     members_can_invite = models.BooleanField(default=True)
+    # End-to-end encrypted (e2ee app, docs/e2ee.md): its messages are ciphertext the
+    # server cannot read, and the assistant is kept out. Set when the room is made, never changed.
+    encrypted = models.BooleanField(default=False)
 
     class Meta:
         constraints = [
@@ -130,6 +133,8 @@ class Message(models.Model):
         TEXT = "text", "Message"
         SYSTEM = "system", "System message"
         ASSISTANT = "assistant", "Assistant message"
+        # `body` holds an MLS ciphertext (base64) that only the members' browsers decrypt.
+        ENCRYPTED = "encrypted", "Encrypted message"
 
     class State(models.TextChoices):
         """Where an assistant message is in its life; people's messages are always done."""
@@ -220,6 +225,10 @@ class Message(models.Model):
         return self.kind == self.Kind.ASSISTANT
 
     @property
+    def is_encrypted(self) -> bool:
+        return self.kind == self.Kind.ENCRYPTED
+
+    @property
     def system_text(self) -> str:
         """A system message's text in the active language; the stored English body for a
         message written before events were stored, or whose event is unknown."""
@@ -302,6 +311,9 @@ class Message(models.Model):
             return gettext("message deleted")
         if self.is_system:
             return self.system_text[:120]  # one line, its non-breaking spaces kept
+        if self.is_encrypted:
+            # The server cannot read it: the browser shows the text once it decrypts it.
+            return gettext("Encrypted message")
         if self.is_assistant and self.is_streaming and not self.body:
             return gettext("%(name)s is thinking…") % {"name": self.sender_name}
         # After "Planner: ", never nothing: the room shows the note saying why.

@@ -40,6 +40,8 @@ EVENTS: dict[str, str] = {
     "memory_not_saved": gettext_noop("Not saved as a memory: %(reason)s"),
     "ai_budget_80": gettext_noop("This room has used 80%% of its AI budget for %(month)s."),
     "ai_budget_used_up": gettext_noop("This room’s AI budget for %(month)s is used up."),
+    # An end-to-end encrypted room (docs/e2ee.md): someone's keys changed.
+    "e2ee_device_added": gettext_noop("%(user)s added a new device"),
 }
 
 

@@ -12,9 +12,10 @@ from rooms.services.core import announce_on_commit
 from rooms.services.messages import announce_read_on_commit, tells_room_reads
 
 
-def direct_key(a: User, b: User) -> str:
+def direct_key(a: User, b: User, *, encrypted: bool = False) -> str:
+    """One direct room per pair, and one end-to-end encrypted room per pair besides."""
     low, high = sorted([a.pk, b.pk])
-    return f"{low}:{high}"
+    return f"e2ee:{low}:{high}" if encrypted else f"{low}:{high}"
 
 
 def _share_a_room(user: User, other: User) -> bool:
@@ -27,8 +28,9 @@ def _share_a_room(user: User, other: User) -> bool:
     )
 
 
-def do_open_direct_room(user: User, other: User) -> Room:
-    """The one direct room of this pair, created the first time.
+def do_open_direct_room(user: User, other: User, *, encrypted: bool = False) -> Room:
+    """The one direct room of this pair (or, `encrypted`, its one end-to-end encrypted
+    room), created the first time.
 
     To someone `user` shares no room with, it arrives as a message request: not in their
     list, notifying nothing, until they accept. Someone who blocked `user` cannot be
@@ -40,7 +42,7 @@ def do_open_direct_room(user: User, other: User) -> Room:
         raise ValidationError(_("That account is not available."), code="inactive")
     if has_blocked(other.pk, user.pk):
         raise ValidationError(_("You can't start a conversation with this person."), code="blocked")
-    key = direct_key(user, other)
+    key = direct_key(user, other, encrypted=encrypted)
     room = Room.objects.filter(direct_key=key).first()
     if room is not None:
         # Opening it myself answers a request I had from them, or brings back one I declined.
@@ -53,7 +55,7 @@ def do_open_direct_room(user: User, other: User) -> Room:
         ratelimits.hit(ratelimits.strangers_messaged(), user.pk)
     try:
         with transaction.atomic():
-            room = Room.objects.create(kind=Room.Kind.DIRECT, direct_key=key)
+            room = Room.objects.create(kind=Room.Kind.DIRECT, direct_key=key, encrypted=encrypted)
             Membership.objects.bulk_create(
                 [
                     Membership(room=room, user=user),

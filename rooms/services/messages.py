@@ -5,6 +5,8 @@ that one function, in the order it happens."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import hashlib
 import uuid
@@ -68,6 +70,35 @@ def clean_message_body(body: str, *, allow_empty: bool = False) -> str:
             },
             code="too_long",
         )
+    return body
+
+
+# An MLS message (RFC 9420, 6): version mls10 (1), then wire format mls_private_message (2).
+MLS_PRIVATE_MESSAGE_PREFIX = b"\x00\x01\x00\x02"
+# Base64 of an MLS private message carrying MESSAGE_MAX_LENGTH characters of UTF-8 (up to
+# 4 bytes each), with room for its header, padding and tag.
+CIPHERTEXT_MAX_LENGTH = 4 * (settings.MESSAGE_MAX_LENGTH * 4 + 1024) // 3
+
+
+def clean_ciphertext(body: str) -> str:
+    """An encrypted room's message: base64 of an MLS private message, nothing else. The
+    server cannot check what is inside, only that it is not plain text."""
+    body = (body or "").strip()
+    refused = ValidationError(
+        _(
+            "This conversation is end-to-end encrypted: the server accepts only messages "
+            "encrypted by your browser. Reload the page and try again."
+        ),
+        code="not_encrypted",
+    )
+    if not body or len(body) > CIPHERTEXT_MAX_LENGTH:
+        raise refused
+    try:
+        raw = base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        raise refused from None
+    if len(raw) < 32 or not raw.startswith(MLS_PRIVATE_MESSAGE_PREFIX):
+        raise refused
     return body
 
 
@@ -153,7 +184,16 @@ def do_post_message(
     """
     if image is not None and file is not None:
         raise ValueError("A message carries an image or a file, not both.")
-    body = clean_message_body(body, allow_empty=image is not None or file is not None)
+    encrypted = membership.room.encrypted
+    if encrypted:
+        # Ciphertext only (docs/e2ee.md); files are not encrypted yet, so not sent here.
+        if image is not None or file is not None:
+            raise ValidationError(
+                _("Files can't be sent in an encrypted conversation yet."), code="encrypted_file"
+            )
+        body = clean_ciphertext(body)
+    else:
+        body = clean_message_body(body, allow_empty=image is not None or file is not None)
     author = membership.user
     # The image's or file's bytes are saved first and removed again if the post does not go
     # through. With one the post must be its own transaction (durable: a caller's atomic
@@ -196,15 +236,16 @@ def do_post_message(
             if reply_to is None:
                 raise ValidationError(_("The message you replied to is not in this room."), code="reply_to")
         # Only text with an "@" can mention anyone: skip loading the member list otherwise.
-        rendered = render_message(body, member_usernames(room) if "@" in body else {})
-        if body and not _shows_something(rendered.html):
+        # Ciphertext is not rendered: the members' browsers decrypt and show it.
+        rendered = render_message(body if not encrypted else "", member_usernames(room) if "@" in body else {})
+        if body and not encrypted and not _shows_something(rendered.html):
             if attachment.content is None:
                 raise ValidationError(SHOWS_NOTHING, code="shows_nothing")
             body, rendered = "", render_message("", {})
         message = append_message(
             room,
             author=author,
-            kind=Message.Kind.TEXT,
+            kind=Message.Kind.ENCRYPTED if encrypted else Message.Kind.TEXT,
             body=body,
             html=rendered.html,
             mentioned_user_ids=[uid for uid in rendered.mentioned_user_ids if uid != author.pk],
@@ -318,6 +359,8 @@ def do_edit_message(user: User, message: Message, body: str) -> Message:
     """Replace the text of the user's own message; it then shows as edited."""
     if not can_change_message(user, message):
         raise PermissionDenied(_("You can only edit your own messages."))
+    if message.is_encrypted:
+        raise ValidationError(_("Encrypted messages can't be edited yet."), code="encrypted")
     body = clean_message_body(body)
     refusal = send_refusal(message.room, user)
     if refusal:

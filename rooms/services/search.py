@@ -283,8 +283,9 @@ def _scoped(user: User, parsed: ParsedQuery) -> Scope:
         room_ids = _rooms_named(rooms, parsed.in_room, user)
         if not room_ids:
             notes.append(_("You are in no conversation called “%(room)s”.") % {"room": parsed.in_room})
+    # Encrypted messages are ciphertext to the server: never searched (docs/e2ee.md).
     query = Message.objects.filter(room_id__in=room_ids, deleted_at__isnull=True).exclude(
-        kind=Message.Kind.SYSTEM
+        kind__in=[Message.Kind.SYSTEM, Message.Kind.ENCRYPTED]
     )
     # Blocked authors, as a subquery: a blocker's list can be long, and it is one query less.
     query = query.exclude(author_id__in=Block.objects.filter(blocker=user).values("blocked_id"))
@@ -400,7 +401,7 @@ def index_message(message: Message, *, new: bool = False) -> None:
     follows the text by itself."""
     if connection.vendor != "sqlite":
         return
-    searchable = not (message.is_system or message.is_deleted or not message.body)
+    searchable = not (message.is_system or message.is_encrypted or message.is_deleted or not message.body)
     if new and not searchable:
         return
     with connection.cursor() as cursor:

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.handlers.asgi import ASGIRequest
-from django.http import FileResponse, Http404, HttpResponse, StreamingHttpResponse
+from django.http import FileResponse, Http404, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
@@ -99,6 +99,9 @@ def message_in_context(request, room_id: int, seq: int):
 def edit_message(request, room_id: int, message_id: int):
     membership = access_membership(request.user, room_id)
     message = access_own_message(request.user, membership, message_id)
+    if message.is_encrypted:
+        # The server cannot show its text to edit, nor accept a new one in plain text.
+        return HttpResponseBadRequest(_("Encrypted messages can't be edited yet."))
     status = 200
     if request.method == "POST":
         form = EditMessageForm(request.POST)

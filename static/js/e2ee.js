@@ -1,0 +1,610 @@
+// End-to-end encrypted rooms (docs/e2ee.md): MLS (RFC 9420) through the vendored ts-mls.
+// Loaded only by an encrypted room's page (templates/e2ee/_panel.html).
+//
+// Each browser is a device: its signature key, its key packages' private keys and each
+// room's group state live in this browser's IndexedDB, never on the server. The server
+// (e2ee/views.py) relays ciphertext and orders the group's commits by epoch.
+//
+// One queue per page runs everything that reads or writes a group's state (sync, send),
+// and a Web Lock per room keeps two tabs of the same browser from using it at once: MLS
+// keys are used once, so two tabs advancing one state would lose messages.
+//
+// A message's keys are deleted once it is decrypted (forward secrecy), so the device keeps
+// what it decrypted, and what it sent, in IndexedDB by the ciphertext's SHA-256: a reload
+// shows it again without decrypting twice.
+import * as mls from "../vendor/ts-mls-1.6.4/ts-mls.esm.js";
+import { gettext, interpolate } from "./i18n.js";
+
+const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
+const KEY_PACKAGES_KEPT = 5;
+const WAIT_POLL_MS = 4000;
+
+const panel = document.getElementById("e2ee");
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+const REASONS = {
+  before_join: () =>
+    gettext("Sent before this device joined the conversation: new devices can't read earlier messages."),
+  undecryptable: () =>
+    gettext("It was altered after it was sent, or its keys are not on this device."),
+  malformed: () => gettext("It is not a valid encrypted message."),
+};
+
+// --- bytes ---------------------------------------------------------------------------
+
+function toBase64(bytes) {
+  let text = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(text);
+}
+
+function fromBase64(text) {
+  const raw = atob(text);
+  const bytes = new Uint8Array(raw.length);
+  for (let i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
+  return bytes;
+}
+
+async function sha256Hex(text) {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", enc.encode(text)));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+// --- IndexedDB -----------------------------------------------------------------------
+
+const STORES = ["device", "keyPackages", "groups", "plain", "verified"];
+
+function openDb(userId) {
+  return new Promise((resolve, reject) => {
+    const request = indexedDB.open(`calpico-e2ee-${userId}`, 1);
+    request.onupgradeneeded = () => {
+      for (const name of STORES) if (!request.result.objectStoreNames.contains(name)) request.result.createObjectStore(name);
+    };
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+  });
+}
+
+function idb(db, store, mode, work) {
+  return new Promise((resolve, reject) => {
+    const tx = db.transaction(store, mode);
+    const result = work(tx.objectStore(store));
+    tx.oncomplete = () => resolve(result && "result" in result ? result.result : undefined);
+    tx.onerror = () => reject(tx.error);
+    tx.onabort = () => reject(tx.error);
+  });
+}
+
+const dbGet = (db, store, key) => idb(db, store, "readonly", (s) => s.get(key));
+const dbPut = (db, store, key, value) => idb(db, store, "readwrite", (s) => s.put(value, key));
+const dbDelete = (db, store, key) => idb(db, store, "readwrite", (s) => s.delete(key));
+
+// --- the server ----------------------------------------------------------------------
+
+function csrfToken() {
+  try {
+    return JSON.parse(document.body.getAttribute("hx-headers") || "{}")["X-CSRFToken"] || "";
+  } catch {
+    return "";
+  }
+}
+
+class ServerError extends Error {
+  constructor(status, data) {
+    super((data && data.error) || `HTTP ${status}`);
+    this.status = status;
+    this.data = data || {};
+  }
+}
+
+async function api(url, body) {
+  const options = body === undefined
+    ? { credentials: "same-origin" }
+    : {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
+        body: JSON.stringify(body),
+      };
+  const response = await fetch(url, options);
+  let data = null;
+  try {
+    data = await response.json();
+  } catch {
+    data = null;
+  }
+  if (!response.ok) throw new ServerError(response.status, data);
+  return data;
+}
+
+// --- MLS state -----------------------------------------------------------------------
+
+let impl = null;
+async function suite() {
+  if (!impl) impl = await mls.getCiphersuiteImpl(mls.getCiphersuiteFromName(SUITE));
+  return impl;
+}
+
+function credentialFor(userId) {
+  return { credentialType: "basic", identity: enc.encode(`user:${userId}`) };
+}
+
+function userOfLeaf(leaf) {
+  const match = /^user:(\d+)$/.exec(dec.decode(leaf.credential.identity));
+  return match ? Number(match[1]) : null;
+}
+
+function encodeState(state) {
+  return mls.encodeGroupState(state);
+}
+
+function decodeState(bytes) {
+  const [state] = mls.decodeGroupState(bytes, 0);
+  return { ...state, clientConfig: mls.defaultClientConfig };
+}
+
+async function newKeyPackages(device, count) {
+  const cs = await suite();
+  const made = [];
+  for (let i = 0; i < count; i++) {
+    made.push(
+      await mls.generateKeyPackageWithKey(
+        credentialFor(device.userId),
+        mls.defaultCapabilities(),
+        mls.defaultLifetime,
+        [],
+        { signKey: device.signKey, publicKey: device.publicKey },
+        cs,
+      ),
+    );
+  }
+  return made;
+}
+
+function encodeKeyPackage(made) {
+  return toBase64(mls.encodeMlsMessage({ keyPackage: made.publicPackage, wireformat: "mls_key_package", version: "mls10" }));
+}
+
+/** This browser's device for the signed-in person, registered the first time. */
+async function ensureDevice(db, ctx) {
+  const existing = await dbGet(db, "device", "self");
+  if (existing) return existing;
+  const cs = await suite();
+  const keys = await cs.signature.keygen();
+  const device = { userId: ctx.userId, signKey: keys.signKey, publicKey: keys.publicKey };
+  const packages = await newKeyPackages(device, KEY_PACKAGES_KEPT);
+  const label = navigator.userAgentData?.brands?.at(-1)?.brand || (navigator.userAgent.match(/(Firefox|Chrome|Safari)\/[\d.]+/)?.[1] ?? "");
+  const answer = await api(ctx.devicesUrl, {
+    signature_key: toBase64(keys.publicKey),
+    label: `${label} · ${navigator.platform || ""}`.slice(0, 80),
+    key_packages: packages.map(encodeKeyPackage),
+  });
+  device.id = answer.device_id;
+  for (const [i, id] of answer.key_package_ids.entries()) await dbPut(db, "keyPackages", id, packages[i]);
+  await dbPut(db, "device", "self", device);
+  return device;
+}
+
+async function topUpKeyPackages(db, ctx, device) {
+  const count = await idb(db, "keyPackages", "readonly", (s) => s.count());
+  if (count >= KEY_PACKAGES_KEPT) return;
+  const packages = await newKeyPackages(device, KEY_PACKAGES_KEPT - count);
+  const answer = await api(`${ctx.devicesUrl}${device.id}/key-packages/`, { key_packages: packages.map(encodeKeyPackage) });
+  for (const [i, id] of answer.key_package_ids.entries()) await dbPut(db, "keyPackages", id, packages[i]);
+}
+
+// --- the room ------------------------------------------------------------------------
+
+function status(text) {
+  const el = document.getElementById("e2ee-status");
+  if (el) el.textContent = text;
+}
+
+/** Everything one sync needs: the stored group, updated in memory and saved at the end. */
+class Room {
+  constructor(db, ctx, device) {
+    this.db = db;
+    this.ctx = ctx;
+    this.device = device;
+    this.record = null; // {state: bytes, joinedEpoch, lastSeq}
+    this.state = null;
+    this.server = null;
+  }
+
+  async load() {
+    this.record = (await dbGet(this.db, "groups", this.ctx.roomId)) || null;
+    this.state = this.record ? decodeState(this.record.state) : null;
+  }
+
+  async save() {
+    this.record.state = encodeState(this.state);
+    await dbPut(this.db, "groups", this.ctx.roomId, this.record);
+  }
+
+  epoch() {
+    return Number(this.state.groupContext.epoch);
+  }
+
+  async fetchServer() {
+    const since = this.state ? this.epoch() : 0;
+    this.server = await api(`${this.ctx.stateUrl}?device=${this.device.id}&since=${since}`);
+  }
+
+  /** Make the group, or join it from a Welcome; false while waiting to be added. */
+  async join() {
+    const cs = await suite();
+    if (!this.server.group) {
+      const made = await newKeyPackages(this.device, 1);
+      const state = await mls.createGroup(enc.encode(`calpico-room-${this.ctx.roomId}`), made[0].publicPackage, made[0].privatePackage, [], cs);
+      const made_ = await api(this.ctx.groupUrl, { device: this.device.id });
+      if (!made_.created) return false; // someone else's device made it first: wait for its Welcome
+      this.state = state;
+      this.record = { joinedEpoch: 0, lastSeq: 0 };
+      await this.save();
+      return true;
+    }
+    const welcome = this.server.welcome;
+    if (!welcome) return false;
+    const keyPackage = await dbGet(this.db, "keyPackages", welcome.key_package_id);
+    if (!keyPackage) return false;
+    const decoded = mls.decodeMlsMessage(fromBase64(welcome.data), 0)[0];
+    this.state = await mls.joinGroup(decoded.welcome, keyPackage.publicPackage, keyPackage.privatePackage, mls.emptyPskIndex, cs);
+    await dbDelete(this.db, "keyPackages", welcome.key_package_id);
+    // Messages before the Welcome were never encrypted for this device; skip to now.
+    this.record = { joinedEpoch: this.epoch(), lastSeq: 0 };
+    await this.save();
+    return true;
+  }
+
+  /** Apply the commits the server holds, in epoch order, up to `until` (or all). */
+  async applyCommits(until = Infinity) {
+    const cs = await suite();
+    for (const commit of this.server.commits) {
+      if (commit.epoch < this.epoch()) continue;
+      if (commit.epoch !== this.epoch() || this.epoch() >= until) break;
+      const message = mls.decodeMlsMessage(fromBase64(commit.data), 0)[0];
+      if (message.wireformat !== "mls_private_message") throw new Error("A commit must be a private message.");
+      const result = await mls.processPrivateMessage(this.state, message.privateMessage, mls.emptyPskIndex, cs);
+      this.state = result.newState;
+    }
+  }
+
+  /** Decrypt every encrypted message after the last one done, in order. */
+  async decryptNew() {
+    const cs = await suite();
+    let more = true;
+    while (more) {
+      const page = await api(`${this.ctx.messagesUrl}?after=${this.record.lastSeq}`);
+      more = page.more;
+      for (const message of page.messages) {
+        const key = await sha256Hex(message.data);
+        const known = await dbGet(this.db, "plain", key);
+        if (!known) {
+          const entry = await this.decryptOne(message, cs);
+          if (entry.error === "before_join") this.record.missedEarlier = true;
+          await dbPut(this.db, "plain", key, entry);
+        }
+        this.record.lastSeq = message.seq;
+      }
+      await this.save();
+    }
+  }
+
+  async decryptOne(message, cs) {
+    let decoded;
+    try {
+      decoded = mls.decodeMlsMessage(fromBase64(message.data), 0)[0];
+      if (decoded.wireformat !== "mls_private_message") throw new Error("not a private message");
+    } catch {
+      return { error: "malformed" };
+    }
+    const epoch = Number(decoded.privateMessage.epoch);
+    if (epoch < this.record.joinedEpoch) return { error: "before_join" };
+    if (epoch > this.epoch()) await this.applyCommits(epoch);
+    try {
+      const result = await mls.processPrivateMessage(this.state, decoded.privateMessage, mls.emptyPskIndex, cs);
+      this.state = result.newState;
+      if (result.kind !== "applicationMessage") return { error: "malformed" };
+      const text = dec.decode(result.message);
+      return { text, author: message.author_id };
+    } catch {
+      return { error: "undecryptable" };
+    }
+  }
+
+  members() {
+    return mls.getGroupMembers(this.state);
+  }
+
+  /** Whether someone else in the room can read what is sent now. */
+  othersCanRead() {
+    return this.members().some((leaf) => userOfLeaf(leaf) !== this.ctx.userId);
+  }
+
+  /** Add the members' devices the group does not hold yet; false if the group moved on first. */
+  async addMissingDevices() {
+    const inGroup = new Set(this.members().map((leaf) => toBase64(leaf.signaturePublicKey)));
+    const missing = this.server.devices.filter((d) => !inGroup.has(d.signature_key));
+    if (!missing.length) return true;
+    const claimed = await api(this.ctx.claimUrl, { device: this.device.id, device_ids: missing.map((d) => d.id) });
+    if (!claimed.key_packages.length) return true;
+    const cs = await suite();
+    const proposals = [];
+    const used = [];
+    for (const package_ of claimed.key_packages) {
+      const decoded = mls.decodeMlsMessage(fromBase64(package_.data), 0)[0];
+      const device = missing.find((d) => d.id === package_.device_id);
+      // The key package must be signed by the key the server lists for that device and
+      // name its owner: the server cannot slip in someone else's key unnoticed by the
+      // safety number.
+      if (decoded.wireformat !== "mls_key_package" || !device) continue;
+      const leaf = decoded.keyPackage.leafNode;
+      if (toBase64(leaf.signaturePublicKey) !== device.signature_key || userOfLeaf(leaf) !== device.user_id) continue;
+      proposals.push({ proposalType: "add", add: { keyPackage: decoded.keyPackage } });
+      used.push(package_.id);
+    }
+    if (!proposals.length) return true;
+    const result = await mls.createCommit({ state: this.state, cipherSuite: cs }, { extraProposals: proposals, ratchetTreeExtension: true });
+    const answer = await api(this.ctx.commitUrl, {
+        device: this.device.id,
+        epoch: this.epoch(),
+        commit: toBase64(mls.encodeMlsMessage(result.commit)),
+        welcome: result.welcome
+          ? toBase64(mls.encodeMlsMessage({ welcome: result.welcome, wireformat: "mls_welcome", version: "mls10" }))
+          : null,
+        key_package_ids: used,
+      });
+    if (!answer.accepted) return false; // another commit came first
+    this.state = result.newState;
+    await this.save();
+    return true;
+  }
+
+  async encrypt(text) {
+    const cs = await suite();
+    const result = await mls.createApplicationMessage(this.state, enc.encode(text), cs);
+    this.state = result.newState;
+    await this.save();
+    return toBase64(
+      mls.encodeMlsMessage({ privateMessage: result.privateMessage, wireformat: "mls_private_message", version: "mls10" }),
+    );
+  }
+}
+
+// --- safety numbers ------------------------------------------------------------------
+
+/** 60 digits from both people's device keys in the group, the same on both screens. */
+async function safetyNumber(room) {
+  const byUser = new Map();
+  for (const leaf of room.members()) {
+    const user = userOfLeaf(leaf);
+    if (!byUser.has(user)) byUser.set(user, []);
+    byUser.get(user).push(toBase64(leaf.signaturePublicKey));
+  }
+  const parts = ["calpico-safety-number-v1"];
+  for (const user of [...byUser.keys()].sort((a, b) => a - b)) parts.push(`${user}:${byUser.get(user).sort().join(",")}`);
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-512", enc.encode(parts.join("|"))));
+  const groups = [];
+  for (let i = 0; i < 12; i++) {
+    let value = 0;
+    for (let j = 0; j < 5; j++) value = (value * 256 + digest[i * 5 + j]) % 100000;
+    groups.push(String(value).padStart(5, "0"));
+  }
+  return groups.join(" ");
+}
+
+// --- the page ------------------------------------------------------------------------
+
+function showPlain(body, entry) {
+  body.replaceChildren();
+  if (entry && "text" in entry) {
+    const p = document.createElement("p");
+    p.className = "e2ee-text";
+    p.textContent = entry.text;
+    body.append(p);
+    body.dataset.e2eeShown = "text";
+  } else if (entry && entry.error) {
+    const p = document.createElement("p");
+    p.className = "e2ee-error";
+    p.setAttribute("role", "note");
+    const strong = document.createElement("strong");
+    strong.textContent = gettext("Couldn't decrypt this message.");
+    p.append(strong, " ", (REASONS[entry.error] || REASONS.undecryptable)());
+    body.append(p);
+    body.dataset.e2eeShown = "error";
+  } else {
+    const p = document.createElement("p");
+    p.className = "e2ee-status";
+    p.textContent = gettext("Encrypted message");
+    body.append(p);
+  }
+}
+
+async function start() {
+  const ctx = {
+    roomId: Number(panel.dataset.roomId),
+    userId: Number(panel.dataset.userId),
+    devicesUrl: panel.dataset.devicesUrl,
+    stateUrl: panel.dataset.stateUrl,
+    messagesUrl: panel.dataset.messagesUrl,
+    groupUrl: panel.dataset.groupUrl,
+    claimUrl: panel.dataset.claimUrl,
+    commitUrl: panel.dataset.commitUrl,
+  };
+  const db = await openDb(ctx.userId);
+  let device = null;
+  let room = null;
+  let ready = false;
+  let keyChangeAccepted = false;
+  let queue = Promise.resolve();
+
+  /** Run `work` after everything queued before it, holding this room's lock across tabs. */
+  function enqueue(work) {
+    const run = () => (navigator.locks ? navigator.locks.request(`calpico-e2ee-${ctx.userId}-${ctx.roomId}`, work) : work());
+    const next = queue.then(run, run);
+    queue = next.catch(() => {});
+    return next;
+  }
+
+  async function renderAll() {
+    const done = room?.record?.lastSeq ?? 0;
+    for (const body of document.querySelectorAll("#messages [data-e2ee]")) {
+      if (body.dataset.e2eeShown) continue;
+      const entry = await dbGet(db, "plain", await sha256Hex(body.dataset.e2ee));
+      if (entry) showPlain(body, entry);
+      // This device went through every message up to `done`, in order: a ciphertext there
+      // it never saw was changed since (on the server, or on the way).
+      else if (Number(body.closest("[data-seq]")?.dataset.seq) <= done) showPlain(body, { error: "undecryptable" });
+    }
+  }
+
+  async function refreshVerification() {
+    if (!room || !room.state) return;
+    const number = await safetyNumber(room);
+    document.getElementById("e2ee-safety-number").textContent = number;
+    const verified = await dbGet(db, "verified", ctx.roomId);
+    const mark = document.getElementById("e2ee-verified-mark");
+    const warning = document.getElementById("e2ee-key-change");
+    const button = document.getElementById("e2ee-verify-button");
+    mark.hidden = !(verified && verified === number);
+    button.hidden = Boolean(verified && verified === number);
+    const changed = Boolean(verified && verified !== number);
+    warning.hidden = !changed || keyChangeAccepted;
+    if (changed) {
+      document.getElementById("e2ee-key-change-text").textContent = gettext(
+        "The keys in this conversation changed since you verified them: someone added a device, or someone is in between. Compare the safety number again before you send anything sensitive.",
+      );
+    }
+    return { number, changed: changed && !keyChangeAccepted };
+  }
+
+  async function sync() {
+    device = device || (await ensureDevice(db, ctx));
+    room = room || new Room(db, ctx, device);
+    await room.load();
+    await room.fetchServer();
+    if (!room.state) {
+      if (!(await room.join())) {
+        status(gettext("Waiting for the other person's browser to add this device. Messages sent before it joins can't be read here."));
+        ready = false;
+        return false;
+      }
+      await room.fetchServer();
+    }
+    await room.decryptNew();
+    await room.applyCommits();
+    // The group moved on meanwhile: fetch and apply, then try adding again.
+    for (let attempt = 0; attempt < 3 && !(await room.addMissingDevices()); attempt++) {
+      await room.fetchServer();
+      await room.decryptNew();
+      await room.applyCommits();
+    }
+    await room.save();
+    await topUpKeyPackages(db, ctx, device);
+    ready = true;
+    status(
+      room.record.missedEarlier
+        ? gettext("End-to-end encrypted. Only the people in this conversation can read it. This device joined later: messages sent before it joined can't be read here.")
+        : gettext("End-to-end encrypted. Only the people in this conversation can read it."),
+    );
+    return true;
+  }
+
+  let waiting = null;
+  function syncAndRender() {
+    return enqueue(async () => {
+      const started = performance.now();
+      const joined = await sync();
+      window.calpicoE2ee.lastSyncMs = performance.now() - started;
+      await renderAll();
+      await refreshVerification();
+      if (!joined && !waiting) waiting = setTimeout(() => ((waiting = null), syncAndRender()), WAIT_POLL_MS);
+    }).catch((error) => {
+      status(interpolate(gettext("Encryption is not working on this device: %(reason)s"), { reason: error.message }));
+    });
+  }
+
+  // New messages (live, or older history loaded) and "… added a new device": catch up,
+  // once for a burst of them. What this module writes into a message body is not news.
+  let pending = false;
+  const list = document.getElementById("messages");
+  if (list) {
+    new MutationObserver((records) => {
+      const news = records.some(
+        (r) =>
+          !(r.target.closest && r.target.closest("[data-e2ee]")) &&
+          [...r.addedNodes].some((n) => n.nodeType === 1 && (n.matches(".message, [data-e2ee]") || n.querySelector(".message, [data-e2ee]"))),
+      );
+      if (!news || pending) return;
+      pending = true;
+      queueMicrotask(() => {
+        pending = false;
+        syncAndRender();
+      });
+    }).observe(list, { childList: true, subtree: true });
+  }
+
+  // Sending: encrypt in the browser, then post the ciphertext through the composer's own
+  // htmx request; the textarea's text never leaves the page.
+  document.addEventListener(
+    "submit",
+    (event) => {
+      const form = event.target;
+      if (!(form instanceof HTMLFormElement) || form.id !== "composer") return;
+      event.preventDefault();
+      event.stopImmediatePropagation();
+      const textarea = form.querySelector("textarea[name=body]");
+      const text = (textarea?.value || "").trim();
+      if (!text) return;
+      enqueue(async () => {
+        if (!ready) await sync();
+        if (!ready) return;
+        const verification = await refreshVerification();
+        if (verification && verification.changed) return; // the warning asks first
+        await room.fetchServer();
+        await room.decryptNew();
+        await room.applyCommits();
+        await room.addMissingDevices();
+        if (!room.othersCanRead()) {
+          status(gettext("The other person has not opened this conversation on any device yet, so nobody could read your message. Try again once they have."));
+          return;
+        }
+        const ciphertext = await room.encrypt(text);
+        await dbPut(db, "plain", await sha256Hex(ciphertext), { text, author: ctx.userId, mine: true });
+        await window.htmx.ajax("POST", form.action, {
+          source: form,
+          target: "#composer",
+          swap: "outerHTML",
+          values: { body: ciphertext },
+        });
+      }).catch((error) => {
+        status(interpolate(gettext("Couldn't encrypt your message: %(reason)s"), { reason: error.message }));
+      });
+    },
+    true,
+  );
+
+  document.getElementById("e2ee-verify-button")?.addEventListener("click", () => {
+    enqueue(async () => {
+      if (!room?.state) return;
+      await dbPut(db, "verified", ctx.roomId, await safetyNumber(room));
+      keyChangeAccepted = false;
+      await refreshVerification();
+    });
+  });
+  document.getElementById("e2ee-key-change-ok")?.addEventListener("click", () => {
+    enqueue(async () => {
+      keyChangeAccepted = true;
+      await dbDelete(db, "verified", ctx.roomId);
+      await refreshVerification();
+    });
+  });
+
+  await syncAndRender();
+}
+
+if (panel) {
+  // For tests and the bench: how long the last full sync took.
+  window.calpicoE2ee = { ready: start() };
+}
