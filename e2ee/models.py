@@ -43,6 +43,9 @@ class KeyPackage(models.Model):
     class Meta:
         indexes = [models.Index(fields=["device", "claimed_at"])]
 
+    def __str__(self) -> str:
+        return f"Key package {self.pk} of {self.device_id}"
+
 
 class Group(models.Model):
     """The MLS group of an encrypted room, as the server orders it."""
@@ -52,6 +55,9 @@ class Group(models.Model):
     epoch = models.PositiveBigIntegerField(default=0)
     created_by = models.ForeignKey(Device, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"Group of room {self.room_id}, epoch {self.epoch}"
 
 
 class Handshake(models.Model):
@@ -80,3 +86,6 @@ class Handshake(models.Model):
             ),
         ]
         indexes = [models.Index(fields=["room", "kind", "epoch"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} in room {self.room_id}, epoch {self.epoch}"

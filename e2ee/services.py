@@ -45,7 +45,9 @@ def clean_mls(value: object, wire_formats: tuple[int, ...], max_chars: int, what
     except (binascii.Error, ValueError):
         raise ValidationError(_("%(what)s is not valid base64.") % {"what": what}, code="invalid") from None
     if len(raw) < 8 or raw[:2] != b"\x00\x01" or int.from_bytes(raw[2:4], "big") not in wire_formats:
-        raise ValidationError(_("%(what)s is not an MLS message of the right kind.") % {"what": what}, code="invalid")
+        raise ValidationError(
+            _("%(what)s is not an MLS message of the right kind.") % {"what": what}, code="invalid"
+        )
     return value
 
 
@@ -62,7 +64,8 @@ def clean_signature_key(value: object) -> str:
 def clean_key_packages(values: object) -> list[str]:
     if not isinstance(values, list) or not values or len(values) > KEY_PACKAGES_PER_UPLOAD:
         raise ValidationError(
-            _("Send between 1 and %(count)s key packages.") % {"count": KEY_PACKAGES_PER_UPLOAD}, code="invalid"
+            _("Send between 1 and %(count)s key packages.") % {"count": KEY_PACKAGES_PER_UPLOAD},
+            code="invalid",
         )
     return [clean_mls(value, (KEY_PACKAGE,), KEY_PACKAGE_MAX_CHARS, _("A key package")) for value in values]
 
@@ -83,7 +86,8 @@ def do_register_device(user: User, *, signature_key: object, label: object, key_
     label = label.strip()[:80] if isinstance(label, str) else ""
     if Device.objects.filter(user=user).count() >= settings.E2EE_MAX_DEVICES:
         raise ValidationError(
-            _("You have %(count)s devices already, the most there can be.") % {"count": settings.E2EE_MAX_DEVICES},
+            _("You have %(count)s devices already, the most there can be.")
+            % {"count": settings.E2EE_MAX_DEVICES},
             code="too_many_devices",
         )
     ratelimits.hit(key_uploads(), user.pk, amount=len(packages))
@@ -113,7 +117,9 @@ def room_devices(room: Room) -> list[Device]:
     """The devices of the room's members (who the group should hold), oldest first."""
     members = Membership.objects.filter(room=room).exclude(request=Membership.Request.DECLINED)
     return list(
-        Device.objects.filter(user__in=members.values("user_id")).select_related("user").order_by("created_at", "pk")
+        Device.objects.filter(user__in=members.values("user_id"))
+        .select_related("user")
+        .order_by("created_at", "pk")
     )
 
 
@@ -130,14 +136,19 @@ def do_create_group(room: Room, device: Device) -> bool:
 def do_claim_key_packages(room: Room, claimer: Device, device_ids: object) -> list[KeyPackage]:
     """One unused key package for each of these devices of the room's members (those
     without one are left out): each is handed out once."""
-    if not isinstance(device_ids, list) or len(device_ids) > settings.E2EE_MAX_DEVICES * settings.E2EE_MAX_MEMBERS:
+    if (
+        not isinstance(device_ids, list)
+        or len(device_ids) > settings.E2EE_MAX_DEVICES * settings.E2EE_MAX_MEMBERS
+    ):
         raise ValidationError(_("Send the list of devices to add."), code="invalid")
     wanted = set()
     for value in device_ids:
         try:
             wanted.add(uuid.UUID(str(value)))
         except ValueError:
-            raise ValidationError(_("“%(value)s” is not a device id.") % {"value": value}, code="invalid") from None
+            raise ValidationError(
+                _("“%(value)s” is not a device id.") % {"value": value}, code="invalid"
+            ) from None
     allowed = {device.pk for device in room_devices(room)} & wanted
     ratelimits.hit(key_claims(), claimer.user_id, amount=max(1, len(allowed)))
     claimed = []
@@ -180,17 +191,23 @@ def do_commit(
             raise ValidationError(_("Name the key packages the Welcome is for."), code="invalid")
         member_devices = [device.pk for device in room_devices(room)]
         packages = list(
-            KeyPackage.objects.filter(pk__in=key_package_ids, device_id__in=member_devices, claimed_at__isnull=False)
+            KeyPackage.objects.filter(
+                pk__in=key_package_ids, device_id__in=member_devices, claimed_at__isnull=False
+            )
         )
         if len(packages) != len(set(key_package_ids)):
-            raise ValidationError(_("The Welcome names key packages that were not handed out here."), code="invalid")
+            raise ValidationError(
+                _("The Welcome names key packages that were not handed out here."), code="invalid"
+            )
     with transaction.atomic():
         group = Group.objects.select_for_update().filter(room=room).first()
         if group is None:
             raise ValidationError(_("This conversation's group is not made yet."), code="no_group")
         if group.epoch != epoch:
             return CommitResult(False, group.epoch)
-        Handshake.objects.create(room=room, kind=Handshake.Kind.COMMIT, epoch=epoch, sender=sender, data=commit)
+        Handshake.objects.create(
+            room=room, kind=Handshake.Kind.COMMIT, epoch=epoch, sender=sender, data=commit
+        )
         for package in packages:
             Handshake.objects.create(
                 room=room,

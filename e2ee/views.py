@@ -119,9 +119,13 @@ def room_state(request: HttpRequest, room_id: int) -> HttpResponse:
     except ValueError:
         raise ValidationError(_("“since” must be a whole number."), code="invalid") from None
     group = Group.objects.filter(room=room).first()
-    commits = Handshake.objects.filter(room=room, kind=Handshake.Kind.COMMIT, epoch__gte=since).order_by("epoch")
+    commits = Handshake.objects.filter(room=room, kind=Handshake.Kind.COMMIT, epoch__gte=since).order_by(
+        "epoch"
+    )
     welcome = (
-        Handshake.objects.filter(room=room, kind=Handshake.Kind.WELCOME, recipient=device).order_by("-epoch").first()
+        Handshake.objects.filter(room=room, kind=Handshake.Kind.WELCOME, recipient=device)
+        .order_by("-epoch")
+        .first()
     )
     return JsonResponse(
         {
@@ -155,7 +159,10 @@ def room_messages(request: HttpRequest, room_id: int) -> HttpResponse:
     )
     return JsonResponse(
         {
-            "messages": [{"seq": seq, "author_id": author, "data": body} for seq, author, body in rows[:MESSAGES_PER_FETCH]],
+            "messages": [
+                {"seq": seq, "author_id": author, "data": body}
+                for seq, author, body in rows[:MESSAGES_PER_FETCH]
+            ],
             "more": len(rows) > MESSAGES_PER_FETCH,
         }
     )
@@ -170,7 +177,9 @@ def create_group(request: HttpRequest, room_id: int) -> HttpResponse:
     # device waits for a Welcome instead.
     if services.do_create_group(room, device):
         return JsonResponse({"created": True, "epoch": 0}, status=201)
-    return JsonResponse({"created": False, "error": _("Another device made this conversation's group first.")})
+    return JsonResponse(
+        {"created": False, "error": _("Another device made this conversation's group first.")}
+    )
 
 
 @require_POST
@@ -202,7 +211,11 @@ def commit(request: HttpRequest, room_id: int) -> HttpResponse:
     if not result.accepted:
         # Another commit came first: apply it and try again (a race, not an error).
         return JsonResponse(
-            {"accepted": False, "epoch": result.epoch, "error": _("The group has moved on: apply its new commits first.")}
+            {
+                "accepted": False,
+                "epoch": result.epoch,
+                "error": _("The group has moved on: apply its new commits first."),
+            }
         )
     return JsonResponse({"accepted": True, "epoch": result.epoch}, status=201)
 

@@ -47,7 +47,11 @@ def register(client, packages: int = 2) -> dict:
     response = api(
         client,
         reverse("e2ee:register_device"),
-        {"signature_key": signature_key(), "label": "Chromium", "key_packages": [key_package() for _ in range(packages)]},
+        {
+            "signature_key": signature_key(),
+            "label": "Chromium",
+            "key_packages": [key_package() for _ in range(packages)],
+        },
     )
     assert response.status_code == 201, response.content
     return response.json()
@@ -58,7 +62,9 @@ def encrypted(alice_client, alice, bob) -> Room:
     return start(alice_client, "bob")
 
 
-def test_starting_an_encrypted_conversation_makes_a_second_room_beside_the_plain_one(alice_client, alice, bob):
+def test_starting_an_encrypted_conversation_makes_a_second_room_beside_the_plain_one(
+    alice_client, alice, bob
+):
     plain = alice_client.post(reverse("rooms:open_direct", args=["bob"]))["Location"]
     room = start(alice_client, "bob")
     assert room.encrypted and room.is_direct
@@ -116,7 +122,9 @@ def test_a_new_device_is_told_to_the_rooms_and_its_key_packages_are_handed_out_o
     alice_device = register(alice_client)["device_id"]
     state = api(alice_client, reverse("e2ee:state", args=[encrypted.pk]) + f"?device={alice_device}").json()
     assert state["group"] is None and {d["id"] for d in state["devices"]} == {alice_device, str(device.pk)}
-    assert api(alice_client, reverse("e2ee:group", args=[encrypted.pk]), {"device": alice_device}).json()["created"]
+    assert api(alice_client, reverse("e2ee:group", args=[encrypted.pk]), {"device": alice_device}).json()[
+        "created"
+    ]
     again = api(alice_client, reverse("e2ee:group", args=[encrypted.pk]), {"device": alice_device})
     assert again.status_code == 200 and again.json()["created"] is False
 
@@ -129,18 +137,28 @@ def test_a_new_device_is_told_to_the_rooms_and_its_key_packages_are_handed_out_o
 
     # A commit in the current epoch is taken; one for an epoch gone is answered with the epoch.
     commit_url = reverse("e2ee:commit", args=[encrypted.pk])
-    body = {"device": alice_device, "epoch": 0, "commit": mls(2), "welcome": mls(3), "key_package_ids": [ids[0]]}
+    body = {
+        "device": alice_device,
+        "epoch": 0,
+        "commit": mls(2),
+        "welcome": mls(3),
+        "key_package_ids": [ids[0]],
+    }
     accepted = api(alice_client, commit_url, body)
     assert accepted.status_code == 201 and accepted.json() == {"accepted": True, "epoch": 1}
     late = api(alice_client, commit_url, {**body, "welcome": None})
     assert late.status_code == 200 and late.json()["accepted"] is False and late.json()["epoch"] == 1
     assert Group.objects.get(room=encrypted).epoch == 1
-    welcome = api(bob_client, reverse("e2ee:state", args=[encrypted.pk]) + f"?device={device.pk}").json()["welcome"]
+    welcome = api(bob_client, reverse("e2ee:state", args=[encrypted.pk]) + f"?device={device.pk}").json()[
+        "welcome"
+    ]
     assert welcome == {"epoch": 1, "data": body["welcome"], "key_package_id": ids[0]}
     assert Handshake.objects.filter(room=encrypted, kind="commit").count() == 1
 
 
-def test_outsiders_and_other_peoples_devices_get_404(alice_client, bob_client, mallory_client, encrypted, alice):
+def test_outsiders_and_other_peoples_devices_get_404(
+    alice_client, bob_client, mallory_client, encrypted, alice
+):
     alice_device = register(alice_client)["device_id"]
     mallory_device = register(mallory_client)["device_id"]
     for name in ["state", "messages"]:
@@ -148,20 +166,33 @@ def test_outsiders_and_other_peoples_devices_get_404(alice_client, bob_client, m
         assert api(mallory_client, url).status_code == 404
     for name in ["group", "claim", "commit"]:
         url = reverse(f"e2ee:{name}", args=[encrypted.pk])
-        assert api(mallory_client, url, {"device": mallory_device, "device_ids": [alice_device]}).status_code == 404
+        assert (
+            api(mallory_client, url, {"device": mallory_device, "device_ids": [alice_device]}).status_code
+            == 404
+        )
     # Bob is in the room, but the device is Alice's.
-    assert api(bob_client, reverse("e2ee:state", args=[encrypted.pk]) + f"?device={alice_device}").status_code == 404
-    upload = api(bob_client, reverse("e2ee:key_packages", args=[alice_device]), {"key_packages": [key_package()]})
+    assert (
+        api(bob_client, reverse("e2ee:state", args=[encrypted.pk]) + f"?device={alice_device}").status_code
+        == 404
+    )
+    upload = api(
+        bob_client, reverse("e2ee:key_packages", args=[alice_device]), {"key_packages": [key_package()]}
+    )
     assert upload.status_code == 404
     # Mallory's device is not a member's: claiming it from the room gets nothing.
     claimed = api(
-        alice_client, reverse("e2ee:claim", args=[encrypted.pk]), {"device": alice_device, "device_ids": [mallory_device]}
+        alice_client,
+        reverse("e2ee:claim", args=[encrypted.pk]),
+        {"device": alice_device, "device_ids": [mallory_device]},
     )
     assert claimed.json()["key_packages"] == []
     # A plain room has no encryption endpoints.
     plain = alice_client.post(reverse("rooms:open_direct", args=["bob"]))["Location"]
     plain_id = int(plain.strip("/").split("/")[-1])
-    assert api(alice_client, reverse("e2ee:state", args=[plain_id]) + f"?device={alice_device}").status_code == 404
+    assert (
+        api(alice_client, reverse("e2ee:state", args=[plain_id]) + f"?device={alice_device}").status_code
+        == 404
+    )
     assert alice_client.get(reverse("e2ee:register_device")).status_code == 405
 
 
@@ -199,7 +230,9 @@ def test_bad_commits_and_claims_get_a_400(alice_client, encrypted):
     ]:
         response = api(alice_client, commit_url, body)
         assert response.status_code == 400, body
-    claim = api(alice_client, reverse("e2ee:claim", args=[encrypted.pk]), {"device": device, "device_ids": ["nope"]})
+    claim = api(
+        alice_client, reverse("e2ee:claim", args=[encrypted.pk]), {"device": device, "device_ids": ["nope"]}
+    )
     assert claim.status_code == 400
     since = api(alice_client, reverse("e2ee:state", args=[encrypted.pk]) + f"?device={device}&since=x")
     assert since.status_code == 400

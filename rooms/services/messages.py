@@ -237,7 +237,9 @@ def do_post_message(
                 raise ValidationError(_("The message you replied to is not in this room."), code="reply_to")
         # Only text with an "@" can mention anyone: skip loading the member list otherwise.
         # Ciphertext is not rendered: the members' browsers decrypt and show it.
-        rendered = render_message(body if not encrypted else "", member_usernames(room) if "@" in body else {})
+        rendered = render_message(
+            body if not encrypted else "", member_usernames(room) if "@" in body else {}
+        )
         if body and not encrypted and not _shows_something(rendered.html):
             if attachment.content is None:
                 raise ValidationError(SHOWS_NOTHING, code="shows_nothing")

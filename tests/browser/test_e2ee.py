@@ -90,9 +90,11 @@ class Browser:
         page = context.new_page()
         page.on(
             "console",
-            lambda m: m.type in ("error", "warning")
-            and KNOWN_WARNING not in m.text
-            and self.errors.append(f"{page.url}: {m.text}"),
+            lambda m: (
+                m.type in ("error", "warning")
+                and KNOWN_WARNING not in m.text
+                and self.errors.append(f"{page.url}: {m.text}")
+            ),
         )
         page.on("pageerror", lambda e: self.errors.append(str(e)))
         return page
@@ -129,7 +131,9 @@ def send(page: Page, text: str) -> None:
 
 
 def ready(page: Page) -> None:
-    expect(page.locator("#e2ee-status")).to_contain_text("Only the people in this conversation", timeout=SETUP)
+    expect(page.locator("#e2ee-status")).to_contain_text(
+        "Only the people in this conversation", timeout=SETUP
+    )
 
 
 def shot(page: Page, name: str) -> None:
@@ -156,7 +160,9 @@ def test_two_people_exchange_encrypted_messages_the_database_holds_only_cipherte
     bob.page.goto(f"/r/{room_id}/")
     bob.page.get_by_role("button", name="Accept").click()
     ready(bob.page)
-    expect(alice.page.locator(".message--system").filter(has_text="Bob Builder added a new device")).to_be_visible()
+    expect(
+        alice.page.locator(".message--system").filter(has_text="Bob Builder added a new device")
+    ).to_be_visible()
     send(alice.page, "The treasure is under the old oak")
     expect(bodies(bob.page).filter(has_text="The treasure is under the old oak")).to_be_visible(timeout=SETUP)
     send(bob.page, "Got it, see you there")
@@ -235,9 +241,9 @@ def test_a_new_device_joins_cannot_read_earlier_messages_and_a_verified_contact_
     log_in(laptop, bob)
     laptop.goto(f"/r/{room_id}/")
     expect(laptop.locator("#e2ee-status")).to_contain_text("This device joined later", timeout=SETUP)
-    expect(alice.page.locator(".message--system").filter(has_text="Bob Builder added a new device")).to_have_count(
-        2, timeout=SETUP
-    )
+    expect(
+        alice.page.locator(".message--system").filter(has_text="Bob Builder added a new device")
+    ).to_have_count(2, timeout=SETUP)
     earlier = bodies(laptop).filter(has_text="Before the second laptop")
     expect(earlier).to_have_count(0)
     expect(bodies(laptop).first).to_contain_text("Sent before this device joined")
