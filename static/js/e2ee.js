@@ -18,6 +18,7 @@ import { gettext, interpolate } from "./i18n.js";
 const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
 const KEY_PACKAGES_KEPT = 5;
 const WAIT_POLL_MS = 4000;
+const MESSAGE_MAX_LENGTH = 4000; // settings.MESSAGE_MAX_LENGTH
 
 const panel = document.getElementById("e2ee");
 const enc = new TextEncoder();
@@ -557,6 +558,16 @@ async function start() {
       const textarea = form.querySelector("textarea[name=body]");
       const text = (textarea?.value || "").trim();
       if (!text) return;
+      if (text.length > MESSAGE_MAX_LENGTH) {
+        // The server cannot count the characters of a ciphertext: said here instead.
+        status(
+          interpolate(gettext("A message is at most %(limit)s characters; this one has %(length)s."), {
+            limit: MESSAGE_MAX_LENGTH.toLocaleString(document.documentElement.lang || "en"),
+            length: text.length.toLocaleString(document.documentElement.lang || "en"),
+          }),
+        );
+        return;
+      }
       enqueue(async () => {
         if (!ready) await sync();
         if (!ready) return;
@@ -584,6 +595,23 @@ async function start() {
     },
     true,
   );
+
+  // Reply and Cancel reply fetch a new composer and would send the draft along to keep
+  // it (hx-include="#id_body"): here the draft stays in the page instead.
+  let draft = null;
+  document.addEventListener("htmx:configRequest", (event) => {
+    if (event.detail.verb !== "get" || !/\/composer\/(\?|$)/.test(event.detail.path)) return;
+    const parameters = event.detail.parameters;
+    draft = document.querySelector("#composer textarea[name=body]")?.value ?? null;
+    if (typeof parameters.delete === "function") parameters.delete("body");
+    else delete parameters.body;
+  });
+  document.addEventListener("htmx:afterSwap", (event) => {
+    if (draft === null || event.detail.target?.id !== "composer") return;
+    const textarea = document.querySelector("#composer textarea[name=body]");
+    if (textarea && !textarea.value) textarea.value = draft;
+    draft = null;
+  });
 
   document.getElementById("e2ee-verify-button")?.addEventListener("click", () => {
     enqueue(async () => {

@@ -168,6 +168,21 @@ def test_two_people_exchange_encrypted_messages_the_database_holds_only_cipherte
     send(bob.page, "Got it, see you there")
     expect(bodies(alice.page).filter(has_text="Got it, see you there")).to_be_visible(timeout=SETUP)
 
+    # A reply: the draft stays in the page (a plain room sends it along to keep it), and
+    # the reply goes out encrypted, quoting "Encrypted message".
+    sent: list[str] = []
+    bob.page.on("request", lambda r: sent.append(f"{r.url} {r.post_data or ''}"))
+    bob.page.locator("#composer textarea").fill("my unsent draft")
+    mine = bob.page.locator("#messages article.message").filter(has_text="The treasure is under")
+    mine.hover()
+    mine.get_by_role("link", name="Reply").click()
+    expect(bob.page.locator(".composer__reply")).to_contain_text("Encrypted message")
+    expect(bob.page.locator("#composer textarea")).to_have_value("my unsent draft")
+    bob.page.locator("#composer textarea").press("Enter")
+    expect(bodies(alice.page).filter(has_text="my unsent draft")).to_be_visible(timeout=SETUP)
+    expect(alice.page.locator(".message__quote").last).to_contain_text("Encrypted message")
+    assert sent and not [s for s in sent if "unsent" in s]
+
     # The sidebar says "Encrypted message", never the text.
     expect(alice.page.locator(f"#sidebar-preview-{room_id}")).to_contain_text("Encrypted message")
     expect(alice.page.locator(f"#sidebar-title-{room_id} .lock-icon")).to_be_attached()
@@ -179,12 +194,12 @@ def test_two_people_exchange_encrypted_messages_the_database_holds_only_cipherte
     # The database holds ciphertext only: MLS private messages, never the words.
     rows = room_bodies(app, room_id)
     encrypted = [row for row in rows if row["kind"] == "encrypted"]
-    assert len(encrypted) == 2
+    assert len(encrypted) == 3
     for row in encrypted:
         assert base64.b64decode(row["body"])[:4] == b"\x00\x01\x00\x02"
         assert row["html"] == ""
     dump = json.dumps(rows)
-    assert "treasure" not in dump and "oak" not in dump and "see you there" not in dump
+    assert "treasure" not in dump and "oak" not in dump and "see you there" not in dump and "draft" not in dump
 
     # Safety numbers: the same 60 digits on both screens; Bob marks the conversation verified.
     alice.page.locator("#e2ee-verify summary").click()
@@ -256,6 +271,7 @@ def test_a_new_device_joins_cannot_read_earlier_messages_and_a_verified_contact_
     textarea.press("Enter")
     expect(alice.page.locator("#e2ee-key-change")).to_be_visible()
     expect(textarea).to_have_value("After the second laptop")
+    shot(alice.page, "key-change-1280")
     alice.page.get_by_role("button", name="I understand, send anyway").click()
     expect(alice.page.locator("#e2ee-key-change")).to_be_hidden()
     textarea.press("Enter")
@@ -263,5 +279,4 @@ def test_a_new_device_joins_cannot_read_earlier_messages_and_a_verified_contact_
     for page in (alice.page, bob.page, laptop):
         expect(bodies(page).filter(has_text="After the second laptop")).to_be_visible(timeout=SETUP)
     shot(laptop, "new-device-390")
-    shot(alice.page, "key-change-1280")
     assert people.errors == []
