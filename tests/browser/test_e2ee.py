@@ -199,7 +199,9 @@ def test_two_people_exchange_encrypted_messages_the_database_holds_only_cipherte
         assert base64.b64decode(row["body"])[:4] == b"\x00\x01\x00\x02"
         assert row["html"] == ""
     dump = json.dumps(rows)
-    assert "treasure" not in dump and "oak" not in dump and "see you there" not in dump and "draft" not in dump
+    assert (
+        "treasure" not in dump and "oak" not in dump and "see you there" not in dump and "draft" not in dump
+    )
 
     # Safety numbers: the same 60 digits on both screens; Bob marks the conversation verified.
     alice.page.locator("#e2ee-verify summary").click()
