@@ -283,6 +283,11 @@ class Room {
         const known = await dbGet(this.db, "plain", key);
         if (!known) {
           const entry = await this.decryptOne(message, cs);
+          if (entry === null) {
+            // Its epoch's commit is not on the server yet: the next sync takes it from here.
+            await this.save();
+            return;
+          }
           if (entry.error === "before_join") this.record.missedEarlier = true;
           await dbPut(this.db, "plain", key, entry);
         }
@@ -303,6 +308,12 @@ class Room {
     const epoch = Number(decoded.privateMessage.epoch);
     if (epoch < this.record.joinedEpoch) return { error: "before_join" };
     if (epoch > this.epoch()) await this.applyCommits(epoch);
+    if (epoch > this.epoch()) {
+      // A commit accepted after this sync asked for them: ask again.
+      await this.fetchServer();
+      await this.applyCommits(epoch);
+      if (epoch > this.epoch()) return null;
+    }
     try {
       const result = await mls.processPrivateMessage(this.state, decoded.privateMessage, mls.emptyPskIndex, cs);
       this.state = result.newState;
@@ -573,6 +584,9 @@ async function start() {
         if (!ready) return;
         const verification = await refreshVerification();
         if (verification && verification.changed) return; // the warning asks first
+        // Another tab of this browser may have moved the group on: never encrypt from a
+        // stale state (it would use a key twice).
+        await room.load();
         await room.fetchServer();
         await room.decryptNew();
         await room.applyCommits();
