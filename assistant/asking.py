@@ -31,7 +31,14 @@ from assistant import budget, dispatch
 from assistant.models import AssistantRun, AssistantSettings, PrivateAnswer
 from assistant.private import _quoted, do_open_private_room
 from assistant.prompt import estimate_tokens
-from assistant.services import DAILY_LIMIT, NOT_CONFIGURED_TEXT, daily_limit_text, is_configured, runs_today
+from assistant.services import (
+    DAILY_LIMIT,
+    ENCRYPTED_NO_ASSISTANT,
+    NOT_CONFIGURED_TEXT,
+    daily_limit_text,
+    is_configured,
+    runs_today,
+)
 from rooms.live_groups import user_group
 from rooms.markdown import render_message
 from rooms.models import Membership, Message, Room
@@ -47,13 +54,15 @@ CITATION = re.compile(r"\[#(\d+)\](?!\()")
 def catch_up_offered(membership: Membership, unread_after: int | None) -> int:
     """How many messages a catch-up would summarize (0: the button is not offered)."""
     room = membership.room
-    if room.is_private or unread_after is None:
+    if room.is_private or room.encrypted or unread_after is None:
         return 0
     unread = room.last_seq - unread_after
     return unread if unread >= settings.CATCH_UP_MIN_UNREAD else 0
 
 
 def _check_can_ask(room: Room, user: User) -> None:
+    if room.encrypted:
+        raise ValidationError(ENCRYPTED_NO_ASSISTANT, code="encrypted")
     if room.is_private:
         raise ValidationError(
             _("Ask in the conversation itself: this one is already private."), code="private"

@@ -176,8 +176,13 @@ def delete_memory(request, memory_id: int):
 
 def _share_targets(sidebar: Sidebar) -> list[tuple[Room, str]]:
     """Conversations an answer may go to, with their titles: the user's accepted, live,
-    shared rooms, which the sidebar has loaded already."""
-    return [(entry.room, entry.title) for entry in sidebar if not entry.room.is_private][:100]
+    shared rooms, which the sidebar has loaded already. Not an encrypted room: the answer is
+    plain text the server holds, and those rooms take ciphertext only (docs/e2ee.md)."""
+    return [
+        (entry.room, entry.title)
+        for entry in sidebar
+        if not entry.room.is_private and not entry.room.encrypted
+    ][:100]
 
 
 @require_http_methods(["GET", "POST"])

@@ -121,6 +121,15 @@ class GroupForm(forms.Form):
         widget=forms.TextInput(attrs={"placeholder": "bob, carol", "autocomplete": "off"}),
     )
 
+    encrypted = forms.BooleanField(
+        label=gettext_lazy("End-to-end encrypted"),
+        required=False,
+        help_text=gettext_lazy(
+            "Messages are encrypted in the members' browsers; the server can't read them. No assistant, "
+            "no files, no search, and a new device can't read earlier messages."
+        ),
+    )
+
 
 class AddMembersForm(forms.Form):
     members = UsernamesField(

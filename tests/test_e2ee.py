@@ -259,3 +259,34 @@ def test_messages_endpoint_lists_ciphertext_in_order_for_members_only(alice_clie
     after = api(bob_client, f"{url}?after={listed['messages'][0]['seq']}").json()
     assert [m["data"] for m in after["messages"]] == [second]
     assert api(bob_client, f"{url}?after=x").status_code == 400
+
+
+def test_an_encrypted_group_has_at_most_e2ee_max_members(alice_client, alice, bob, carol, settings):
+    settings.E2EE_MAX_MEMBERS = 2
+    refused = alice_client.post(
+        reverse("rooms:new_group"), {"title": "Secrets", "members": "bob carol", "encrypted": "on"}
+    )
+    assert refused.status_code == 422
+    assert "An encrypted group has at most 2 members" in html.unescape(refused.content.decode())
+    made = alice_client.post(
+        reverse("rooms:new_group"), {"title": "Secrets", "members": "bob", "encrypted": "on"}
+    )
+    room = Room.objects.get(title="Secrets")
+    assert made.status_code == 302 and room.encrypted and room.is_group
+    added = alice_client.post(reverse("rooms:add_members", args=[room.pk]), {"members": "carol"})
+    assert added.status_code == 422
+    assert not room.memberships.filter(user=carol).exists()
+    page = alice_client.get(room.get_absolute_url()).content.decode()
+    assert 'id="e2ee"' in page and "private-panel" not in page  # no catch-up, no private asks
+    assert post(alice_client, room, "plain words").status_code == 422
+
+
+def test_private_answers_are_refused_in_an_encrypted_room(alice_client, encrypted, settings):
+    settings.OPENAI_API_KEY = "sk-test"
+    for name, data in [("ask_privately", {"question": "what?"}), ("catch_up", {"since": "0"})]:
+        response = alice_client.post(
+            reverse(f"assistant:{name}", args=[encrypted.pk]), data, HTTP_HX_REQUEST="true"
+        )
+        assert response.status_code == 422
+        assert "the assistant can't be enabled here" in html.unescape(response.content.decode())
+    assert not Message.objects.filter(room=encrypted).exclude(kind=Message.Kind.SYSTEM).exists()

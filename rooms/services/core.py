@@ -144,8 +144,17 @@ def do_post_system_message(room_id: int, event: str, *, actor: User | None = Non
         return system_message(lock_room(room_id), event, actor=actor, **params)
 
 
-def check_room_size(current: int, adding: int) -> None:
+def check_room_size(current: int, adding: int, *, encrypted: bool = False) -> None:
     limit = settings.ROOM_MAX_MEMBERS
+    if encrypted:
+        # Every member's every browser is a member of the MLS group (docs/e2ee.md).
+        limit = min(limit, settings.E2EE_MAX_MEMBERS)
+        if current + adding > limit:
+            raise ValidationError(
+                _("An encrypted group has at most %(limit)s members; this would make %(count)s.")
+                % {"limit": limit, "count": current + adding},
+                code="too_many_members",
+            )
     if current + adding > limit:
         raise ValidationError(
             _("A group has at most %(limit)s members; this would make %(count)s.")

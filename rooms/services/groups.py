@@ -32,16 +32,17 @@ def clean_title(title: str) -> str:
     return title
 
 
-def do_create_group(owner: User, title: str, members: Iterable[User]) -> Room:
-    """A new group owned by `owner` with `members` (the owner is added if missing)."""
+def do_create_group(owner: User, title: str, members: Iterable[User], *, encrypted: bool = False) -> Room:
+    """A new group owned by `owner` with `members` (the owner is added if missing);
+    `encrypted`: end-to-end encrypted, without the assistant (docs/e2ee.md)."""
     title = clean_title(title)
     others = list({m.pk: m for m in members if m.pk != owner.pk}.values())
     if any(not m.is_active for m in others):
         raise ValidationError(_("One of those accounts is not available."), code="inactive")
     _refuse_blockers(owner, others)
-    check_room_size(1, len(others))
+    check_room_size(1, len(others), encrypted=encrypted)
     with transaction.atomic():
-        room = Room.objects.create(kind=Room.Kind.GROUP, title=title, owner=owner)
+        room = Room.objects.create(kind=Room.Kind.GROUP, title=title, owner=owner, encrypted=encrypted)
         Membership.objects.bulk_create(
             [Membership(room=room, user=owner)] + [Membership(room=room, user=m) for m in others]
         )
@@ -98,7 +99,7 @@ def do_add_members(actor: User, room: Room, users: Iterable[User]) -> list[User]
         _refuse_blockers(actor, new)
         if not new:
             return []
-        check_room_size(len(present), len(new))
+        check_room_size(len(present), len(new), encrypted=room.encrypted)
         # New members start with the room's history read up to now.
         Membership.objects.bulk_create(
             [Membership(room=room, user=u, last_read_seq=room.last_seq) for u in new]

@@ -140,7 +140,7 @@ def do_join_by_invite(user: User, token: str) -> JoinResult:
         if problem is not None:
             raise CannotJoin(problem, PROBLEM_TEXT[problem])
         try:
-            check_room_size(Membership.objects.filter(room=room).count(), 1)
+            check_room_size(Membership.objects.filter(room=room).count(), 1, encrypted=room.encrypted)
         except ValidationError:
             raise CannotJoin(InviteProblem.FULL, PROBLEM_TEXT[InviteProblem.FULL]) from None
         Membership.objects.create(room=room, user=user, last_read_seq=room.last_seq)

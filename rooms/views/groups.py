@@ -23,7 +23,10 @@ def new_group(request):
         if form.is_valid():
             try:
                 room = services.do_create_group(
-                    request.user, form.cleaned_data["title"], form.cleaned_data["members"]
+                    request.user,
+                    form.cleaned_data["title"],
+                    form.cleaned_data["members"],
+                    encrypted=form.cleaned_data["encrypted"],
                 )
             except ValidationError as exc:
                 form.add_error("title" if exc.code in {"empty", "too_long", "direction"} else "members", exc)

@@ -334,15 +334,32 @@ class Room {
     return this.members().some((leaf) => userOfLeaf(leaf) !== this.ctx.userId);
   }
 
-  /** Add the members' devices the group does not hold yet; false if the group moved on first. */
+  /** The group's leaves that are no longer a member's device (someone left or was removed). */
+  staleLeaves() {
+    const listed = new Set(this.server.devices.map((d) => d.signature_key));
+    const mine = toBase64(this.device.publicKey);
+    const stale = [];
+    this.state.ratchetTree.forEach((node, index) => {
+      if (node?.nodeType !== "leaf") return;
+      const key = toBase64(node.leaf.signaturePublicKey);
+      if (key !== mine && !listed.has(key)) stale.push(index / 2);
+    });
+    return stale;
+  }
+
+  /**
+   * Make the group hold exactly the members' devices: add those it lacks, remove those of
+   * people no longer in the room, in one commit. False if the group moved on first.
+   */
   async addMissingDevices() {
     const inGroup = new Set(this.members().map((leaf) => toBase64(leaf.signaturePublicKey)));
     const missing = this.server.devices.filter((d) => !inGroup.has(d.signature_key));
-    if (!missing.length) return true;
-    const claimed = await api(this.ctx.claimUrl, { device: this.device.id, device_ids: missing.map((d) => d.id) });
-    if (!claimed.key_packages.length) return true;
+    const proposals = this.staleLeaves().map((removed) => ({ proposalType: "remove", remove: { removed } }));
+    if (!missing.length && !proposals.length) return true;
+    const claimed = missing.length
+      ? await api(this.ctx.claimUrl, { device: this.device.id, device_ids: missing.map((d) => d.id) })
+      : { key_packages: [] };
     const cs = await suite();
-    const proposals = [];
     const used = [];
     for (const package_ of claimed.key_packages) {
       const decoded = mls.decodeMlsMessage(fromBase64(package_.data), 0)[0];
@@ -498,7 +515,7 @@ async function start() {
     await room.fetchServer();
     if (!room.state) {
       if (!(await room.join())) {
-        status(gettext("Waiting for the other person's browser to add this device. Messages sent before it joins can't be read here."));
+        status(gettext("Waiting for another member's browser to add this device. Messages sent before it joins can't be read here."));
         ready = false;
         return false;
       }
@@ -592,7 +609,7 @@ async function start() {
         await room.applyCommits();
         await room.addMissingDevices();
         if (!room.othersCanRead()) {
-          status(gettext("The other person has not opened this conversation on any device yet, so nobody could read your message. Try again once they have."));
+          status(gettext("Nobody else has opened this conversation on a device yet, so nobody could read your message. Try again once someone has."));
           return;
         }
         const ciphertext = await room.encrypt(text);

@@ -282,3 +282,61 @@ def test_a_new_device_joins_cannot_read_earlier_messages_and_a_verified_contact_
         expect(bodies(page).filter(has_text="After the second laptop")).to_be_visible(timeout=SETUP)
     shot(laptop, "new-device-390")
     assert people.errors == []
+
+
+def test_an_encrypted_group_of_three_and_a_member_removed_from_its_keys(people, app):
+    alice = people.person("alice", "Alice Liddell")
+    bob = people.person("bob", "Bob Builder")
+    carol = people.person("carol", "Carol Danvers")
+    alice.page.goto("/rooms/new/")
+    alice.page.fill("input[name=title]", "Surprise party")
+    alice.page.fill("input[name=members]", f"{bob.username} {carol.username}")
+    alice.page.get_by_label("End-to-end encrypted").check()
+    alice.page.get_by_role("button", name="Create group").click()
+    expect(alice.page).to_have_url(re.compile(r"/r/\d+/$"))
+    room_id = int(re.search(r"/r/(\d+)/$", alice.page.url).group(1))
+    expect(alice.page.locator("#room-title .lock-icon")).to_be_visible()
+    expect(alice.page.locator("#private-panel")).to_have_count(0)
+    for member in (bob, carol):
+        member.page.goto(f"/r/{room_id}/")
+        ready(member.page)
+    send(alice.page, "Cake at eight, tell nobody")
+    for member in (bob, carol):
+        expect(bodies(member.page).filter(has_text="Cake at eight")).to_be_visible(timeout=SETUP)
+    send(carol.page, "I will bring candles")
+    expect(bodies(bob.page).filter(has_text="I will bring candles")).to_be_visible(timeout=SETUP)
+    # The lock stays on the title and the sidebar entry as live messages redraw them.
+    expect(bob.page.locator("#room-title .lock-icon")).to_be_visible()
+    expect(bob.page.locator(f"#sidebar-title-{room_id} .lock-icon")).to_be_visible()
+    assert "Surprise party" in bob.page.title() and "encrypted" not in bob.page.title()
+
+    # The group's safety number is the same on every screen.
+    numbers = []
+    for member in (alice, bob, carol):
+        member.page.locator("#e2ee-verify summary").click()
+        numbers.append(member.page.locator("#e2ee-safety-number").inner_text())
+    assert re.fullmatch(r"(\d{5} ){11}\d{5}", numbers[0]) and numbers.count(numbers[0]) == 3
+    shot(bob.page, "group-1280")
+
+    # Carol is removed: the next send takes her device out of the group first, so what
+    # follows is encrypted for Alice's and Bob's devices only (a new safety number for both).
+    carol_id = carol.page.evaluate("() => document.body.dataset.userId")
+    # (Her page would ask for the group's news once more and get the 404 a non-member gets.)
+    carol.page.close()
+    status = alice.page.evaluate(
+        """async ([url, id]) => {
+            const token = JSON.parse(document.body.getAttribute("hx-headers"))["X-CSRFToken"];
+            const body = new URLSearchParams({user_id: id});
+            return (await fetch(url, {method: "POST", body, headers: {"X-CSRFToken": token}})).status;
+        }""",
+        [f"/r/{room_id}/settings/remove/", carol_id],
+    )
+    assert status in (200, 302)
+    send(alice.page, "Carol is out of the loop now")
+    expect(bodies(bob.page).filter(has_text="Carol is out of the loop now")).to_be_visible(timeout=SETUP)
+    after = alice.page.locator("#e2ee-safety-number")
+    expect(after).not_to_have_text(numbers[0])
+    expect(bob.page.locator("#e2ee-safety-number")).to_have_text(after.inner_text(), timeout=SETUP)
+    rows = room_bodies(app, room_id)
+    assert "Cake" not in json.dumps(rows) and "loop" not in json.dumps(rows)
+    assert people.errors == []
