@@ -28,7 +28,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from accounts.models import Block, User
-from assistant.models import Memory
+from assistant.models import Memory, PrivateAnswer
 from jobs.queue import JobContext
 from privacy.models import DataExport
 from rooms import filetypes
@@ -55,6 +55,8 @@ Exported for @{username} on {date} (UTC). This file explains what is here.
 - `my-assistant.json`, `my-assistant.md`: your private chat with the assistant, both your
   messages and its replies.
 - `memories.json`: what you asked the assistant to remember.
+- `private-answers.json`: the answers the assistant gave you alone inside conversations
+  (Catch me up, Ask privately) that you have not shared or discarded, with your question.
 
 Not included: messages other people wrote, even in conversations you are in (they are
 theirs to export), and other people's pictures. Deleted messages are not included:
@@ -234,6 +236,18 @@ def build(export: DataExport, context: JobContext) -> Path:
                 for memory in Memory.objects.filter(user=user).order_by("created_at")
             ]
             archive.writestr("memories.json", json.dumps(memories, indent=2, ensure_ascii=False))
+            answers = [
+                {
+                    "conversation": names.get(answer.room_id, ""),
+                    "kind": answer.kind,
+                    "question": answer.question,
+                    "answer": answer.body,
+                    "state": answer.state,
+                    "created_at": answer.created_at.isoformat(),
+                }
+                for answer in PrivateAnswer.objects.filter(user=user).order_by("id")
+            ]
+            archive.writestr("private-answers.json", json.dumps(answers, indent=2, ensure_ascii=False))
         os.chmod(partial, 0o600)
         partial.replace(path)
     finally:

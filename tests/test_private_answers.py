@@ -2,6 +2,7 @@
 discard, continue in My assistant; and who may never see a private answer."""
 
 import re
+import zipfile
 
 import pytest
 from django.contrib import admin
@@ -260,3 +261,32 @@ async def test_another_members_socket_never_receives_a_private_answer(fake_opena
     finally:
         runner.install(None)
         task.cancel()
+
+
+def test_the_askers_export_holds_their_private_answers_and_nobody_elses(
+    fake_openai, settings, tmp_path, alice, bob, group
+):
+    import json
+
+    settings.EXPORTS_ROOT = tmp_path / "exports"
+
+    from jobs import runner as jobs_runner
+    from privacy import services as privacy
+    from privacy.export import export_path
+
+    fake_openai.reply(SECRET_A)
+    asking.do_ask_privately(membership(group, alice), SECRET_Q)
+    runner.run_pending()
+    exports = {user: privacy.do_request_export(user) for user in (alice, bob)}
+    jobs_runner.run_pending()
+    for user, export in exports.items():
+        export.refresh_from_db()
+        with zipfile.ZipFile(export_path(export)) as archive:
+            everything = "".join(archive.read(name).decode("utf-8", "replace") for name in archive.namelist())
+            answers = json.loads(archive.read("private-answers.json"))
+        if user == alice:
+            assert [(a["question"], a["answer"], a["conversation"]) for a in answers] == [
+                (SECRET_Q, SECRET_A, "Trip planning")
+            ]
+        else:
+            assert answers == [] and SECRET_A not in everything and SECRET_Q not in everything
