@@ -159,30 +159,31 @@ class Meter:
 
 
 def meter(room: Room) -> Meter:
-    """This month's use of the room's budget, by kind and by member."""
+    """This month's use of the room's budget, by kind and by member: one query for all."""
     budget = budget_for(room)
     month = month_start()
     field_name = "runs" if budget.unit == BudgetUnit.RUNS else "tokens"
-    rows = BudgetUsage.objects.filter(room=room, month=month)
-    kinds = rows.values("kind").annotate(total=Sum(field_name)).order_by("-total", "kind")
-    members = (
-        rows.values("user__display_name", "user__username")
-        .annotate(total=Sum(field_name))
-        .order_by("-total", "user__username")
+    rows = BudgetUsage.objects.filter(room=room, month=month).values_list(
+        "kind", "user__display_name", "user__username", field_name, "estimated_tokens"
     )
-    estimated = rows.filter(estimated_tokens__gt=0).exists() and budget.unit == BudgetUnit.TOKENS
+    by_kind: dict[str, int] = {}
+    by_member: dict[str, int] = {}
+    estimated = False
+    for kind, display_name, username, total, estimated_tokens in rows:
+        by_kind[kind] = by_kind.get(kind, 0) + total
+        name = display_name or username or _("Deleted account")
+        by_member[name] = by_member.get(name, 0) + total
+        estimated = estimated or estimated_tokens > 0
     names = _kind_names()
+    ordered = sorted(by_kind.items(), key=lambda item: (-item[1], item[0]))
     return Meter(
         unit=budget.unit,
         limit=budget.limit,
-        used=sum(int(k["total"] or 0) for k in kinds),
+        used=sum(by_kind.values()),
         month=month,
-        estimated=estimated,
-        by_kind=[(names.get(k["kind"], k["kind"]), int(k["total"] or 0)) for k in kinds],
-        by_member=[
-            (m["user__display_name"] or m["user__username"] or _("Deleted account"), int(m["total"] or 0))
-            for m in members
-        ],
+        estimated=estimated and budget.unit == BudgetUnit.TOKENS,
+        by_kind=[(names.get(kind, kind), total) for kind, total in ordered],
+        by_member=sorted(by_member.items(), key=lambda item: (-item[1], item[0])),
     )
 
 

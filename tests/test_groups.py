@@ -200,7 +200,8 @@ def test_the_settings_page_costs_the_same_with_30_members_and_their_invites(
     for i in range(30):
         services.do_create_group(alice, f"Group {i}", [people[i]])
     # The user, my membership, the members with theirs, the invite links, the sidebar's
-    # rooms, the people I blocked, and the assistant's name.
-    with django_assert_max_num_queries(7):
+    # rooms, the people I blocked, and the assistant's name; the room's AI budget and this
+    # month's use of it (one query for the meter, by kind and by member).
+    with django_assert_max_num_queries(9):
         page = alice_client.get(reverse("rooms:settings", args=[room.pk])).content.decode()
     assert "(31 of at most" in page and "member29" in page and page.count("Remove<") == 30

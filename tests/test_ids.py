@@ -20,6 +20,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.urls.resolvers import RegexPattern
 
 from accounts.models import User
+from assistant.models import PrivateAnswer
 from assistant.private import do_add_memory
 from calpico.asgi import application
 from privacy.models import DataExport
@@ -45,7 +46,9 @@ ID_FIELDS = [
     "reply_to",
     "invite_id",
     "memory_id",
+    "answer_id",
     "seq",
+    "since",
     "before",
     "after",
 ]
@@ -85,6 +88,7 @@ def world(alice, bob, carol, group):
     message = services.do_post_message(membership(group, bob), "hello").message
     invite = invites.do_create_invite(alice, membership(group, alice), expiry="7d", uses="unlimited")
     memory = do_add_memory(alice, "Likes tea")
+    answer = PrivateAnswer.objects.create(room=group, user=alice, kind="private", question="Tea?")
     export = DataExport.objects.create(user=alice)
     return {
         "export_id": export.pk,
@@ -93,6 +97,7 @@ def world(alice, bob, carol, group):
         "seq": message.seq,
         "invite_id": invite.pk,
         "memory_id": memory.pk,
+        "answer_id": answer.pk,
         "username": "bob",
         "token": invite.token,
         # The admin's and allauth's own parameters.

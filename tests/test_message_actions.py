@@ -47,8 +47,10 @@ def confirm_by_the_page(client: Client, url: str):
 
 
 def message_list(page: str) -> str:
-    """The room page's history, without the composer and the top bar (which post forms of their own)."""
-    return page[page.index('id="messages"') : page.index('id="composer"')]
+    """The room page's history, without the private panel, the composer and the top bar (which
+    post forms of their own)."""
+    end = page.index('id="private-panel"') if 'id="private-panel"' in page else page.index('id="composer"')
+    return page[page.index('id="messages"') : end]
 
 
 @pytest.fixture

@@ -65,6 +65,10 @@ def test_catch_up_and_ask_privately_while_the_other_member_sees_nothing(
     wait_connected(alice.page)
     catch_up = alice.page.locator("#catch-up")
     expect(catch_up).to_contain_text("17 unread messages")
+    shot(alice.page, "catch-up-offer")
+    alice.page.emulate_media(color_scheme="dark")
+    shot(alice.page, "catch-up-offer-dark")
+    alice.page.emulate_media(color_scheme="light")
     fake_openai.queue(text=CATCH_UP, token_interval=0.03)
     catch_up.get_by_role("button", name="Catch me up").click()
     card = alice.page.locator("#private-answers .private-answer").first
