@@ -67,6 +67,8 @@ def _check_can_ask(room: Room, user: User) -> None:
         raise ValidationError(
             _("Ask in the conversation itself: this one is already private."), code="private"
         )
+    if room.encrypted:
+        raise ValidationError(str(ENCRYPTED_NO_ASSISTANT), code="encrypted")
     if not is_configured():
         raise ValidationError(NOT_CONFIGURED_TEXT, code="not_configured")
     if runs_today(user) >= settings.ASSISTANT_DAILY_RUNS:
@@ -170,7 +172,7 @@ def do_continue_privately(membership: Membership, message: Message) -> PostResul
     hidden = blocked_ids(membership.user)
     before = (
         Message.objects.filter(room=room, seq__lt=message.seq, deleted_at__isnull=True)
-        .exclude(kind=Message.Kind.SYSTEM)
+        .exclude(kind__in=(Message.Kind.SYSTEM, Message.Kind.ENCRYPTED))
         .exclude(author_id__in=hidden)
         .select_related("author")
         .order_by("-seq")[:CONTINUE_BEFORE]
@@ -218,7 +220,7 @@ def _transcript(rows: list[tuple], budget_tokens: int) -> tuple[list[str], int]:
 def _rows(room: Room, user: User, *, after: int = 0, limit: int) -> list[tuple]:
     return list(
         Message.objects.filter(room=room, seq__gt=after, deleted_at__isnull=True)
-        .exclude(kind=Message.Kind.SYSTEM)
+        .exclude(kind__in=(Message.Kind.SYSTEM, Message.Kind.ENCRYPTED))
         .exclude(author_id__in=blocked_ids(user))
         .order_by("-seq")
         .values_list("seq", "kind", "state", "body", "file_name", "author__display_name", "author__username")[

@@ -297,7 +297,9 @@ def continue_privately(request, room_id: int, message_id: int):
     membership = access_membership(request.user, room_id)
     message = access_message(membership, message_id)
     back = f"{membership.room.get_absolute_url()}#m-{message.pk}"
-    if membership.room.is_private or message.is_deleted or message.kind == Message.Kind.SYSTEM:
+    room = membership.room
+    readable = message.kind in (Message.Kind.TEXT, Message.Kind.ASSISTANT)
+    if room.is_private or room.encrypted or message.is_deleted or not readable:
         raise Http404(_("No such message."))
     if request.method == "GET":
         context = {

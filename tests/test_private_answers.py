@@ -15,7 +15,7 @@ from rooms import services as rooms
 from rooms.models import Message
 from rooms.queries import sidebar_entries
 from rooms.services.search import search_messages
-from tests.conftest import HTMX, membership
+from tests.conftest import HTMX, membership, post
 
 SECRET_Q = "Should I quietly leave this trip?"
 SECRET_A = "Zanzibar-private-answer"
@@ -290,3 +290,28 @@ def test_the_askers_export_holds_their_private_answers_and_nobody_elses(
             ]
         else:
             assert answers == [] and SECRET_A not in everything and SECRET_Q not in everything
+
+
+def test_an_encrypted_room_has_no_private_assistant(fake_openai, settings, alice, bob, alice_client):
+    """The assistant is kept out of end-to-end encrypted rooms: it could only read ciphertext."""
+    from tests.test_e2ee import mls, start
+
+    settings.CATCH_UP_MIN_UNREAD = 1
+    room = start(alice_client, bob.username)
+    assert post(alice_client, room, mls(2)).status_code == 302
+    message = Message.objects.get(room=room, kind=Message.Kind.ENCRYPTED)
+    page = alice_client.get(room.get_absolute_url()).content.decode()
+    assert 'id="private-panel"' not in page and "Continue in My assistant" not in page
+    for url, data in (
+        (reverse("assistant:ask_privately", args=[room.pk]), {"question": "hi"}),
+        (reverse("assistant:catch_up", args=[room.pk]), {"since": "0"}),
+    ):
+        response = alice_client.post(url, data, **HTMX)
+        assert response.status_code == 422 and "end-to-end encrypted" in response.content.decode()
+    assert (
+        alice_client.post(reverse("assistant:continue_privately", args=[room.pk, message.pk])).status_code
+        == 404
+    )
+    assert not PrivateAnswer.objects.exists() and fake_openai.chat_requests() == []
+    settings_page = alice_client.get(reverse("rooms:settings", args=[room.pk])).content.decode()
+    assert 'id="ai-budget"' not in settings_page
