@@ -67,8 +67,6 @@ def _check_can_ask(room: Room, user: User) -> None:
         raise ValidationError(
             _("Ask in the conversation itself: this one is already private."), code="private"
         )
-    if room.encrypted:
-        raise ValidationError(str(ENCRYPTED_NO_ASSISTANT), code="encrypted")
     if not is_configured():
         raise ValidationError(NOT_CONFIGURED_TEXT, code="not_configured")
     if runs_today(user) >= settings.ASSISTANT_DAILY_RUNS:
