@@ -35,6 +35,8 @@ class AssistantRunAdmin(admin.ModelAdmin):
         "requested_by",
         "kind",
         "status",
+        "decision",
+        "reason",
         "model",
         "prompt_tokens",
         "completion_tokens",
@@ -42,7 +44,16 @@ class AssistantRunAdmin(admin.ModelAdmin):
         "total_seconds",
         "error_code",
     )
-    list_filter = ("status", FailedFilter, "kind", "error_code", "model", "created_at")
+    list_filter = (
+        "status",
+        FailedFilter,
+        "kind",
+        "decision",
+        "unprompted",
+        "error_code",
+        "model",
+        "created_at",
+    )
     search_fields = ("requested_by__username", "room__title", "error")
     date_hierarchy = "created_at"
     list_select_related = ("room", "requested_by")

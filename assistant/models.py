@@ -15,9 +15,19 @@ DEFAULT_NAME = "Assistant"
 
 
 class ReplyMode(models.TextChoices):
-    ALWAYS = "always", gettext_lazy("Always")
+    # It decides after each pause in the conversation (assistant/decider.py); mentions
+    # always get a reply. The default for a new group (see `default_reply_mode`).
+    AUTO = "auto", gettext_lazy("Automatically")
+    ALWAYS = "always", gettext_lazy("Every message")
     MENTION = "mention", gettext_lazy("When mentioned")
     OFF = "off", gettext_lazy("Off")
+
+
+def default_reply_mode(room: Room) -> str:
+    """A room without settings: groups decide for themselves, direct rooms wait to be asked.
+    Groups that existed before Automatically got a settings row keeping When mentioned
+    (migration 0003)."""
+    return ReplyMode.AUTO if room.is_group else ReplyMode.MENTION
 
 
 class AssistantSettings(models.Model):
@@ -29,6 +39,15 @@ class AssistantSettings(models.Model):
     reply_mode = models.CharField(max_length=10, choices=ReplyMode.choices, default=ReplyMode.MENTION)
     # False: only the group's owner and admins may change the assistant.
     members_can_edit = models.BooleanField(default=True)
+    # "Quiet for an hour": until then Automatically behaves as When mentioned.
+    quiet_until = models.DateTimeField(null=True, blank=True)
+    # The rolling summary of the room's older history (assistant/summary.py): what replies
+    # see before the recent messages. Made from this room's messages only, never from
+    # memories; any member may clear it; deleted with the room.
+    summary = models.TextField(blank=True)
+    # The last message (by seq) the summary covers: older messages are not sent raw.
+    summary_through_seq = models.BigIntegerField(default=0)
+    summary_updated_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = gettext_lazy("assistant settings")
@@ -36,6 +55,10 @@ class AssistantSettings(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} in {self.room}"
+
+
+def decider_model() -> str:
+    return settings.ASSISTANT_DECIDER_MODEL or settings.ASSISTANT_MODEL
 
 
 class AssistantRun(models.Model):
@@ -52,6 +75,15 @@ class AssistantRun(models.Model):
         # PrivateAnswer, never to a room message.
         CATCH_UP = "catch_up", "Catch-up"
         PRIVATE = "private", "Private ask"
+        # Whether to speak, in a room set to Automatically: no message of its own.
+        DECISION = "decision", "Decision"
+        # The room's rolling summary: no message of its own, never holds up a reply.
+        SUMMARY = "summary", "Summary"
+
+    class Decision(models.TextChoices):
+        RESPOND = "respond", "Respond"
+        REACT = "react", "React"
+        SILENT = "silent", "Silent"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -89,6 +121,13 @@ class AssistantRun(models.Model):
     worker = models.CharField(max_length=100, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     cancel_requested = models.BooleanField(default=False)
+    # Not claimed before then: a decision waits for a pause in the conversation.
+    not_before = models.DateTimeField(null=True, blank=True)
+    # A reply nobody asked for, and the decision behind it (or the decision run itself):
+    # what the model chose and the one-line reason it gave, shown as "Why?".
+    unprompted = models.BooleanField(default=False)
+    decision = models.CharField(max_length=10, choices=Decision.choices, blank=True)
+    reason = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     first_token_at = models.DateTimeField(null=True, blank=True)
@@ -97,11 +136,17 @@ class AssistantRun(models.Model):
     class Meta:
         constraints = [
             # One room's runs go in order: a second claim in the same room fails here.
-            # Private runs write nothing in the room, so they hold up nobody's reply.
+            # Private runs write nothing in the room, so they hold up nobody's reply; a
+            # summary runs beside the room's replies (never holding one up), one at a time.
             models.UniqueConstraint(
                 fields=["room"],
-                condition=Q(status="running") & ~Q(kind__in=["catch_up", "private"]),
+                condition=Q(status="running") & ~Q(kind__in=["catch_up", "private", "summary"]),
                 name="assistant_one_running_run_per_room",
+            ),
+            models.UniqueConstraint(
+                fields=["room"],
+                condition=Q(status="running", kind="summary"),
+                name="assistant_one_running_summary_per_room",
             ),
         ]
         indexes = [
@@ -128,11 +173,15 @@ class AssistantRun(models.Model):
     def running(cls, worker: str, kind: str, *, attempts: int) -> dict[str, Any]:
         """The fields of a run `worker` is doing now: the one definition, for a queued run
         claimed (assistant.runs) and for a run created running (assistant.services)."""
-        image = kind == cls.Kind.IMAGE
+        models_by_kind: dict[str, str] = {
+            cls.Kind.IMAGE: settings.ASSISTANT_IMAGE_MODEL,
+            cls.Kind.DECISION: decider_model(),
+            cls.Kind.SUMMARY: decider_model(),
+        }
         return {
             "status": cls.Status.RUNNING,
             "worker": worker,
-            "model": settings.ASSISTANT_IMAGE_MODEL if image else settings.ASSISTANT_MODEL,
+            "model": models_by_kind.get(kind, settings.ASSISTANT_MODEL),
             "started_at": timezone.now(),  # compared with first_token_at: this host's clock
             "heartbeat_at": Now(),  # compared with other hosts' beats: the database's clock
             "attempts": attempts,

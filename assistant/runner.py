@@ -45,6 +45,7 @@ import openai
 from django.conf import settings
 
 from assistant import dispatch
+from assistant.models import AssistantRun
 from assistant.runner_db import DatabaseCall, RunnerThreads
 from assistant.runs import (
     STOP,
@@ -66,6 +67,7 @@ log = logging.getLogger(__name__)
 
 # How long a stopping runner waits for its streams to notice they were cancelled.
 SHUTDOWN_WAIT = 0.5
+SILENT_KINDS = (AssistantRun.Kind.DECISION, AssistantRun.Kind.SUMMARY)
 WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
@@ -164,7 +166,8 @@ class Runner(RunStreaming):
             if claimed is None:
                 self.release()
                 return
-            if self._start_reserved(claimed):
+            # Decisions and summaries show no message of their own.
+            if self._start_reserved(claimed) and claimed.kind not in SILENT_KINDS:
                 await self.db(self._show)(claimed)
 
     def reserve(self) -> bool:

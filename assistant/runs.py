@@ -41,8 +41,9 @@ from django.utils import timezone
 
 from assistant import asking, budget
 from assistant.models import PRIVATE_KINDS, AssistantRun, PrivateAnswer
-from assistant.prompt import build_chat_prompt, estimate_tokens, redacted
+from assistant.prompt import build_chat_prompt, decision_prompt, estimate_tokens, redacted
 from assistant.services import settings_for
+from assistant.summary import queue_summary_if_due, summary_prompt
 from calpico import metrics
 from rooms.markdown import render_message
 from rooms.models import Message
@@ -93,6 +94,8 @@ class Claimed:
     prompt_tokens_estimate: int = 0
     # The reply's message, once `show` has stored it.
     message_id: int | None = None
+    # Shown under a finished reply: what of the attached file did not fit.
+    file_note: str = ""
     # Its prompt could not be built: the run is to fail (`fail_unprepared`) instead.
     unprepared: bool = False
     # As claimed: the message to answer in (a retry's, a recovered run's), else the one
@@ -116,19 +119,24 @@ def claim_next(worker: str) -> Claimed | None:
     """Take the oldest queued run in a room with nothing running, or None."""
     # Most looks find nothing: answer that without a locking transaction (on SQLite,
     # BEGIN IMMEDIATE takes the database's write lock).
-    if not AssistantRun.objects.filter(status=AssistantRun.Status.QUEUED).exists():
-        return None
+    due = Q(not_before__isnull=True) | Q(not_before__lte=Now())
+    if not AssistantRun.objects.filter(due, status=AssistantRun.Status.QUEUED).exists():
+        return None  # a decision waiting for its pause is not worth a lock either
     while True:
         with transaction.atomic():
-            # Private runs write nothing in the room: they neither wait for nor hold it up.
-            busy_rooms = (
-                AssistantRun.objects.filter(status=AssistantRun.Status.RUNNING)
-                .exclude(kind__in=PRIVATE_KINDS)
-                .values("room_id")
-            )
+            running = AssistantRun.objects.filter(status=AssistantRun.Status.RUNNING)
+            summary = Q(kind=AssistantRun.Kind.SUMMARY)
+            # Private runs write nothing in the room: they neither wait for nor hold it up. A
+            # room's summary runs beside its replies, never in their way (and the reverse).
+            busy_rooms = running.exclude(kind__in=PRIVATE_KINDS).exclude(summary).values("room_id")
+            summarising = running.filter(summary).values("room_id")
             query = (
                 AssistantRun.objects.filter(status=AssistantRun.Status.QUEUED)
-                .filter(Q(kind__in=PRIVATE_KINDS) | ~Q(room_id__in=busy_rooms))
+                # A decision waits for its pause (set by a host's clock, read by the database's:
+                # they differ by far less than a pause).
+                .filter(due)
+                .filter(Q(kind__in=PRIVATE_KINDS) | summary | ~Q(room_id__in=busy_rooms))
+                .exclude(summary & Q(room_id__in=summarising))
                 .order_by("id")
             )
             if connection.features.has_select_for_update_skip_locked:
@@ -177,13 +185,17 @@ def _mark_running(run: AssistantRun, worker: str) -> bool:
     """Inside the claim's transaction, make the queued run this worker's (the fields are
     `AssistantRun.running`'s, as for a run created running). False if the one-running-run-
     per-room constraint or another claim got there first."""
+    fields = AssistantRun.running(worker, run.kind, attempts=run.attempts + 1)
     try:
         with transaction.atomic():
             updated = AssistantRun.objects.filter(pk=run.pk, status=AssistantRun.Status.QUEUED).update(
-                **AssistantRun.running(worker, run.kind, attempts=run.attempts + 1)
+                **fields
             )
     except IntegrityError:
         return False
+    # The instance is what gets prepared: the model asked is the one just stored, not the
+    # empty one a queued run was created with.
+    run.model, run.attempts = fields["model"], fields["attempts"]
     return bool(updated)
 
 
@@ -204,6 +216,7 @@ def _prepare_or_fail(run: AssistantRun, worker: str) -> Claimed | None:
 def _prepare(run: AssistantRun, worker: str) -> Claimed:
     """What the model is asked: the prompt is built from the room as it is now."""
     assistant = settings_for(run.room)
+    notes: list[str] = []  # what of an attached file it could not read
     prompt: Any
     answer_id = None
     if run.kind in PRIVATE_KINDS:
@@ -214,9 +227,16 @@ def _prepare(run: AssistantRun, worker: str) -> Claimed:
     elif run.kind == AssistantRun.Kind.IMAGE:
         prompt = run.prompt
         estimate = estimate_tokens(prompt.get("prompt", "")) if isinstance(prompt, dict) else 0
-    else:
-        prompt = build_chat_prompt(run, assistant)
+    elif run.kind == AssistantRun.Kind.DECISION:
+        prompt = decision_prompt(run, assistant)
         estimate = sum(estimate_tokens(str(entry["content"])) for entry in prompt)
+    elif run.kind == AssistantRun.Kind.SUMMARY:
+        prompt = summary_prompt(run, assistant)
+        estimate = sum(estimate_tokens(str(entry["content"])) for entry in prompt)
+    else:
+        prompt = build_chat_prompt(run, assistant, notes=notes)
+        estimate = sum(estimate_tokens(str(entry["content"])) for entry in prompt)
+        queue_summary_if_due(run.room, assistant)
     return Claimed(
         run_id=run.pk,
         room_id=run.room_id,
@@ -226,6 +246,7 @@ def _prepare(run: AssistantRun, worker: str) -> Claimed:
         prompt=prompt,
         worker=worker,
         prompt_tokens_estimate=estimate,
+        file_note=" ".join(notes),
         reply=run.reply,
         # In a shared room the reply quotes who asked; alone with it, that is plain.
         reply_to=None if run.room.is_private else run.trigger,
@@ -421,6 +442,8 @@ def finish(
             note = "Stopped."
         if status == AssistantRun.Status.DONE and progress.cut_at_length:
             note = "Cut off at the reply length limit."
+        if status == AssistantRun.Status.DONE and not note and claimed.file_note:
+            note = claimed.file_note
         if status == AssistantRun.Status.DONE and not text and image is None:
             state, note = Message.State.FAILED, "The AI service sent an empty reply."
         do_update_assistant_message(message, body=text, state=state, note=note, image=image)

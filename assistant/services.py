@@ -28,6 +28,8 @@ from assistant.models import (
     AssistantRun,
     AssistantSettings,
     ReplyMode,
+    decider_model,
+    default_reply_mode,
 )
 from assistant.private import do_add_memory
 from calpico.text import check_no_direction_overrides, visible_characters
@@ -66,7 +68,7 @@ def settings_for(room: Room) -> AssistantSettings:
         return room.assistant
     except AssistantSettings.DoesNotExist:
         # Kept on the room like a loaded one, so asking again costs no query.
-        room.assistant = AssistantSettings(room=room)
+        room.assistant = AssistantSettings(room=room, reply_mode=default_reply_mode(room))
         return room.assistant
 
 
@@ -90,6 +92,21 @@ def mentions_assistant(body: str, name: str) -> bool:
     names = {"assistant", name.strip().lower()}
     pattern = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True) if n)
     return re.search(rf"(?<![\w@])@(?:{pattern})(?![\w])", body, re.IGNORECASE) is not None
+
+
+# "Ada, what do you think?", "hey Ada …?", "… right, Ada?": said to it by name, without "@".
+ADDRESS_PREFIX = r"^\W*(?:(?:hey|hi|hello|ok|okay|so|and|dear|salut|bonjour)\W+)?"
+
+
+def addresses_assistant(body: str, name: str) -> bool:
+    """A question or request put to the assistant by its name without "@": the name opens the
+    message followed by a comma, colon or question, or closes a question after a comma. Counts
+    as a mention."""
+    names = {"assistant", name.strip().lower()} - {""}
+    pattern = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+    opening = re.search(rf"{ADDRESS_PREFIX}(?:{pattern})\s*[,:?!]", body, re.IGNORECASE)
+    closing = re.search(rf",\s*(?:{pattern})\s*[?!.]*\s*$", body, re.IGNORECASE)
+    return opening is not None or closing is not None
 
 
 def clean_assistant_name(name: str) -> str:
@@ -153,6 +170,7 @@ def do_update_assistant(
             )
         if reply_mode != assistant.reply_mode:
             notes.append((f"assistant_replies_{ReplyMode(reply_mode).value}", {}))
+            assistant.quiet_until = None  # a mode chosen now holds from now
         if members_can_edit is not None and members_can_edit != assistant.members_can_edit:
             if not is_owner(actor, room):
                 raise PermissionDenied(_("Only the group's owner decides who changes the assistant."))
@@ -246,6 +264,7 @@ def _queue(
             room=room, status__in=(AssistantRun.Status.QUEUED, AssistantRun.Status.RUNNING)
         )
         .exclude(kind__in=PRIVATE_KINDS)
+        .exclude(kind=AssistantRun.Kind.SUMMARY)  # beside replies, never before them
         .only("kind", "status", "reply", "trigger")
         .order_by("id")
     )
@@ -333,16 +352,84 @@ def queue_for_message(message: Message, membership: Membership) -> AfterCommit |
             else:
                 do_post_system_message(room.pk, "memory_saved", actor=user, text=memory.text)
         return _queue(room, message, user, AssistantRun.Kind.REPLY, assistant.name)
-    if assistant.reply_mode == ReplyMode.OFF:
+    mode = assistant.reply_mode
+    if mode == ReplyMode.OFF:
         return None
+    if mode == ReplyMode.AUTO and is_quiet(assistant):
+        mode = ReplyMode.MENTION  # "quiet for an hour"
     mentioned = mentions_assistant(message.body, assistant.name)
-    if assistant.reply_mode == ReplyMode.ALWAYS and not mentioned and not is_configured():
+    if mode == ReplyMode.AUTO and not mentioned:
+        # Said to it by name counts as a mention here; no decision needed.
+        mentioned = addresses_assistant(message.body, assistant.name)
+    if mode in (ReplyMode.ALWAYS, ReplyMode.AUTO) and not mentioned and not is_configured():
         return None  # the settings panel says it is not configured; no notice under every message
-    if assistant.reply_mode == ReplyMode.ALWAYS and not mentioned and budget.refusal(room):
+    if mode in (ReplyMode.ALWAYS, ReplyMode.AUTO) and not mentioned and budget.refusal(room):
         return None  # the room was told once it is used up; no refusal under every message
-    if assistant.reply_mode == ReplyMode.ALWAYS or mentioned:
+    if mode == ReplyMode.ALWAYS or mentioned:
         return _queue(room, message, user, AssistantRun.Kind.REPLY, assistant.name)
+    if mode == ReplyMode.AUTO:
+        _queue_decision(room, message)
     return None
+
+
+def is_quiet(assistant: AssistantSettings) -> bool:
+    return assistant.quiet_until is not None and assistant.quiet_until > timezone.now()
+
+
+# A decision is put off by each new message, up to this many pauses after the first.
+DECIDE_MAX_DEFER = 4
+
+
+def _queue_decision(room: Room, trigger: Message) -> None:
+    """After a person's message in a room set to Automatically: have the model decide,
+    once the conversation pauses, whether to speak (assistant/decider.py). Messages arriving
+    before the decision starts join it (its trigger moves to the latest, its start later);
+    at most one decision waits and one runs per room. Nobody's allowance is touched."""
+    if not decider_model():
+        return
+    not_before = timezone.now() + dt.timedelta(seconds=settings.ASSISTANT_DECIDE_PAUSE_SECONDS)
+    waiting = (
+        AssistantRun.objects.filter(
+            room=room, kind=AssistantRun.Kind.DECISION, status=AssistantRun.Status.QUEUED
+        )
+        .order_by("id")
+        .first()
+    )
+    if waiting is not None:
+        # A room that never pauses still gets a decision now and then.
+        latest = waiting.created_at + dt.timedelta(
+            seconds=settings.ASSISTANT_DECIDE_PAUSE_SECONDS * DECIDE_MAX_DEFER
+        )
+        waiting.trigger, waiting.not_before = (
+            trigger,
+            min(not_before, latest),
+        )
+        waiting.save(update_fields=["trigger", "not_before"])
+        return
+    # No runner is woken: it could do nothing before the pause, and finds the decision at
+    # its next look after it (every ASSISTANT_HEARTBEAT_SECONDS at most).
+    AssistantRun.objects.create(
+        room=room,
+        kind=AssistantRun.Kind.DECISION,
+        trigger=trigger,
+        not_before=not_before,
+        model=decider_model(),
+    )
+
+
+def do_quiet_for_an_hour(user: User, room: Room) -> AssistantSettings:
+    """Any member: the assistant answers only mentions for the next hour, as the room is told."""
+    with transaction.atomic():
+        room = Room.objects.select_for_update().get(pk=room.pk)
+        assistant = settings_for(room)
+        assistant.quiet_until = timezone.now() + dt.timedelta(hours=1)
+        assistant.save()
+        # Whatever it was about to decide is dropped: nobody wants it now.
+        AssistantRun.objects.filter(
+            room=room, kind=AssistantRun.Kind.DECISION, status=AssistantRun.Status.QUEUED
+        ).update(status=AssistantRun.Status.CANCELLED, finished_at=timezone.now())
+        do_post_system_message(room.pk, "assistant_quiet_hour", actor=user)
+    return assistant
 
 
 # Stop and retry

@@ -17,10 +17,12 @@ from django.core.files.base import ContentFile
 from django.utils import timezone
 
 from assistant.asking import push_answer_text
+from assistant.decider import apply_decision, ask_for_decision, parse_decision
 from assistant.model_api import StreamCut, describe_error, generate_image, make_client, open_chat_stream
 from assistant.models import AssistantRun
 from assistant.runner_db import DatabaseCall
 from assistant.runs import LOST, STOP, Claimed, Progress, finish, save_progress
+from assistant.summary import apply_summary, ask_for_summary
 from calpico import metrics
 from rooms.attachments import attachment_from_bytes
 from rooms.live import push_partial_text
@@ -50,6 +52,12 @@ class RunStreaming:
 
     async def execute(self, claimed: Claimed) -> None:
         """Ask the model, push its text to the room, store how it ended."""
+        if claimed.kind == AssistantRun.Kind.DECISION:
+            await self._decide(claimed)
+            return
+        if claimed.kind == AssistantRun.Kind.SUMMARY:
+            await self._summarise(claimed)
+            return
         progress = claimed.progress
         asked_at, asked_monotonic = timezone.now(), time.monotonic()
 
@@ -96,6 +104,42 @@ class RunStreaming:
             )
         except Exception:
             log.exception("Could not store the end of assistant run %s", claimed.run_id)
+
+    async def _decide(self, claimed: Claimed) -> None:
+        """A decision (assistant/decider.py): one small call, then act on it. Anything that
+        goes wrong is silence, logged without the conversation, never shown in the room."""
+        decision, usage, error = None, None, ""
+        asked_monotonic = time.monotonic()
+        try:
+            text, usage = await ask_for_decision(self.client(), model=claimed.model, messages=claimed.prompt)
+            decision = parse_decision(text)
+            if decision is None:
+                error = "unparsed"
+                log.warning("Assistant decision %s could not be read; staying silent", claimed.run_id)
+        except Exception as exc:
+            error = describe_error(exc)[0]
+            log.warning("Assistant decision %s failed (%s); staying silent", claimed.run_id, error)
+        metrics.MODEL_SECONDS.labels(kind=claimed.kind, status=error or "done").observe(
+            time.monotonic() - asked_monotonic
+        )
+        try:
+            await self.db(apply_decision)(claimed, decision, usage, error)
+        except Exception:
+            log.exception("Could not store assistant decision %s", claimed.run_id)
+
+    async def _summarise(self, claimed: Claimed) -> None:
+        """The room's rolling summary (assistant/summary.py): one call, stored on the room.
+        A failure leaves the previous summary as it was, logged without the conversation."""
+        text, usage, error = "", None, ""
+        try:
+            text, usage = await ask_for_summary(self.client(), model=claimed.model, messages=claimed.prompt)
+        except Exception as exc:
+            error = describe_error(exc)[0]
+            log.warning("Assistant summary %s failed (%s)", claimed.run_id, error)
+        try:
+            await self.db(apply_summary)(claimed, text, usage, error)
+        except Exception:
+            log.exception("Could not store assistant summary %s", claimed.run_id)
 
     def client(self) -> openai.AsyncOpenAI:
         """One client for the runner's life (see `model_api.make_client`), made anew when

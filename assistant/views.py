@@ -6,7 +6,7 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from assistant import asking, budget, private, services
+from assistant import asking, budget, private, services, summary
 from assistant.forms import AssistantForm, BudgetForm, MemoryForm, ShareForm
 from assistant.models import AssistantRun, Memory
 from assistant.prompt import MEMORIES_MAX
@@ -105,6 +105,52 @@ def retry(request, room_id: int, message_id: int):
             return render(request, "assistant/_retry_refused.html", {"error": exc.messages[0]}, status=422)
         messages.error(request, exc.messages[0])
     return _back(request, f"{membership.room.get_absolute_url()}#m-{message_id}")
+
+
+@require_http_methods(["GET", "POST"])
+def quiet(request, room_id: int):
+    """Any member: the assistant answers only mentions for the next hour. GET asks first
+    (the button leads here when the browser runs no JavaScript)."""
+    membership = access_membership(request.user, room_id)
+    room = membership.room
+    back = room.get_absolute_url()
+    if request.method == "GET":
+        context = {
+            "question": _("Keep the assistant quiet for an hour?"),
+            "explanation": _(
+                "For the next hour it answers only when someone mentions it. The room is told who asked."
+            ),
+            "confirm": _("Quiet for an hour"),
+            "cancel_url": back,
+        }
+        return render(request, "confirm.html", context)
+    services.do_quiet_for_an_hour(request.user, room)
+    if not request.htmx:
+        messages.success(request, _("The assistant stays quiet for an hour."))
+    return _back(request, back)
+
+
+@require_http_methods(["GET", "POST"])
+def clear_summary(request, room_id: int):
+    """Any member: the assistant forgets its summary of the room. GET asks first."""
+    membership = access_membership(request.user, room_id)
+    room = membership.room
+    back = reverse("rooms:settings", args=[room.pk]) + "#assistant-memory"
+    if request.method == "GET":
+        context = {
+            "question": _("Clear what the assistant remembers about this room?"),
+            "explanation": _(
+                "It forgets its summary of the older conversation, and does not read those "
+                "messages again. The room is told who cleared it."
+            ),
+            "confirm": _("Clear"),
+            "danger": True,
+            "cancel_url": back,
+        }
+        return render(request, "confirm.html", context)
+    summary.do_clear_summary(request.user, room)
+    messages.success(request, _("The assistant’s summary of this room is cleared."))
+    return redirect(back)
 
 
 @require_GET

@@ -408,6 +408,21 @@ ASSISTANT_TIMEOUT_SECONDS = env_float("ASSISTANT_TIMEOUT_SECONDS", 60.0)
 # How much room history goes into a prompt, in (estimated) tokens, and the reply's cap.
 ASSISTANT_CONTEXT_TOKENS = env_int("ASSISTANT_CONTEXT_TOKENS", 6000)
 ASSISTANT_MAX_REPLY_TOKENS = env_int("ASSISTANT_MAX_REPLY_TOKENS", 1500)
+# Automatically (assistant/decider.py): the model that decides whether to speak (empty:
+# ASSISTANT_MODEL), the pause it waits for after the last message, the history it sees,
+# and the unprompted replies one room gets per hour at most.
+ASSISTANT_DECIDER_MODEL = env("ASSISTANT_DECIDER_MODEL")
+ASSISTANT_DECIDE_PAUSE_SECONDS = env_float("ASSISTANT_DECIDE_PAUSE_SECONDS", 3.0)
+ASSISTANT_DECIDER_CONTEXT_TOKENS = env_int("ASSISTANT_DECIDER_CONTEXT_TOKENS", 1500)
+ASSISTANT_AUTO_REPLIES_PER_HOUR = env_int("ASSISTANT_AUTO_REPLIES_PER_HOUR", 12)
+# The rolling summary of a long room (assistant/summary.py): made once this many messages
+# are not covered yet, it folds in all but the newest KEEP_RECENT, reading at most
+# INPUT_TOKENS of them per run (0 turns summaries off).
+ASSISTANT_SUMMARY_AFTER_MESSAGES = env_int("ASSISTANT_SUMMARY_AFTER_MESSAGES", 80)
+ASSISTANT_SUMMARY_KEEP_RECENT = env_int("ASSISTANT_SUMMARY_KEEP_RECENT", 40)
+ASSISTANT_SUMMARY_INPUT_TOKENS = env_int("ASSISTANT_SUMMARY_INPUT_TOKENS", 4000)
+# The most of an attached file (PDF, text, code) the assistant reads, in estimated tokens.
+ASSISTANT_FILE_TOKENS = env_int("ASSISTANT_FILE_TOKENS", 3000)
 # Runs (replies and images) one person may trigger per day (UTC).
 ASSISTANT_DAILY_RUNS = env_int("ASSISTANT_DAILY_RUNS", 200)
 # A room opened with at least this many unread messages offers "Catch me up".

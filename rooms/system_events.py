@@ -31,6 +31,15 @@ EVENTS: dict[str, str] = {
     "assistant_renamed": gettext_noop("%(actor)s renamed the assistant to %(name)s"),
     "assistant_personality_changed": gettext_noop("%(actor)s changed the assistant’s personality"),
     "assistant_personality_cleared": gettext_noop("%(actor)s cleared the assistant’s personality"),
+    "assistant_replies_auto": gettext_noop(
+        "%(actor)s set the assistant to join in when it has something useful to add"
+    ),
+    "assistant_quiet_hour": gettext_noop(
+        "%(actor)s asked the assistant to stay quiet for an hour; it still answers mentions"
+    ),
+    "assistant_summary_cleared": gettext_noop(
+        "%(actor)s cleared what the assistant remembers about this room"
+    ),
     "assistant_replies_always": gettext_noop("%(actor)s set the assistant to reply to every message"),
     "assistant_replies_mention": gettext_noop("%(actor)s set the assistant to reply only when mentioned"),
     "assistant_replies_off": gettext_noop("%(actor)s set the assistant to stay quiet"),

@@ -38,6 +38,8 @@ def _media_and_cache(settings, tmp_path):
     settings.RATE_MESSAGES_PER_HOUR = 0
     # Tests drive runners themselves; the ASGI app must not start one per test loop.
     settings.ASSISTANT_RUNNER_IN_SERVER = False
+    # Decisions are claimable at once: tests wait for events, not for pauses.
+    settings.ASSISTANT_DECIDE_PAUSE_SECONDS = 0.0
     settings.JOBS_RUNNER_IN_SERVER = False
     if settings.REDIS_URL:
         # A fresh key prefix isolates each test without flushing a Redis others may share.

@@ -49,6 +49,7 @@ Usage in tests::
         gate = threading.Event()
         fake_openai.queue(gate=gate)                      # first piece, then waits for gate.set()
         fake_openai.queue_image(status=500)               # the next image request fails
+        fake_openai.queue_decision("respond", "A question to the group")  # a decision's JSON answer
         ...
         fake_openai.wait_for_requests(1)                  # RecordedRequest objects, arrival order
         assert fake_openai.chat_requests()[0]["messages"][-1]["content"] == "hi"
@@ -645,6 +646,15 @@ class FakeOpenAI:
             self._image_queue.extend(behaviour for _ in range(times))
         return behaviour
 
+    def queue_decision(
+        self, action: str, reason: str = "", emoji: str = "", /, *, times: int = 1, **options: Any
+    ) -> Behaviour:
+        """Queue the answer to a decision call (Calpico's "Automatically" mode): the JSON
+        ``{"action", "emoji", "reason"}`` its schema asks for, as the next chat answer.
+        Queue it in the order the calls come (a decision, then the reply it leads to)."""
+        text = json.dumps({"action": action, "emoji": emoji, "reason": reason})
+        return self.queue(text=text, times=times, **options)
+
     def release(self) -> None:
         """Let every request hanging now (``hang=True``) or waiting on a ``gate`` go on."""
         with self._lock:
@@ -677,6 +687,14 @@ class FakeOpenAI:
     def chat_requests(self) -> list[dict[str, Any]]:
         """The JSON bodies of the chat completion requests, in arrival order."""
         return [r.json for r in self.requests if r.method == "POST" and r.path == "/v1/chat/completions"]
+
+    def decision_requests(self) -> list[dict[str, Any]]:
+        """The chat requests that were not streamed (Calpico's decisions), in arrival order."""
+        return [body for body in self.chat_requests() if isinstance(body, dict) and not body.get("stream")]
+
+    def reply_requests(self) -> list[dict[str, Any]]:
+        """The streamed chat requests (Calpico's replies), in arrival order."""
+        return [body for body in self.chat_requests() if isinstance(body, dict) and body.get("stream")]
 
     def image_requests(self) -> list[dict[str, Any]]:
         """The JSON bodies of the image generation requests, in arrival order."""

@@ -3,7 +3,8 @@ from django.utils.safestring import mark_safe
 
 from assistant import asking, budget
 from assistant.forms import AssistantForm
-from assistant.services import can_change_assistant, is_configured, settings_for
+from assistant.models import AssistantRun, ReplyMode
+from assistant.services import can_change_assistant, is_configured, is_quiet, settings_for
 from rooms.access import is_owner
 from rooms.markdown import render_message
 
@@ -31,6 +32,8 @@ def assistant_panel(room, user, form=None):
         "form": form,
         "can_change": can_change_assistant(user, room, assistant),
         "configured": is_configured(),
+        "automatic": assistant.reply_mode == ReplyMode.AUTO,
+        "quiet": is_quiet(assistant),
     }
 
 
@@ -49,6 +52,20 @@ def assistant_message_actions(message):
     """The assistant's entries in a message's actions: Share to… for a finished answer in
     the private room."""
     return {"message": message}
+
+
+@register.inclusion_tag("assistant/_why.html")
+def assistant_why(message):
+    """Under a finished reply nobody asked for: "Why?" with the decision's reason."""
+    run = None
+    if message.is_assistant and message.state == message.State.DONE:
+        run = (
+            AssistantRun.objects.filter(reply_id=message.pk, unprompted=True)
+            .only("reason")
+            .order_by("-id")
+            .first()
+        )
+    return {"message": message, "run": run}
 
 
 # Private answers inside a shared room, shown to their asker only (assistant/asking.py)

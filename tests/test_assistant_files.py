@@ -1,0 +1,120 @@
+"""Files for the assistant: the text of a PDF or a text file it is asked about, within a
+budget, and saying so when it had to cut."""
+
+import io
+import uuid
+
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+
+from assistant import runner, services
+from assistant.files import read_for_assistant
+from assistant.models import ReplyMode
+from rooms.models import Message
+from tests.pdfs import text_pdf
+
+
+def send_file(client, room, data, *, name, body, content_type):
+    upload = SimpleUploadedFile(name, data, content_type=content_type)
+    fields = {"body": body, "client_id": str(uuid.uuid4()), "file": upload}
+    response = client.post(reverse("rooms:post_message", args=[room.pk]), fields)
+    assert response.status_code == 302, response.content[:300]  # without htmx: back to the room
+
+
+def reply(room):
+    return Message.objects.get(room=room, kind=Message.Kind.ASSISTANT)
+
+
+def test_a_pdf_sent_with_a_mention_is_read(fake_openai, alice, bob_client, group):
+    pdf = text_pdf(["Quarterly report: revenue grew 12 percent.", "Costs fell in the second half."])
+    send_file(
+        bob_client,
+        group,
+        pdf,
+        name="report.pdf",
+        body="@assistant summarise this",
+        content_type="application/pdf",
+    )
+    runner.run_pending()
+    last = fake_openai.reply_requests()[0]["messages"][-1]["content"]
+    assert "revenue grew 12 percent" in last and "Costs fell in the second half" in last
+    assert '<file name="report.pdf">' in last
+    assert reply(group).note == ""  # the whole file fit
+
+
+def test_a_long_pdf_is_cut_and_the_reply_says_so(settings, fake_openai, alice, bob_client, group):
+    settings.ASSISTANT_FILE_TOKENS = 40  # about 160 characters: a few pages of this one
+    pdf = text_pdf([f"Page {i} says something worth reading about topic {i}." for i in range(1, 41)])
+    send_file(
+        bob_client,
+        group,
+        pdf,
+        name="long.pdf",
+        body="@assistant what is in here?",
+        content_type="application/pdf",
+    )
+    runner.run_pending()
+    last = fake_openai.reply_requests()[0]["messages"][-1]["content"]
+    assert "topic 1." in last and "topic 40." not in last
+    assert "Say so briefly in your answer." in last
+    note = reply(group).note
+    assert note.startswith("Read the first ") and note.endswith(" of 40 pages of long.pdf.")
+
+
+def test_a_text_file_is_read_and_a_binary_one_is_not(fake_openai, alice, bob_client, group):
+    send_file(
+        bob_client,
+        group,
+        b"name,age\nAda,36\n",
+        name="people.csv",
+        body="@assistant who is oldest?",
+        content_type="text/csv",
+    )
+    runner.run_pending()
+    assert "Ada,36" in fake_openai.reply_requests()[0]["messages"][-1]["content"]
+    send_file(
+        bob_client,
+        group,
+        b"PK\x03\x04binary",
+        name="data.zip",
+        body="@assistant and this?",
+        content_type="application/zip",
+    )
+    runner.run_pending()
+    last = fake_openai.reply_requests()[1]["messages"][-1]["content"]
+    assert "[attached file: data.zip]" in last and "<file" not in last
+
+
+def test_only_the_file_of_the_message_it_answers_is_read(fake_openai, alice, bob_client, group):
+    services.do_update_assistant(alice, group, name="Assistant", personality="", reply_mode=ReplyMode.MENTION)
+    send_file(
+        bob_client, group, b"the old secret", name="old.txt", body="here you go", content_type="text/plain"
+    )
+    bob_client.post(
+        reverse("rooms:post_message", args=[group.pk]),
+        {"body": "@assistant hi", "client_id": str(uuid.uuid4())},
+    )
+    runner.run_pending()
+    sent = str(fake_openai.reply_requests()[0]["messages"])
+    assert "[attached file: old.txt]" in sent and "the old secret" not in sent
+
+
+class Stored(io.BytesIO):
+    """Stands in for a stored file (a FieldFile's open())."""
+
+    def open(self, mode="rb"):
+        self.seek(0)
+        return self
+
+    def __exit__(self, *args):
+        return None
+
+
+def test_reading_unit_cases():
+    cut = read_for_assistant(Stored(b"x" * 1000), "notes.txt", "text/plain", max_chars=100)
+    assert cut is not None and len(cut.text) == 100 and cut.note == "Read about the first 10% of notes.txt."
+    whole = read_for_assistant(Stored("héllo".encode()), "a.md", "", max_chars=100)
+    assert whole is not None and whole.text == "héllo" and whole.note == ""
+    broken = read_for_assistant(Stored(b"%PDF-1.4 not really"), "bad.pdf", "application/pdf", max_chars=100)
+    assert broken is not None and broken.text == "" and broken.note == "Could not read bad.pdf."
+    assert read_for_assistant(Stored(b"\x89PNG"), "x.png", "image/png") is None
