@@ -171,7 +171,8 @@ def meter(room: Room) -> Meter:
     estimated = False
     for kind, display_name, username, total, estimated_tokens in rows:
         by_kind[kind] = by_kind.get(kind, 0) + total
-        name = display_name or username or _("Deleted account")
+        # No one: decisions and summaries (nobody asked), or a deleted account's runs.
+        name = display_name or username or _("No one in particular")
         by_member[name] = by_member.get(name, 0) + total
         estimated = estimated or estimated_tokens > 0
     names = _kind_names()
@@ -193,4 +194,6 @@ def _kind_names() -> dict[str, str]:
         AssistantRun.Kind.IMAGE: _("images"),
         AssistantRun.Kind.CATCH_UP: _("catch-ups"),
         AssistantRun.Kind.PRIVATE: _("private asks"),
+        AssistantRun.Kind.DECISION: _("decisions to speak"),
+        AssistantRun.Kind.SUMMARY: _("room summaries"),
     }

@@ -38,7 +38,7 @@ from django.db import transaction
 from django.utils import timezone
 from openai.types.chat import ChatCompletion
 
-from assistant import dispatch
+from assistant import budget, dispatch
 from assistant.models import AssistantRun, ReplyMode
 from assistant.prompt import redacted
 from assistant.runs import Claimed, _count_finished, _ours
@@ -183,6 +183,10 @@ def apply_decision(claimed: Claimed, decision: Decision | None, usage: Any, erro
         )
         _count_finished(
             AssistantRun.Kind.DECISION, AssistantRun.Status.DONE, prompt_tokens, completion_tokens
+        )
+        # Against the room's budget always (nobody's allowance: nobody asked), like every run.
+        budget.record(
+            run, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, estimated=usage is None
         )
         trigger = run.trigger
         if trigger is None:  # held back above: a deleted message has nothing to answer

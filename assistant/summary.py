@@ -27,6 +27,7 @@ from django.utils import timezone
 from openai.types.chat import ChatCompletion
 
 from accounts.models import User
+from assistant import budget
 from assistant.models import AssistantRun, AssistantSettings
 from assistant.prompt import estimate_tokens
 from rooms.models import Message, Room
@@ -148,6 +149,9 @@ def apply_summary(claimed: Any, text: str, usage: Any, error: str = "") -> bool:
             worker="",
         )
         _count_finished(AssistantRun.Kind.SUMMARY, status, prompt_tokens, completion_tokens)
+        budget.record(
+            run, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, estimated=usage is None
+        )
         assistant = _settings(room)
         if status != AssistantRun.Status.DONE or run.trigger is None:
             return False

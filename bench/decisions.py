@@ -6,8 +6,9 @@ as `make run` has it), pointed at the fake OpenAI-compatible server (tests/fake_
 in this process), and a group of 20 people, each with a socket open on the room. The same
 traffic is posted twice, 60 messages at 1 a second, each from the next of the 20 members:
 first with the room's assistant set to When mentioned (no decisions), then set to
-Automatically. The fake model answers every decision "silent", except the first three,
-which answer "respond" (each followed by a short streamed reply).
+Automatically. The fake model answers every decision "silent", except the first
+--respond (3), which answer "respond" (each followed by a short streamed reply); with
+--respond 0 the difference is the decisions' own cost.
 
 It prints, for each phase, the delivery time of the people's messages to every socket
 (p50, p99), and, from the database, the decisions made, the replies, and their tokens.
@@ -113,7 +114,7 @@ async def measure(
             await asyncio.to_thread(set_mode, room_id, mode)
             fake.reset()
             fake.reply(SILENT)
-            for _ in range(3):
+            for _ in range(args.respond):
                 fake.queue(text=RESPOND)
                 fake.queue(text=REPLY, token_interval=0.02)
             await load.settle(0.5, 10)
@@ -133,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--people", type=int, default=20)
     parser.add_argument("--messages", type=int, default=60)
     parser.add_argument("--rate", type=float, default=1.0)
+    parser.add_argument("--respond", type=int, default=3, help="decisions answered respond (then silent)")
     parser.add_argument("--after", type=float, default=20.0, help="seconds to wait for the last decision")
     args = parser.parse_args(argv)
     fanout_args = fanout.parse_args(["--clients", str(args.people), "--grace", "10"])

@@ -490,11 +490,11 @@ def test_a_run_that_cannot_be_prepared_fails_alone(fake_openai, alice, bob, grou
     calls = []
     real = prompt.build_chat_prompt
 
-    def broken_once(run, assistant):
+    def broken_once(run, assistant, **kwargs):
         calls.append(run.pk)
         if len(calls) == 1:
             raise FileNotFoundError("the trigger's image is gone")
-        return real(run, assistant)
+        return real(run, assistant, **kwargs)
 
     monkeypatch.setattr(runs, "build_chat_prompt", broken_once)
     runner.run_pending()

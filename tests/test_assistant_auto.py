@@ -440,3 +440,24 @@ def test_a_room_that_never_pauses_still_gets_a_decision(settings, bob, group):
         <= waiting.created_at + dt.timedelta(seconds=40)
         < timezone.now() + dt.timedelta(seconds=10)
     )
+
+
+def test_decisions_count_against_the_rooms_ai_budget(fake_openai, bob, group):
+    from assistant.models import BudgetUsage
+
+    fake_openai.queue_decision("silent", "Small talk.")
+    say(group, bob, "nice weather")
+    runner.run_pending()
+    usage = BudgetUsage.objects.get(room=group, kind=AssistantRun.Kind.DECISION)
+    assert usage.user is None and usage.runs == 1 and usage.tokens > 0
+
+
+def test_with_the_rooms_budget_used_up_it_decides_nothing(fake_openai, alice, bob, group):
+    from assistant import budget
+
+    budget.do_set_budget(alice, group, unit="runs", limit=1)
+    fake_openai.queue_decision("silent", "Small talk.")
+    say(group, bob, "nice weather")
+    runner.run_pending()
+    say(group, bob, "still nice")
+    assert len(decisions(group)) == 1

@@ -128,11 +128,15 @@ def test_competing_runners_claim_each_assistant_run_exactly_once(settings):
     """Four workers claiming at once from twelve runs in six rooms: every run is taken by
     one worker, and no room ever has two replies running."""
     from assistant import runs as assistant_runs
-    from assistant.models import AssistantRun
+    from assistant.models import AssistantRun, AssistantSettings
 
     settings.OPENAI_API_KEY = "configured"
     owner = make_user("owner")
     rooms = [services.do_create_group(owner, f"Room {i}", []) for i in range(6)]
+    # Replies only, here: no decisions of Automatically (tests/test_assistant_auto.py).
+    AssistantSettings.objects.bulk_create(
+        [AssistantSettings(room=room, reply_mode="mention") for room in rooms]
+    )
     for room in rooms:
         for n in range(2):
             message = services.do_post_message(membership(room, owner), f"first {n}").message

@@ -54,7 +54,7 @@ def test_catch_me_up_is_offered_past_the_threshold_and_leaves_out_blocked_people
     assert response.status_code == 200 and "Catch-up" in response.content.decode()
     runner.run_pending()
 
-    (request,) = fake_openai.chat_requests()
+    (request,) = fake_openai.reply_requests()  # the group decides too (Automatically): not streamed
     sent = str(request["messages"])
     assert "We decided: Lisbon" in sent and "Detail 14 from bob" in sent
     assert "Carol says" not in sent  # blocked
