@@ -94,6 +94,8 @@ class Claimed:
     prompt_tokens_estimate: int = 0
     # The reply's message, once `show` has stored it.
     message_id: int | None = None
+    # A reply nobody asked for: the reason its decision gave (None: it was asked).
+    why: str | None = None
     # Shown under a finished reply: what of the attached file did not fit.
     file_note: str = ""
     # Its prompt could not be built: the run is to fail (`fail_unprepared`) instead.
@@ -247,6 +249,7 @@ def _prepare(run: AssistantRun, worker: str) -> Claimed:
         worker=worker,
         prompt_tokens_estimate=estimate,
         file_note=" ".join(notes),
+        why=run.reason if run.unprompted else None,
         reply=run.reply,
         # In a shared room the reply quotes who asked; alone with it, that is plain.
         reply_to=None if run.room.is_private else run.trigger,
@@ -446,6 +449,11 @@ def finish(
             note = claimed.file_note
         if status == AssistantRun.Status.DONE and not text and image is None:
             state, note = Message.State.FAILED, "The AI service sent an empty reply."
+        if claimed.why is not None and state == Message.State.DONE:
+            # "Why?" under a reply nobody asked for (assistant/decider.py), kept on the
+            # message so that showing it needs no query (pages render it from the row).
+            message.event_params = {**message.event_params, "unprompted": True, "why": claimed.why}
+            message.save(update_fields=["event_params"])
         do_update_assistant_message(message, body=text, state=state, note=note, image=image)
 
 

@@ -3,7 +3,7 @@ from django.utils.safestring import mark_safe
 
 from assistant import asking, budget
 from assistant.forms import AssistantForm
-from assistant.models import AssistantRun, ReplyMode
+from assistant.models import ReplyMode
 from assistant.services import can_change_assistant, is_configured, is_quiet, settings_for
 from rooms.access import is_owner
 from rooms.markdown import render_message
@@ -56,16 +56,11 @@ def assistant_message_actions(message):
 
 @register.inclusion_tag("assistant/_why.html")
 def assistant_why(message):
-    """Under a finished reply nobody asked for: "Why?" with the decision's reason."""
-    run = None
-    if message.is_assistant and message.state == message.State.DONE:
-        run = (
-            AssistantRun.objects.filter(reply_id=message.pk, unprompted=True)
-            .only("reason")
-            .order_by("-id")
-            .first()
-        )
-    return {"message": message, "run": run}
+    """Under a finished reply nobody asked for: "Why?" with the reason its decision gave,
+    kept on the message (assistant.runs.finish), so rendering needs no query."""
+    params = message.event_params or {}
+    unprompted = message.is_assistant and message.state == message.State.DONE and params.get("unprompted")
+    return {"message": message, "unprompted": bool(unprompted), "why": params.get("why", "")}
 
 
 # Private answers inside a shared room, shown to their asker only (assistant/asking.py)
