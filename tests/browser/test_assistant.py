@@ -85,7 +85,7 @@ def test_a_renamed_assistant_answers_a_mention_live_for_everyone(assistant_perso
 
     page.goto(f"{url}settings/")
     panel = page.locator("#assistant-panel")
-    expect(panel.get_by_role("heading", name="Assistant")).to_be_visible()
+    expect(panel.get_by_role("heading", name="Assistant", exact=True)).to_be_visible()
     expect(panel.get_by_label("Automatically")).to_be_checked()  # a new group's default
     panel.get_by_label("Name").fill("Planner")
     panel.get_by_label("Personality").fill("A cheerful trip planner who keeps answers short.")
