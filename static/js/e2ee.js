@@ -486,6 +486,17 @@ async function start() {
       // it never saw was changed since (on the server, or on the way).
       else if (Number(body.closest("[data-seq]")?.dataset.seq) <= done) showPlain(body, { error: "undecryptable" });
     }
+    // A reply's quote says "Encrypted message" (the server can't quote what it can't read):
+    // the quoted text, when this page has it decrypted.
+    for (const quote of document.querySelectorAll("#messages .message__quote[data-quote-seq]")) {
+      if (quote.dataset.e2eeShown) continue;
+      const text = document.querySelector(`#messages [data-seq="${quote.dataset.quoteSeq}"] .e2ee-text`)?.textContent;
+      const target = quote.querySelector(".message__quote-text");
+      if (text && target) {
+        target.textContent = text.length > 140 ? `${text.slice(0, 139)}…` : text;
+        quote.dataset.e2eeShown = "text";
+      }
+    }
   }
 
   async function refreshVerification() {

@@ -14,6 +14,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import (
+    PASSWORD,
     PROJECT_DIR,
     VIEWPORT,
     Person,
@@ -83,8 +84,10 @@ class Browser:
         self.contexts = []
         self.errors: list[str] = []
 
-    def page(self, width: int = VIEWPORT["width"]) -> Page:
-        context = self.browser.new_context(base_url=self.app.url, viewport={"width": width, "height": 800})
+    def page(self, width: int = VIEWPORT["width"], locale: str = "en-US") -> Page:
+        context = self.browser.new_context(
+            base_url=self.app.url, viewport={"width": width, "height": 800}, locale=locale
+        )
         context.set_default_timeout(10_000)
         self.contexts.append(context)
         page = context.new_page()
@@ -141,9 +144,10 @@ def shot(page: Page, name: str) -> None:
         page.screenshot(path=SHOTS / f"e2ee-{name}.png", animations="disabled")
 
 
-def start_encrypted(alice: Person, bob: Person) -> int:
+def start_encrypted(alice: Person, bob: Person, button: str = "Start an encrypted conversation") -> int:
     alice.page.goto(f"/u/{bob.username}/")
-    alice.page.get_by_role("button", name="Start an encrypted conversation").click()
+    shot(alice.page, "profile-1280")
+    alice.page.get_by_role("button", name=button).click()
     expect(alice.page).to_have_url(re.compile(r"/r/\d+/$"))
     return int(re.search(r"/r/(\d+)/$", alice.page.url).group(1))
 
@@ -180,7 +184,8 @@ def test_two_people_exchange_encrypted_messages_the_database_holds_only_cipherte
     expect(bob.page.locator("#composer textarea")).to_have_value("my unsent draft")
     bob.page.locator("#composer textarea").press("Enter")
     expect(bodies(alice.page).filter(has_text="my unsent draft")).to_be_visible(timeout=SETUP)
-    expect(alice.page.locator(".message__quote").last).to_contain_text("Encrypted message")
+    # The server's quote says "Encrypted message"; the page puts the decrypted text in.
+    expect(alice.page.locator(".message__quote").last).to_contain_text("The treasure is under the old oak")
     assert sent and not [s for s in sent if "unsent" in s]
 
     # The sidebar says "Encrypted message", never the text.
@@ -190,6 +195,9 @@ def test_two_people_exchange_encrypted_messages_the_database_holds_only_cipherte
     # After a reload each side still shows the text: kept on the device, not decrypted twice.
     bob.page.reload()
     expect(bodies(bob.page).filter(has_text="The treasure is under the old oak")).to_be_visible(timeout=SETUP)
+    bob.page.set_viewport_size({"width": 390, "height": 800})
+    shot(bob.page, "room-390")
+    bob.page.set_viewport_size({"width": 1280, "height": 800})
 
     # The database holds ciphertext only: MLS private messages, never the words.
     rows = room_bodies(app, room_id)
@@ -292,6 +300,7 @@ def test_an_encrypted_group_of_three_and_a_member_removed_from_its_keys(people, 
     alice.page.fill("input[name=title]", "Surprise party")
     alice.page.fill("input[name=members]", f"{bob.username} {carol.username}")
     alice.page.get_by_label("End-to-end encrypted").check()
+    shot(alice.page, "new-group-1280")
     alice.page.get_by_role("button", name="Create group").click()
     expect(alice.page).to_have_url(re.compile(r"/r/\d+/$"))
     room_id = int(re.search(r"/r/(\d+)/$", alice.page.url).group(1))
@@ -339,4 +348,34 @@ def test_an_encrypted_group_of_three_and_a_member_removed_from_its_keys(people, 
     expect(bob.page.locator("#e2ee-safety-number")).to_have_text(after.inner_text(), timeout=SETUP)
     rows = room_bodies(app, room_id)
     assert "Cake" not in json.dumps(rows) and "loop" not in json.dumps(rows)
+    assert people.errors == []
+
+
+def test_in_french_the_encrypted_room_speaks_french(people, app):
+    amelie_page = people.page(locale="fr-FR")
+    amelie_page.goto("/accounts/signup/")
+    amelie_page.fill("input[name=username]", "amelie")
+    amelie_page.fill("input[name=password1]", PASSWORD)
+    amelie_page.fill("input[name=password2]", PASSWORD)
+    amelie_page.locator("form button[type=submit]").click()
+    expect(amelie_page).to_have_url(re.compile(r"/settings/profile/$"))
+    amelie = Person(amelie_page, "amelie", "amelie")
+    bob = people.person("bob", "Bob Builder")
+    room_id = start_encrypted(amelie, bob, button="Démarrer une conversation chiffrée")
+    expect(amelie.page.locator("#e2ee-status")).to_contain_text("Chiffré de bout en bout", timeout=SETUP)
+    textarea = amelie.page.locator("#composer textarea")
+    textarea.fill("Bonjour")
+    textarea.press("Enter")
+    # Bob has no device yet: nobody could read it, and the page says so, in French.
+    expect(amelie.page.locator("#e2ee-status")).to_contain_text("Personne d’autre", timeout=SETUP)
+    bob.page.goto(f"/r/{room_id}/")
+    bob.page.get_by_role("button", name="Accept").click()
+    ready(bob.page)
+    send(amelie.page, "Bonjour Bob")
+    expect(bodies(bob.page).filter(has_text="Bonjour Bob")).to_be_visible(timeout=SETUP)
+    expect(amelie.page.locator(f"#sidebar-preview-{room_id}")).to_contain_text("Message chiffré")
+    expect(amelie.page.locator(".message--system").last).to_contain_text("a ajouté un nouvel appareil")
+    amelie.page.locator("#e2ee-verify summary").click()
+    expect(amelie.page.locator("#e2ee-verify")).to_contain_text("Comparez ce numéro de sécurité")
+    shot(amelie.page, "french-1280")
     assert people.errors == []
