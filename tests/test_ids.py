@@ -23,6 +23,7 @@ from accounts.models import User
 from assistant.models import PrivateAnswer
 from assistant.private import do_add_memory
 from calpico.asgi import application
+from e2ee.models import Device
 from privacy.models import DataExport
 from rooms import services
 from rooms.access import MAX_ID, parse_id, parse_seq
@@ -90,6 +91,7 @@ def world(alice, bob, carol, group):
     memory = do_add_memory(alice, "Likes tea")
     answer = PrivateAnswer.objects.create(room=group, user=alice, kind="private", question="Tea?")
     export = DataExport.objects.create(user=alice)
+    device = Device.objects.create(user=alice, signature_key="A" * 43 + "=")
     return {
         "export_id": export.pk,
         "room_id": group.pk,
@@ -100,6 +102,7 @@ def world(alice, bob, carol, group):
         "answer_id": answer.pk,
         "username": "bob",
         "token": invite.token,
+        "device_id": str(device.pk),
         # The admin's and allauth's own parameters.
         "object_id": str(message.pk),
         "content_type_id": "1",
