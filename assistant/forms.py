@@ -32,10 +32,14 @@ class AssistantForm(forms.Form):
         label=gettext_lazy("Every member may change the assistant (otherwise only the owner and admins)"),
     )
 
-    def __init__(self, *args, owner_controls: bool = False, **kwargs):
+    web_search = forms.BooleanField(required=False, label=gettext_lazy("The assistant may search the web"))
+
+    def __init__(self, *args, owner_controls: bool = False, search_controls: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         if not owner_controls:
             del self.fields["members_can_edit"]
+        if not search_controls:
+            del self.fields["web_search"]
 
 
 class MemoryForm(forms.Form):

@@ -38,7 +38,12 @@ def make_client() -> openai.AsyncOpenAI:
 
 
 async def open_chat_stream(
-    client: openai.AsyncOpenAI, *, model: str, messages: list[dict[str, Any]], max_tokens: int = 0
+    client: openai.AsyncOpenAI,
+    *,
+    model: str,
+    messages: list[dict[str, Any]],
+    max_tokens: int = 0,
+    tools: list[dict[str, Any]] | None = None,
 ) -> ChatStream:
     """Start streaming a chat completion; the caller iterates the chunks and closes it.
 
@@ -55,6 +60,8 @@ async def open_chat_stream(
     }
     if max_tokens:
         body["max_tokens"] = max_tokens
+    if tools:
+        body["tools"] = tools
     return await client.post(
         "/chat/completions", body=body, cast_to=ChatCompletion, stream=True, stream_cls=ChatStream
     )

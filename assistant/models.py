@@ -41,6 +41,9 @@ class AssistantSettings(models.Model):
     members_can_edit = models.BooleanField(default=True)
     # "Quiet for an hour": until then Automatically behaves as When mentioned.
     quiet_until = models.DateTimeField(null=True, blank=True)
+    # Web search (assistant/search.py), when the server has SEARCH_URL: the owner and
+    # admins of a group (either person in a direct room) may turn it off for the room.
+    web_search = models.BooleanField(default=True)
     # The rolling summary of the room's older history (assistant/summary.py): what replies
     # see before the recent messages. Made from this room's messages only, never from
     # memories; any member may clear it; deleted with the room.

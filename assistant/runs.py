@@ -40,6 +40,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from assistant import asking, budget
+from assistant import search as web_search
 from assistant.models import PRIVATE_KINDS, AssistantRun, PrivateAnswer
 from assistant.prompt import build_chat_prompt, decision_prompt, estimate_tokens, redacted
 from assistant.services import settings_for
@@ -94,6 +95,9 @@ class Claimed:
     prompt_tokens_estimate: int = 0
     # The reply's message, once `show` has stored it.
     message_id: int | None = None
+    # Web search offered to the model (assistant/search.py), and the sources it used.
+    search: bool = False
+    sources: list[Any] = field(default_factory=list)
     # A reply nobody asked for: the reason its decision gave (None: it was asked).
     why: str | None = None
     # Shown under a finished reply: what of the attached file did not fit.
@@ -250,6 +254,7 @@ def _prepare(run: AssistantRun, worker: str) -> Claimed:
         prompt_tokens_estimate=estimate,
         file_note=" ".join(notes),
         why=run.reason if run.unprompted else None,
+        search=run.kind == AssistantRun.Kind.REPLY and web_search.enabled() and assistant.web_search,
         reply=run.reply,
         # In a shared room the reply quotes who asked; alone with it, that is plain.
         reply_to=None if run.room.is_private else run.trigger,
@@ -297,6 +302,17 @@ def _show_private(claimed: Claimed) -> None:
         if not shown:
             raise RunGone()  # discarded meanwhile
         transaction.on_commit(lambda: asking.announce_answer(answer_id))  # type: ignore[arg-type]
+
+
+def show_note(claimed: Claimed, note: str) -> None:
+    """While the reply is not written yet: show `note` in its place ("Searching the web
+    for …"), if the run is still this runner's and its message was not removed."""
+    with transaction.atomic():
+        if claimed.message_id is None or not _ours(claimed).exists():
+            return
+        message = Message.objects.filter(pk=claimed.message_id, deleted_at__isnull=True).first()
+        if message is not None:
+            do_update_assistant_message(message, body="", state=Message.State.STREAMING, note=note)
 
 
 def fail_unprepared(run_id: int) -> None:

@@ -87,6 +87,14 @@ def can_change_assistant(user: User, room: Room, assistant: AssistantSettings) -
     return True  # a direct room's two members, or the owner of a private room
 
 
+def can_control_search(user: User, room: Room) -> bool:
+    """Who turns web search on or off for the room: a group's owner and admins, either
+    person of a direct room, the owner of a private one; only where the server has it."""
+    if not settings.SEARCH_URL or room.encrypted:
+        return False
+    return can_administer(user, room) if room.is_group else True
+
+
 def mentions_assistant(body: str, name: str) -> bool:
     """`@assistant` or `@<its name>`, in any case, as a whole word."""
     names = {"assistant", name.strip().lower()}
@@ -145,6 +153,7 @@ def do_update_assistant(
     personality: str,
     reply_mode: str,
     members_can_edit: bool | None = None,
+    web_search: bool | None = None,
 ) -> AssistantSettings:
     """Change the room's assistant; each change is told to the room as a system message.
 
@@ -176,6 +185,13 @@ def do_update_assistant(
                 raise PermissionDenied(_("Only the group's owner decides who changes the assistant."))
             notes.append(("assistant_members_edit" if members_can_edit else "assistant_admins_edit", {}))
             assistant.members_can_edit = members_can_edit
+        if web_search is not None and web_search != assistant.web_search:
+            if not can_control_search(actor, room):
+                raise PermissionDenied(
+                    _("Only the group's owner and admins decide whether the assistant searches the web.")
+                )
+            notes.append(("assistant_search_on" if web_search else "assistant_search_off", {}))
+            assistant.web_search = web_search
         renamed = name != assistant.name
         assistant.name, assistant.personality, assistant.reply_mode = name, personality, reply_mode
         assistant.save()

@@ -8,8 +8,10 @@ this, and provides the attributes declared below.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
+from typing import Any
 
 import openai
 from django.conf import settings
@@ -21,7 +23,8 @@ from assistant.decider import apply_decision, ask_for_decision, parse_decision
 from assistant.model_api import StreamCut, describe_error, generate_image, make_client, open_chat_stream
 from assistant.models import AssistantRun
 from assistant.runner_db import DatabaseCall
-from assistant.runs import LOST, STOP, Claimed, Progress, finish, save_progress
+from assistant.runs import LOST, STOP, Claimed, Progress, finish, save_progress, show_note
+from assistant.search import MAX_SEARCHES, WEB_SEARCH_TOOL, search, sources_markdown
 from assistant.summary import apply_summary, ask_for_summary
 from calpico import metrics
 from rooms.attachments import attachment_from_bytes
@@ -93,10 +96,13 @@ class RunStreaming:
         try:
             if not await self._announced(claimed):
                 return
+            text = progress.text.strip()
+            if text and claimed.sources:
+                text += sources_markdown(claimed.sources)
             await self.db(finish)(
                 claimed,
                 status=status,
-                text=progress.text.strip(),
+                text=text,
                 progress=progress,
                 error_code=error_code,
                 error=error,
@@ -150,27 +156,71 @@ class RunStreaming:
         return self._client
 
     async def _stream_reply(self, claimed: Claimed, progress: Progress) -> None:
-        stream = await open_chat_stream(
-            self.client(),
-            model=claimed.model,
-            messages=claimed.prompt,
-            max_tokens=settings.ASSISTANT_MAX_REPLY_TOKENS,
-        )
+        """Stream the reply. With web search on (assistant/search.py), the model may first
+        call `web_search`: the room sees "Searching the web for …", the results go back as
+        the tool's output, and the reply then streams from a second request."""
+        messages = claimed.prompt
+        tools = [WEB_SEARCH_TOOL] if claimed.search else None
+        for _round in range(2):
+            stream = await open_chat_stream(
+                self.client(),
+                model=claimed.model,
+                messages=messages,
+                max_tokens=settings.ASSISTANT_MAX_REPLY_TOKENS,
+                tools=tools,
+            )
+            calls = await self._read_stream(claimed, progress, stream)
+            if not calls:
+                return
+            tools = None  # one round of searches, then an answer
+            results = []
+            for call in calls[:MAX_SEARCHES]:
+                try:
+                    query = str(json.loads(call["arguments"] or "{}").get("query") or "")
+                except (ValueError, AttributeError):
+                    query = ""
+                await self._say(claimed, f"Searching the web for “{query[:120]}”…")
+                output, sources = await asyncio.to_thread(search, query, len(claimed.sources) + 1)
+                claimed.sources.extend(sources)
+                results.append({"role": "tool", "tool_call_id": call["id"], "content": output})
+            asked = [
+                {
+                    "id": call["id"],
+                    "type": "function",
+                    "function": {"name": call["name"], "arguments": call["arguments"]},
+                }
+                for call in calls[:MAX_SEARCHES]
+            ]
+            messages = [*messages, {"role": "assistant", "content": None, "tool_calls": asked}, *results]
+        raise StreamCut()
+
+    async def _read_stream(self, claimed: Claimed, progress: Progress, stream: Any) -> list[dict[str, str]]:
+        """Read one streamed answer into `progress`; the tool calls it ended with, if any."""
         finished = False
+        calls: dict[int, dict[str, str]] = {}
+        wants_tools = False
         try:
             async for chunk in stream:
                 if chunk.usage is not None:
                     progress.usage = chunk.usage
                 for choice in chunk.choices:
-                    piece = choice.delta.content if choice.delta else None
+                    delta = choice.delta
+                    piece = delta.content if delta else None
                     if piece:
                         if progress.first_token_at is None:
                             progress.first_token_at = timezone.now()
                         progress.text += piece
                         progress.pieces += 1
                         progress.dirty = True
+                    for tool_call in (delta.tool_calls if delta else None) or []:
+                        call = calls.setdefault(tool_call.index, {"id": "", "name": "", "arguments": ""})
+                        call["id"] = tool_call.id or call["id"]
+                        if tool_call.function is not None:
+                            call["name"] = tool_call.function.name or call["name"]
+                            call["arguments"] += tool_call.function.arguments or ""
                     if choice.finish_reason is not None:
                         finished = True
+                        wants_tools = choice.finish_reason == "tool_calls"
                         progress.cut_at_length = choice.finish_reason == "length"
                 if (
                     progress.dirty
@@ -181,6 +231,16 @@ class RunStreaming:
             await stream.close()
         if not finished:
             raise StreamCut()
+        if not (wants_tools or calls):
+            return []
+        return [call for _index, call in sorted(calls.items()) if call["name"] == "web_search"]
+
+    async def _say(self, claimed: Claimed, note: str) -> None:
+        """Show `note` in the reply's place while it is not written yet ("Searching the web
+        for …")."""
+        if not await self._announced(claimed):
+            raise Abandoned()
+        await self.db(show_note)(claimed, note)
 
     async def _make_image(self, claimed: Claimed, progress: Progress) -> ContentFile[bytes]:
         data = await generate_image(self.client(), model=claimed.model, prompt=claimed.prompt["prompt"])

@@ -38,12 +38,13 @@ def assistant_settings(request, room_id: int):
     membership = access_membership(request.user, room_id)
     room = membership.room
     owner_controls = is_owner(request.user, room)
+    search_controls = services.can_control_search(request.user, room)
     form = None
     status = 200
     if request.method == "POST" and room.encrypted:
         status = 403  # the panel says why: the assistant is kept out of encrypted rooms
     elif request.method == "POST":
-        form = AssistantForm(request.POST, owner_controls=owner_controls)
+        form = AssistantForm(request.POST, owner_controls=owner_controls, search_controls=search_controls)
         if form.is_valid():
             data = form.cleaned_data
             try:
@@ -54,6 +55,7 @@ def assistant_settings(request, room_id: int):
                     personality=data["personality"],
                     reply_mode=data["reply_mode"],
                     members_can_edit=data.get("members_can_edit") if owner_controls else None,
+                    web_search=data.get("web_search") if search_controls else None,
                 )
             except ValidationError as exc:
                 form.add_error(None, exc)

@@ -423,6 +423,11 @@ ASSISTANT_SUMMARY_KEEP_RECENT = env_int("ASSISTANT_SUMMARY_KEEP_RECENT", 40)
 ASSISTANT_SUMMARY_INPUT_TOKENS = env_int("ASSISTANT_SUMMARY_INPUT_TOKENS", 4000)
 # The most of an attached file (PDF, text, code) the assistant reads, in estimated tokens.
 ASSISTANT_FILE_TOKENS = env_int("ASSISTANT_FILE_TOKENS", 3000)
+# Web search (assistant/search.py): a SearxNG instance's search URL (its JSON format on),
+# e.g. http://127.0.0.1:8888/search; empty: the assistant has no web search.
+SEARCH_URL = env("SEARCH_URL")
+ASSISTANT_SEARCH_RESULTS = env_int("ASSISTANT_SEARCH_RESULTS", 5)
+ASSISTANT_SEARCH_TIMEOUT_SECONDS = env_float("ASSISTANT_SEARCH_TIMEOUT_SECONDS", 10.0)
 # Runs (replies and images) one person may trigger per day (UTC).
 ASSISTANT_DAILY_RUNS = env_int("ASSISTANT_DAILY_RUNS", 200)
 # A room opened with at least this many unread messages offers "Catch me up".

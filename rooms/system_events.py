@@ -40,6 +40,8 @@ EVENTS: dict[str, str] = {
     "assistant_summary_cleared": gettext_noop(
         "%(actor)s cleared what the assistant remembers about this room"
     ),
+    "assistant_search_on": gettext_noop("%(actor)s let the assistant search the web"),
+    "assistant_search_off": gettext_noop("%(actor)s turned off the assistant’s web search"),
     "assistant_replies_always": gettext_noop("%(actor)s set the assistant to reply to every message"),
     "assistant_replies_mention": gettext_noop("%(actor)s set the assistant to reply only when mentioned"),
     "assistant_replies_off": gettext_noop("%(actor)s set the assistant to stay quiet"),

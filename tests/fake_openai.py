@@ -203,6 +203,9 @@ class Behaviour:
     hang: bool = False
     cut_after: int | None = None
     gate: threading.Event | None = None
+    # Streamed instead of text: calls of the request's tools, [(name, arguments dict)], ending
+    # with finish_reason "tool_calls" (each arguments JSON sent in two pieces, as real servers do).
+    tool_calls: list[tuple[str, dict]] | None = None
     no_usage: bool = False
 
 
@@ -454,6 +457,9 @@ class _Handler(BaseHTTPRequestHandler):
                 data["usage"] = None
             return data
 
+        if behaviour.tool_calls:
+            return self._stream_tool_calls(behaviour, chunk, include_usage, prompt_tokens)
+
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
         self.send_header("Transfer-Encoding", "chunked")
@@ -482,6 +488,34 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_event(b"[DONE]")
         self._write_chunk(b"")  # the zero-length chunk ends the body
         return None
+
+    def _stream_tool_calls(
+        self, behaviour: Behaviour, chunk: Any, include_usage: bool, prompt_tokens: int
+    ) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self._send_event(chunk({"role": "assistant", "content": None}))
+        for index, (name, arguments) in enumerate(behaviour.tool_calls or []):
+            text = json.dumps(arguments)
+            half = len(text) // 2
+            first = {"index": index, "id": f"call_{uuid.uuid4().hex[:12]}", "type": "function"}
+            first["function"] = {"name": name, "arguments": text[:half]}
+            self._send_event(chunk({"tool_calls": [first]}))
+            self._send_event(
+                chunk({"tool_calls": [{"index": index, "function": {"arguments": text[half:]}}]})
+            )
+        self._send_event(chunk({}, "tool_calls"))
+        if include_usage:
+            usage = {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": 5,
+                "total_tokens": prompt_tokens + 5,
+            }
+            self._send_event({**chunk({}), "choices": [], "usage": usage})
+        self._send_event(b"[DONE]")
+        self._write_chunk(b"")
 
     def _images(self, request: Any, body: bytes) -> None:
         fake = self.server.fake
@@ -645,6 +679,10 @@ class FakeOpenAI:
         with self._lock:
             self._image_queue.extend(behaviour for _ in range(times))
         return behaviour
+
+    def queue_tool_call(self, name: str, arguments: dict, /, **options: Any) -> Behaviour:
+        """Queue a streamed answer that calls the request's tool `name` with `arguments`."""
+        return self.queue(tool_calls=[(name, arguments)], **options)
 
     def queue_decision(
         self, action: str, reason: str = "", emoji: str = "", /, *, times: int = 1, **options: Any

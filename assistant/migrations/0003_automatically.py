@@ -55,6 +55,11 @@ class Migration(migrations.Migration):
         ),
         migrations.AddField(
             model_name='assistantsettings',
+            name='web_search',
+            field=models.BooleanField(default=True),
+        ),
+        migrations.AddField(
+            model_name='assistantsettings',
             name='summary',
             field=models.TextField(blank=True),
         ),

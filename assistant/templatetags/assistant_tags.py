@@ -4,7 +4,7 @@ from django.utils.safestring import mark_safe
 from assistant import asking, budget
 from assistant.forms import AssistantForm
 from assistant.models import ReplyMode
-from assistant.services import can_change_assistant, is_configured, is_quiet, settings_for
+from assistant.services import can_change_assistant, can_control_search, is_configured, is_quiet, settings_for
 from rooms.access import is_owner
 from rooms.markdown import render_message
 
@@ -23,8 +23,10 @@ def assistant_panel(room, user, form=None):
                 "personality": assistant.personality,
                 "reply_mode": assistant.reply_mode,
                 "members_can_edit": assistant.members_can_edit,
+                "web_search": assistant.web_search,
             },
             owner_controls=owner_controls,
+            search_controls=can_control_search(user, room),
         )
     return {
         "room": room,

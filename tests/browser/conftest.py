@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from playwright.sync_api import Page
 
     from tests.fake_openai import FakeOpenAI
+    from tests.fake_searxng import FakeSearxng
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 SCREENSHOT_DIR = PROJECT_DIR / "docs" / "screenshots"
@@ -389,9 +390,23 @@ def fake_openai(fake_openai_server) -> Iterator["FakeOpenAI"]:
 
 
 @pytest.fixture(scope="session")
-def assistant_app(tmp_path_factory, fake_openai_server) -> Iterator[str]:
-    """Like live_app, with the assistant configured to use the fake OpenAI API."""
-    extra_env = {"OPENAI_API_KEY": FAKE_OPENAI_KEY, "OPENAI_BASE_URL": fake_openai_server.base_url}
+def fake_searxng_server() -> Iterator["FakeSearxng"]:
+    """One fake SearxNG for the session, the assistant_app's web search."""
+    from tests.fake_searxng import FakeSearxng
+
+    with FakeSearxng() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def assistant_app(tmp_path_factory, fake_openai_server, fake_searxng_server) -> Iterator[str]:
+    """Like live_app, with the assistant configured to use the fake OpenAI API, and web
+    search the fake SearxNG (offered to the model; used only when a test queues a call)."""
+    extra_env = {
+        "OPENAI_API_KEY": FAKE_OPENAI_KEY,
+        "OPENAI_BASE_URL": fake_openai_server.base_url,
+        "SEARCH_URL": fake_searxng_server.url + "/search",
+    }
     with _live_server(tmp_path_factory.mktemp("calpico_assistant_var"), extra_env) as url:
         yield url
 

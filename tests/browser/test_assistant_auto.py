@@ -1,6 +1,8 @@
 """Automatically, in a real browser: the assistant of a new group stays out of small talk,
 cheers good news with a reaction, answers a question put to the group unasked, and anyone
-can see why it spoke and quiet it for an hour."""
+can see why it spoke and quiet it for an hour. And it searches the web when asked."""
+
+import threading
 
 import pytest
 from playwright.sync_api import expect
@@ -57,3 +59,45 @@ def test_an_unprompted_reply_shows_why_it_spoke(assistant_person, fake_openai, s
         1, timeout=DECIDED
     )
     assert errors == []
+
+
+def test_it_searches_the_web_and_links_its_sources(
+    assistant_person, fake_openai, fake_searxng_server, screenshot
+):
+    """Asked about something recent, the assistant searches (the room sees it), then answers
+    with numbered links to its sources."""
+    alice, bob, _url = group_with_assistant(assistant_person)
+    page = alice.page
+    fake_searxng_server.results(
+        [
+            {
+                "title": "Ridge trail closed for winter",
+                "url": "https://parks.example.org/ridge",
+                "content": "Nov-Mar.",
+            },
+            {
+                "title": "Valley loop open all year",
+                "url": "https://hikes.example.com/valley",
+                "content": "Open.",
+            },
+        ]
+    )
+    searching = fake_searxng_server.gate = threading.Event()
+    fake_openai.queue_tool_call("web_search", {"query": "ridge trail winter 2026"})
+    fake_openai.queue(text="The ridge trail is closed until March [1]; the valley loop stays open [2].")
+    send(page, "@assistant is the ridge trail open this winter?")
+    reply = replies(bob.page).first
+    try:
+        expect(reply.locator(".message__body")).to_contain_text(
+            "Searching the web for “ridge trail winter 2026”…", timeout=DECIDED
+        )
+        screenshot(bob.page, "assistant-searching")
+    finally:
+        searching.set()
+        fake_searxng_server.gate = None
+    links = replies(page).first.locator(".message__body ol a")
+    expect(links).to_have_count(2, timeout=DECIDED)
+    expect(links.first).to_have_text("Ridge trail closed for winter")
+    expect(links.first).to_have_attribute("href", "https://parks.example.org/ridge")
+    page.evaluate("document.activeElement.blur()")
+    screenshot(page, "assistant-search")
