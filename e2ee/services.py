@@ -80,18 +80,19 @@ def encrypted_rooms(user: User) -> list[int]:
 
 def do_register_device(user: User, *, signature_key: object, label: object, key_packages: object) -> Device:
     """A new browser of `user`, with its first key packages; each encrypted room of theirs
-    is told, so the other members' browsers add it to the group (and people see it)."""
+    is told, so the other members' browsers add it to the group (and people see it).
+
+    A browser whose site data was cleared registers again as a new device, and the old one
+    is never heard of again: past E2EE_MAX_DEVICES the oldest devices are retired (their
+    unused key packages go with them, and members' browsers take them out of the groups)."""
     signature_key = clean_signature_key(signature_key)
     packages = clean_key_packages(key_packages)
     label = label.strip()[:80] if isinstance(label, str) else ""
-    if Device.objects.filter(user=user).count() >= settings.E2EE_MAX_DEVICES:
-        raise ValidationError(
-            _("You have %(count)s devices already, the most there can be.")
-            % {"count": settings.E2EE_MAX_DEVICES},
-            code="too_many_devices",
-        )
     ratelimits.hit(key_uploads(), user.pk, amount=len(packages))
     with transaction.atomic():
+        kept = max(0, settings.E2EE_MAX_DEVICES - 1)
+        newest = Device.objects.filter(user=user).order_by("-created_at", "-pk").values_list("pk", flat=True)
+        Device.objects.filter(pk__in=list(newest[kept:])).delete()
         device = Device.objects.create(user=user, signature_key=signature_key, label=label)
         KeyPackage.objects.bulk_create([KeyPackage(device=device, data=data) for data in packages])
     for room_id in encrypted_rooms(user):

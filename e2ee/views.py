@@ -35,12 +35,19 @@ def _json(request: HttpRequest) -> dict[str, Any]:
     return data
 
 
+class DeviceGone(Exception):
+    """The browser's device is not (or no longer) one of the person's: it registers again."""
+
+
 def _own_device(request: HttpRequest, device_id: object) -> Device:
     try:
         pk = uuid.UUID(str(device_id))
     except ValueError:
-        raise Http404(_("No such device.")) from None
-    return get_object_or_404(Device, pk=pk, user=request.user)
+        raise DeviceGone from None
+    device = Device.objects.filter(pk=pk, user=request.user).first()
+    if device is None:
+        raise DeviceGone
+    return device
 
 
 def _encrypted_room(request: HttpRequest, room_id: int) -> Room:
@@ -57,6 +64,8 @@ def _api(view):  # type: ignore[no-untyped-def]
         try:
             response: HttpResponse = view(request, *args, **kwargs)
             return response
+        except DeviceGone:
+            return _error(_("No such device."), 404, device_gone=True)
         except RateLimited as exc:
             response = _error(exc.messages[0], 429)
             response["Retry-After"] = str(exc.retry_after)

@@ -6,6 +6,7 @@ import base64
 import html
 import json
 import os
+import uuid
 
 import pytest
 from django.urls import reverse
@@ -290,3 +291,18 @@ def test_private_answers_are_refused_in_an_encrypted_room(alice_client, encrypte
         assert response.status_code == 422
         assert "the assistant can't be enabled here" in html.unescape(response.content.decode())
     assert not Message.objects.filter(room=encrypted).exclude(kind=Message.Kind.SYSTEM).exists()
+
+
+def test_past_e2ee_max_devices_the_oldest_device_is_retired(bob_client, encrypted, bob, settings):
+    settings.E2EE_MAX_DEVICES = 2
+    first, second, third = (register(bob_client)["device_id"] for _ in range(3))
+    assert set(Device.objects.filter(user=bob).values_list("pk", flat=True)) == {
+        uuid.UUID(second),
+        uuid.UUID(third),
+    }
+    assert not KeyPackage.objects.filter(device_id=first).exists()
+    gone = api(bob_client, reverse("e2ee:state", args=[encrypted.pk]) + f"?device={first}")
+    assert gone.status_code == 404 and gone.json()["device_gone"] is True
+    # The room lists the devices left: members' browsers take the retired one out of the group.
+    state = api(bob_client, reverse("e2ee:state", args=[encrypted.pk]) + f"?device={third}").json()
+    assert {d["id"] for d in state["devices"]} == {second, third}

@@ -520,6 +520,20 @@ async function start() {
   }
 
   async function sync() {
+    try {
+      return await syncOnce();
+    } catch (error) {
+      if (!(error instanceof ServerError && error.data.device_gone)) throw error;
+      // This browser's device was retired (past E2EE_MAX_DEVICES) or is not this
+      // person's: start again as a new device, which other members' browsers add.
+      for (const store of ["device", "keyPackages", "groups"]) await idb(db, store, "readwrite", (s) => s.clear());
+      device = null;
+      room = null;
+      return await syncOnce();
+    }
+  }
+
+  async function syncOnce() {
     device = device || (await ensureDevice(db, ctx));
     room = room || new Room(db, ctx, device);
     await room.load();

@@ -291,6 +291,30 @@ def test_a_new_device_joins_cannot_read_earlier_messages_and_a_verified_contact_
     shot(laptop, "new-device-390")
     assert people.errors == []
 
+    # The laptop's device is retired on the server (past E2EE_MAX_DEVICES): on its next
+    # sync it is told so (one 404, in its console), starts again as a new device, and
+    # Alice's browser adds it.
+    laptop_device = laptop.evaluate(
+        """() => new Promise((resolve) => {
+            const open = indexedDB.open(`calpico-e2ee-${document.body.dataset.userId}`);
+            open.onsuccess = () => {
+                const get = open.result.transaction("device").objectStore("device").get("self");
+                get.onsuccess = () => resolve(get.result.id);
+            };
+        })"""
+    )
+    django_shell(app, f"from e2ee.models import Device; Device.objects.filter(pk='{laptop_device}').delete()")
+    laptop.reload()
+    expect(
+        alice.page.locator(".message--system").filter(has_text="Bob Builder added a new device")
+    ).to_have_count(3, timeout=SETUP)
+    expect(laptop.locator("#e2ee-status")).to_contain_text(
+        "Only the people in this conversation", timeout=SETUP
+    )
+    send(alice.page, "Welcome back, laptop")
+    expect(bodies(laptop).filter(has_text="Welcome back, laptop")).to_be_visible(timeout=SETUP)
+    assert [e for e in people.errors if "404" not in e] == []
+
 
 def test_an_encrypted_group_of_three_and_a_member_removed_from_its_keys(people, app):
     alice = people.person("alice", "Alice Liddell")
