@@ -58,6 +58,10 @@ BENCH_LIMITS = {
     "RATE_MESSAGES_PER_HOUR": "0",
     "ACCOUNT_RATE_LIMITS_ENABLED": "false",
 }
+# The targets of --idle (issue 11): per socket opened, per idle socket, all sockets idle.
+CONNECT_CPU_MS = 3.0
+IDLE_KIB = 25.0
+IDLE_CPU_PERCENT = 2.0
 
 
 # Setting up: environment, database, people, room, sessions
@@ -398,7 +402,7 @@ class Bench:
             yield
             return
         path = self.profile_dir / f"{srv.name}-{stage}.txt"
-        sampler = sampling.Sampler(self.args.py_spy, srv.pid, path)
+        sampler = sampling.Sampler(self.args.py_spy, srv.pid, path, rate=self.args.profile_rate)
         try:
             yield
         finally:
@@ -419,7 +423,9 @@ class Bench:
                 await warm_up_calpico(srv, first, poster)
                 cookies: list[str | None] = list(self.setup.cookies())
                 rooms: list[int | None] = [m.room_id for m in members]
-                clients, connected = await self.connect(srv, cookies, rooms, self.args.read_frames)
+                clients, connected = await self.connect(
+                    srv, cookies, rooms, self.args.read_frames, await self.resume_seqs()
+                )
                 return CalpicoTarget(srv, clients, connected, poster)
             await warm_up_bare(srv)
             clients, connected = await self.connect(srv, [None] * len(members), [None] * len(members), False)
@@ -428,8 +434,31 @@ class Bench:
             srv.stop()
             raise
 
+    async def resume_seqs(self) -> dict[int, int] | None:
+        """With --resume: each room's last seq now (pages loaded just before), from which its
+        pages resume."""
+        if not self.args.resume:
+            return None
+
+        def read() -> dict[int, int]:
+            from django.db import connections
+
+            from rooms.models import Room
+
+            rooms = {m.room_id for m in self.setup.members}
+            seqs = dict(Room.objects.filter(pk__in=rooms).values_list("pk", "last_seq"))
+            connections.close_all()
+            return seqs
+
+        return await asyncio.to_thread(read)
+
     async def connect(
-        self, srv: server.Server, cookies: list[str | None], rooms: list[int | None], read_frames: bool
+        self,
+        srv: server.Server,
+        cookies: list[str | None],
+        rooms: list[int | None],
+        read_frames: bool,
+        resume_seqs: dict[int, int] | None = None,
     ) -> tuple[list[Client], Connected]:
         await load.settle(0.3, 5)
         rss0, cpu0 = srv.rss_kib(), srv.cpu_seconds()
@@ -442,6 +471,7 @@ class Bench:
                 read_frames,
                 concurrency=self.args.connect_concurrency,
                 limit=self.args.connect_limit,
+                resume_seqs=resume_seqs,
             )
             seconds = time.monotonic() - start
             # Calpico announces each arrival to the arriver's rooms (presence); let that die down.
@@ -519,17 +549,23 @@ async def open_sockets(
     *,
     concurrency: int = 50,
     limit: float = 120.0,
+    at_once: bool = False,
+    resume_seqs: dict[int, int] | None = None,
 ) -> tuple[list[Client], list[str]]:
     """One socket per cookie; rooms[i] is the `?room=` of socket i (None: no room, for the
     bare relay). Returns the sockets that opened, in the order of `cookies`, and why the
-    others did not."""
+    others did not. Room after room, `concurrency` handshakes at a time; `at_once`: every
+    socket at the same moment, as pages do when their server restarts. `resume_seqs` (room id:
+    its last seq): each socket resumes from there, as a room page does, and counts as open at
+    `caught_up`."""
     deadline = time.monotonic() + limit
     indexes_by_room: dict[int | None, list[int]] = {}
     for i, room_id in enumerate(rooms):
         indexes_by_room.setdefault(room_id, []).append(i)
     clients: list[Client | None] = [None] * len(cookies)
     failures: list[str] = []
-    for room_id, indexes in indexes_by_room.items():
+
+    async def open_room(room_id: int | None, indexes: list[int]) -> None:
         url = f"{srv.ws_url}/ws/" + (f"?room={room_id}" if room_id is not None else "")
         opened, failed = await load.open_clients(
             url,
@@ -538,11 +574,19 @@ async def open_sockets(
             room_id=room_id,
             deadline=deadline,
             read_frames=read_frames,
-            concurrency=concurrency,
+            concurrency=len(indexes) if at_once else concurrency,
+            timeout=limit if at_once else 30.0,
+            resume_seq=None if resume_seqs is None or room_id is None else resume_seqs.get(room_id, 0),
         )
-        failures += failed
+        failures.extend(failed)
         for i, client in zip(indexes, opened, strict=True):
             clients[i] = client
+
+    if at_once:
+        await asyncio.gather(*(open_room(r, indexes) for r, indexes in indexes_by_room.items()))
+    else:
+        for room_id, indexes in indexes_by_room.items():
+            await open_room(room_id, indexes)
     opened_in_order = [c for c in clients if c is not None]
     for position, client in enumerate(opened_in_order):
         client.index = position  # the row it records into
@@ -802,9 +846,64 @@ async def idle_mode(bench: Bench) -> dict:
                 "presence_frames": frames_of_type(target.clients, "presence"),
                 "held": held,
             }
+            if bench.args.storm:
+                results[kind]["storm"] = await reconnect_storm(bench, target)
         finally:
             await target.close()
     return results
+
+
+async def reconnect_storm(bench: Bench, target: Target) -> dict:
+    """A deploy with everyone online: the server is stopped as a deploy stops it (SIGTERM;
+    Calpico closes its sockets with 1012) and a new process started on the same port; once
+    it answers, every page opens its socket again at the same moment. Reports how long until
+    the last hello, and every socket that was refused or got no hello."""
+    srv = target.server
+    if not isinstance(srv, server.Daphne):
+        return {}
+    members = bench.setup.members
+    if target.kind == "calpico":
+        cookies: list[str | None] = list(bench.setup.cookies())
+        rooms: list[int | None] = [m.room_id for m in members]
+    else:
+        cookies, rooms = [None] * len(members), [None] * len(members)
+    srv.restart()
+    await load.close_clients(target.clients)
+    target.clients = []
+    await load.settle(0.3, 5)
+    rss0, cpu0 = srv.rss_kib(), srv.cpu_seconds()
+    machine0, generator0 = machine_busy_seconds(), cpu_now()
+    start = time.monotonic()
+    with bench.sampled(srv, "storm"):
+        clients, failures = await open_sockets(
+            srv,
+            cookies,
+            rooms,
+            False,
+            limit=bench.args.storm_limit,
+            at_once=True,
+            resume_seqs=await bench.resume_seqs() if target.kind == "calpico" else None,
+        )
+        seconds = time.monotonic() - start
+        settle_seconds = await load.settle(0.5, bench.args.settle_limit)
+    cpu = srv.cpu_seconds() - cpu0
+    elapsed = time.monotonic() - start
+    other = machine_busy_seconds() - machine0 - cpu - (cpu_now() - generator0)
+    target.clients = clients
+    hellos = sorted(c.hello_at - start for c in clients if c.hello_at is not None)
+    return {
+        "sockets": len(cookies),
+        "opened": len(clients),
+        "failures": failures,
+        "seconds": seconds,
+        "hello_p50": load.percentile(hellos, 0.5) if hellos else None,
+        "hello_p99": load.percentile(hellos, 0.99) if hellos else None,
+        "settle_seconds": settle_seconds,
+        "server_cpu": cpu,
+        "rss_before_kib": rss0,
+        "rss_after_kib": srv.rss_kib(),
+        "other_cpu_percent": 100 * other / elapsed,
+    }
 
 
 def print_idle(args: argparse.Namespace, results: dict) -> bool:
@@ -816,6 +915,7 @@ def print_idle(args: argparse.Namespace, results: dict) -> bool:
     print(
         f"Idle connections: {args.idle:,} sockets, one person each, in {rooms} rooms of "
         f"{min(args.room_size, args.idle)}, {args.layer} layer, held {ours['held']:.0f} s"
+        + ("; Calpico's sockets resume as a room page does" if args.resume else "")
     )
     print(f"  {machine_notes()}")
     print(f"  daphne open-file limit: {co.open_files_limit}")
@@ -825,6 +925,11 @@ def print_idle(args: argparse.Namespace, results: dict) -> bool:
         if connected.rss_before_kib is None or result["rss_held_kib"] is None:
             return None
         return (result["rss_held_kib"] - connected.rss_before_kib) / connected.clients
+
+    def per_socket_ms(connected: Connected) -> float | None:
+        if connected.server_cpu is None or not connected.clients:
+            return None
+        return 1000 * connected.server_cpu / connected.clients
 
     held_o, held_b = held_per_connection(ours, co), held_per_connection(bare, cb)
     rows = [
@@ -838,20 +943,67 @@ def print_idle(args: argparse.Namespace, results: dict) -> bool:
         ("sockets that failed to open", failed(co), failed(cb), ""),
         row("... then until quiet (s)", co.settle_seconds, cb.settle_seconds, num2),
         row("server CPU s for connecting", co.server_cpu, cb.server_cpu, num2, compare=True),
+        row("server CPU per socket opened (ms)", per_socket_ms(co), per_socket_ms(cb), num2, compare=True),
         row("presence frames received", ours["presence_frames"], None),
         row("server CPU while idle, % of one core", ours["idle_cpu_percent"], bare["idle_cpu_percent"]),
     ]
+    so, sb = ours.get("storm"), bare.get("storm")
+    if so and sb:
+
+        def storm_failed(storm: dict) -> str:
+            if not storm["failures"]:
+                return "0"
+            reason, n = Counter(storm["failures"]).most_common(1)[0]
+            return f"{len(storm['failures'])} ({n}: {reason[:60]})"
+
+        rows += [
+            ("reconnect storm: sockets at once", num(so["sockets"]), num(sb["sockets"]), ""),
+            ("... refused or without hello", storm_failed(so), storm_failed(sb), ""),
+            row("... until the last hello (s)", so["seconds"], sb["seconds"], num2),
+            row("... time to hello p50 (s)", so["hello_p50"], sb["hello_p50"], num2),
+            row("... time to hello p99 (s)", so["hello_p99"], sb["hello_p99"], num2),
+            row("... then until quiet (s)", so["settle_seconds"], sb["settle_seconds"], num2),
+            row("... server CPU s", so["server_cpu"], sb["server_cpu"], num2, compare=True),
+            row("... RSS after (MiB)", so["rss_after_kib"], sb["rss_after_kib"], mib),
+            row("... other processes, % of one core", so["other_cpu_percent"], sb["other_cpu_percent"], num0),
+        ]
     print_table(rows)
-    ok = ours["still_open"] == args.idle
     print()
     for label, connected in (("calpico", co), ("bare", cb)):
         for reason, n in Counter(connected.failures).most_common(3):
             print(f"  {label}: {n} sockets failed to open: {reason}")
+    for label, storm in (("calpico", so), ("bare", sb)):
+        for reason, n in Counter((storm or {}).get("failures", [])).most_common(3):
+            print(f"  {label}: {n} sockets failed to open in the storm: {reason}")
+    held = ours["still_open"] == args.idle
+    cpu_ms = per_socket_ms(co)
+    kib = co.kib_per_connection
+    idle = ours["idle_cpu_percent"]
     print("Targets")
     print(
-        f"  {args.idle:,} idle connections held ........ {'met' if ok else 'MISSED'}"
-        f" ({num(co.kib_per_connection)} KiB each)"
+        f"  {args.idle:,} idle connections held ........ {'met' if held else 'MISSED'} ({num(kib)} KiB each)"
     )
+    checks = [
+        held,
+        report_target(
+            f"server CPU per socket opened at most {CONNECT_CPU_MS:g} ms", cpu_ms, CONNECT_CPU_MS, "ms"
+        ),
+        report_target(f"RSS per idle socket at most {IDLE_KIB:g} KiB", kib, IDLE_KIB, "KiB"),
+        report_target(f"idle CPU at most {IDLE_CPU_PERCENT:g}% of a core", idle, IDLE_CPU_PERCENT, "%"),
+    ]
+    if so:
+        ok = so["opened"] == so["sockets"] and not so["failures"]
+        print(
+            f"  reconnect storm of {so['sockets']:,}: none refused ... {'met' if ok else 'MISSED'}"
+            f" ({len(so['failures'])} refused or without hello; the last hello after {so['seconds']:.1f} s)"
+        )
+        checks.append(ok)
+    return all(checks)
+
+
+def report_target(label: str, value: float | None, limit: float, unit: str) -> bool:
+    ok = value is not None and value <= limit
+    print(f"  {label} ... {'met' if ok else 'MISSED'} ({num(value, 2)} {unit})")
     return ok
 
 
@@ -1057,7 +1209,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="stop opening sockets after S seconds and go on with those open (default 150)",
     )
     add("--room-size", type=int, default=50, help="with --idle: people per room (default 50)")
-    add("--hold", type=float, default=5.0, help="with --idle: seconds to hold the sockets open")
+    add(
+        "--resume",
+        action="store_true",
+        help="Calpico's sockets resume after their hello as a room page does (static/js/live.js), "
+        "showing the room's last 50 messages, and count as open at caught_up",
+    )
+    add(
+        "--hold",
+        type=float,
+        default=35.0,
+        help="with --idle: seconds to hold the sockets open (default 35: longer than the presence "
+        "refresh, PRESENCE_SECONDS / 2, so idle CPU includes it)",
+    )
+    add(
+        "--storm",
+        action="store_true",
+        help="with --idle: then restart the server as a deploy does and open every socket again "
+        "at the same moment; report how long until the last hello and any refused",
+    )
+    add(
+        "--storm-limit",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="with --storm: give up on a socket that has no hello S seconds after the storm began",
+    )
     add(
         "--post-cost",
         action="store_true",
@@ -1096,6 +1273,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     add("--profile", type=Path, metavar="DIR", help="sample each server with py-spy into DIR")
     add("--py-spy", default=shutil.which("py-spy") or "py-spy", help="the py-spy executable for --profile")
+    add("--profile-rate", type=int, default=100, help="with --profile: samples per second (default 100)")
     add(
         "--wait-quiet",
         type=float,

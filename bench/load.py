@@ -109,12 +109,24 @@ class Counters:
 class Client:
     """One open page: a socket that reads every frame and time-stamps the markers in it."""
 
-    def __init__(self, index: int, ws: ClientConnection, *, room_id: int | None, read_frames: bool) -> None:
+    def __init__(
+        self,
+        index: int,
+        ws: ClientConnection,
+        *,
+        room_id: int | None,
+        read_frames: bool,
+        resume_seq: int | None = None,
+    ) -> None:
         self.index = index
         self.ws = ws
         self.room_id = room_id
         self.read_frames = read_frames
+        # Set: after the hello, resume from this seq as static/js/live.js does on a room page
+        # (a page showing the room's last 50 messages), and count as open at `caught_up`.
+        self.resume_seq = resume_seq
         self.hello = asyncio.Event()
+        self.hello_at: float | None = None
         self.closed_code: int | None = None
         self.html_frames = 0
         self.html_bytes = 0
@@ -143,13 +155,28 @@ class Client:
                 elif frame.startswith("{"):
                     kind = json.loads(frame).get("type", "?")
                     self.json_types[kind] = self.json_types.get(kind, 0) + 1
-                    if kind == "hello":
+                    if kind == "hello" and self.resume_seq is not None:
+                        await self._resume(json.loads(frame)["server_time"])
+                    elif kind == "hello" or (kind == "caught_up" and self.hello_at is None):
+                        self.hello_at = now
                         self.hello.set()
         except ConnectionClosed:
             pass
         finally:
             self.closed_code = self.ws.close_code if self.ws.close_code is not None else -1
             self.hello.set()  # nobody waits for a hello that cannot come
+
+    async def _resume(self, server_time: str) -> None:
+        last = self.resume_seq or 0
+        frame = {
+            "type": "resume",
+            "room": self.room_id,
+            "last_seq": last,
+            "oldest_seq": max(1, last - 49),
+            "since": server_time,
+        }
+        with contextlib.suppress(ConnectionClosed):
+            await self.ws.send(json.dumps(frame))
 
     async def _mark_read(self, frame: str) -> None:
         # What static/js/live.js does on a visible page after every HTML frame.
@@ -176,8 +203,10 @@ async def open_clients(
     read_frames: bool = False,
     concurrency: int = 50,
     timeout: float = 30.0,
+    resume_seq: int | None = None,
 ) -> tuple[list[Client | None], list[str]]:
-    """Open one socket per cookie header (None: no cookie) and wait for its hello.
+    """Open one socket per cookie header (None: no cookie) and wait for its hello (with
+    `resume_seq`, for the `caught_up` that answers its resume).
 
     Returns the clients in the order of `cookies` (None where opening failed) and why each
     failure happened. Nothing is started after `deadline` (a monotonic time).
@@ -207,7 +236,7 @@ async def open_clients(
             except Exception as exc:
                 failures.append(f"handshake: {type(exc).__name__}: {exc}")
                 return None
-            client = Client(index, ws, room_id=room_id, read_frames=read_frames)
+            client = Client(index, ws, room_id=room_id, read_frames=read_frames, resume_seq=resume_seq)
             try:
                 await asyncio.wait_for(client.hello.wait(), left)
             except TimeoutError:

@@ -142,11 +142,16 @@ class Daphne(Server):
         command = [venv_script("python"), "-m", "calpico.serve"]
         if not application.startswith("calpico."):
             command = [venv_script("daphne")]
-        with log.open("w") as log_file:
+        self.command = [*command, "-b", "127.0.0.1", "-p", str(port), application]
+        self.env = env
+        self._start("w")
+
+    def _start(self, log_mode: str) -> None:
+        with self.log.open(log_mode) as log_file:
             self.process = subprocess.Popen(
-                [*command, "-b", "127.0.0.1", "-p", str(port), application],
+                self.command,
                 cwd=PROJECT_DIR,
-                env=env,
+                env=self.env,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -154,7 +159,12 @@ class Daphne(Server):
         self.pid = self.process.pid
         _started.append(self)
         self._wait_until_serving()
-        print(f"  {name}: daphne pid {self.pid} serving {self.url}", flush=True)
+        print(f"  {self.name}: daphne pid {self.pid} serving {self.url}", flush=True)
+
+    def restart(self) -> None:
+        """Stop the process (SIGTERM, as a deploy does) and start a new one on the same port."""
+        self.stop()
+        self._start("a")
 
     def _wait_until_serving(self) -> None:
         deadline = time.monotonic() + STARTUP_TIMEOUT

@@ -143,6 +143,32 @@ class FailSoftRedisCache(RedisCache):
             "add", lambda: self._cache.add(key, value, self.get_backend_timeout(timeout)), True, [key]
         )
 
+    def add_or_touch_many(
+        self, keys: Iterable[Any], value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> list[bool]:
+        """For each key, `add` it, or `touch` it when it is there, all in one round trip
+        (presence: rooms/presence.py). Which were added; all of them while Redis is away,
+        as `add` answers then."""
+        safe = [self.make_and_validate_key(key, version=version) for key in keys]
+        seconds = self.get_backend_timeout(timeout)
+
+        def call() -> list[bool]:
+            if seconds == 0:  # expired at once, as Django's add would have it
+                self._cache.delete_many(safe)
+                return [True] * len(safe)
+            pipeline = self._cache.get_client(write=True).pipeline(transaction=False)
+            stored = self._cache._serializer.dumps(value)
+            for key in safe:
+                pipeline.set(key, stored, ex=seconds, nx=True)
+                if seconds is not None:
+                    pipeline.expire(key, seconds)
+            results = pipeline.execute()
+            return [bool(added) for added in results[:: 1 if seconds is None else 2]]
+
+        if not safe:
+            return []
+        return self._try("add_or_touch_many", call, [True] * len(safe), safe)
+
     def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
         key = self.make_and_validate_key(key, version=version)
         return self._try("get", lambda: self._cache.get(key, default), default)

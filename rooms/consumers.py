@@ -12,18 +12,16 @@ rooms.queries and its writes in rooms.services.
 
 import asyncio
 import json
-import logging
 import time
-from dataclasses import dataclass
 from datetime import datetime
 
 from channels.consumer import get_handler_name
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 
+from accounts.models import User
 from accounts.services import block_relations
 from calpico import languages, metrics
 from calpico.languages import socket_language
@@ -31,11 +29,11 @@ from rooms import presence
 from rooms.access import parse_id, parse_seq
 from rooms.live_groups import room_group, user_group
 from rooms.models import Membership
+from rooms.opening import RoomState, quick_resume, read_opening, session_key
 from rooms.queries import catch_up, room_read_positions
 from rooms.services import do_mark_read_in_rooms
-from rooms.services.moderation import mark_notices_seen, take_unseen_notices
-
-log = logging.getLogger(__name__)
+from rooms.services.moderation import mark_notices_seen
+from rooms.socket_db import on_socket_thread
 
 # Close codes in the 4000s are ours: the page must not retry them as it does 1006.
 CLOSE_UNAUTHENTICATED = 4401
@@ -48,81 +46,94 @@ CLOSE_TOO_MANY_FRAMES = 4429
 CLOSE_RECONNECT = 4012
 
 READ_FLUSH_SECONDS = 3.0
-LAYER_EVENT_PREFIXES = ("room.", "user.", "membership.", "session.")
 TYPING_MIN_INTERVAL = 2.0
 
 
-@dataclass
-class RoomState:
-    last_read_seq: int
-    muted: bool
-
-
 class RoomConsumer(AsyncWebsocketConsumer):
-    """The page's connection. `?room=<id>` names the room the page shows, if any."""
+    """The page's connection. `?room=<id>` names the room the page shows, if any.
+
+    An idle socket's memory is mostly this object, so what most sockets never change
+    stays on the class until one does (thousands of sockets are open at once).
+    """
+
+    groups = ()  # joined in connect(), not by Channels
+    user_id = 0
+    user_name = ""
+    blocked: set[int] | frozenset[int] = frozenset()
+    # Whose read positions this page is never shown, nor shown to (docs/protocol.md, seen).
+    blocked_by: set[int] | frozenset[int] = frozenset()
+    read_receipts = False
+    current_room: int | None = None
+    # In the groups of the user and of every room in `rooms`, after connect().
+    joined = False
+    frame_times: list[float] | tuple[()] = ()
+    last_typing = 0.0
+    pending_reads: dict[int, int] | None = None
+    read_flush: asyncio.Task | None = None
+    counted_online = False
+    counted_open = False
+    # The viewer's language (set in connect(); until then, for the handshake, the default).
+    language: str = settings.LANGUAGE_CODE
 
     async def connect(self) -> None:
-        self.user = self.scope.get("user")
         self.rooms: dict[int, RoomState] = {}
-        self.blocked: set[int] = set()
-        # Whose read positions this page is never shown, nor shown to (docs/protocol.md, seen).
-        self.blocked_by: set[int] = set()
-        self.read_receipts = False
-        self.current_room: int | None = None
-        self.groups_joined: list[str] = []
-        self.frame_times: list[float] = []
-        self.last_typing = 0.0
-        self.pending_reads: dict[int, int] = {}
-        self.read_flush: asyncio.Task | None = None
-        self.heartbeat: asyncio.Task | None = None
-        self.counted_online = False
-        self.counted_open = False
-        # The viewer's language: events carry each language's HTML (rooms.live.localized).
-        self.language = socket_language(self.scope)
-        await languages.amark_in_use(self.language)
-
+        requested = self._requested_room()
+        key = session_key(self.scope["headers"])
+        # The browser's language, from the handshake's headers, before they are let go; a
+        # language chosen in the profile wins once the user is read (calpico.languages).
+        self.language = socket_language({"headers": self.scope["headers"]})
+        # Daphne's list of the handshake's headers, kept by the scope for the socket's life:
+        # nothing reads it after this.
+        if isinstance(self.scope["headers"], list):
+            self.scope["headers"].clear()
         # Accept first, then close with our code: a refused handshake looks like a network
-        # failure (1006) that the browser would retry for ever.
+        # failure (1006) that the browser would retry for ever. Accepting before anything
+        # is read also completes the handshake at once when thousands of pages reconnect
+        # together, instead of after daphne's --websocket_connect_timeout (they queue here).
         await self.accept()
         metrics.WEBSOCKETS_OPEN.inc()
         self.counted_open = True
-        if self.user is None or not self.user.is_authenticated or not self.user.is_active:
+        opening = await on_socket_thread(read_opening)(key, requested)
+        if opening.user is None:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        self.rooms = await self._load_rooms()
-        self.read_receipts = self.user.read_receipts  # kept current by user.receipts
-        requested = self._requested_room()
+        self.user_id, self.user_name = opening.user.pk, opening.user.name
+        if opening.user.language in dict(settings.LANGUAGES):
+            self.language = opening.user.language  # chosen in the profile: wins over the browser
+        # Events carry HTML in the languages in use (rooms.live.localized): this one is.
+        await languages.amark_in_use(self.language)
+        if not opening.allowed:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        self.rooms = opening.rooms
+        if opening.blocked:
+            self.blocked = opening.blocked
+        if opening.blocked_by:
+            self.blocked_by = opening.blocked_by
+        if opening.user.read_receipts:
+            self.read_receipts = True  # kept current by user.receipts
         if requested is not None:
-            if requested not in self.rooms and not await self._is_request(requested):
-                await self.close(code=CLOSE_NOT_FOUND)
-                return
             self.current_room = requested
-        for group in [user_group(self.user.pk), *(room_group(r) for r in self.rooms)]:
+        self.joined = True
+        for group in self._groups():
             await self.channel_layer.group_add(group, self.channel_name)
-            self.groups_joined.append(group)
         await self._send_json({"type": "hello", "server_time": timezone.now().isoformat()})
-        for text in await database_sync_to_async(take_unseen_notices)(self.user):
+        for text in opening.notices:
             await self.send(text_data=render_to_string("rooms/live/notice_toast.html", {"text": text}))
         self.counted_online = True
-        if presence.connection_opened(self.user.pk):
+        if presence.connection_opened(self.user_id, self.rooms):
             await self._announce_presence(True)
-        await database_sync_to_async(presence.refresh)(self.user.pk)
-        self.heartbeat = asyncio.create_task(self._keep_presence())
 
     async def dispatch(self, message: dict) -> None:
         # Channels closes stale database connections before every handler, a hop to the
-        # sync thread per event per socket. Events from the channel layer only read this
-        # consumer's memory (database work goes through database_sync_to_async, which
-        # manages connections itself), so they skip it.
-        language = getattr(self, "language", settings.LANGUAGE_CODE)
-        with translation.override(language):
-            if message["type"].startswith(LAYER_EVENT_PREFIXES):
-                localized = message.get("i18n")
-                if localized and language in localized:
-                    message = {**message, **localized[language]}
-                await getattr(self, get_handler_name(message))(message)
-            else:
-                await super().dispatch(message)
+        # sync thread per event per socket. Nothing here uses the database on the event
+        # loop: database work goes through on_socket_thread, which manages its connection.
+        # Events carry each language's HTML (rooms.live.localized): this viewer's is laid over.
+        with translation.override(self.language):
+            localized = message.get("i18n")
+            if localized and self.language in localized:
+                message = {**message, **localized[self.language]}
+            await getattr(self, get_handler_name(message))(message)
 
     def _requested_room(self) -> int | None:
         """The `room` of the query string; 0 (no room's id) when it is there but no id."""
@@ -133,44 +144,28 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 return parse_id(value) or 0
         return None
 
-    @database_sync_to_async
-    def _load_rooms(self) -> dict[int, RoomState]:
-        # Message requests (pending or declined) are not listened to: they notify nothing.
-        rows = Membership.objects.filter(
-            user=self.user, room__archived_at__isnull=True, request=Membership.Request.NONE
-        ).values_list("room_id", "last_read_seq", "muted")
-        self.blocked, self.blocked_by = block_relations(self.user)
-        return {room_id: RoomState(last_read, muted) for room_id, last_read, muted in rows}
-
-    @database_sync_to_async
-    def _is_request(self, room_id: int) -> bool:
-        """A pending message request's page: it may connect (for presence) but hears nothing."""
-        return Membership.objects.filter(
-            user=self.user, room_id=room_id, request=Membership.Request.PENDING
-        ).exists()
-
     async def disconnect(self, code: int) -> None:
         if self.counted_open:
             self.counted_open = False
             metrics.WEBSOCKETS_OPEN.dec()
-        for task in (self.heartbeat, self.read_flush):
-            if task is not None:
-                task.cancel()
+        if self.read_flush is not None:
+            self.read_flush.cancel()
         if self.pending_reads:
             await self._flush_reads()
-        for group in self.groups_joined:
-            await self.channel_layer.group_discard(group, self.channel_name)
-        self.groups_joined = []
+        if self.joined:
+            self.joined = False
+            for group in self._groups():
+                await self.channel_layer.group_discard(group, self.channel_name)
         if self.counted_online:
             self.counted_online = False
-            if presence.connection_closed(self.user.pk):
-                await database_sync_to_async(presence.forget)(self.user.pk)
+            if presence.connection_closed(self.user_id, self.rooms):
+                await on_socket_thread(presence.forget)(self.user_id)
                 await self._announce_presence(False)
 
     # Frames from the browser
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if not self.groups_joined:
+        if not self.joined:
             return
         if bytes_data is not None or text_data is None:
             await self._error("Frames are JSON text.")
@@ -204,9 +199,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     def _within_rate(self) -> bool:
         now = time.monotonic()
-        self.frame_times = [t for t in self.frame_times if now - t < 10.0]
-        self.frame_times.append(now)
-        return len(self.frame_times) <= settings.WS_FRAMES_PER_10_SECONDS
+        recent = [t for t in self.frame_times if now - t < 10.0]
+        recent.append(now)
+        self.frame_times = recent
+        return len(recent) <= settings.WS_FRAMES_PER_10_SECONDS
 
     def _frame_room(self, frame: dict) -> int | None:
         room_id = _frame_number(frame, "room", parse_id)
@@ -238,7 +234,18 @@ class RoomConsumer(AsyncWebsocketConsumer):
         # A page showing an older window (/r/<room>/m/<seq>/) asks for the changes to what
         # it has, not for what came after it.
         detached = frame.get("detached") is True
-        missed, changed, newest = await database_sync_to_async(catch_up)(
+        # Almost always nothing to catch up: one trip, one compiled query (two with read
+        # receipts), and catch_up only when there is something to send.
+        reader = self.user_id if self.read_receipts else None
+        quick = await on_socket_thread(quick_resume)(
+            room_id, last_seq, oldest, since, detached, reader, self.blocked | self.blocked_by
+        )
+        if quick.nothing:
+            if quick.positions is not None:
+                await self._send_seen(room_id, quick.positions)
+            await self._caught_up(room_id, last_seq)
+            return
+        missed, changed, newest = await on_socket_thread(catch_up)(
             room_id, last_seq, oldest, since, detached=detached
         )
         if missed is None:
@@ -250,11 +257,14 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if self.read_receipts:
             # Reads are not replayed like messages: the page gets them all again.
             await self._send_read_positions()
+        await self._caught_up(room_id, newest)
+
+    async def _caught_up(self, room_id: int, last_seq: int) -> None:
         await self._send_json(
             {
                 "type": "caught_up",
                 "room": room_id,
-                "last_seq": newest,
+                "last_seq": last_seq,
                 "server_time": timezone.now().isoformat(),
             }
         )
@@ -270,7 +280,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.last_typing = now
         await self.channel_layer.group_send(
             room_group(room_id),
-            {"type": "room.typing", "room_id": room_id, "user_id": self.user.pk, "name": self.user.name},
+            {"type": "room.typing", "room_id": room_id, "user_id": self.user_id, "name": self.user_name},
         )
 
     async def _on_read(self, frame: dict) -> None:
@@ -283,6 +293,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if seq <= state.last_read_seq:
             return
         state.last_read_seq = seq
+        if self.pending_reads is None:
+            self.pending_reads = {}
         self.pending_reads[room_id] = seq
         # Reads arrive with every message while a room is open; write them in batches.
         if self.read_flush is None or self.read_flush.done():
@@ -293,9 +305,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await self._flush_reads()
 
     async def _flush_reads(self) -> None:
-        reads, self.pending_reads = self.pending_reads, {}
+        reads, self.pending_reads = self.pending_reads, None
         if reads:
-            await database_sync_to_async(do_mark_read_in_rooms)(self.user.pk, reads)
+            await on_socket_thread(do_mark_read_in_rooms)(self.user_id, reads)
 
     # Events from the channel layer
 
@@ -304,7 +316,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         state = self.rooms.get(room_id)
         if state is None:
             return  # not (or no longer) a member: nothing from this room
-        mine = event["author_id"] == self.user.pk
+        mine = event["author_id"] == self.user_id
         blocked = event["author_id"] in self.blocked
         parts = []
         if room_id == self.current_room:
@@ -321,7 +333,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             state.last_read_seq = max(state.last_read_seq, event["seq"])
             self.last_typing = 0.0  # a sent message ends the typing; the next one starts anew
         elif not event["system"]:
-            mentioned = self.user.pk in event["mentions"]
+            mentioned = self.user_id in event["mentions"]
             if mentioned and event["toast_html_mention"]:
                 parts.append(event["toast_html_mention"])
             elif not state.muted and event["toast_html"]:
@@ -346,7 +358,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         parts = []
         if room_id == self.current_room:
             parts.append(event["html"])
-        mine = event.get("author_id") == self.user.pk
+        mine = event.get("author_id") == self.user_id
         sidebar = event.get("sidebar_html_mine") if mine else event.get("sidebar_html")
         if sidebar and event.get("author_id") not in self.blocked:
             parts.append(sidebar)
@@ -368,8 +380,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         actor = event["actor_id"]
         if (
             event["toast_html"]
-            and event["author_id"] == self.user.pk
-            and actor not in (None, self.user.pk)
+            and event["author_id"] == self.user_id
+            and actor not in (None, self.user_id)
             and actor not in self.blocked
             and not state.muted
         ):
@@ -384,7 +396,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def room_typing(self, event: dict) -> None:
         if event["user_id"] in self.blocked:
             return
-        if event["room_id"] == self.current_room and event["user_id"] != self.user.pk:
+        if event["room_id"] == self.current_room and event["user_id"] != self.user_id:
             await self._send_json(
                 {
                     "type": "typing",
@@ -399,7 +411,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         """Someone read further (or stopped or started sharing it: seq None, or where they
         are): for the page showing the room, unless this viewer may not see it."""
         room_id, reader = event["room_id"], event["user_id"]
-        if room_id != self.current_room or room_id not in self.rooms or reader == self.user.pk:
+        if room_id != self.current_room or room_id not in self.rooms or reader == self.user_id:
             return
         if not self.read_receipts or reader in self.blocked or reader in self.blocked_by:
             return
@@ -414,7 +426,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
         positions: dict[int, int] = {}
         if self.read_receipts:
             hidden = self.blocked | self.blocked_by
-            positions = await database_sync_to_async(room_read_positions)(room_id, self.user.pk, hidden)
+            positions = await on_socket_thread(room_read_positions)(room_id, self.user_id, hidden)
+        await self._send_seen(room_id, positions)
+
+    async def _send_seen(self, room_id: int, positions: dict[int, int]) -> None:
         await self._send_json(
             {
                 "type": "seen",
@@ -432,14 +447,14 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def user_blocked_by(self, event: dict) -> None:
         # Someone blocked or unblocked me. Silently: the page is not told, and keeps what it
         # has until it reloads; no more of their positions reach it.
-        _, self.blocked_by = await database_sync_to_async(block_relations)(self.user)
+        _, self.blocked_by = await on_socket_thread(block_relations)(User(pk=self.user_id))
 
     async def user_presence(self, event: dict) -> None:
         # Online dots are shown for the members of the room on screen only.
         if event["room_id"] != self.current_room:
             return
-        online = [uid for uid in event["online"] if uid != self.user.pk]
-        offline = [uid for uid in event["offline"] if uid != self.user.pk]
+        online = [uid for uid in event["online"] if uid != self.user_id]
+        offline = [uid for uid in event["offline"] if uid != self.user_id]
         if online or offline:
             await self._send_json({"type": "presence", "online": online, "offline": offline})
 
@@ -451,10 +466,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def user_notice(self, event: dict) -> None:
         await self.send(text_data=render_to_string("rooms/live/notice_toast.html", {"text": event["text"]}))
-        await database_sync_to_async(mark_notices_seen)(self.user)
+        await on_socket_thread(mark_notices_seen)(User(pk=self.user_id))
 
     async def user_blocks(self, event: dict) -> None:
-        self.blocked, self.blocked_by = await database_sync_to_async(block_relations)(self.user)
+        self.blocked, self.blocked_by = await on_socket_thread(block_relations)(User(pk=self.user_id))
         await self._send_json({"type": "blocked", "users": sorted(self.blocked)})
         await self._send_read_positions()
 
@@ -462,23 +477,18 @@ class RoomConsumer(AsyncWebsocketConsumer):
         room_id = event["room_id"]
         if room_id in self.rooms:
             return
-        state = await database_sync_to_async(_membership_state)(self.user.pk, room_id)
+        state = await on_socket_thread(_membership_state)(self.user_id, room_id)
         if state is None:
             return
         self.rooms[room_id] = state
-        group = room_group(room_id)
-        await self.channel_layer.group_add(group, self.channel_name)
-        self.groups_joined.append(group)
+        await self.channel_layer.group_add(room_group(room_id), self.channel_name)
         await self.send(text_data=event["entry_html"] + event["toast_html"])
 
     async def membership_removed(self, event: dict) -> None:
         room_id = event["room_id"]
         if self.rooms.pop(room_id, None) is None:
             return
-        group = room_group(room_id)
-        await self.channel_layer.group_discard(group, self.channel_name)
-        if group in self.groups_joined:
-            self.groups_joined.remove(group)
+        await self.channel_layer.group_discard(room_group(room_id), self.channel_name)
         if room_id == self.current_room:
             await self.close(code=CLOSE_FORBIDDEN)
         else:
@@ -500,6 +510,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     # Helpers
 
+    def _groups(self) -> list[str]:
+        return [user_group(self.user_id), *(room_group(r) for r in self.rooms)]
+
     async def _send_json(self, payload: dict) -> None:
         await self.send(text_data=json.dumps(payload))
 
@@ -507,18 +520,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await self._send_json({"type": "error", "message": message})
 
     async def _announce_presence(self, online: bool) -> None:
-        presence.announce(list(self.rooms), self.user.pk, online)
-
-    async def _keep_presence(self) -> None:
-        while True:
-            await asyncio.sleep(settings.PRESENCE_SECONDS / 2)
-            try:
-                appeared = await database_sync_to_async(presence.refresh)(self.user.pk)
-            except Exception:
-                log.exception("Could not refresh presence")
-                continue
-            if appeared:
-                await self._announce_presence(True)
+        presence.announce(list(self.rooms), self.user_id, online)
 
 
 def _frame_number(frame: dict, name: str, parse) -> int | None:

@@ -1,38 +1,55 @@
 """Who has an open connection, for the online dots.
 
 Each process counts its own sockets per user; the shared cache (Redis in production)
-holds a key per online user that every open socket refreshes, so a process that dies
-leaves no one "online" for longer than PRESENCE_SECONDS.
+holds a key per online user, so a process that dies leaves no one "online" for longer
+than PRESENCE_SECONDS. One timer per process (not one per socket) refreshes the keys of
+everyone with a socket in it every PRESENCE_SECONDS / 2, in one call to the cache.
 """
 
 import asyncio
-from collections import Counter
-from collections.abc import Iterable
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.cache import cache
 
 from rooms.live_groups import room_group
+from rooms.socket_db import on_socket_thread
 
-_local_sockets: Counter[int] = Counter()
+log = logging.getLogger(__name__)
+
+# user id -> the rooms of each of their sockets in this process (the consumers' own
+# dicts, which membership events keep current), for announcing a reappearance.
+_local: dict[int, list[Mapping[int, Any]]] = {}
+_refresher: asyncio.Task | None = None
 
 
 def _key(user_id: int) -> str:
     return f"presence:{user_id}"
 
 
-def connection_opened(user_id: int) -> bool:
-    """Count a socket; True when it is this process's first for the user."""
-    _local_sockets[user_id] += 1
-    return _local_sockets[user_id] == 1
+def connection_opened(user_id: int, rooms: Mapping[int, Any]) -> bool:
+    """Count a socket (`rooms`: the rooms it listens to); True when it is this process's
+    first for the user. Must run on the server's event loop."""
+    sockets = _local.setdefault(user_id, [])
+    sockets.append(rooms)
+    _ensure_refresher()
+    return len(sockets) == 1
 
 
-def connection_closed(user_id: int) -> bool:
+def connection_closed(user_id: int, rooms: Mapping[int, Any]) -> bool:
     """Uncount a socket; True when the user has no socket left in this process."""
-    _local_sockets[user_id] -= 1
-    if _local_sockets[user_id] <= 0:
-        del _local_sockets[user_id]
+    sockets = _local.get(user_id)
+    if sockets is None:
+        return True
+    for i, each in enumerate(sockets):
+        if each is rooms:
+            del sockets[i]
+            break
+    if not sockets:
+        del _local[user_id]
         return True
     return False
 
@@ -43,6 +60,17 @@ def refresh(user_id: int) -> bool:
     if not appeared:
         cache.touch(_key(user_id), settings.PRESENCE_SECONDS)
     return appeared
+
+
+def refresh_many(user_ids: Iterable[int]) -> list[int]:
+    """`refresh` for each of these users, at once where the cache can (Redis: one
+    pipeline); returns those who were not online before."""
+    user_ids = list(user_ids)
+    refresh_keys = getattr(cache, "add_or_touch_many", None)
+    if refresh_keys is not None:
+        added = refresh_keys([_key(uid) for uid in user_ids], 1, settings.PRESENCE_SECONDS)
+        return [uid for uid, appeared in zip(user_ids, added, strict=True) if appeared]
+    return [uid for uid in user_ids if refresh(uid)]
 
 
 def forget(user_id: int) -> None:
@@ -57,6 +85,34 @@ def online_user_ids(user_ids: Iterable[int]) -> set[int]:
     keys = {_key(uid): uid for uid in user_ids}
     found = cache.get_many(list(keys))
     return {keys[key] for key in found}
+
+
+# The refresh timer: one task per process (per event loop), running while it has sockets.
+
+
+def _ensure_refresher() -> None:
+    global _refresher
+    loop = asyncio.get_running_loop()
+    if _refresher is None or _refresher.done() or _refresher.get_loop() is not loop:
+        _refresher = loop.create_task(_refresh_local())
+
+
+async def _refresh_local() -> None:
+    while _local:
+        await asyncio.sleep(settings.PRESENCE_SECONDS / 2)
+        if not _local:
+            break
+        try:
+            appeared = await on_socket_thread(refresh_many)(list(_local))
+        except Exception:
+            log.exception("Could not refresh presence")
+            continue
+        # Back after the key expired or another process forgot it (its last socket of the
+        # user closed): say so again in their rooms.
+        for user_id in appeared:
+            sockets = _local.get(user_id)
+            if sockets:
+                announce(list(sockets[0]), user_id, True)
 
 
 # Announcing changes. A room whose members all arrive at once (a morning, a restart) would

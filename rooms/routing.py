@@ -1,7 +1,6 @@
-from django.urls import path
+"""The one WebSocket of the app: the page's socket, at /ws/ (calpico/asgi.py)."""
 
 from rooms.consumers import RoomConsumer
 
-websocket_urlpatterns = [
-    path("ws/", RoomConsumer.as_asgi()),
-]
+WEBSOCKET_PATH = "/ws/"
+room_socket = RoomConsumer.as_asgi()

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import re
 import threading
 from datetime import timedelta
 
@@ -13,6 +14,7 @@ from django.db.backends import utils as db_utils
 from django.test import Client
 from django.utils import timezone
 
+from accounts.models import User
 from calpico.asgi import application
 from rooms import services
 from rooms.consumers import (
@@ -23,7 +25,7 @@ from rooms.consumers import (
     CLOSE_UNAUTHENTICATED,
 )
 from rooms.live_groups import room_group
-from rooms.models import Membership
+from rooms.models import Membership, Message, Room
 from tests.conftest import membership
 from tests.sockets import (
     ORIGIN,
@@ -84,6 +86,192 @@ async def test_deactivated_accounts_cannot_connect(alice):
     socket = WebsocketCommunicator(application, "/ws/", headers=[ORIGIN, (b"cookie", cookie)])
     await socket.connect()
     await closed_with(socket, CLOSE_UNAUTHENTICATED)
+
+
+# Opening a socket
+
+
+def _counting_queries(monkeypatch):
+    """Count every query, on any thread, from now on: returns the counter."""
+    counts = {"n": 0}
+    lock = threading.Lock()
+    original = db_utils.CursorWrapper.execute
+
+    def counting_execute(self, *args, **kwargs):
+        with lock:
+            counts["n"] += 1
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(db_utils.CursorWrapper, "execute", counting_execute)
+    return counts
+
+
+async def test_opening_a_socket_is_one_trip_to_the_database_and_four_queries(alice, bob, monkeypatch):
+    """Who it is, their rooms, their blocks, their notices: however many rooms they are in,
+    and in one call on the sockets' database thread (the session comes from the cache)."""
+    from rooms import socket_db
+
+    rooms = [await sync_to_async(services.do_create_group)(alice, f"Room {i}", [bob]) for i in range(5)]
+    cookie = await sync_to_async(session_cookie)(alice)
+    trips = {"n": 0}
+    original_handler = socket_db._KeptConnection.thread_handler
+
+    def counting_handler(self, *args, **kwargs):
+        trips["n"] += 1
+        return original_handler(self, *args, **kwargs)
+
+    monkeypatch.setattr(socket_db._KeptConnection, "thread_handler", counting_handler)
+    queries = _counting_queries(monkeypatch)
+    socket = WebsocketCommunicator(
+        application, f"/ws/?room={rooms[0].pk}", headers=[ORIGIN, (b"cookie", cookie)]
+    )
+    socket.user = alice
+    assert (await socket.connect())[0]
+    assert json.loads(await socket.receive_from(timeout=5))["type"] == "hello"
+    assert (trips["n"], queries["n"]) == (1, 4)
+    await delivered(socket)  # it listens to every room
+    await apost(rooms[4], bob, "heard")
+    assert "heard" in html(await delivered(socket))
+    await socket.disconnect()
+
+
+async def test_a_session_the_cache_lost_is_read_from_the_database_once(alice, group, monkeypatch):
+    """After a restart without Redis no session is in the cache: the socket reads it from
+    the database (one query more) and puts it back, as the session engine does."""
+    from django.contrib.sessions.backends.cached_db import KEY_PREFIX
+    from django.core.cache import caches
+
+    cookie = await sync_to_async(session_cookie)(alice)
+    cache_key = KEY_PREFIX + cookie.decode().split("=", 1)[1]
+    data = await sync_to_async(caches["sessions"].get)(cache_key)
+    await sync_to_async(caches["sessions"].delete)(cache_key)
+    queries = _counting_queries(monkeypatch)
+    headers = [ORIGIN, (b"cookie", cookie)]
+    socket = WebsocketCommunicator(application, f"/ws/?room={group.pk}", headers=headers)
+    assert (await socket.connect())[0]
+    assert json.loads(await socket.receive_from(timeout=5))["type"] == "hello"
+    assert queries["n"] == 5
+    assert await sync_to_async(caches["sessions"].get)(cache_key) == data
+    await socket.disconnect()
+
+
+async def test_the_handshake_completes_before_the_database_is_read(alice, group, monkeypatch):
+    """After a deploy every page reconnects at once and opening work queues: the socket is
+    accepted first, so no handshake waits for it (daphne refuses one that waits too long)."""
+    from rooms import consumers
+
+    release = threading.Event()
+    real = consumers.read_opening
+
+    def slow_read(*args):
+        release.wait(5)
+        return real(*args)
+
+    monkeypatch.setattr(consumers, "read_opening", slow_read)
+    socket = await connect(alice, group)
+    ok, _ = await socket.connect(timeout=2)
+    assert ok and not release.is_set()
+    release.set()
+    assert json.loads(await socket.receive_from(timeout=5))["type"] == "hello"
+    await socket.disconnect()
+
+
+@pytest.mark.parametrize("change", ["password", "deleted", "backend", "expired"])
+async def test_a_session_that_no_longer_signs_in_closes_with_4401(alice, group, change):
+    """The checks of Channels' AuthMiddleware: the password's hash still matches (else the
+    session is flushed), the user still exists, their backend is still configured; and
+    the session has not expired (read from the database, the cache having lost it)."""
+    from django.contrib.sessions.backends.cached_db import KEY_PREFIX, SessionStore
+    from django.contrib.sessions.models import Session
+    from django.core.cache import caches
+
+    cookie = await sync_to_async(session_cookie)(alice)
+    key = cookie.decode().split("=", 1)[1]
+    if change == "password":
+        alice.set_password("something else entirely")
+        await sync_to_async(alice.save)()
+    elif change == "deleted":
+        await sync_to_async(alice.delete)()
+    elif change == "expired":
+
+        def expire():
+            Session.objects.filter(session_key=key).update(expire_date=timezone.now() - timedelta(seconds=1))
+            caches["sessions"].delete(KEY_PREFIX + key)
+
+        await sync_to_async(expire)()
+    else:
+
+        def move_to_another_backend():
+            session = SessionStore(key)
+            session["_auth_user_backend"] = "somewhere.else.Backend"
+            session.save()
+
+        await sync_to_async(move_to_another_backend)()
+    socket = WebsocketCommunicator(
+        application, f"/ws/?room={group.pk}", headers=[ORIGIN, (b"cookie", cookie)]
+    )
+    assert (await socket.connect())[0]
+    await closed_with(socket, CLOSE_UNAUTHENTICATED)
+    flushed = not await sync_to_async(Session.objects.filter(session_key=key).exists)()
+    assert flushed == (change == "password")
+
+
+async def test_notices_kept_while_away_show_on_the_next_page_once(alice, group, mallory):
+    """Oldest first, ten at a time; a page refused (4404) takes none of them."""
+    from rooms.services.moderation import do_notify
+
+    for i in range(12):
+        await sync_to_async(do_notify)(alice.pk, f"notice {i:02d}")
+    refused = await connect(alice, await sync_to_async(services.do_create_group)(mallory, "Not hers", []))
+    assert (await refused.connect())[0]
+    await closed_with(refused, CLOSE_NOT_FOUND)
+
+    async def notices_on_opening() -> list[str]:
+        socket = await connected(alice, group)
+        shown = re.findall(r"notice (\d\d)", html(await delivered(socket)))
+        await socket.disconnect()
+        return shown
+
+    assert await notices_on_opening() == [f"{i:02d}" for i in range(10)]
+    assert await notices_on_opening() == ["10", "11"]
+    assert await notices_on_opening() == []
+
+
+def test_opening_reads_accepted_rooms_that_are_not_archived_and_each_persons_own(alice, bob, carol, mallory):
+    """The opening's queries are compiled once and run with each person's id: each gets
+    their own rooms (no archived room, no message request, pending or declined), blocks (made
+    and received) and notices."""
+    from accounts.services import do_block
+    from rooms.opening import read_opening
+    from rooms.services.moderation import do_notify
+
+    kept = services.do_create_group(alice, "Kept", [bob])
+    archived = services.do_create_group(alice, "Archived", [bob])
+    Room.objects.filter(pk=archived.pk).update(archived_at=timezone.now())
+    asked = services.do_open_direct_room(mallory, alice)  # a stranger: a pending request for alice
+    declined = services.do_open_direct_room(carol, alice)
+    Membership.objects.filter(room=declined, user=alice).update(request=Membership.Request.DECLINED)
+    Membership.objects.filter(room=kept, user=bob).update(last_read_seq=3, muted=True)
+    do_block(alice, mallory)
+    do_block(bob, carol)
+    do_notify(bob.pk, "for bob")
+
+    def opening(user, room=None):
+        return read_opening(session_cookie(user).decode().split("=", 1)[1], room)
+
+    mine, bobs = opening(alice), opening(bob)
+    assert set(mine.rooms) == {kept.pk} and mine.blocked == {mallory.pk} and mine.notices == []
+    assert set(bobs.rooms) == {kept.pk} and bobs.blocked == {carol.pk} and bobs.notices == ["for bob"]
+    assert (bobs.rooms[kept.pk].last_read_seq, bobs.rooms[kept.pk].muted) == (3, True)
+    assert mine.blocked_by == bobs.blocked_by == set()
+    assert opening(mallory).blocked_by == {alice.pk} and opening(carol).blocked_by == {bob.pk}
+    assert mine.rooms[kept.pk].muted is False
+    # A pending request's page may open (it hears nothing from that room); a declined one not.
+    assert opening(alice, asked.pk).allowed and asked.pk not in opening(alice, asked.pk).rooms
+    assert not opening(alice, declined.pk).allowed
+    assert not opening(alice, archived.pk).allowed
+    assert not opening(carol, kept.pk).allowed
+    assert read_opening(None, kept.pk).user is None and read_opening("not-a-session", None).user is None
 
 
 # What each viewer receives
@@ -376,7 +564,7 @@ async def test_catch_up_of_changed_messages_is_bounded_too(alice, bob, group, se
     assert json_frames(received, "caught_up")[0]["last_seq"] == messages[-1].seq
     body = html(received)
     assert "changed once more" in body and body.count("<article") == 5  # 4 missed, 1 changed
-    assert queries["n"] <= 3
+    assert queries["n"] <= 4  # and the one quick look whether anything changed at all
     await socket.disconnect()
 
 
@@ -521,4 +709,87 @@ async def test_a_resume_over_more_messages_than_a_page_holds_is_told_to_reload_u
     await socket.send_to(text_data=json.dumps({**resume, "oldest_seq": last_seq - 10}))
     received = await answered(socket)
     assert json_frames(received, "caught_up")[0]["last_seq"] == last_seq
+    await socket.disconnect()
+
+
+def test_a_resume_with_nothing_to_send_is_told_so_by_one_query_as_catch_up_would(alice, bob, group, direct):
+    """The quick look a resume takes first (rooms.opening.nothing_to_catch_up) agrees with
+    catch_up: nothing after last_seq (unless the page is detached), nothing on the page
+    changed since `since`."""
+    from rooms.opening import nothing_to_catch_up
+    from rooms.queries import ASSISTANT_REPLY_WINDOW, catch_up
+
+    since = timezone.now()
+    assert nothing_to_catch_up(direct.pk, 0, 0, since) and catch_up(direct.pk, 0, 0, since) == ([], [], 0)
+    seqs = [services.do_post_message(membership(group, bob), f"m{i}").message.seq for i in range(6)]
+    first, last = seqs[1], seqs[4]  # the page shows these; seqs[5] came later, seqs[0] before
+    messages = Message.objects.filter(room=group)
+
+    def agree(last_seq=last, oldest=first, since=since, detached=False) -> bool:
+        quick = nothing_to_catch_up(group.pk, last_seq, oldest, since, detached=detached)
+        missed, changed, newest = catch_up(group.pk, last_seq, oldest or last_seq, since, detached=detached)
+        assert quick == (missed == [] and changed == [] and newest == last_seq)
+        return quick
+
+    assert not agree()  # seqs[5] was missed
+    assert agree(detached=True)  # ...but a page showing an older window does not take it
+    assert not agree(last_seq=0, oldest=0)  # a page from before the first message
+    assert agree(last_seq=seqs[5], oldest=first)
+    assert agree(last_seq=seqs[5], oldest=first, since=None)
+    long_ago = since - ASSISTANT_REPLY_WINDOW - timedelta(minutes=1)
+    for change, nothing in [
+        ({"edited_at": since - timedelta(seconds=1)}, True),
+        ({"edited_at": since}, False),
+        ({"deleted_at": since + timedelta(seconds=5)}, False),
+        ({"reactions_changed_at": since}, False),
+        ({"kind": Message.Kind.ASSISTANT, "created_at": long_ago}, True),
+        ({"kind": Message.Kind.ASSISTANT, "created_at": since - timedelta(minutes=5)}, False),
+    ]:
+        messages.filter(seq=seqs[2]).update(**change)
+        assert agree(last_seq=seqs[5]) is nothing, change
+        unchanged = {"edited_at": None, "deleted_at": None, "reactions_changed_at": None}
+        messages.filter(seq=seqs[2]).update(**unchanged, kind=Message.Kind.TEXT, created_at=long_ago)
+    messages.filter(seq=seqs[0]).update(edited_at=since)  # before the page's oldest
+    assert agree(last_seq=seqs[5])
+    assert not nothing_to_catch_up(group.pk, seqs[1], seqs[3], since)  # oldest after last: catch_up decides
+
+
+def test_a_quick_resume_reads_the_positions_room_read_positions_would(alice, bob, carol, group):
+    from rooms.opening import quick_resume
+    from rooms.queries import room_read_positions
+
+    Membership.objects.filter(room=group, user=bob).update(last_read_seq=4)
+    Membership.objects.filter(room=group, user=carol).update(last_read_seq=2)
+    User.objects.filter(pk=carol.pk).update(read_receipts=False)
+    last = Room.objects.get(pk=group.pk).last_seq
+    for reader, hidden in [(alice, set()), (alice, {bob.pk}), (bob, set())]:
+        quick = quick_resume(group.pk, last, 1, None, False, reader.pk, hidden)
+        assert quick.nothing and quick.positions == room_read_positions(group.pk, reader.pk, hidden)
+    assert quick_resume(group.pk, last, 1, None, False, None, set()).positions is None
+    assert not quick_resume(group.pk, last - 1, 1, None, False, alice.pk, set()).nothing
+
+
+@pytest.mark.parametrize("receipts", [True, False])
+async def test_an_up_to_date_page_resumes_with_one_query_and_one_for_read_positions(
+    alice, bob, carol, group, monkeypatch, receipts
+):
+    await apost(group, bob, "seen already")
+    last = await sync_to_async(lambda: Room.objects.get(pk=group.pk).last_seq)()
+    await sync_to_async(User.objects.filter(pk=alice.pk).update)(read_receipts=receipts)
+    socket = await connected(alice, group)
+    queries = _counting_queries(monkeypatch)
+    frame = {
+        "type": "resume",
+        "room": group.pk,
+        "last_seq": last,
+        "oldest_seq": 1,
+        "since": timezone.now().isoformat(),
+    }
+    await socket.send_to(text_data=json.dumps(frame))
+    received = json_frames(await answered(socket))
+    assert [f["type"] for f in received] == ["seen", "caught_up"] if receipts else ["caught_up"]
+    assert received[-1]["last_seq"] == last
+    if receipts:
+        assert received[0]["positions"] == {str(bob.pk): last, str(carol.pk): 0} and received[0]["replace"]
+    assert queries["n"] == (2 if receipts else 1)
     await socket.disconnect()

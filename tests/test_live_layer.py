@@ -114,3 +114,52 @@ async def test_the_redis_layer_tells_its_sockets_when_its_connection_comes_back(
             assert (await asyncio.wait_for(layer.receive(channel), 5))["n"] == 2
     finally:
         await layer.flush()
+
+
+# The channels' queues (calpico.layers.Mailbox)
+
+
+async def test_a_mailbox_hands_items_out_in_order_to_whoever_waits():
+    from calpico.layers import Mailbox
+
+    box = Mailbox(maxsize=2)
+    reader = asyncio.ensure_future(box.get())
+    await asyncio.sleep(0)
+    box.put_nowait("first")
+    box.put_nowait("second")
+    assert await reader == "first"
+    box.put_nowait("third")
+    with pytest.raises(asyncio.QueueFull):
+        box.put_nowait("fourth")
+    assert [box.get_nowait(), await box.get()] == ["second", "third"]
+    assert box.empty() and box.waiters is None
+
+
+async def test_an_item_for_a_reader_cancelled_meanwhile_goes_to_the_next():
+    from calpico.layers import Mailbox
+
+    box = Mailbox()
+    first, second = asyncio.ensure_future(box.get()), asyncio.ensure_future(box.get())
+    await asyncio.sleep(0)
+    box.put_nowait("only")  # wakes the first reader...
+    first.cancel()  # ...which is gone before it takes it
+    assert await asyncio.wait_for(second, 1) == "only"
+    assert first.cancelled() and box.waiters is None
+
+
+async def test_the_embedded_layer_drops_what_a_full_channel_cannot_hold(in_memory_layer):
+    """A socket far behind misses events (it catches up from the database), and an idle
+    channel keeps no queue once its reader is gone."""
+    channel = await in_memory_layer.new_channel()
+    await in_memory_layer.group_add("g", channel)
+    for i in range(1005):
+        await in_memory_layer.group_send("g", {"type": "x", "i": i})
+    assert [(await in_memory_layer.receive(channel))["i"] for _ in range(3)] == [0, 1, 2]
+    assert in_memory_layer.channels[channel].qsize() == 997
+    while in_memory_layer.channels.get(channel):
+        await in_memory_layer.receive(channel)
+    reader = asyncio.ensure_future(in_memory_layer.receive(channel))
+    await asyncio.sleep(0)
+    reader.cancel()
+    await asyncio.sleep(0)
+    assert channel not in in_memory_layer.channels

@@ -150,13 +150,6 @@ def do_notify(user_id: int, text: str) -> Notice:
     return notice
 
 
-def take_unseen_notices(user: User) -> list[str]:
-    """Notices not shown yet (a moderator acted on a report), marked seen as they go out."""
-    notices = list(Notice.objects.filter(user=user, seen_at__isnull=True).order_by("created_at")[:10])
-    Notice.objects.filter(pk__in=[n.pk for n in notices]).update(seen_at=timezone.now())
-    return [n.text for n in notices]
-
-
 def mark_notices_seen(user: User) -> None:
     Notice.objects.filter(user=user, seen_at__isnull=True).update(seen_at=timezone.now())
 
