@@ -364,6 +364,11 @@ WS_CATCH_UP_LIMIT = 200
 WS_RESUME_MAX_RANGE = MESSAGES_PER_PAGE * 16 + WS_CATCH_UP_LIMIT
 TYPING_SECONDS = 5
 PRESENCE_SECONDS = 60
+# On SIGTERM a web process keeps serving, with /readyz answering 503, until the proxy's
+# health check has seen that (or this many seconds went by), and only then stops
+# (calpico/shutdown.py). 0: stop at once (no proxy, or one that never sends a request to a
+# stopped process).
+SHUTDOWN_DRAIN_SECONDS = env_float("SHUTDOWN_DRAIN_SECONDS", 0.0)
 PRESENCE_BATCH_SECONDS = 1.0
 
 # Rate limits (rooms/ratelimits.py), counted in the cache: across processes with Redis.

@@ -26,12 +26,24 @@ cannot be sent that way. The open connections are found with the reactor's publi
 upgraded) and closed with autobahn's `sendCloseFrame`, the call autobahn itself uses for
 protocol-level codes; its `is_closed` Deferred says when the closing handshake is done.
 No daphne internals are patched or reached into.
+
+Before all that, with `SHUTDOWN_DRAIN_SECONDS`, the process drains: on SIGTERM it goes on
+serving everything (sockets stay open and live) while /readyz answers 503 "stopping", and
+stops only once /readyz has been asked (the proxy's health check has seen it) and a moment
+went by, or after that many seconds. A proxy only learns that a process is gone from its
+health checks or by failing to reach it, and Debian's Caddy (2.6) cannot retry a request
+with a body after failing to reach one: the first post to find the stopped process was
+answered 502 and the process it was retried on counted as failed, so every request got
+503 for `fail_duration` (caddyserver/caddy#5454, fixed in Caddy 2.11). A second SIGTERM,
+or SIGINT, stops at once.
 """
 
 import asyncio
 import logging
 import os
+import signal
 import sys
+import threading
 
 from django.conf import settings
 from prometheus_client.multiprocess import mark_process_dead
@@ -45,6 +57,12 @@ log = logging.getLogger(__name__)
 CLOSE_SERVICE_RESTART = 1012
 # How long a stopping process waits for close handshakes and the hand-back.
 SHUTDOWN_TIMEOUT = 2.0
+# How long a draining process goes on once /readyz said "stopping": requests the proxy
+# sent before it took the answer in are served.
+DRAIN_GRACE_SECONDS = 0.5
+
+_draining = threading.Event()  # set on the reactor's thread, read by /readyz on any
+_on_readiness_asked = None  # while draining: ends the drain soon (callable from any thread)
 
 
 def under_daphne() -> bool:
@@ -80,6 +98,48 @@ def close_all_local_sockets(code: int = CLOSE_SERVICE_RESTART) -> list:
     return sockets
 
 
+def draining() -> bool:
+    """True once a SIGTERM started this process's drain: /readyz answers 503."""
+    return _draining.is_set()
+
+
+def readiness_asked() -> None:
+    """/readyz answered "stopping" (from a request's thread): the drain ends shortly."""
+    hook = _on_readiness_asked
+    if hook is not None:
+        hook()
+
+
+def _install_drain(reactor, seconds: float) -> None:
+    """On SIGTERM, drain for up to `seconds`, then stop the reactor (the graceful stop
+    below). Installed once the reactor runs, over Twisted's own SIGTERM handler."""
+    global _on_readiness_asked
+    state: dict = {}
+
+    def stop() -> None:
+        if reactor.running:
+            reactor.stop()
+
+    def end_soon() -> None:
+        timer = state.get("timer")
+        if timer is not None and timer.active() and timer.getTime() - reactor.seconds() > DRAIN_GRACE_SECONDS:
+            timer.reset(DRAIN_GRACE_SECONDS)
+
+    def begin() -> None:
+        if _draining.is_set():
+            stop()  # asked again: stop now
+            return
+        log.info("Draining: /readyz answers 503 until the proxy saw it (%.0f s at most)", seconds)
+        _draining.set()
+        state["timer"] = reactor.callLater(seconds, stop)
+
+    def on_sigterm(signum, frame) -> None:
+        reactor.callFromThread(begin)
+
+    _on_readiness_asked = lambda: reactor.callFromThread(end_soon)  # noqa: E731
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
 def install_reactor_hook() -> bool:
     """Under daphne, run the graceful stop before the reactor shuts down. Anywhere else
     (tests, other servers) nothing is installed and no reactor is imported."""
@@ -101,4 +161,7 @@ def install_reactor_hook() -> bool:
         return done
 
     reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)  # type: ignore[arg-type]
+    if settings.SHUTDOWN_DRAIN_SECONDS > 0:
+        # After Twisted installed its signal handlers (when the reactor starts).
+        reactor.callWhenRunning(_install_drain, reactor, settings.SHUTDOWN_DRAIN_SECONDS)
     return True

@@ -8,7 +8,8 @@ port directly, by any name, every few seconds.
 - /readyz: the database answers (503 if not); the channel layer's and the cache's Redis
   are checked too but only reported as `degraded` (a Redis outage hits every process
   alike and pages work without it), unless `?strict` makes them count. For a proxy's
-  health checks and a rolling restart.
+  health checks and a rolling restart. 503 `stopping` while the process drains before it
+  stops (calpico/shutdown.py).
 - /metrics: the Prometheus text format, to `METRICS_ALLOWED_ADDRESSES` (addresses or
   networks, as the trusted-proxy middleware resolved the client) or to a request carrying
   `Authorization: Bearer <METRICS_TOKEN>`; 403 to anyone else.
@@ -40,6 +41,7 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 from prometheus_client.registry import Collector
 
 from assistant.models import AssistantRun
+from calpico import shutdown
 from jobs.models import Job
 
 log = logging.getLogger(__name__)
@@ -66,7 +68,11 @@ class ProbesMiddleware:
         if path == "/healthz":
             response = HttpResponse("ok\n", content_type="text/plain")
         elif path == "/readyz":
-            response = readiness(strict="strict" in request.GET)
+            if shutdown.draining():
+                response = stopping()
+                shutdown.readiness_asked()
+            else:
+                response = readiness(strict="strict" in request.GET)
         else:
             response = metrics(request, self.allowed)
         response["Cache-Control"] = "no-store"
@@ -120,6 +126,12 @@ CHECKS: dict[str, Callable[[], None]] = {
 # when it fails, it fails for all of them, and pages keep working without it (calpico/cache.py
 # fails soft, pages reload instead of updating live), so it only makes the process degraded.
 ESSENTIAL = frozenset({"database"})
+
+
+def stopping() -> HttpResponse:
+    """/readyz while the process drains before it stops (calpico/shutdown.py): the proxy
+    takes it out of rotation; it still serves what is sent meanwhile."""
+    return JsonResponse({"ready": False, "stopping": True}, status=503)
 
 
 def readiness(strict: bool = False) -> HttpResponse:

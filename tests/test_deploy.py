@@ -39,6 +39,23 @@ def recipe_env(path: Path = ENV_FILE) -> dict[str, str]:
     return values
 
 
+def caddy_test_config(directory: Path, http_port: int) -> Path:
+    """Global options for a test run (its own HTTP port and data directory, no admin
+    endpoint, no trust-store install), then the recipe's Caddyfile as it is."""
+    config = directory / "Caddyfile.test"
+    config.write_text(
+        "{\n"
+        "\tadmin off\n"
+        "\tdefault_bind 127.0.0.1\n"
+        f"\thttp_port {http_port}\n"
+        "\tskip_install_trust\n"
+        f"\tstorage file_system {directory / 'caddy-data'}\n"
+        "}\n\n"
+        f"import {DEPLOY / 'Caddyfile'}\n"
+    )
+    return config
+
+
 def test_the_env_file_names_every_setting():
     named = set(re.findall(r"^#? ?([A-Z0-9_]+)=", ENV_FILE.read_text(), flags=re.MULTILINE))
     assert settings_read() - named == set()

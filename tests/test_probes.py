@@ -2,12 +2,16 @@
 
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 
 import pytest
 from django.test import Client
+from twisted.internet.task import Clock
 
+from calpico import shutdown
 from ops import probes
 from rooms import services
 from tests.conftest import post
@@ -33,6 +37,65 @@ def test_readyz_reports_each_check(client):
         "failed": [],
         "degraded": [],
     }
+
+
+class FakeReactor(Clock):
+    """What the drain uses of Twisted's reactor, on a clock the test moves."""
+
+    running = True
+    stopped = False
+
+    def callFromThread(self, func, *args):
+        func(*args)
+
+    def stop(self):
+        self.stopped, self.running = True, False
+
+
+@pytest.fixture
+def drain(monkeypatch):
+    """A drain of 8 s installed on a fake reactor; SIGTERM's handler restored after."""
+    monkeypatch.setattr(shutdown, "_draining", threading.Event())
+    monkeypatch.setattr(shutdown, "_on_readiness_asked", None)
+    previous = signal.getsignal(signal.SIGTERM)
+    reactor = FakeReactor()
+    shutdown._install_drain(reactor, 8.0)
+    try:
+        yield reactor, signal.getsignal(signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.mark.django_db
+def test_a_draining_process_serves_on_and_stops_once_readyz_said_so(client, drain):
+    reactor, on_sigterm = drain
+    assert client.get("/readyz").status_code == 200
+    on_sigterm(signal.SIGTERM, None)
+    assert not reactor.stopped
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json() == {"ready": False, "stopping": True}
+    assert client.get("/accounts/login/").status_code == 200  # pages are still served
+    reactor.advance(shutdown.DRAIN_GRACE_SECONDS - 0.1)
+    assert not reactor.stopped
+    reactor.advance(0.2)
+    assert reactor.stopped
+
+
+def test_a_drain_nobody_asks_about_ends_after_its_seconds(drain):
+    reactor, on_sigterm = drain
+    on_sigterm(signal.SIGTERM, None)
+    reactor.advance(7.9)
+    assert not reactor.stopped and shutdown.draining()
+    reactor.advance(0.2)
+    assert reactor.stopped
+
+
+def test_a_second_sigterm_stops_at_once(drain):
+    reactor, on_sigterm = drain
+    on_sigterm(signal.SIGTERM, None)
+    on_sigterm(signal.SIGTERM, None)
+    assert reactor.stopped
 
 
 @pytest.mark.django_db

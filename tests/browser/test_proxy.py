@@ -39,7 +39,7 @@ from tests.browser.conftest import (
     sign_up,
 )
 from tests.fake_openai import FakeOpenAI
-from tests.test_deploy import DEPLOY, recipe_env
+from tests.test_deploy import caddy_test_config, recipe_env
 
 pytestmark = [pytest.mark.browser, pytest.mark.services]
 
@@ -101,22 +101,6 @@ def _wait(url: str, processes: list[Process], *, tls: bool = False) -> None:
         time.sleep(0.3)
     logs = "\n".join(f"--- {p.name}\n{p.log.read_text()}" for p in processes)
     pytest.fail(f"{url} did not answer within {STARTUP_TIMEOUT:.0f} s\n{logs}", pytrace=False)
-
-
-def _caddy_config(directory: Path, http_port: int) -> Path:
-    """Global options for a test run, then the recipe's Caddyfile as it is."""
-    config = directory / "Caddyfile.test"
-    config.write_text(
-        "{\n"
-        "\tadmin off\n"
-        "\tdefault_bind 127.0.0.1\n"
-        f"\thttp_port {http_port}\n"
-        "\tskip_install_trust\n"
-        f"\tstorage file_system {directory / 'caddy-data'}\n"
-        "}\n\n"
-        f"import {DEPLOY / 'Caddyfile'}\n"
-    )
-    return config
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +182,7 @@ def deployment(tmp_path_factory) -> Iterator[Deployment]:
                 "CALPICO_TLS": "internal",
                 "CALPICO_UPSTREAMS": " ".join(f"[::1]:{port}" for port, _ in deployment.web),
             }
-            config = _caddy_config(directory, _free_port())
+            config = caddy_test_config(directory, _free_port())
             deployment.processes.append(
                 _start(
                     "caddy",
