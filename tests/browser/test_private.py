@@ -70,10 +70,17 @@ def test_catch_up_and_ask_privately_while_the_other_member_sees_nothing(
     shot(alice.page, "catch-up-offer-dark")
     alice.page.emulate_media(color_scheme="light")
     fake_openai.queue(text=CATCH_UP, token_interval=0.03)
-    catch_up.get_by_role("button", name="Catch me up").click()
+    # Offered on the "New messages" line too, which submits the same form.
+    on_the_line = alice.page.locator("#unread-line").get_by_role("button", name="Catch me up")
+    expect(on_the_line).to_be_visible()
+    on_the_line.scroll_into_view_if_needed()
+    shot(alice.page, "catch-up-line")
+    on_the_line.click()
     card = alice.page.locator("#private-answers .private-answer").first
     expect(card).to_have_class(re.compile(r"private-answer--done"), timeout=REPLY)
     expect(card).to_contain_text("only you can see this")
+    expect(catch_up).to_have_count(0)  # asked once: the offer goes, here and on the line
+    expect(on_the_line).to_be_hidden()
     expect(card).to_contain_text("Lisbon is decided")
     # Each point links to its message.
     expect(card.locator("a[href$='/m/3/']")).to_have_count(1)
