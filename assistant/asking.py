@@ -251,7 +251,8 @@ def catch_up_prompt(answer: PrivateAnswer) -> list[dict[str, Any]]:
 def private_prompt(answer: PrivateAnswer) -> list[dict[str, Any]]:
     room, user = answer.room, answer.user
     question = answer.question
-    budget_tokens = settings.ASSISTANT_CONTEXT_TOKENS - estimate_tokens(question)
+    summary = AssistantSettings.objects.filter(room=room).values_list("summary", flat=True).first() or ""
+    budget_tokens = settings.ASSISTANT_CONTEXT_TOKENS - estimate_tokens(question) - estimate_tokens(summary)
     lines, _left_out = _transcript(_rows(room, user, limit=200), max(budget_tokens, 200))
     system = (
         f"You are the assistant of the group conversation “{room.title}”. {_asker_name(user)} asks "
@@ -260,10 +261,15 @@ def private_prompt(answer: PrivateAnswer) -> list[dict[str, Any]]:
         "messages do not say, answer that they do not."
     )
     transcript = "Recent messages:\n" + ("\n".join(lines) if lines else "(No messages.)")
-    return [
-        {"role": "system", "content": system},
-        {"role": "user", "content": f"{transcript}\n\nMy question: {question}"},
-    ]
+    prompt = [{"role": "system", "content": system}]
+    # The room's rolling summary (assistant/summary.py), as replies see it: older history
+    # in a few lines. The same for every member; made from the room's messages only.
+    if summary:
+        prompt.append(
+            {"role": "system", "content": f"Summary of this room's earlier conversation:\n{summary}"}
+        )
+    prompt.append({"role": "user", "content": f"{transcript}\n\nMy question: {question}"})
+    return prompt
 
 
 def prompt_for(run: AssistantRun) -> list[dict[str, Any]]:

@@ -38,7 +38,7 @@ def test_catch_me_up_is_offered_past_the_threshold_and_leaves_out_blocked_people
     alice_client.get(group.get_absolute_url())  # read up to here
     chatter(group, bob, 10)
     page = alice_client.get(group.get_absolute_url()).content.decode()
-    assert "Catch me up" not in page  # 10 unread: below the threshold
+    assert 'id="catch-up"' not in page  # 10 unread: below the threshold
 
     accounts.do_block(alice, carol)
     private.do_add_memory(alice, "My secret memory: blue horse")
@@ -46,7 +46,7 @@ def test_catch_me_up_is_offered_past_the_threshold_and_leaves_out_blocked_people
     rooms.do_post_message(membership(group, carol), "Carol says something alice blocked")
     chatter(group, bob, 15, "Detail")
     page = alice_client.get(group.get_absolute_url()).content.decode()
-    assert "Catch me up" in page and "17 unread messages" in page
+    assert 'id="catch-up"' in page and "17 unread messages" in page
     since = catch_up_form(page)
 
     fake_openai.reply("- Lisbon is decided [#12]")
@@ -116,6 +116,23 @@ def test_the_private_ask_is_grounded_in_the_room_as_the_asker_sees_it(fake_opena
     sent = str(fake_openai.chat_requests()[-1]["messages"])
     assert "3 to 10 May" in sent and "What did we decide about dates?" in sent
     assert "Carol's message" not in sent and "blue horse" not in sent
+
+
+def test_the_private_ask_reads_the_rolling_room_summary_but_a_catch_up_does_not(fake_openai, alice, group):
+    from assistant.models import AssistantSettings
+
+    AssistantSettings.objects.update_or_create(
+        room=group, defaults={"summary": "Earlier: the group chose May.", "summary_through_seq": 1}
+    )
+    asking.do_ask_privately(membership(group, alice), "When do we go?")
+    runner.run_pending()
+    (asked,) = [r for r in fake_openai.chat_requests() if "When do we go?" in str(r["messages"])]
+    assert "Earlier: the group chose May." in str(asked["messages"])
+    # A catch-up is about what I have not read, from the messages themselves.
+    asking.do_catch_up(membership(group, alice), 0)
+    runner.run_pending()
+    caught_up = fake_openai.chat_requests()[-1]
+    assert "catch up" in str(caught_up["messages"]) and "Earlier: the group chose May." not in str(caught_up)
 
 
 def test_share_to_room_posts_the_question_and_answer_as_a_quoted_card(
@@ -214,7 +231,8 @@ def test_continue_in_my_assistant_takes_the_excerpt_and_a_link_back(
     assert f"/r/{group.pk}/m/{target.seq}/" in excerpt.body
     runner.run_pending()
     # My memories apply there, as in any message to my assistant; never back in the room.
-    assert "Alice likes trains" in str(fake_openai.chat_requests()[-1]["messages"])
+    (in_private,) = [r for r in fake_openai.chat_requests() if "Continuing from" in str(r["messages"])]
+    assert "Alice likes trains" in str(in_private["messages"])
     assert not Message.objects.filter(room=group, body__contains="trains").exists()
 
 
