@@ -101,6 +101,16 @@ def do_register_device(user: User, *, signature_key: object, label: object, key_
     return device
 
 
+def do_remove_device(device: Device) -> None:
+    """The person takes one of their devices out (a lost or old browser): it is forgotten
+    here, members' browsers take it out of the groups, and each room is told."""
+    user = device.user
+    device.delete()
+    for room_id in encrypted_rooms(user):
+        with transaction.atomic():
+            system_message(lock_room(room_id), "e2ee_device_removed", user=user.name)
+
+
 def do_add_key_packages(device: Device, key_packages: object) -> list[int]:
     packages = clean_key_packages(key_packages)
     unclaimed = KeyPackage.objects.filter(device=device, claimed_at__isnull=True).count()

@@ -116,6 +116,13 @@ def add_key_packages(request: HttpRequest, device_id: str) -> HttpResponse:
     return JsonResponse({"key_package_ids": ids}, status=201)
 
 
+@require_POST
+@_api
+def remove_device(request: HttpRequest, device_id: str) -> HttpResponse:
+    services.do_remove_device(_own_device(request, device_id))
+    return JsonResponse({"removed": True})
+
+
 @require_GET
 @_api
 def room_state(request: HttpRequest, room_id: int) -> HttpResponse:

@@ -53,6 +53,7 @@ EVENTS: dict[str, str] = {
     "ai_budget_used_up": gettext_noop("This room’s AI budget for %(month)s is used up."),
     # An end-to-end encrypted room (docs/e2ee.md): someone's keys changed.
     "e2ee_device_added": gettext_noop("%(user)s added a new device"),
+    "e2ee_device_removed": gettext_noop("%(user)s removed a device"),
 }
 
 

@@ -306,3 +306,17 @@ def test_past_e2ee_max_devices_the_oldest_device_is_retired(bob_client, encrypte
     # The room lists the devices left: members' browsers take the retired one out of the group.
     state = api(bob_client, reverse("e2ee:state", args=[encrypted.pk]) + f"?device={third}").json()
     assert {d["id"] for d in state["devices"]} == {second, third}
+
+
+def test_a_person_removes_one_of_their_devices_and_the_rooms_are_told(
+    alice_client, bob_client, encrypted, bob
+):
+    mine = register(bob_client)["device_id"]
+    alices = register(alice_client)["device_id"]
+    url = reverse("e2ee:remove_device", args=[alices])
+    assert api(bob_client, url, {}).status_code == 404  # not Bob's
+    assert api(bob_client, reverse("e2ee:remove_device", args=[mine]), {}).json() == {"removed": True}
+    assert not Device.objects.filter(pk=mine).exists()
+    assert Message.objects.filter(room=encrypted, event="e2ee_device_removed").get().system_text == (
+        "Bob Builder removed a device"
+    )

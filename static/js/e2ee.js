@@ -499,6 +499,42 @@ async function start() {
     }
   }
 
+  /** Who has which devices here, from the server's list; my other devices can be removed. */
+  function renderDevices() {
+    const list = document.getElementById("e2ee-devices");
+    if (!list || !room?.server) return;
+    const language = document.documentElement.lang || "en";
+    list.replaceChildren(
+      ...room.server.devices.map((d) => {
+        const item = document.createElement("li");
+        const added = new Date(d.created_at).toLocaleDateString(language, { day: "numeric", month: "short", year: "numeric" });
+        item.textContent = [d.user_name, d.label, interpolate(gettext("added %(date)s"), { date: added })]
+          .filter(Boolean)
+          .join(" · ");
+        if (d.id === device.id) {
+          item.append(` (${gettext("this device")})`);
+        } else if (d.user_id === ctx.userId) {
+          const button = document.createElement("button");
+          button.type = "button";
+          button.className = "button button--small button--danger";
+          button.textContent = gettext("Remove");
+          button.dataset.removeDevice = d.id;
+          item.append(" ", button);
+        }
+        return item;
+      }),
+    );
+  }
+
+  document.getElementById("e2ee-devices")?.addEventListener("click", (event) => {
+    const id = event.target.closest?.("[data-remove-device]")?.dataset.removeDevice;
+    if (!id) return;
+    if (!window.confirm(gettext("Remove this device? It will no longer be able to read new messages here."))) return;
+    api(`${ctx.devicesUrl}${id}/remove/`, {}).then(syncAndRender, (error) =>
+      status(interpolate(gettext("Encryption is not working on this device: %(reason)s"), { reason: error.message })),
+    );
+  });
+
   async function refreshVerification() {
     if (!room || !room.state) return;
     const number = await safetyNumber(room);
@@ -572,6 +608,7 @@ async function start() {
       const joined = await sync();
       window.calpicoE2ee.lastSyncMs = performance.now() - started;
       await renderAll();
+      renderDevices();
       await refreshVerification();
       if (!joined && !waiting) waiting = setTimeout(() => ((waiting = null), syncAndRender()), WAIT_POLL_MS);
     }).catch((error) => {

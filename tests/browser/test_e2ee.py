@@ -313,6 +313,16 @@ def test_a_new_device_joins_cannot_read_earlier_messages_and_a_verified_contact_
     )
     send(alice.page, "Welcome back, laptop")
     expect(bodies(laptop).filter(has_text="Welcome back, laptop")).to_be_visible(timeout=SETUP)
+
+    # Bob removes the laptop from the list of devices on his other browser; everyone sees it.
+    bob.page.locator("#e2ee-verify summary").click()
+    devices = bob.page.locator("#e2ee-devices li")
+    expect(devices.filter(has_text="this device")).to_have_count(1)
+    bob.page.once("dialog", lambda dialog: dialog.accept())
+    devices.filter(has=bob.page.get_by_role("button", name="Remove")).first.get_by_role("button").click()
+    expect(
+        alice.page.locator(".message--system").filter(has_text="Bob Builder removed a device")
+    ).to_be_visible(timeout=SETUP)
     assert [e for e in people.errors if "404" not in e] == []
 
 
