@@ -32,6 +32,14 @@ class User(AbstractUser):
     # Desktop notifications when the tab is hidden; the browser's permission is asked only
     # when the person switches this on.
     desktop_notifications = models.BooleanField(default=False)
+    # Notifications when Calpico is closed (notifications/): off, a push says only who wrote
+    # where ("New message from Alice in Trip planning"), never what.
+    push_show_text = models.BooleanField(default=True)
+    # An email listing direct messages and mentions left unread (needs a verified address);
+    # `missed_email_at`: when the last one went, so there is at most one an hour and none
+    # lists a message twice.
+    email_missed = models.BooleanField(default=False)
+    missed_email_at = models.DateTimeField(null=True, blank=True)
     # Others see how far I have read ("Seen"); off, they don't, and I don't see theirs.
     read_receipts = models.BooleanField(default=True)
     # The interface language; '' follows the browser (calpico.middleware.UserLanguageMiddleware).

@@ -138,6 +138,7 @@ INSTALLED_APPS = [
     "privacy",
     "ops",
     "e2ee",
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -458,6 +459,29 @@ JOBS_RUNNER_IN_SERVER = env_bool("JOBS_RUNNER_IN_SERVER", True)
 JOBS_POLL_SECONDS = env_float("JOBS_POLL_SECONDS", 2.0)
 JOBS_HEARTBEAT_SECONDS = env_float("JOBS_HEARTBEAT_SECONDS", 5.0)
 JOBS_STALE_SECONDS = env_float("JOBS_STALE_SECONDS", 30.0)
+
+# Notifications when Calpico is closed (notifications/): Web Push signed with a VAPID key
+# (RFC 8292), generated once into var/ unless VAPID_PRIVATE_KEY gives one (PEM, or the
+# base64url raw key), and VAPID_SUBJECT, the contact push services may use ("mailto:" or
+# an https URL). Browsers allow push only on a secure page: HTTPS, or 127.0.0.1/localhost.
+VAPID_PRIVATE_KEY = env("VAPID_PRIVATE_KEY")
+VAPID_PRIVATE_KEY_FILE = VAR_DIR / "vapid_private_key.pem"
+VAPID_SUBJECT = env("VAPID_SUBJECT", "mailto:" + DEFAULT_FROM_EMAIL)
+# The push services the server will send to (host names, a suffix after a dot counts):
+# the endpoint comes from the browser, and the server must not be made to post elsewhere.
+PUSH_SERVICE_HOSTS = env_list(
+    "PUSH_SERVICE_HOSTS",
+    "fcm.googleapis.com,updates.push.services.mozilla.com,push.services.mozilla.com,"
+    "notify.windows.com,push.apple.com",
+)
+PUSH_TIMEOUT_SECONDS = env_float("PUSH_TIMEOUT_SECONDS", 10.0)
+PUSH_TTL_SECONDS = env_int("PUSH_TTL_SECONDS", 86400)
+PUSH_MAX_ATTEMPTS = env_int("PUSH_MAX_ATTEMPTS", 5)
+# Email for missed direct messages and mentions: after they stay unread this long, at
+# most one per hour per person, to those who asked for it and verified their address.
+EMAIL_MISSED_AFTER_MINUTES = env_int("EMAIL_MISSED_AFTER_MINUTES", 15)
+# Where links in emails point (emails have no request to take the host from).
+SITE_URL = env("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 
 # Data exports (privacy/): built under this directory, offered for EXPORT_DAYS.
 EXPORTS_ROOT = Path(env("EXPORTS_ROOT", str(VAR_DIR / "exports")))

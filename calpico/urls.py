@@ -29,6 +29,7 @@ urlpatterns = [
     path("", include("assistant.urls")),
     path("", include("privacy.urls")),
     path("", include("e2ee.urls")),
+    path("", include("notifications.urls")),
 ]
 
 if settings.SERVE_MEDIA:

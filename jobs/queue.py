@@ -98,6 +98,28 @@ def enqueue(
     return job
 
 
+def enqueue_many(kind: str, payloads: list[dict[str, Any]], *, max_attempts: int = 5) -> list[Job]:
+    """Record several jobs of one kind in one insert, in the caller's transaction."""
+    if kind not in _kinds:
+        raise ValueError(f"No handler is registered for {kind!r} jobs.")
+    if not payloads:
+        return []
+    now = timezone.now()
+    jobs = Job.objects.bulk_create(
+        [Job(kind=kind, payload=payload, run_after=now, max_attempts=max_attempts) for payload in payloads]
+    )
+    for wake in _wake:
+        transaction.on_commit(wake)
+    return jobs
+
+
+def holds(job: Job) -> bool:
+    """Inside a transaction: lock the running job's row and tell whether this worker still
+    has it. A handler that records follow-up work and finishes in one transaction (so a
+    rerun never records it twice) asks this first."""
+    return _ours(job, job.worker).select_for_update().exists()
+
+
 # Claiming
 
 

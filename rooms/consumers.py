@@ -72,6 +72,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
     read_flush: asyncio.Task | None = None
     counted_online = False
     counted_open = False
+    # The page is visible and has the focus (a "viewing" frame): notifications when
+    # Calpico is closed skip the room it shows (rooms.presence.viewing).
+    viewing = False
     # The viewer's language (set in connect(); until then, for the handshake, the default).
     language: str = settings.LANGUAGE_CODE
 
@@ -156,6 +159,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
             self.joined = False
             for group in self._groups():
                 await self.channel_layer.group_discard(group, self.channel_name)
+        if self.viewing:
+            self.viewing = False
+            await on_socket_thread(presence.set_viewing)(self.user_id, self.channel_name, None)
         if self.counted_online:
             self.counted_online = False
             if presence.connection_closed(self.user_id, self.rooms):
@@ -191,6 +197,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             "typing": self._on_typing,
             "read": self._on_read,
             "ping": self._on_ping,
+            "viewing": self._on_viewing,
         }.get(frame["type"])
         if handler is None:
             await self._error(f"Unknown frame type {frame['type'][:40]!r}.")
@@ -213,6 +220,18 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def _on_ping(self, frame: dict) -> None:
         await self._send_json({"type": "pong"})
+
+    async def _on_viewing(self, frame: dict) -> None:
+        """The page is in front of the person (visible, focused), or no longer."""
+        visible = frame.get("visible")
+        if not isinstance(visible, bool):
+            await self._error("viewing needs visible, true or false.")
+            return
+        if visible == self.viewing:
+            return
+        self.viewing = visible
+        room = (self.current_room or 0) if visible else None
+        await on_socket_thread(presence.set_viewing)(self.user_id, self.channel_name, room)
 
     async def _on_resume(self, frame: dict) -> None:
         """Send what the page missed after `last_seq`, or ask it to reload."""

@@ -14,13 +14,17 @@ whatever they announce comes after it. A hook returns what else to call after co
 (`AfterCommit`): `start`, first of all, before the room is told of the message (it may
 only begin work, such as sending the model its request, and must show nothing), and
 `after_shown`, last (the assistant shows its reply's message).
+
+`notifications` listens the same way, to every message stored (people's, the assistant's
+and system messages), to people added to a group and to moderators' notices: inside the
+transaction it only queues a durable job, which sends pushes and emails after commit.
 """
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rooms.models import Membership, Message
+from rooms.models import Membership, Message, Notice, Room
 
 
 @dataclass(frozen=True)
@@ -33,9 +37,15 @@ class AfterCommit:
 
 MessageStored = Callable[[Message, Membership], AfterCommit | None]
 ReportSnapshot = Callable[[Message, dict[str, Any]], None]
+MessageAppended = Callable[[Message, int | None], None]
+MembersAdded = Callable[[Room, int | None, list[int]], None]
+NoticeCreated = Callable[[Notice], None]
 
 _message_stored: list[MessageStored] = []
 _report_snapshot: list[ReportSnapshot] = []
+_message_appended: list[MessageAppended] = []
+_members_added: list[MembersAdded] = []
+_notice_created: list[NoticeCreated] = []
 
 
 def on_message_stored(hook: MessageStored) -> None:
@@ -61,3 +71,40 @@ def report_snapshot(message: Message, snapshot: dict[str, Any]) -> None:
     """Called by the moderation service while it takes a report's snapshot."""
     for hook in _report_snapshot:
         hook(message, snapshot)
+
+
+def on_message_appended(hook: MessageAppended) -> None:
+    """Register `hook(message, actor_id)`, called for every message stored in a room, with
+    whoever caused it (the author; for a system message, who acted; None: nobody)."""
+    if hook not in _message_appended:
+        _message_appended.append(hook)
+
+
+def message_appended(message: Message, actor_id: int | None) -> None:
+    """Called by `rooms.services.core.append_message` inside its transaction."""
+    for hook in _message_appended:
+        hook(message, actor_id)
+
+
+def on_members_added(hook: MembersAdded) -> None:
+    """Register `hook(room, actor_id, user_ids)`: someone added these people to a group."""
+    if hook not in _members_added:
+        _members_added.append(hook)
+
+
+def members_added(room: Room, actor_id: int | None, user_ids: list[int]) -> None:
+    """Called by the group services inside their transaction."""
+    for hook in _members_added:
+        hook(room, actor_id, user_ids)
+
+
+def on_notice_created(hook: NoticeCreated) -> None:
+    """Register `hook(notice)`: a moderator's notice for one person was stored."""
+    if hook not in _notice_created:
+        _notice_created.append(hook)
+
+
+def notice_created(notice: Notice) -> None:
+    """Called by the moderation service inside its transaction."""
+    for hook in _notice_created:
+        hook(notice)

@@ -104,6 +104,8 @@ async def _refresh_local() -> None:
             break
         try:
             appeared = await on_socket_thread(refresh_many)(list(_local))
+            if _viewing_here:
+                await on_socket_thread(refresh_viewing)()
         except Exception:
             log.exception("Could not refresh presence")
             continue
@@ -146,3 +148,58 @@ async def _flush_later() -> None:
                 "offline": [uid for uid, online in changes.items() if not online],
             },
         )
+
+
+# Which room each person is looking at: a page that is visible and has the focus tells its
+# socket (docs/protocol.md, viewing), so notifications when Calpico is closed skip what it
+# already shows. One key per person: the pages (sockets) looking, and at which room (0: a
+# page without one). Refreshed with presence, so a process that dies forgets its pages.
+
+
+def _viewing_key(user_id: int) -> str:
+    return f"viewing:{user_id}"
+
+
+# This process's pages in front of someone: written again with presence (the key expires
+# with a process that dies).
+_viewing_here: dict[int, dict[str, int]] = {}
+
+
+def set_viewing(user_id: int, page: str, room_id: int | None) -> None:
+    """`page` (a socket's channel name) shows `room_id` in front of the person, or, with
+    None, no longer does (hidden, without focus, closed)."""
+    here = _viewing_here.setdefault(user_id, {})
+    if room_id is None:
+        here.pop(page, None)
+    else:
+        here[page] = room_id
+    if not here:
+        del _viewing_here[user_id]
+    key = _viewing_key(user_id)
+    pages: dict[str, int] = cache.get(key) or {}
+    if room_id is None:
+        if page not in pages:
+            return
+        pages.pop(page)
+    else:
+        pages[page] = room_id
+    if pages:
+        cache.set(key, pages, settings.PRESENCE_SECONDS)
+    else:
+        cache.delete(key)
+
+
+def refresh_viewing() -> None:
+    """Keep this process's pages in front of their people for another PRESENCE_SECONDS."""
+    for user_id, here in list(_viewing_here.items()):
+        key = _viewing_key(user_id)
+        pages: dict[str, int] = cache.get(key) or {}
+        pages.update(here)
+        cache.set(key, pages, settings.PRESENCE_SECONDS)
+
+
+def viewing(user_ids: Iterable[int]) -> dict[int, set[int]]:
+    """The rooms each of these people has in front of them now (0: a page without a room)."""
+    keys = {_viewing_key(uid): uid for uid in user_ids}
+    found = cache.get_many(list(keys))
+    return {keys[key]: set(pages.values()) for key, pages in found.items() if pages}

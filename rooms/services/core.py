@@ -18,7 +18,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import User
-from rooms import live, system_events
+from rooms import hooks, live, system_events
 from rooms.models import Membership, Message, Room
 
 
@@ -96,6 +96,7 @@ def append_message(
         Membership.objects.filter(room=room, user=read_by).update(
             last_read_seq=Greatest(F("last_read_seq"), seq)
         )
+    hooks.message_appended(message, read_by.pk if read_by is not None else None)
     if announce:
         announce_on_commit(live.announce_message, message)
     return message

@@ -10,7 +10,7 @@ from django.utils.translation import gettext as _
 from accounts.models import User
 from accounts.services import has_blocked
 from calpico.text import check_no_direction_overrides, visible_characters
-from rooms import live
+from rooms import hooks, live
 from rooms.access import can_administer, can_remove_member, is_owner
 from rooms.models import Invite, Membership, Room
 from rooms.services.core import announce_on_commit, check_room_size, lock_room, system_message
@@ -51,6 +51,7 @@ def do_create_group(owner: User, title: str, members: Iterable[User], *, encrypt
         if others:
             system_message(room, "members_added", actor=owner, users=[u.name for u in others])
             announce_on_commit(live.announce_members_changed, room, added=others)
+            hooks.members_added(room, owner.pk, [u.pk for u in others])
     return room
 
 
@@ -106,6 +107,7 @@ def do_add_members(actor: User, room: Room, users: Iterable[User]) -> list[User]
         )
         system_message(room, "members_added", actor=actor, users=[u.name for u in new])
         announce_on_commit(live.announce_members_changed, room, added=new)
+        hooks.members_added(room, actor.pk, [u.pk for u in new])
     return new
 
 

@@ -146,6 +146,7 @@ def _resolve(report: Report, moderator: User, status: str, resolution: str) -> N
 
 def do_notify(user_id: int, text: str) -> Notice:
     notice = Notice.objects.create(user_id=user_id, text=text)
+    hooks.notice_created(notice)
     transaction.on_commit(lambda: send_event(user_group(user_id), {"type": "user.notice", "text": text}))
     return notice
 

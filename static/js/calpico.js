@@ -15,6 +15,7 @@
 //   viewer.js         per-viewer marks (my messages, mentions of me, blocked authors, local times)
 //   toasts.js         flash messages and live toasts
 //   notifications.js  desktop notifications and their switch
+//   push.js           the service worker, this device's push subscription, "viewing" frames
 //   scroll.js         the history pane's position
 //   composer.js       autosize, Enter to send, a fresh client_id per showing of the page
 //   attachments.js    a file picked, pasted or dropped; sending it with progress
@@ -35,6 +36,7 @@ import "./presence.js";
 import { decorate } from "./viewer.js";
 import "./toasts.js";
 import "./notifications.js";
+import "./push.js";
 import { scrollToUnread } from "./scroll.js";
 import { renewClientId, startComposer } from "./composer.js";
 import "./attachments.js";

@@ -1,0 +1,200 @@
+"""Who is notified of what when Calpico is closed (docs/notifications.md has the table).
+
+Pushed: direct messages, mentions (even in a muted room), messages in groups that are not
+muted, being added to a group, people joining or leaving a group I own or am an admin of,
+message requests (as "New message request", without the text) and moderators' notices.
+Never: my own actions, a muted room (but for a mention), anything from someone I blocked, a
+message I have already read, or a room a page of mine has in front of me right now
+(rooms.presence.viewing: that page showed it). An assistant's reply is not pushed.
+
+Every notification of a room carries the room's `tag`, so a device shows one per room,
+the newest replacing the older, counting what is unread ("3 new messages").
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.urls import reverse
+from django.utils import translation
+from django.utils.translation import gettext, ngettext
+
+from accounts.models import Block, User
+from rooms import presence
+from rooms.models import Membership, Message, Notice, Room
+
+# System messages about people joining or leaving a group, for its owner and admins.
+MEMBERSHIP_EVENTS = frozenset(
+    {"members_added", "member_removed", "member_left", "joined_by_link", "removed_by_moderator"}
+)
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One system notification for one person, as their devices show it."""
+
+    user_id: int
+    reason: str  # direct, mention, group, request, members, added, notice
+    tag: str
+    title: str
+    body: str
+    url: str
+
+    def payload(self) -> dict[str, Any]:
+        return {"title": self.title, "body": self.body, "tag": self.tag, "url": self.url, "reason": self.reason}
+
+
+def room_tag(room_id: int) -> str:
+    # The same tag as the open tab's desktop notifications (static/js/notifications.js):
+    # one replaces the other.
+    return f"calpico-room-{room_id}"
+
+
+def _language(user: User) -> str:
+    return user.language or settings.LANGUAGE_CODE
+
+
+def _blockers(user_ids: set[int], of: set[int]) -> set[int]:
+    """Who of `user_ids` blocked anyone in `of`."""
+    if not user_ids or not of:
+        return set()
+    return set(Block.objects.filter(blocker_id__in=user_ids, blocked_id__in=of).values_list("blocker_id", flat=True))
+
+
+# Counting what is unread stops here ("99 new messages" at most).
+COUNT_AT_MOST = 99
+
+
+def _unread_seqs(message: Message, memberships: list[Membership]) -> list[int]:
+    """The seqs of people's messages (not system ones) up to `message` that the furthest
+    behind of these readers has not read, in order: one query for every reader."""
+    if not memberships:
+        return []
+    behind = min(m.last_read_seq for m in memberships)
+    seqs = (
+        Message.objects.filter(room_id=message.room_id, seq__gt=behind, seq__lte=message.seq, deleted_at__isnull=True)
+        .exclude(kind=Message.Kind.SYSTEM)
+        .order_by("-seq")
+        .values_list("seq", flat=True)[:COUNT_AT_MOST]
+    )
+    return sorted(seqs)
+
+
+def _reason(message: Message, room: Room, membership: Membership) -> str | None:
+    user_id = membership.user_id
+    if message.is_system:
+        if (
+            message.event in MEMBERSHIP_EVENTS
+            and room.is_group
+            and not membership.muted
+            and (room.owner_id == user_id or membership.role == Membership.Role.ADMIN)
+        ):
+            return "members"
+        return None
+    if message.is_assistant:
+        return None
+    if membership.request == Membership.Request.PENDING:
+        return "request"
+    if user_id in message.mentioned_user_ids:
+        return "mention"
+    if membership.muted:
+        return None
+    if room.is_direct:
+        return "direct"
+    if room.is_group:
+        return "group"
+    return None
+
+
+def for_message(message: Message, actor_id: int | None) -> list[Notification]:
+    """The notifications a new message (a person's or a system message) raises, one per
+    person at most."""
+    room = message.room
+    if message.is_deleted or room.archived_at is not None or message.is_assistant:
+        return []
+    memberships = [
+        m
+        for m in Membership.objects.filter(room=room, user__is_active=True)
+        .exclude(request=Membership.Request.DECLINED)
+        .select_related("user")
+        if m.user_id not in (message.author_id, actor_id) and m.last_read_seq < message.seq
+    ]
+    people = {m.user_id for m in memberships}
+    unread_seqs = _unread_seqs(message, memberships)
+    causes = {uid for uid in (message.author_id, actor_id) if uid is not None}
+    blockers = _blockers(people, causes)
+    looking = presence.viewing(people)
+    author = message.author
+    notes = []
+    for membership in memberships:
+        user = membership.user
+        if user.pk in blockers or room.pk in looking.get(user.pk, ()):
+            continue
+        reason = _reason(message, room, membership)
+        if reason is None:
+            continue
+        unread = len(unread_seqs) - bisect.bisect_right(unread_seqs, membership.last_read_seq)
+        with translation.override(_language(user)):
+            notes.append(_compose(message, room, author, user, reason, unread))
+    return notes
+
+
+def _compose(message: Message, room: Room, author: User | None, user: User, reason: str, unread: int) -> Notification:
+    url = reverse("rooms:message", args=[room.pk, message.seq])
+    tag = room_tag(room.pk)
+    if reason == "request":
+        return Notification(user.pk, reason, f"calpico-request-{room.pk}", gettext("New message request"), "", url)
+    if reason == "members":
+        return Notification(user.pk, reason, tag, room.title, message.system_text, url)
+    name = author.name if author is not None else message.sender_name
+    place = room.title if room.is_group else name
+    text = message.preview if user.push_show_text else ""
+    if reason == "direct":
+        title = name
+        body = text or gettext("New message from %(name)s") % {"name": name}
+    elif reason == "mention":
+        title = gettext("%(name)s mentioned you in %(room)s") % {"name": name, "room": place}
+        body = text
+    else:
+        title = room.title
+        body = (
+            f"{name}: {text}"
+            if text
+            else gettext("New message from %(name)s in %(room)s") % {"name": name, "room": room.title}
+        )
+    if unread > 1:
+        count = ngettext("%(count)d new message", "%(count)d new messages", unread) % {"count": unread}
+        body = f"{count}\n{body}" if body else count
+    return Notification(user.pk, reason, tag, title, body, url)
+
+
+def for_added(room: Room, actor_id: int | None, user_ids: list[int]) -> list[Notification]:
+    """Being added to a group, for each person added (not by themselves)."""
+    if room.archived_at is not None:
+        return []
+    users = list(User.objects.filter(pk__in=user_ids, is_active=True).exclude(pk=actor_id))
+    actor = User.objects.filter(pk=actor_id).first() if actor_id else None
+    blockers = _blockers({u.pk for u in users}, {actor_id} if actor_id else set())
+    notes = []
+    for user in users:
+        if user.pk in blockers:
+            continue
+        with translation.override(_language(user)):
+            if actor is not None:
+                body = gettext("%(name)s added you to %(room)s") % {"name": actor.name, "room": room.title}
+            else:
+                body = gettext("You were added to %(room)s") % {"room": room.title}
+            notes.append(Notification(user.pk, "added", room_tag(room.pk), room.title, body, room.get_absolute_url()))
+    return notes
+
+
+def for_notice(notice: Notice) -> list[Notification]:
+    """A moderator's notice, unless a page of the person's is in front of them (it shows it)."""
+    user = notice.user
+    if not user.is_active or notice.seen_at is not None or presence.viewing([user.pk]):
+        return []
+    with translation.override(_language(user)):
+        return [Notification(user.pk, "notice", "calpico-notice", gettext("Calpico"), notice.text, reverse("rooms:index"))]

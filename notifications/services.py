@@ -1,0 +1,95 @@
+"""Changing what a person is notified of: their devices and their choices."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from cryptography.hazmat.primitives.asymmetric import ec
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from accounts.models import User
+from notifications.models import PushSubscription
+from notifications.push import allowed_endpoint
+
+MAX_DEVICES = 20
+
+
+def _b64url(value: object) -> bytes | None:
+    if not isinstance(value, str) or len(value) > 200:
+        return None
+    try:
+        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError):
+        return None
+
+
+def check_subscription(endpoint: object, p256dh: object, auth: object) -> tuple[str, str, str]:
+    """What a browser's PushSubscription.toJSON() gave, checked: an endpoint of a push
+    service the server may post to, the browser's P-256 public key and its 16-byte secret.
+    Raises ValidationError otherwise."""
+    if not isinstance(endpoint, str) or not allowed_endpoint(endpoint):
+        raise ValidationError(_("That push service is not one this server sends to."), code="endpoint")
+    key = _b64url(p256dh)
+    secret = _b64url(auth)
+    if key is None or len(key) != 65 or secret is None or len(secret) != 16:
+        raise ValidationError(_("The browser's keys for notifications are not valid."), code="keys")
+    try:
+        ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), key)
+    except ValueError:
+        raise ValidationError(_("The browser's keys for notifications are not valid."), code="keys") from None
+    return endpoint, str(p256dh), str(auth)
+
+
+def do_subscribe(user: User, endpoint: object, p256dh: object, auth: object, user_agent: str) -> PushSubscription:
+    """Notify this device when Calpico is closed (or, for a device already listed, note that
+    it was used now). A browser's endpoint belongs to whoever subscribed with it last."""
+    endpoint, p256dh, auth = check_subscription(endpoint, p256dh, auth)
+    with transaction.atomic():
+        existing = PushSubscription.objects.select_for_update().filter(endpoint=endpoint).first()
+        if existing is None and user.push_subscriptions.count() >= MAX_DEVICES:
+            raise ValidationError(
+                _("You have %(count)d devices with notifications on; remove one first.") % {"count": MAX_DEVICES},
+                code="too_many",
+            )
+        subscription, _created = PushSubscription.objects.update_or_create(
+            endpoint=endpoint,
+            defaults={
+                "user": user,
+                "p256dh": p256dh,
+                "auth": auth,
+                "user_agent": user_agent[:300],
+                "last_used_at": timezone.now(),
+            },
+        )
+    return subscription
+
+
+def do_confirm_device(user: User, endpoint: str) -> bool:
+    """A page on this device was opened: it is still used ("last used" in the device list)."""
+    return bool(PushSubscription.objects.filter(user=user, endpoint=endpoint).update(last_used_at=timezone.now()))
+
+
+def do_unsubscribe(user: User, endpoint: str) -> bool:
+    """This device stops being notified; False if it was not listed for this person."""
+    deleted, _kinds = PushSubscription.objects.filter(user=user, endpoint=endpoint).delete()
+    return bool(deleted)
+
+
+def do_remove_device(user: User, subscription_id: int) -> bool:
+    deleted, _kinds = PushSubscription.objects.filter(user=user, pk=subscription_id).delete()
+    return bool(deleted)
+
+
+def do_set_notification_choices(user: User, *, show_text: bool, email_missed: bool) -> None:
+    user.push_show_text = show_text
+    user.email_missed = email_missed
+    user.save(update_fields=["push_show_text", "email_missed"])
+
+
+def do_stop_missed_email(user: User) -> None:
+    user.email_missed = False
+    user.save(update_fields=["email_missed"])

@@ -1,0 +1,148 @@
+// Calpico as an installed app, and its notifications while it is closed: registers the
+// service worker (/sw.js) on every page, keeps this browser's push subscription known to
+// the server, drives the "Notify this device" switch of the notification settings, and
+// tells the socket whether this page is in front of the person (then nothing is pushed for
+// the room it shows). docs/notifications.md has the whole picture.
+import { gettext } from "./i18n.js";
+import { live, onFrame, send } from "./live.js";
+
+const CONFIRMED_KEY = "calpico-push-confirmed";
+const CONFIRM_EVERY_MS = 3600 * 1000;
+
+function csrfToken() {
+  try {
+    return JSON.parse(document.body.getAttribute("hx-headers") || "{}")["X-CSRFToken"] || "";
+  } catch {
+    return "";
+  }
+}
+
+function postJSON(url, data) {
+  return fetch(url, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
+    body: JSON.stringify(data),
+    credentials: "same-origin",
+  });
+}
+
+const supported = "serviceWorker" in navigator && window.isSecureContext;
+
+/** The service worker's registration, or null where there can be none. */
+export const registration = supported
+  ? navigator.serviceWorker.register("/sw.js", { scope: "/" }).catch((error) => {
+    console.warn("Calpico: the service worker did not register:", error);
+    return null;
+  })
+  : Promise.resolve(null);
+
+function keyBytes(base64url) {
+  const padded = base64url.replace(/-/g, "+").replace(/_/g, "/") + "=".repeat((4 - (base64url.length % 4)) % 4);
+  return Uint8Array.from(atob(padded), (c) => c.charCodeAt(0));
+}
+
+function sameKey(buffer, base64url) {
+  if (!buffer) return false;
+  const a = new Uint8Array(buffer);
+  const b = keyBytes(base64url);
+  return a.length === b.length && a.every((value, i) => value === b[i]);
+}
+
+async function currentSubscription() {
+  const found = await registration;
+  if (!found || !("pushManager" in found)) return null;
+  const ready = await navigator.serviceWorker.ready;
+  return ready.pushManager.getSubscription();
+}
+
+/** Once an hour a signed-in page tells the server this device is still in use ("last used"). */
+async function confirmSubscription() {
+  const url = document.body.dataset.pushConfirmUrl;
+  if (!url) return;
+  const last = Number(localStorage.getItem(CONFIRMED_KEY) || 0);
+  if (Date.now() - last < CONFIRM_EVERY_MS) return;
+  const subscription = await currentSubscription();
+  if (!subscription) return;
+  const response = await postJSON(url, { ...subscription.toJSON(), confirm: true });
+  if (response.ok) localStorage.setItem(CONFIRMED_KEY, String(Date.now()));
+}
+
+async function turnOn(section) {
+  if ((await Notification.requestPermission()) !== "granted") {
+    throw new Error(gettext("Your browser blocks notifications from this site; allow them in its site settings first."));
+  }
+  const ready = await navigator.serviceWorker.ready;
+  const key = section.dataset.vapidKey;
+  let subscription = await ready.pushManager.getSubscription();
+  if (subscription && !sameKey(subscription.options.applicationServerKey, key)) {
+    await subscription.unsubscribe();
+    subscription = null;
+  }
+  if (!subscription) {
+    subscription = await ready.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: keyBytes(key) });
+  }
+  const response = await postJSON(section.dataset.subscribeUrl, subscription.toJSON());
+  if (!response.ok) {
+    const answer = await response.json().catch(() => ({}));
+    throw new Error(answer.error || gettext("Notifications could not be turned on; try again."));
+  }
+  localStorage.setItem(CONFIRMED_KEY, String(Date.now()));
+}
+
+async function turnOff(section) {
+  const subscription = await currentSubscription();
+  if (!subscription) return;
+  await postJSON(section.dataset.forgetUrl, { endpoint: subscription.endpoint });
+  await subscription.unsubscribe();
+}
+
+async function setUpSwitch(section) {
+  const input = document.getElementById("push-device");
+  const status = document.getElementById("push-status");
+  if (!supported || !("PushManager" in window) || !("Notification" in window)) {
+    status.textContent = gettext(
+      "This browser cannot get notifications from this site while it is closed: it needs HTTPS (or 127.0.0.1) and Web Push.",
+    );
+    return;
+  }
+  const subscription = await currentSubscription();
+  const listed = Array.from(section.querySelectorAll("[data-endpoint]")).map((item) => item.dataset.endpoint);
+  input.checked = Boolean(subscription && listed.includes(subscription.endpoint));
+  input.disabled = false;
+  input.addEventListener("change", async () => {
+    input.disabled = true;
+    status.textContent = "";
+    try {
+      await (input.checked ? turnOn(section) : turnOff(section));
+      location.reload();
+    } catch (error) {
+      input.checked = !input.checked;
+      status.textContent = error.message;
+    } finally {
+      input.disabled = false;
+    }
+  });
+}
+
+const section = document.getElementById("push-section");
+if (section) setUpSwitch(section);
+else if (supported) confirmSubscription().catch(() => {});
+
+if (live) {
+  // The socket is told when this page comes in front of the person or leaves it; each new
+  // connection starts as not in front.
+  let told = null;
+  const tell = () => {
+    const inFront = document.visibilityState === "visible" && document.hasFocus();
+    if (inFront === told) return;
+    told = inFront;
+    send({ type: "viewing", visible: inFront });
+  };
+  onFrame("hello", () => {
+    told = null;
+    tell();
+  });
+  document.addEventListener("visibilitychange", tell);
+  window.addEventListener("focus", tell);
+  window.addEventListener("blur", tell);
+}

@@ -1,0 +1,94 @@
+// Calpico's service worker (served at /sw.js by notifications.views.service_worker, scope
+// "/"): the offline page for the installed app, notifications pushed while Calpico is
+// closed, and what a click on one opens. docs/notifications.md describes the payload.
+"use strict";
+
+const OFFLINE_URL = "{{ offline_url|escapejs }}";
+const ICON = "{{ icon|escapejs }}";
+const CACHE = "calpico-offline-v1";
+
+self.addEventListener("install", (event) => {
+  event.waitUntil(
+    caches.open(CACHE).then((cache) => cache.add(new Request(OFFLINE_URL, { cache: "reload" }))).then(() => self.skipWaiting()),
+  );
+});
+
+self.addEventListener("activate", (event) => {
+  event.waitUntil(
+    caches.keys()
+      .then((names) => Promise.all(names.filter((name) => name !== CACHE).map((name) => caches.delete(name))))
+      .then(() => self.clients.claim()),
+  );
+});
+
+// Pages come from the network, always; only when there is none does the offline page show.
+self.addEventListener("fetch", (event) => {
+  if (event.request.mode !== "navigate") return;
+  event.respondWith(
+    fetch(event.request).catch(() => caches.open(CACHE).then((cache) => cache.match(OFFLINE_URL))),
+  );
+});
+
+/** What a push carries (notifications.rules.Notification.payload), as options for showNotification. */
+function notificationFrom(data) {
+  return {
+    title: String(data.title || "Calpico"),
+    options: {
+      body: String(data.body || ""),
+      tag: String(data.tag || "calpico"),
+      // The newest of a room replaces the older one and still tells the person.
+      renotify: Boolean(data.tag),
+      icon: ICON,
+      data: { url: sameOriginPath(data.url) },
+    },
+  };
+}
+
+/** A path on this site to open, never another site's address. */
+function sameOriginPath(url) {
+  try {
+    const parsed = new URL(String(url || "/rooms/"), self.location.origin);
+    if (parsed.origin !== self.location.origin) return "/rooms/";
+    return parsed.pathname + parsed.search + parsed.hash;
+  } catch {
+    return "/rooms/";
+  }
+}
+
+self.addEventListener("push", (event) => {
+  let data = {};
+  try {
+    data = event.data ? event.data.json() : {};
+  } catch {
+    data = { body: event.data ? event.data.text() : "" };
+  }
+  const { title, options } = notificationFrom(data);
+  event.waitUntil(self.registration.showNotification(title, options));
+});
+
+/**
+ * Which window to use for a click: one already showing the target, else any Calpico
+ * window (it goes there), else none (a new one opens). Nothing is marked read by this:
+ * the page does that as it shows the messages.
+ */
+async function openAt(path) {
+  const windows = await self.clients.matchAll({ type: "window", includeUncontrolled: true });
+  const target = new URL(path, self.location.origin).href;
+  const showing = windows.find((client) => client.url === target);
+  if (showing) return showing.focus();
+  const other = windows.find((client) => new URL(client.url).origin === self.location.origin);
+  if (other) {
+    const focused = await other.focus();
+    return (focused || other).navigate(target);
+  }
+  return self.clients.openWindow(target);
+}
+
+self.addEventListener("notificationclick", (event) => {
+  event.notification.close();
+  const path = sameOriginPath(event.notification.data && event.notification.data.url);
+  event.waitUntil(openAt(path));
+});
+
+// A subscription the push service renews (pushsubscriptionchange) is sent to the server by
+// the next Calpico page that opens (static/js/push.js): a worker has no CSRF token to post it.

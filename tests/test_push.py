@@ -1,0 +1,312 @@
+"""Notifications when Calpico is closed: the installable app, this device's subscription,
+pushes sent through durable jobs to a push service (tests/fake_push.py checks VAPID and
+decrypts each payload), retries and expiry, and never twice."""
+
+import datetime as dt
+import json
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from jobs import runner
+from jobs.models import Job
+from notifications import jobs as push_jobs
+from notifications.models import PushSubscription
+from rooms import services
+from tests.conftest import client_for, membership, post
+from tests.fake_push import FakePushService
+
+pytestmark = pytest.mark.django_db
+
+CHROME_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/140.0 Safari/537.36"
+
+
+@pytest.fixture
+def push_service(settings):
+    with FakePushService() as service:
+        settings.PUSH_SERVICE_HOSTS = [*settings.PUSH_SERVICE_HOSTS, "127.0.0.1"]
+        yield service
+
+
+def subscribe(client, subscription, user_agent=CHROME_UA):
+    return client.post(
+        reverse("notifications:subscribe"),
+        json.dumps(subscription),
+        content_type="application/json",
+        HTTP_USER_AGENT=user_agent,
+    )
+
+
+@pytest.fixture
+def bob_device(push_service, bob_client):
+    """Bob's browser, subscribed."""
+    subscription = push_service.subscription()
+    assert subscribe(bob_client, subscription).status_code == 200
+    return subscription
+
+
+def make_due(kind=push_jobs.PUSH):
+    Job.objects.filter(kind=kind, status=Job.Status.QUEUED).update(run_after=timezone.now())
+
+
+# The installable app
+
+
+def test_the_manifest_describes_an_installable_app(client):
+    """Anyone (the browser fetches it without cookies) gets the manifest, with its icons."""
+    response = client.get("/manifest.webmanifest")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/manifest+json"
+    manifest = response.json()
+    assert manifest["display"] == "standalone"
+    assert manifest["start_url"] == "/rooms/" and manifest["scope"] == "/"
+    assert {"192x192", "512x512"} <= {icon["sizes"] for icon in manifest["icons"]}
+    assert any(icon["purpose"] == "maskable" for icon in manifest["icons"])
+    for icon in manifest["icons"]:
+        assert client.get(icon["src"]).status_code == 200
+
+
+def test_the_service_worker_is_served_from_the_root_uncached(client):
+    response = client.get("/sw.js")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/javascript")
+    assert response["Cache-Control"] == "no-cache"
+    body = response.content.decode()
+    assert 'addEventListener("push"' in body and 'addEventListener("notificationclick"' in body
+    assert 'const OFFLINE_URL = "/offline/"' in body
+
+
+def test_the_offline_page_needs_no_sign_in(client):
+    response = client.get("/offline/")
+    assert response.status_code == 200
+    assert "You're offline" in response.content.decode()
+
+
+def test_every_page_links_the_manifest(alice_client):
+    page = alice_client.get(reverse("rooms:index")).content.decode()
+    assert '<link rel="manifest" href="/manifest.webmanifest">' in page
+
+
+# This device
+
+
+def test_a_device_subscribes_and_is_listed_with_its_browser(push_service, bob_client, bob):
+    """The settings list the device ("Chrome on Linux"), which can be removed."""
+    subscription = push_service.subscription()
+    response = subscribe(bob_client, subscription)
+    assert response.status_code == 200
+    assert response.json()["browser"] == "Chrome on Linux"
+    page = bob_client.get(reverse("rooms:notifications")).content.decode()
+    assert "Notify this device when Calpico is closed" in page
+    assert "Chrome on Linux" in page
+    device = PushSubscription.objects.get(user=bob)
+    assert f'data-endpoint="{subscription["endpoint"]}"' in page
+    response = bob_client.post(reverse("notifications:remove_device", args=[device.pk]))
+    assert response.status_code == 302
+    assert not PushSubscription.objects.exists()
+
+
+def test_a_device_turned_off_is_forgotten(push_service, bob_client, bob_device):
+    response = bob_client.post(
+        reverse("notifications:unsubscribe_device"),
+        json.dumps({"endpoint": bob_device["endpoint"]}),
+        content_type="application/json",
+    )
+    assert response.json() == {"removed": True}
+    assert not PushSubscription.objects.exists()
+
+
+def test_subscribing_again_takes_the_device_over(push_service, alice_client, bob_client, alice, bob_device):
+    """One browser, one row: whoever subscribes with it last gets its notifications."""
+    assert subscribe(alice_client, bob_device).status_code == 200
+    assert PushSubscription.objects.get().user == alice
+
+
+def test_a_page_confirming_a_device_never_takes_it_over(push_service, alice_client, bob, bob_device):
+    data = {**bob_device, "confirm": True}
+    response = alice_client.post(reverse("notifications:subscribe"), json.dumps(data), content_type="application/json")
+    assert response.status_code == 404
+    assert PushSubscription.objects.get().user == bob
+
+
+@pytest.mark.parametrize(
+    "change, error",
+    [
+        ({"endpoint": "https://evil.example/push/1"}, "not one this server sends to"),
+        ({"endpoint": "http://fcm.googleapis.com/fcm/send/1"}, "not one this server sends to"),
+        ({"endpoint": 12}, "not one this server sends to"),
+        ({"keys": {"p256dh": "AAAA", "auth": "AAAAAAAAAAAAAAAAAAAAAA"}}, "keys for notifications are not valid"),
+        ({"keys": {"p256dh": "B" + "A" * 86, "auth": "AAAA"}}, "keys for notifications are not valid"),
+        ({"keys": "nope"}, "keys for notifications are not valid"),
+    ],
+)
+def test_bad_subscriptions_get_a_clear_error(push_service, bob_client, change, error):
+    subscription = {**push_service.subscription(), "endpoint": "https://fcm.googleapis.com/fcm/send/abc", **change}
+    response = subscribe(bob_client, subscription)
+    assert response.status_code == 400
+    assert error in response.json()["error"]
+    assert not PushSubscription.objects.exists()
+
+
+def test_a_body_that_is_not_json_gets_a_clear_error(bob_client):
+    response = bob_client.post(reverse("notifications:subscribe"), "not json", content_type="application/json")
+    assert response.status_code == 400
+    assert "JSON object" in response.json()["error"]
+
+
+def test_signed_out_browsers_cannot_subscribe(client, push_service):
+    response = subscribe(client, push_service.subscription())
+    assert response.status_code == 302
+    assert not PushSubscription.objects.exists()
+
+
+# Sending
+
+
+def test_a_direct_message_reaches_the_device_encrypted_after_commit(
+    push_service, alice_client, bob_device, direct, django_capture_on_commit_callbacks
+):
+    """Nothing is sent on the post path; the job sends it, signed and encrypted."""
+    with django_capture_on_commit_callbacks(execute=True):
+        assert post(alice_client, direct, "Lunch at noon?").status_code in (200, 204, 302)
+    assert push_service.requests == 0
+    runner.run_pending()
+    [delivery] = push_service.wait_for(1)
+    message = direct.messages.get(body="Lunch at noon?")
+    assert delivery.payload == {
+        "title": "Alice Liddell",
+        "body": "Lunch at noon?",
+        "tag": f"calpico-room-{direct.pk}",
+        "url": f"/r/{direct.pk}/m/{message.seq}/",
+        "reason": "direct",
+    }
+    assert delivery.claims["aud"] == push_service.origin
+    assert delivery.headers["topic"] == f"room-{direct.pk}"
+    assert int(delivery.headers["ttl"]) > 0
+    assert Job.objects.filter(status=Job.Status.DONE, kind=push_jobs.PUSH).count() == 1
+
+
+def test_without_text_a_notification_says_only_who_wrote_where(push_service, alice, bob, group, bob_device):
+    bob.push_show_text = False
+    bob.save()
+    services.do_post_message(membership(group, alice), "The secret plan")
+    runner.run_pending()
+    [delivery] = push_service.wait_for(1)
+    assert delivery.payload["title"] == "Trip planning"
+    assert delivery.payload["body"] == "New message from Alice Liddell in Trip planning"
+    assert b"secret" not in delivery.plaintext
+
+
+def test_a_burst_is_one_notification_with_a_count(push_service, alice, direct, bob_device):
+    """Pushes still queued for a room are replaced by the newest, which counts them."""
+    for text in ("one", "two", "three"):
+        services.do_post_message(membership(direct, alice), text)
+    runner.run_pending()
+    [delivery] = push_service.wait_for(1)
+    assert delivery.payload["body"] == "3 new messages\nthree"
+
+
+def test_a_busy_push_service_is_tried_again_later(push_service, alice, direct, bob_device):
+    push_service.queue(500, 429)
+    services.do_post_message(membership(direct, alice), "Are you there?")
+    runner.run_pending()
+    job = Job.objects.get(kind=push_jobs.PUSH)
+    assert job.status == Job.Status.QUEUED and job.attempts == 1
+    assert job.run_after > timezone.now() + dt.timedelta(seconds=5)  # backing off
+    assert "500" in job.error
+    make_due()
+    runner.run_pending()
+    job.refresh_from_db()
+    assert job.status == Job.Status.QUEUED and job.attempts == 2 and "429" in job.error
+    make_due()
+    runner.run_pending()
+    [delivery] = push_service.wait_for(1)
+    assert delivery.payload["body"] == "Are you there?"
+    job.refresh_from_db()
+    assert job.status == Job.Status.DONE
+
+
+def test_a_push_service_that_never_answers_times_out_and_is_retried(push_service, settings, alice, direct, bob_device):
+    settings.PUSH_TIMEOUT_SECONDS = 0.2
+    push_service.delay = 2.0
+    services.do_post_message(membership(direct, alice), "Hello?")
+    runner.run_pending()
+    job = Job.objects.get(kind=push_jobs.PUSH)
+    assert job.status == Job.Status.QUEUED and "Timeout" in job.error
+
+
+def test_pushes_give_up_after_their_last_attempt(push_service, settings, alice, direct, bob_device):
+    settings.PUSH_MAX_ATTEMPTS = 2
+    push_service.queue(503, 503)
+    services.do_post_message(membership(direct, alice), "Hi")
+    runner.run_pending()
+    make_due()
+    runner.run_pending()
+    job = Job.objects.get(kind=push_jobs.PUSH)
+    assert job.status == Job.Status.FAILED
+    assert PushSubscription.objects.exists()  # busy is not gone
+
+
+@pytest.mark.parametrize("status", [404, 410])
+def test_a_subscription_the_service_forgot_is_deleted(push_service, alice, direct, bob_device, status):
+    if status == 410:
+        push_service.gone(bob_device["endpoint"])
+    else:
+        push_service.queue(404)
+    services.do_post_message(membership(direct, alice), "Hi")
+    runner.run_pending()
+    assert not PushSubscription.objects.exists()
+    assert Job.objects.get(kind=push_jobs.PUSH).status == Job.Status.DONE
+
+
+def test_every_device_of_a_person_is_notified(push_service, alice, bob_client, direct, bob_device):
+    second = push_service.subscription()
+    subscribe(bob_client, second, user_agent="Mozilla/5.0 (Android 14) Firefox/140.0")
+    services.do_post_message(membership(direct, alice), "Both?")
+    runner.run_pending()
+    deliveries = push_service.wait_for(2)
+    assert {d.endpoint for d in deliveries} == {bob_device["endpoint"], second["endpoint"]}
+
+
+def test_a_job_taken_over_records_nothing(push_service, alice, direct, bob_device):
+    """A fan-out job that another process took over meanwhile records no pushes: it and
+    its pushes commit together, only by whoever holds it."""
+    services.do_post_message(membership(direct, alice), "Once")
+    from jobs import queue
+
+    job = queue.claim_next("first")
+    Job.objects.filter(pk=job.pk).update(worker="second")  # recovered and claimed elsewhere
+    runner.run_job(job, "first")
+    assert not Job.objects.filter(kind=push_jobs.PUSH).exists()
+
+
+def test_a_moderators_notice_is_pushed(push_service, bob, bob_device):
+    from rooms.services.moderation import do_notify
+
+    do_notify(bob.pk, "A moderator acted on a message you reported: removed.")
+    runner.run_pending()
+    [delivery] = push_service.wait_for(1)
+    assert delivery.payload["title"] == "Calpico"
+    assert delivery.payload["body"] == "A moderator acted on a message you reported: removed."
+
+
+def test_being_added_to_a_group_is_pushed(push_service, alice, bob, carol, bob_device):
+    room = services.do_create_group(alice, "Book club", [carol])
+    Job.objects.all().delete()
+    services.do_add_members(alice, room, [bob])
+    runner.run_pending()
+    [delivery] = push_service.wait_for(1)
+    assert delivery.payload["title"] == "Book club"
+    assert delivery.payload["body"] == "Alice Liddell added you to Book club"
+    assert delivery.payload["reason"] == "added"
+
+
+def test_french_readers_get_french_notifications(push_service, alice, bob, group, bob_device):
+    bob.language = "fr"
+    bob.push_show_text = False
+    bob.save()
+    services.do_post_message(membership(group, alice), "Salut")
+    runner.run_pending()
+    [delivery] = push_service.wait_for(1)
+    assert delivery.payload["body"] == "Nouveau message de Alice Liddell dans Trip planning"
