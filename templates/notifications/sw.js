@@ -78,17 +78,21 @@ async function openAt(path) {
   if (showing) return showing.focus();
   const other = windows.find((client) => new URL(client.url).origin === self.location.origin);
   if (other) {
-    const focused = await other.focus();
+    // Focusing needs the click's user activation; a window that cannot take the focus
+    // still goes to the message.
+    const focused = await other.focus().catch(() => other);
     return (focused || other).navigate(target);
   }
   return self.clients.openWindow(target);
 }
 
-self.addEventListener("notificationclick", (event) => {
+function onNotificationClick(event) {
   event.notification.close();
   const path = sameOriginPath(event.notification.data && event.notification.data.url);
   event.waitUntil(openAt(path));
-});
+}
+
+self.addEventListener("notificationclick", onNotificationClick);
 
 // A subscription the push service renews (pushsubscriptionchange) is sent to the server by
 // the next Calpico page that opens (static/js/push.js): a worker has no CSRF token to post it.

@@ -1,0 +1,188 @@
+"""Calpico installed and notifying while closed, in Chromium: the app is installable, the
+service worker registers, a direct message reaches Bob's device through the push service
+(tests/fake_push.py, which decrypts it) and the worker shows it, and clicking it opens the
+room at the message."""
+
+import json
+import re
+import secrets
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.conftest import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    VIEWPORT,
+    Person,
+    _live_server,
+    _page_opener,
+    _person_factory,
+    sign_up,
+)
+from tests.browser.test_live import create_group, send, wait_connected
+from tests.fake_push import FakePushService
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def push_service() -> Iterator[FakePushService]:
+    with FakePushService() as service:
+        yield service
+
+
+@pytest.fixture(scope="module")
+def push_app(tmp_path_factory, push_service) -> Iterator[str]:
+    """Calpico allowed to send to the fake push service on 127.0.0.1."""
+    extra = {"PUSH_SERVICE_HOSTS": "127.0.0.1", "JOBS_POLL_SECONDS": "0.2"}
+    with _live_server(tmp_path_factory.mktemp("calpico_push_var"), extra) as url:
+        yield url
+
+
+@pytest.fixture
+def person(browser, push_app):
+    with _page_opener(browser, push_app) as open_page:
+        yield _person_factory(open_page)
+
+
+@pytest.fixture
+def installed(browser, push_app, tmp_path):
+    """A browser profile on disk, as a person's own Chromium (an incognito context, what
+    new_context gives, can neither install apps nor keep push subscriptions): sign someone up in it."""
+    context = browser.browser_type.launch_persistent_context(
+        tmp_path / "profile", executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, base_url=push_app, viewport=VIEWPORT
+    )
+    context.set_default_timeout(10_000)
+
+    def sign_up_here(first_name: str, display_name: str) -> Person:
+        page = context.pages[0] if context.pages else context.new_page()
+        username = f"{first_name}_{secrets.token_hex(3)}"
+        sign_up(page, username, display_name)
+        return Person(page, username, display_name)
+
+    yield sign_up_here
+    context.close()
+
+
+READY = "navigator.serviceWorker.ready.then((r) => r.active.scriptURL)"
+
+
+def subscribe_with(page, subscription: dict) -> dict:
+    """What static/js/push.js posts once PushManager.subscribe() answered: this browser's
+    subscription (here one the fake push service made, whose keys it can decrypt with)."""
+    return page.evaluate(
+        """async (subscription) => {
+            const token = JSON.parse(document.body.getAttribute("hx-headers"))["X-CSRFToken"];
+            const response = await fetch("/settings/notifications/devices/", {
+                method: "POST", body: JSON.stringify(subscription), credentials: "same-origin",
+                headers: {"Content-Type": "application/json", "X-CSRFToken": token}});
+            return {status: response.status, body: await response.json()};
+        }""",
+        subscription,
+    )
+
+
+def test_calpico_is_installable_with_its_service_worker(installed):
+    alice = installed("alice", "Alice Liddell")
+    page = alice.page
+    page.goto("/rooms/")
+    assert page.evaluate(READY).endswith("/sw.js")
+    session = page.context.new_cdp_session(page)
+    assert session.send("Page.getInstallabilityErrors") == {"installabilityErrors": []}
+    manifest = session.send("Page.getAppManifest")
+    assert manifest["errors"] == []
+    assert json.loads(manifest["data"])["name"] == "Calpico"
+
+
+def test_the_offline_page_shows_without_a_network(person):
+    alice = person("alice", "Alice Liddell")
+    page = alice.page
+    page.goto("/rooms/")
+    page.evaluate(READY)
+    page.reload()  # now controlled by the worker
+    page.context.set_offline(True)
+    try:
+        page.goto("/rooms/")
+        expect(page.get_by_role("heading", name="You're offline")).to_be_visible()
+    finally:
+        page.context.set_offline(False)
+
+
+def test_a_direct_message_is_shown_while_calpico_is_closed_and_opens_the_room(person, installed, push_service, push_app):
+    alice = person("alice", "Alice Liddell")
+    bob = installed("bob", "Bob")
+    bob.page.context.grant_permissions(["notifications"])
+    create_group(alice, f"Trip {secrets.token_hex(2)}", [bob])
+
+    # Bob turns notifications on for his browser, then closes Calpico.
+    bob.page.goto("/settings/notifications/")
+    bob.page.evaluate(READY)
+    expect(bob.page.locator("#push-device")).to_be_enabled()
+    subscription = push_service.subscription()
+    answer = subscribe_with(bob.page, subscription)
+    assert answer["status"] == 200, answer
+    bob.page.reload()
+    expect(bob.page.locator("#push-devices")).to_contain_text("Chrome on Linux")
+    context = bob.page.context
+    blank = context.new_page()
+    bob.page.close()
+
+    # Alice writes to him directly.
+    alice.page.goto(f"/u/{bob.username}/")
+    alice.page.get_by_role("button", name="Message").click()
+    expect(alice.page).to_have_url(re.compile(r"/r/\d+/$"))
+    room_id = int(re.search(r"/r/(\d+)/$", alice.page.url).group(1))
+    wait_connected(alice.page)
+    push_service.reset()
+    send(alice.page, "Dinner at eight?")
+
+    # The push service got it, encrypted to Bob's browser; it hands it to the browser.
+    [delivery] = push_service.wait_for(1, timeout=20)
+    assert delivery.payload["title"] == "Alice Liddell"
+    assert delivery.payload["body"] == "Dinner at eight?"
+    assert re.fullmatch(rf"/r/{room_id}/m/\d+/", delivery.payload["url"])
+    cdp = context.new_cdp_session(blank)
+    registrations = []
+    cdp.on("ServiceWorker.workerRegistrationUpdated", lambda event: registrations.extend(event["registrations"]))
+    cdp.send("ServiceWorker.enable")
+    blank.wait_for_timeout(200)
+    origin = push_app
+    [registration] = [r for r in registrations if not r["isDeleted"] and r["scopeURL"] == origin + "/"]
+    cdp.send(
+        "ServiceWorker.deliverPushMessage",
+        {"origin": origin, "registrationId": registration["registrationId"], "data": delivery.plaintext.decode()},
+    )
+    shown_now = """async () => (await self.registration.getNotifications())
+        .map((n) => ({title: n.title, body: n.body, tag: n.tag, url: n.data.url}))"""
+    # Bob's browser has a Calpico window again (any page of the site, here the offline one).
+    blank.goto("/offline/")
+    shown = []
+    for _ in range(100):
+        shown = blank.evaluate(
+            """navigator.serviceWorker.ready.then((r) => r.getNotifications()).then((shown) =>
+                shown.map((n) => ({title: n.title, body: n.body, tag: n.tag, url: n.data.url})))"""
+        )
+        if shown:
+            break
+        blank.wait_for_timeout(100)
+    assert shown == [
+        {"title": "Alice Liddell", "body": "Dinner at eight?", "tag": f"calpico-room-{room_id}", "url": delivery.payload["url"]}
+    ]
+
+    # He clicks it: the open window goes to the message. (The click's handler is called
+    # as Chromium would; a synthetic NotificationEvent cannot be made in a test.)
+    worker = context.service_workers[-1]
+    worker.evaluate(
+        """(url) => new Promise((resolve, reject) => onNotificationClick({
+            notification: {data: {url}, close() {}},
+            waitUntil(promise) { promise.then(resolve, reject); },
+        }))""",
+        delivery.payload["url"],
+    )
+    expect(blank).to_have_url(re.compile(re.escape(delivery.payload["url"]) + "$"))
+    # Never another site, whatever a payload says.
+    assert worker.evaluate("sameOriginPath('https://evil.example/r/1/')") == "/rooms/"
+    assert worker.evaluate("sameOriginPath('//evil.example/x')") == "/rooms/"
+    expect(blank.locator(".message").filter(has_text="Dinner at eight?")).to_have_count(1)
