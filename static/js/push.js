@@ -8,6 +8,7 @@ import { live, onFrame, send } from "./live.js";
 
 const CONFIRMED_KEY = "calpico-push-confirmed";
 const CONFIRM_EVERY_MS = 3600 * 1000;
+const SUBSCRIBE_TIMEOUT_MS = 30 * 1000;
 
 function csrfToken() {
   try {
@@ -79,7 +80,15 @@ async function turnOn(section) {
     subscription = null;
   }
   if (!subscription) {
-    subscription = await ready.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: keyBytes(key) });
+    // The browser registers with its push service over the network, which may never answer.
+    const late = new Promise((_, reject) => setTimeout(
+      () => reject(new Error(gettext("Your browser's push service did not answer; try again later."))),
+      SUBSCRIBE_TIMEOUT_MS,
+    ));
+    subscription = await Promise.race([
+      ready.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: keyBytes(key) }),
+      late,
+    ]);
   }
   const response = await postJSON(section.dataset.subscribeUrl, subscription.toJSON());
   if (!response.ok) {
@@ -111,7 +120,7 @@ async function setUpSwitch(section) {
   input.disabled = false;
   input.addEventListener("change", async () => {
     input.disabled = true;
-    status.textContent = "";
+    status.textContent = input.checked ? gettext("Asking your browser…") : "";
     try {
       await (input.checked ? turnOn(section) : turnOff(section));
       location.reload();
