@@ -38,7 +38,10 @@ UNSUBSCRIBE_SALT = "notifications.missed-email.unsubscribe"
 def verified_address(user: User) -> str | None:
     """The person's verified address (their primary one first), or None."""
     address = (
-        EmailAddress.objects.filter(user=user, verified=True).order_by("-primary", "pk").values_list("email", flat=True).first()
+        EmailAddress.objects.filter(user=user, verified=True)
+        .order_by("-primary", "pk")
+        .values_list("email", flat=True)
+        .first()
     )
     return address or None
 
@@ -46,13 +49,15 @@ def verified_address(user: User) -> str | None:
 def schedule(user_ids: set[int]) -> None:
     """In the transaction of a job that found new direct messages or mentions for these
     people: queue their email, due after the delay, unless one is queued already."""
-    wanting = set(User.objects.filter(pk__in=user_ids, email_missed=True, is_active=True).values_list("pk", flat=True))
+    wanting = set(
+        User.objects.filter(pk__in=user_ids, email_missed=True, is_active=True).values_list("pk", flat=True)
+    )
     if not wanting:
         return
     queued = set(
-        Job.objects.filter(kind=MISSED_EMAIL, status=Job.Status.QUEUED, payload__user_id__in=list(wanting)).values_list(
-            "payload__user_id", flat=True
-        )
+        Job.objects.filter(
+            kind=MISSED_EMAIL, status=Job.Status.QUEUED, payload__user_id__in=list(wanting)
+        ).values_list("payload__user_id", flat=True)
     )
     due = timezone.now() + dt.timedelta(minutes=settings.EMAIL_MISSED_AFTER_MINUTES)
     for user_id in sorted(wanting - queued):
@@ -86,7 +91,10 @@ def missed_messages(user: User, since: dt.datetime | None, before: dt.datetime) 
     blocked = set(Block.objects.filter(blocker=user).values_list("blocked_id", flat=True))
     query = (
         Message.objects.filter(
-            room_id__in=list(memberships), kind=Message.Kind.TEXT, deleted_at__isnull=True, created_at__lte=before
+            room_id__in=list(memberships),
+            kind=Message.Kind.TEXT,
+            deleted_at__isnull=True,
+            created_at__lte=before,
         )
         .exclude(Q(author=user) | Q(author_id__in=blocked))
         .select_related("room", "author")
@@ -131,7 +139,9 @@ def send_missed(user_id: int | None) -> bool:
     now = timezone.now()
     if user.missed_email_at is not None and user.missed_email_at > now - AT_MOST_EVERY:
         # One an hour: what is still unread goes in the next one.
-        if not Job.objects.filter(kind=MISSED_EMAIL, status=Job.Status.QUEUED, payload__user_id=user.pk).exists():
+        if not Job.objects.filter(
+            kind=MISSED_EMAIL, status=Job.Status.QUEUED, payload__user_id=user.pk
+        ).exists():
             queue.enqueue(MISSED_EMAIL, {"user_id": user.pk}, run_after=user.missed_email_at + AT_MOST_EVERY)
         return False
     missed = missed_messages(user, user.missed_email_at, now)
@@ -155,7 +165,10 @@ def send_missed(user_id: int | None) -> bool:
         subject,
         text,
         to=[address],
-        headers={"List-Unsubscribe": f"<{unsubscribe}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
+        headers={
+            "List-Unsubscribe": f"<{unsubscribe}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        },
     )
     mail.attach_alternative(html, "text/html")
     # A mail server that fails raises: the job is tried again later, the same messages in it.

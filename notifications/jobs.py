@@ -82,7 +82,9 @@ def run_message(job: Job, context: queue.JobContext) -> None:
 
 def run_added(job: Job, context: queue.JobContext) -> None:
     room = Room.objects.filter(pk=job.payload.get("room_id")).first()
-    notes = rules.for_added(room, job.payload.get("actor_id"), job.payload.get("user_ids", [])) if room else []
+    notes = (
+        rules.for_added(room, job.payload.get("actor_id"), job.payload.get("user_ids", [])) if room else []
+    )
     deliver(job, notes)
 
 
@@ -95,9 +97,9 @@ def deliver(job: Job, notes: list[rules.Notification]) -> None:
     """Record a push job per device of each person notified (or update one still queued for
     the same room), and the missed-messages email, then finish `job`: one transaction."""
     subscriptions: dict[int, list[int]] = defaultdict(list)
-    for sub_id, user_id in PushSubscription.objects.filter(user_id__in={n.user_id for n in notes}).values_list(
-        "pk", "user_id"
-    ):
+    for sub_id, user_id in PushSubscription.objects.filter(
+        user_id__in={n.user_id for n in notes}
+    ).values_list("pk", "user_id"):
         subscriptions[user_id].append(sub_id)
     emailed = {n.user_id for n in notes if n.reason in EMAILED}
     with transaction.atomic():
@@ -164,4 +166,3 @@ def _topic(tag: str) -> str:
 
 def run_missed_email(job: Job, context: queue.JobContext) -> None:
     email.send_missed(job.payload.get("user_id"))
-

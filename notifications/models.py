@@ -8,7 +8,9 @@ class PushSubscription(models.Model):
     """One browser on one device that asked for notifications while Calpico is closed: the
     push service's endpoint and the keys its payloads are encrypted to (RFC 8291)."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="push_subscriptions")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="push_subscriptions"
+    )
     # Unique: a browser that subscribes again (or for another account) takes the row over.
     endpoint = models.URLField(max_length=1000, unique=True)
     p256dh = models.CharField(max_length=200)
@@ -23,7 +25,7 @@ class PushSubscription(models.Model):
 
     @property
     def browser(self) -> str:
-        """"Firefox on Linux", from the user agent the browser sent when subscribing."""
+        """ "Firefox on Linux", from the user agent the browser sent when subscribing."""
         agent = self.user_agent
         name = next(
             (

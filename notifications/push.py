@@ -54,12 +54,19 @@ def send(subscription: PushSubscription, notification: dict[str, Any], *, topic:
         # The push service keeps only the newest undelivered push of a topic (RFC 8030 5.4).
         headers["Topic"] = topic[:32]
     pusher = WebPusher(
-        {"endpoint": subscription.endpoint, "keys": {"p256dh": subscription.p256dh, "auth": subscription.auth}}
+        {
+            "endpoint": subscription.endpoint,
+            "keys": {"p256dh": subscription.p256dh, "auth": subscription.auth},
+        }
     )
     data = json.dumps(notification, ensure_ascii=False).encode()
     try:
         response = pusher.send(
-            data, headers, ttl=settings.PUSH_TTL_SECONDS, content_encoding="aes128gcm", timeout=settings.PUSH_TIMEOUT_SECONDS
+            data,
+            headers,
+            ttl=settings.PUSH_TTL_SECONDS,
+            content_encoding="aes128gcm",
+            timeout=settings.PUSH_TIMEOUT_SECONDS,
         )
     except requests.RequestException as exc:
         raise PushServiceBusy(f"{type(exc).__name__}: {exc}") from exc

@@ -44,7 +44,13 @@ class Notification:
     url: str
 
     def payload(self) -> dict[str, Any]:
-        return {"title": self.title, "body": self.body, "tag": self.tag, "url": self.url, "reason": self.reason}
+        return {
+            "title": self.title,
+            "body": self.body,
+            "tag": self.tag,
+            "url": self.url,
+            "reason": self.reason,
+        }
 
 
 def room_tag(room_id: int) -> str:
@@ -61,7 +67,9 @@ def _blockers(user_ids: set[int], of: set[int]) -> set[int]:
     """Who of `user_ids` blocked anyone in `of`."""
     if not user_ids or not of:
         return set()
-    return set(Block.objects.filter(blocker_id__in=user_ids, blocked_id__in=of).values_list("blocker_id", flat=True))
+    return set(
+        Block.objects.filter(blocker_id__in=user_ids, blocked_id__in=of).values_list("blocker_id", flat=True)
+    )
 
 
 # Counting what is unread stops here ("99 new messages" at most).
@@ -75,7 +83,9 @@ def _unread_seqs(message: Message, memberships: list[Membership]) -> list[int]:
         return []
     behind = min(m.last_read_seq for m in memberships)
     seqs = (
-        Message.objects.filter(room_id=message.room_id, seq__gt=behind, seq__lte=message.seq, deleted_at__isnull=True)
+        Message.objects.filter(
+            room_id=message.room_id, seq__gt=behind, seq__lte=message.seq, deleted_at__isnull=True
+        )
         .exclude(kind=Message.Kind.SYSTEM)
         .order_by("-seq")
         .values_list("seq", flat=True)[:COUNT_AT_MOST]
@@ -142,11 +152,15 @@ def for_message(message: Message, actor_id: int | None) -> list[Notification]:
     return notes
 
 
-def _compose(message: Message, room: Room, author: User | None, user: User, reason: str, unread: int) -> Notification:
+def _compose(
+    message: Message, room: Room, author: User | None, user: User, reason: str, unread: int
+) -> Notification:
     url = reverse("rooms:message", args=[room.pk, message.seq])
     tag = room_tag(room.pk)
     if reason == "request":
-        return Notification(user.pk, reason, f"calpico-request-{room.pk}", gettext("New message request"), "", url)
+        return Notification(
+            user.pk, reason, f"calpico-request-{room.pk}", gettext("New message request"), "", url
+        )
     if reason == "members":
         return Notification(user.pk, reason, tag, room.title, message.system_text, url)
     name = author.name if author is not None else message.sender_name
@@ -187,7 +201,9 @@ def for_added(room: Room, actor_id: int | None, user_ids: list[int]) -> list[Not
                 body = gettext("%(name)s added you to %(room)s") % {"name": actor.name, "room": room.title}
             else:
                 body = gettext("You were added to %(room)s") % {"room": room.title}
-            notes.append(Notification(user.pk, "added", room_tag(room.pk), room.title, body, room.get_absolute_url()))
+            notes.append(
+                Notification(user.pk, "added", room_tag(room.pk), room.title, body, room.get_absolute_url())
+            )
     return notes
 
 
@@ -197,4 +213,8 @@ def for_notice(notice: Notice) -> list[Notification]:
     if not user.is_active or notice.seen_at is not None or presence.viewing([user.pk]):
         return []
     with translation.override(_language(user)):
-        return [Notification(user.pk, "notice", "calpico-notice", gettext("Calpico"), notice.text, reverse("rooms:index"))]
+        return [
+            Notification(
+                user.pk, "notice", "calpico-notice", gettext("Calpico"), notice.text, reverse("rooms:index")
+            )
+        ]

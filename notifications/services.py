@@ -44,7 +44,9 @@ def check_subscription(endpoint: object, p256dh: object, auth: object) -> tuple[
     return endpoint, str(p256dh), str(auth)
 
 
-def do_subscribe(user: User, endpoint: object, p256dh: object, auth: object, user_agent: str) -> PushSubscription:
+def do_subscribe(
+    user: User, endpoint: object, p256dh: object, auth: object, user_agent: str
+) -> PushSubscription:
     """Notify this device when Calpico is closed (or, for a device already listed, note that
     it was used now). A browser's endpoint belongs to whoever subscribed with it last."""
     endpoint, p256dh, auth = check_subscription(endpoint, p256dh, auth)
@@ -52,7 +54,8 @@ def do_subscribe(user: User, endpoint: object, p256dh: object, auth: object, use
         existing = PushSubscription.objects.select_for_update().filter(endpoint=endpoint).first()
         if existing is None and user.push_subscriptions.count() >= MAX_DEVICES:
             raise ValidationError(
-                _("You have %(count)d devices with notifications on; remove one first.") % {"count": MAX_DEVICES},
+                _("You have %(count)d devices with notifications on; remove one first.")
+                % {"count": MAX_DEVICES},
                 code="too_many",
             )
         subscription, _created = PushSubscription.objects.update_or_create(
@@ -70,7 +73,9 @@ def do_subscribe(user: User, endpoint: object, p256dh: object, auth: object, use
 
 def do_confirm_device(user: User, endpoint: str) -> bool:
     """A page on this device was opened: it is still used ("last used" in the device list)."""
-    return bool(PushSubscription.objects.filter(user=user, endpoint=endpoint).update(last_used_at=timezone.now()))
+    return bool(
+        PushSubscription.objects.filter(user=user, endpoint=endpoint).update(last_used_at=timezone.now())
+    )
 
 
 def do_unsubscribe(user: User, endpoint: str) -> bool:

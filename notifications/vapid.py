@@ -51,7 +51,9 @@ def key() -> Vapid02:
 
 def public_key() -> str:
     """The application server key browsers subscribe with (base64url, uncompressed point)."""
-    raw = key().public_key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    raw = key().public_key.public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 

@@ -90,7 +90,7 @@ class FakePushService:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 status, reason = service._receive(self.path, dict(self.headers.items()), body)
@@ -182,7 +182,9 @@ class FakePushService:
         if headers.get("content-encoding") != "aes128gcm":
             return self._reject(415, "Payloads must be aes128gcm.")
         try:
-            plaintext = http_ece.decrypt(body, private_key=browser.private_key, auth_secret=browser.auth, version="aes128gcm")
+            plaintext = http_ece.decrypt(
+                body, private_key=browser.private_key, auth_secret=browser.auth, version="aes128gcm"
+            )
         except Exception as exc:
             return self._reject(400, f"Could not decrypt: {exc}")
         with self._lock:

@@ -90,7 +90,9 @@ def test_at_most_one_email_an_hour_and_never_the_same_message_twice(alice, bob_w
     sent_at = type(bob_wants_email).objects.get(pk=bob_wants_email.pk).missed_email_at
     assert later.run_after == sent_at + missed.AT_MOST_EVERY
     # An hour on (everything an hour older): the next lists only what came since the last.
-    type(bob_wants_email).objects.filter(pk=bob_wants_email.pk).update(missed_email_at=sent_at - missed.AT_MOST_EVERY)
+    type(bob_wants_email).objects.filter(pk=bob_wants_email.pk).update(
+        missed_email_at=sent_at - missed.AT_MOST_EVERY
+    )
     direct.messages.update(created_at=F("created_at") - missed.AT_MOST_EVERY)
     later.run_after = timezone.now()
     later.save()
@@ -117,7 +119,9 @@ def test_an_address_not_verified_gets_nothing(alice, bob, direct):
 
 
 def test_emails_cannot_be_turned_on_without_a_verified_address(bob, bob_client):
-    response = bob_client.post(reverse("notifications:choices"), {"email_missed": "on", "push_show_text": "on"}, follow=True)
+    response = bob_client.post(
+        reverse("notifications:choices"), {"email_missed": "on", "push_show_text": "on"}, follow=True
+    )
     assert "Verify an email address first" in response.content.decode()
     bob.refresh_from_db()
     assert not bob.email_missed and bob.push_show_text
@@ -164,7 +168,17 @@ def smtp_server(tmp_path):
     port = _free_port()
     maildir = tmp_path / "mail"
     process = subprocess.Popen(
-        [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{port}", "-c", "aiosmtpd.handlers.Mailbox", str(maildir)],
+        [
+            sys.executable,
+            "-m",
+            "aiosmtpd",
+            "-n",
+            "-l",
+            f"127.0.0.1:{port}",
+            "-c",
+            "aiosmtpd.handlers.Mailbox",
+            str(maildir),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -14,12 +14,14 @@ from jobs.models import Job
 from notifications import jobs as push_jobs
 from notifications.models import PushSubscription
 from rooms import services
-from tests.conftest import client_for, membership, post
+from tests.conftest import membership, post
 from tests.fake_push import FakePushService
 
 pytestmark = pytest.mark.django_db
 
-CHROME_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/140.0 Safari/537.36"
+CHROME_UA = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/140.0 Safari/537.36"
+)
 
 
 @pytest.fixture
@@ -125,7 +127,9 @@ def test_subscribing_again_takes_the_device_over(push_service, alice_client, bob
 
 def test_a_page_confirming_a_device_never_takes_it_over(push_service, alice_client, bob, bob_device):
     data = {**bob_device, "confirm": True}
-    response = alice_client.post(reverse("notifications:subscribe"), json.dumps(data), content_type="application/json")
+    response = alice_client.post(
+        reverse("notifications:subscribe"), json.dumps(data), content_type="application/json"
+    )
     assert response.status_code == 404
     assert PushSubscription.objects.get().user == bob
 
@@ -136,13 +140,20 @@ def test_a_page_confirming_a_device_never_takes_it_over(push_service, alice_clie
         ({"endpoint": "https://evil.example/push/1"}, "not one this server sends to"),
         ({"endpoint": "http://fcm.googleapis.com/fcm/send/1"}, "not one this server sends to"),
         ({"endpoint": 12}, "not one this server sends to"),
-        ({"keys": {"p256dh": "AAAA", "auth": "AAAAAAAAAAAAAAAAAAAAAA"}}, "keys for notifications are not valid"),
+        (
+            {"keys": {"p256dh": "AAAA", "auth": "AAAAAAAAAAAAAAAAAAAAAA"}},
+            "keys for notifications are not valid",
+        ),
         ({"keys": {"p256dh": "B" + "A" * 86, "auth": "AAAA"}}, "keys for notifications are not valid"),
         ({"keys": "nope"}, "keys for notifications are not valid"),
     ],
 )
 def test_bad_subscriptions_get_a_clear_error(push_service, bob_client, change, error):
-    subscription = {**push_service.subscription(), "endpoint": "https://fcm.googleapis.com/fcm/send/abc", **change}
+    subscription = {
+        **push_service.subscription(),
+        "endpoint": "https://fcm.googleapis.com/fcm/send/abc",
+        **change,
+    }
     response = subscribe(bob_client, subscription)
     assert response.status_code == 400
     assert error in response.json()["error"]
@@ -150,7 +161,9 @@ def test_bad_subscriptions_get_a_clear_error(push_service, bob_client, change, e
 
 
 def test_a_body_that_is_not_json_gets_a_clear_error(bob_client):
-    response = bob_client.post(reverse("notifications:subscribe"), "not json", content_type="application/json")
+    response = bob_client.post(
+        reverse("notifications:subscribe"), "not json", content_type="application/json"
+    )
     assert response.status_code == 400
     assert "JSON object" in response.json()["error"]
 
@@ -227,7 +240,9 @@ def test_a_busy_push_service_is_tried_again_later(push_service, alice, direct, b
     assert job.status == Job.Status.DONE
 
 
-def test_a_push_service_that_never_answers_times_out_and_is_retried(push_service, settings, alice, direct, bob_device):
+def test_a_push_service_that_never_answers_times_out_and_is_retried(
+    push_service, settings, alice, direct, bob_device
+):
     settings.PUSH_TIMEOUT_SECONDS = 0.2
     push_service.delay = 2.0
     services.do_post_message(membership(direct, alice), "Hello?")

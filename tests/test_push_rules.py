@@ -99,7 +99,9 @@ def test_a_deleted_message_notifies_nothing(alice, bob, direct):
 
 
 def test_an_assistant_reply_is_not_pushed(alice, bob, group):
-    message = services.do_post_assistant_message(group.pk, persona="Planner", body="Here is a plan.", state=Message.State.DONE)
+    message = services.do_post_assistant_message(
+        group.pk, persona="Planner", body="Here is a plan.", state=Message.State.DONE
+    )
     assert notified(message, actor=None) == {}
 
 
@@ -148,7 +150,9 @@ def test_other_system_messages_notify_nobody(alice, bob, carol, group):
 
 def test_being_added_notifies_those_added_not_the_one_adding(alice, bob, carol, dave, group):
     notes = rules.for_added(group, alice.pk, [dave.pk, alice.pk])
-    assert [(n.user_id, n.reason, n.body) for n in notes] == [(dave.pk, "added", "Alice Liddell added you to Trip planning")]
+    assert [(n.user_id, n.reason, n.body) for n in notes] == [
+        (dave.pk, "added", "Alice Liddell added you to Trip planning")
+    ]
 
 
 def test_a_notice_is_not_pushed_while_a_page_shows_it(bob):
@@ -170,7 +174,9 @@ def test_a_burst_counts_only_peoples_unread_messages(alice, bob, direct):
 
 
 def test_a_mention_names_who_and_where(alice, bob, carol, group):
-    [_, carol_note] = sorted(rules.for_message(say(group, alice, "@carol see this"), alice.pk), key=lambda n: n.user_id)
+    [_, carol_note] = sorted(
+        rules.for_message(say(group, alice, "@carol see this"), alice.pk), key=lambda n: n.user_id
+    )
     assert carol_note.title == "Alice Liddell mentioned you in Trip planning"
     assert carol_note.body == "@carol see this"
 

@@ -52,7 +52,11 @@ def installed(browser, push_app, tmp_path):
     """A browser profile on disk, as a person's own Chromium (an incognito context, what
     new_context gives, can neither install apps nor keep push subscriptions): sign someone up in it."""
     context = browser.browser_type.launch_persistent_context(
-        tmp_path / "profile", executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, base_url=push_app, viewport=VIEWPORT
+        tmp_path / "profile",
+        executable_path=str(CHROMIUM),
+        args=CHROMIUM_ARGS,
+        base_url=push_app,
+        viewport=VIEWPORT,
     )
     context.set_default_timeout(10_000)
 
@@ -110,7 +114,9 @@ def test_the_offline_page_shows_without_a_network(person):
         page.context.set_offline(False)
 
 
-def test_a_direct_message_is_shown_while_calpico_is_closed_and_opens_the_room(person, installed, push_service, push_app):
+def test_a_direct_message_is_shown_while_calpico_is_closed_and_opens_the_room(
+    person, installed, push_service, push_app
+):
     alice = person("alice", "Alice Liddell")
     bob = installed("bob", "Bob")
     bob.page.context.grant_permissions(["notifications"])
@@ -145,17 +151,21 @@ def test_a_direct_message_is_shown_while_calpico_is_closed_and_opens_the_room(pe
     assert re.fullmatch(rf"/r/{room_id}/m/\d+/", delivery.payload["url"])
     cdp = context.new_cdp_session(blank)
     registrations = []
-    cdp.on("ServiceWorker.workerRegistrationUpdated", lambda event: registrations.extend(event["registrations"]))
+    cdp.on(
+        "ServiceWorker.workerRegistrationUpdated", lambda event: registrations.extend(event["registrations"])
+    )
     cdp.send("ServiceWorker.enable")
     blank.wait_for_timeout(200)
     origin = push_app
     [registration] = [r for r in registrations if not r["isDeleted"] and r["scopeURL"] == origin + "/"]
     cdp.send(
         "ServiceWorker.deliverPushMessage",
-        {"origin": origin, "registrationId": registration["registrationId"], "data": delivery.plaintext.decode()},
+        {
+            "origin": origin,
+            "registrationId": registration["registrationId"],
+            "data": delivery.plaintext.decode(),
+        },
     )
-    shown_now = """async () => (await self.registration.getNotifications())
-        .map((n) => ({title: n.title, body: n.body, tag: n.tag, url: n.data.url}))"""
     # Bob's browser has a Calpico window again (any page of the site, here the offline one).
     blank.goto("/offline/")
     shown = []
@@ -168,7 +178,12 @@ def test_a_direct_message_is_shown_while_calpico_is_closed_and_opens_the_room(pe
             break
         blank.wait_for_timeout(100)
     assert shown == [
-        {"title": "Alice Liddell", "body": "Dinner at eight?", "tag": f"calpico-room-{room_id}", "url": delivery.payload["url"]}
+        {
+            "title": "Alice Liddell",
+            "body": "Dinner at eight?",
+            "tag": f"calpico-room-{room_id}",
+            "url": delivery.payload["url"],
+        }
     ]
 
     # He clicks it: the open window goes to the message. (The click's handler is called
