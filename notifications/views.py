@@ -23,6 +23,12 @@ from notifications.models import PushSubscription
 MAX_BODY = 4096
 
 
+class SignedInRequest(HttpRequest):
+    """A request LoginRequiredMiddleware let through: from a signed-in person. For type checking."""
+
+    user: User
+
+
 @require_GET
 @login_not_required
 @cache_control(max_age=3600)
@@ -88,7 +94,7 @@ def _json_body(request: HttpRequest) -> dict | None:
 
 
 @require_POST
-def subscribe(request: HttpRequest) -> JsonResponse:
+def subscribe(request: SignedInRequest) -> JsonResponse:
     """This browser's PushSubscription.toJSON(): notify it when Calpico is closed. With
     `"confirm": true`, only note that a device already listed is still used."""
     data = _json_body(request)
@@ -100,7 +106,7 @@ def subscribe(request: HttpRequest) -> JsonResponse:
         if isinstance(endpoint, str) and services.do_confirm_device(request.user, endpoint):
             return JsonResponse({"confirmed": True})
         return JsonResponse({"error": _("This device is not one of yours.")}, status=404)
-    keys = data.get("keys") if isinstance(data.get("keys"), dict) else {}
+    keys = data["keys"] if isinstance(data.get("keys"), dict) else {}
     try:
         subscription = services.do_subscribe(
             request.user,
@@ -115,7 +121,7 @@ def subscribe(request: HttpRequest) -> JsonResponse:
 
 
 @require_POST
-def unsubscribe(request: HttpRequest) -> JsonResponse:
+def unsubscribe(request: SignedInRequest) -> JsonResponse:
     """This browser no longer wants notifications (it unsubscribed from its push service)."""
     data = _json_body(request)
     endpoint = data.get("endpoint") if data else None
@@ -125,14 +131,14 @@ def unsubscribe(request: HttpRequest) -> JsonResponse:
 
 
 @require_POST
-def remove_device(request: HttpRequest, subscription_id: int) -> HttpResponse:
+def remove_device(request: SignedInRequest, subscription_id: int) -> HttpResponse:
     if services.do_remove_device(request.user, subscription_id):
         messages.success(request, _("That device will not be notified any more."))
     return redirect("rooms:notifications")
 
 
 @require_POST
-def choices(request: HttpRequest) -> HttpResponse:
+def choices(request: SignedInRequest) -> HttpResponse:
     """Show message text in notifications; email me what I missed."""
     user = request.user
     wants_email = request.POST.get("email_missed") == "on"
