@@ -469,11 +469,11 @@ VAPID_PRIVATE_KEY_FILE = VAR_DIR / "vapid_private_key.pem"
 VAPID_SUBJECT = env("VAPID_SUBJECT", "mailto:" + DEFAULT_FROM_EMAIL)
 # The push services the server will send to (host names, a suffix after a dot counts):
 # the endpoint comes from the browser, and the server must not be made to post elsewhere.
-PUSH_SERVICE_HOSTS = env_list(
-    "PUSH_SERVICE_HOSTS",
+_PUSH_SERVICES = (
     "fcm.googleapis.com,updates.push.services.mozilla.com,push.services.mozilla.com,"
-    "notify.windows.com,push.apple.com",
+    "notify.windows.com,push.apple.com"
 )
+PUSH_SERVICE_HOSTS = env_list("PUSH_SERVICE_HOSTS", _PUSH_SERVICES)
 PUSH_TIMEOUT_SECONDS = env_float("PUSH_TIMEOUT_SECONDS", 10.0)
 PUSH_TTL_SECONDS = env_int("PUSH_TTL_SECONDS", 86400)
 PUSH_MAX_ATTEMPTS = env_int("PUSH_MAX_ATTEMPTS", 5)

@@ -53,6 +53,7 @@ class Delivery:
     headers: dict[str, str]
     plaintext: bytes
     claims: dict[str, Any]
+    received_at: float = 0.0  # time.monotonic()
 
     @property
     def payload(self) -> dict[str, Any]:
@@ -188,7 +189,7 @@ class FakePushService:
         except Exception as exc:
             return self._reject(400, f"Could not decrypt: {exc}")
         with self._lock:
-            self.deliveries.append(Delivery(endpoint, headers, plaintext, claims))
+            self.deliveries.append(Delivery(endpoint, headers, plaintext, claims, time.monotonic()))
             self._lock.notify_all()
         return 201, ""
 
