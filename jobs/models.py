@@ -3,8 +3,8 @@ from django.utils import timezone
 
 
 class Job(models.Model):
-    """A piece of work done after a commit, outside any request: a data export today, push
-    notifications and emails next. Recorded in the transaction that asks for it, claimed by
+    """A piece of work done after a commit, outside any request: a data export, push
+    notifications and emails (notifications/jobs.py). Recorded in the transaction that asks for it, claimed by
     exactly one process (jobs/queue.py), done by the handler registered for its kind."""
 
     class Status(models.TextChoices):

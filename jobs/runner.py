@@ -1,6 +1,6 @@
 """Doing jobs: one thread per process claims them and runs their handlers one at a time.
 
-Jobs are synchronous database and file work (building a ZIP, later sending a push or an
+Jobs are synchronous database and file work (building a ZIP, sending a push or an
 email), so the runner is a thread rather than a task on the event loop: a long job never
 holds up a WebSocket. A second thread beats for the job in hand every
 `JOBS_HEARTBEAT_SECONDS`, and looks for jobs left by a process that died.

@@ -15,11 +15,13 @@ finishing sends that push once more: the device shows it in place of the first (
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections import defaultdict
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from jobs import queue
 from jobs.models import Job
@@ -72,7 +74,28 @@ def notice_created(notice: Notice) -> None:
 # Working out who is notified
 
 
+# Finished notification jobs are kept a day (to look into), then deleted: every message
+# leaves one, and one per device notified. Every PURGE_EVERY-th message job does it.
+PURGE_EVERY = 500
+KEEP_FINISHED = dt.timedelta(days=1)
+PURGE_BATCH = 10_000
+
+
+def purge_finished() -> int:
+    """Delete notification jobs that ended (done or failed) over a day ago, a batch at most."""
+    old = Job.objects.filter(
+        kind__startswith="notifications.",
+        status__in=[Job.Status.DONE, Job.Status.FAILED],
+        finished_at__lt=timezone.now() - KEEP_FINISHED,
+    )
+    ids = list(old.values_list("pk", flat=True)[:PURGE_BATCH])
+    deleted, _kinds = Job.objects.filter(pk__in=ids).delete()
+    return deleted
+
+
 def run_message(job: Job, context: queue.JobContext) -> None:
+    if job.pk % PURGE_EVERY == 0:
+        purge_finished()
     message = (
         Message.objects.select_related("room", "author").filter(pk=job.payload.get("message_id")).first()
     )

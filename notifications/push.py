@@ -7,6 +7,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import threading
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -46,6 +47,17 @@ def allowed_endpoint(endpoint: str) -> bool:
     return parts.scheme == "https" or (parts.scheme == "http" and local)
 
 
+_local = threading.local()
+
+
+def _session() -> requests.Session:
+    """One HTTP session per thread: connections to a push service are kept and reused."""
+    session = getattr(_local, "session", None)
+    if session is None:
+        session = _local.session = requests.Session()
+    return session
+
+
 def send(subscription: PushSubscription, notification: dict[str, Any], *, topic: str = "") -> int:
     """Post the notification to the device's push service; returns the status code.
     Raises PushServiceBusy for an answer worth retrying."""
@@ -57,7 +69,8 @@ def send(subscription: PushSubscription, notification: dict[str, Any], *, topic:
         {
             "endpoint": subscription.endpoint,
             "keys": {"p256dh": subscription.p256dh, "auth": subscription.auth},
-        }
+        },
+        requests_session=_session(),
     )
     data = json.dumps(notification, ensure_ascii=False).encode()
     try:

@@ -57,12 +57,20 @@ def public_key() -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+# A token is signed once per push service origin and used for an hour of its 12.
+REUSE_SECONDS = 3600
+_signed: dict[str, tuple[float, dict[str, str]]] = {}
+
+
 def authorization(endpoint: str) -> dict[str, str]:
     """The Authorization header for a push to `endpoint`: a JWT for its origin."""
     parts = urlsplit(endpoint)
-    claims = {
-        "aud": f"{parts.scheme}://{parts.netloc}",
-        "exp": int(time.time()) + TOKEN_SECONDS,
-        "sub": settings.VAPID_SUBJECT,
-    }
-    return key().sign(claims)
+    audience = f"{parts.scheme}://{parts.netloc}"
+    now = time.time()
+    cached = _signed.get(audience)
+    if cached is not None and now - cached[0] < REUSE_SECONDS:
+        return cached[1]
+    claims = {"aud": audience, "exp": int(now) + TOKEN_SECONDS, "sub": settings.VAPID_SUBJECT}
+    header = key().sign(claims)
+    _signed[audience] = (now, header)
+    return header

@@ -325,3 +325,16 @@ def test_french_readers_get_french_notifications(push_service, alice, bob, group
     runner.run_pending()
     [delivery] = push_service.wait_for(1)
     assert delivery.payload["body"] == "Nouveau message de Alice Liddell dans Trip planning"
+
+
+def test_finished_notification_jobs_are_deleted_after_a_day(push_service, alice, direct, bob_device):
+    services.do_post_message(membership(direct, alice), "Hi")
+    runner.run_pending()
+    assert Job.objects.filter(kind__startswith="notifications.", status=Job.Status.DONE).count() == 2
+    assert push_jobs.purge_finished() == 0  # kept a day
+    Job.objects.update(finished_at=timezone.now() - dt.timedelta(days=2))
+    export = Job.objects.create(
+        kind="privacy.export", status=Job.Status.DONE, finished_at=timezone.now() - dt.timedelta(days=2)
+    )
+    assert push_jobs.purge_finished() == 2
+    assert list(Job.objects.all()) == [export]  # other apps' jobs are theirs to keep
