@@ -168,6 +168,18 @@ def build(export: DataExport, context: JobContext) -> Path:
                 "last_login": user.last_login.isoformat() if user.last_login else None,
                 "desktop_notifications": user.desktop_notifications,
                 "read_receipts": user.read_receipts,
+                "push_show_text": user.push_show_text,
+                "email_missed": user.email_missed,
+                # The devices notified when Calpico is closed; their push addresses and keys
+                # are the browser's, not the person's.
+                "push_devices": [
+                    {
+                        "browser": device.browser,
+                        "added_at": device.created_at.isoformat(),
+                        "last_used_at": device.last_used_at.isoformat(),
+                    }
+                    for device in user.push_subscriptions.order_by("created_at")
+                ],
                 "blocked": sorted(
                     Block.objects.filter(blocker=user).values_list("blocked__username", flat=True)
                 ),

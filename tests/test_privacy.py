@@ -22,6 +22,7 @@ from assistant.models import Memory
 from assistant.private import do_open_private_room
 from jobs import runner
 from jobs.models import Job
+from notifications.models import PushSubscription
 from privacy import services
 from privacy.export import export_path
 from privacy.models import DataExport
@@ -70,6 +71,13 @@ def test_the_export_holds_what_the_person_owns_and_nothing_of_others(alice, bob,
     rooms.do_post_assistant_message(private.pk, persona="Assistant", body="Private answer")
     Memory.objects.create(user=alice, text="Likes trains")
     accounts.do_block(alice, bob)
+    PushSubscription.objects.create(
+        user=alice,
+        endpoint="https://fcm.googleapis.com/fcm/send/x",
+        p256dh="k",
+        auth="a",
+        user_agent="Firefox/140.0 (X11; Linux)",
+    )
 
     export = build_export(alice)
     assert (export.status, export.progress) == (DataExport.Status.READY, 100)
@@ -87,6 +95,9 @@ def test_the_export_holds_what_the_person_owns_and_nothing_of_others(alice, bob,
     assert profile["username"] == "alice"
     assert profile["blocked"] == ["bob"]
     assert profile["read_receipts"] is True
+    assert profile["push_show_text"] is True and profile["email_missed"] is False
+    assert [device["browser"] for device in profile["push_devices"]] == ["Firefox on Linux"]
+    assert "fcm.googleapis.com" not in archive.read("profile.json").decode()
     written = json.loads(archive.read("messages.json"))
     assert [m["text"] for m in written] == ["Where do we go? **Lisbon**", ""]
     assert written[0]["room"] == "Trip planning" and written[0]["number"] == mine.seq

@@ -100,6 +100,24 @@ def test_calpico_is_installable_with_its_service_worker(installed):
     assert json.loads(manifest["data"])["name"] == "Calpico"
 
 
+def test_a_browser_that_refuses_notifications_leaves_the_switch_off_and_says_why(installed):
+    bob = installed("bob", "Bob")
+    page = bob.page
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.context.clear_permissions()  # headless Chromium answers "denied" to the prompt
+    page.goto("/settings/notifications/")
+    switch = page.get_by_label("Notify this device when Calpico is closed")
+    expect(switch).to_be_enabled()
+    switch.check()
+    expect(page.locator("#push-status")).to_have_text(
+        "Your browser blocks notifications from this site; allow them in its site settings first."
+    )
+    expect(switch).not_to_be_checked()
+    expect(page.locator("#push-devices")).to_contain_text("No device gets notifications yet.")
+    assert errors == []
+
+
 def test_the_offline_page_shows_without_a_network(person):
     alice = person("alice", "Alice Liddell")
     page = alice.page
