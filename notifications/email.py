@@ -74,6 +74,11 @@ class Missed:
         return settings.SITE_URL + reverse("rooms:message", args=[self.message.room_id, self.message.seq])
 
     @property
+    def text(self) -> str:
+        """The message's text, unless it is encrypted (the server cannot read it)."""
+        return "" if self.message.is_encrypted else self.message.preview
+
+    @property
     def place(self) -> str:
         room = self.message.room
         return room.title if room.is_group else ""
@@ -92,7 +97,7 @@ def missed_messages(user: User, since: dt.datetime | None, before: dt.datetime) 
     query = (
         Message.objects.filter(
             room_id__in=list(memberships),
-            kind=Message.Kind.TEXT,
+            kind__in=[Message.Kind.TEXT, Message.Kind.ENCRYPTED],
             deleted_at__isnull=True,
             created_at__lte=before,
         )

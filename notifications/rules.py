@@ -5,7 +5,8 @@ muted, being added to a group, people joining or leaving a group I own or am an 
 message requests (as "New message request", without the text) and moderators' notices.
 Never: my own actions, a muted room (but for a mention), anything from someone I blocked, a
 message I have already read, or a room a page of mine has in front of me right now
-(rooms.presence.viewing: that page showed it). An assistant's reply is not pushed.
+(rooms.presence.viewing: that page showed it). An assistant's reply is not pushed. An
+encrypted conversation's pushes never carry text ("New message from Alice").
 
 Every notification of a room carries the room's `tag`, so a device shows one per room,
 the newest replacing the older, counting what is unread ("3 new messages").
@@ -165,7 +166,8 @@ def _compose(
         return Notification(user.pk, reason, tag, room.title, message.system_text, url)
     name = author.name if author is not None else message.sender_name
     place = room.title if room.is_group else name
-    text = message.preview if user.push_show_text else ""
+    # An encrypted message's text is only in its members' browsers: never in a push.
+    text = message.preview if user.push_show_text and not message.is_encrypted else ""
     if reason == "direct":
         title = name
         body = text or gettext("New message from %(name)s") % {"name": name}

@@ -211,3 +211,16 @@ def test_the_email_goes_out_through_a_real_smtp_server(settings, smtp_server, al
     assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     text = next(part for part in parsed.walk() if part.get_content_type() == "text/plain")
     assert "Over SMTP" in text.get_payload(decode=True).decode()
+
+
+def test_an_encrypted_direct_message_is_emailed_without_its_text(alice, bob_wants_email):
+    import base64
+
+    room = services.do_open_direct_room(alice, bob_wants_email, encrypted=True)
+    services.do_accept_request(membership(room, bob_wants_email))
+    ciphertext = base64.b64encode(b"\x00\x01\x00\x02" + b"\x07" * 60).decode()
+    services.do_post_message(membership(room, alice), ciphertext)
+    run_due()
+    [sent] = mail.outbox
+    assert "Alice Liddell sent you a message\n" in sent.body
+    assert ciphertext not in sent.body and "Encrypted message" not in sent.body

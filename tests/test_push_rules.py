@@ -210,3 +210,16 @@ async def test_a_viewing_frame_without_a_boolean_is_refused(bob, group):
 
 def test_membership_roles_are_what_the_rules_expect():
     assert {Membership.Role.ADMIN, Membership.Role.MEMBER} == set(Membership.Role)
+
+
+def test_an_encrypted_conversation_never_puts_text_in_a_push(alice, bob):
+    import base64
+
+    room = services.do_open_direct_room(alice, bob, encrypted=True)
+    services.do_accept_request(membership(room, bob))
+    ciphertext = base64.b64encode(b"\x00\x01\x00\x02" + b"\x07" * 60).decode()
+    message = say(room, alice, ciphertext)
+    assert message.is_encrypted
+    [note] = rules.for_message(message, alice.pk)
+    assert (note.reason, note.title, note.body) == ("direct", "Alice Liddell", "New message from Alice Liddell")
+    assert ciphertext not in note.body
