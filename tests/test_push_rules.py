@@ -221,5 +221,5 @@ def test_an_encrypted_conversation_never_puts_text_in_a_push(alice, bob):
     message = say(room, alice, ciphertext)
     assert message.is_encrypted
     [note] = rules.for_message(message, alice.pk)
-    assert (note.reason, note.title, note.body) == ("direct", "Alice Liddell", "New message from Alice Liddell")
+    assert (note.title, note.body) == ("Alice Liddell", "New message from Alice Liddell")
     assert ciphertext not in note.body
