@@ -24,6 +24,7 @@ from assistant.models import PrivateAnswer
 from assistant.private import do_add_memory
 from calpico.asgi import application
 from e2ee.models import Device
+from notifications.models import PushSubscription
 from privacy.models import DataExport
 from rooms import services
 from rooms.access import MAX_ID, parse_id, parse_seq
@@ -92,6 +93,9 @@ def world(alice, bob, carol, group):
     answer = PrivateAnswer.objects.create(room=group, user=alice, kind="private", question="Tea?")
     export = DataExport.objects.create(user=alice)
     device = Device.objects.create(user=alice, signature_key="A" * 43 + "=")
+    push_device = PushSubscription.objects.create(
+        user=alice, endpoint="https://fcm.googleapis.com/fcm/send/sweep", p256dh="k", auth="a"
+    )
     return {
         "export_id": export.pk,
         "room_id": group.pk,
@@ -103,6 +107,7 @@ def world(alice, bob, carol, group):
         "username": "bob",
         "token": invite.token,
         "device_id": str(device.pk),
+        "subscription_id": push_device.pk,
         # The admin's and allauth's own parameters.
         "object_id": str(message.pk),
         "content_type_id": "1",
