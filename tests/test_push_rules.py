@@ -17,6 +17,13 @@ from tests.sockets import answered, connected
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def _no_pages_in_front():
+    """What a test says is in front of someone stays in that test."""
+    yield
+    presence._viewing_here.clear()
+
+
 def notified(message: Message, actor=None) -> dict[str, str]:
     """username: reason, for a message."""
     names = {n.user_id: n for n in rules.for_message(message, actor.pk if actor else message.author_id)}
