@@ -162,13 +162,28 @@ class RunStreaming:
         messages = claimed.prompt
         tools = [WEB_SEARCH_TOOL] if claimed.search else None
         for _round in range(2):
-            stream = await open_chat_stream(
-                self.client(),
-                model=claimed.model,
-                messages=messages,
-                max_tokens=settings.ASSISTANT_MAX_REPLY_TOKENS,
-                tools=tools,
-            )
+            try:
+                stream = await open_chat_stream(
+                    self.client(),
+                    model=claimed.model,
+                    messages=messages,
+                    max_tokens=settings.ASSISTANT_MAX_REPLY_TOKENS,
+                    tools=tools,
+                )
+            except openai.BadRequestError:
+                if not tools:
+                    raise
+                # A server (or model) without tools: the same request, without search.
+                log.info(
+                    "Assistant run %s: the model refused tools; answering without search", claimed.run_id
+                )
+                tools = None
+                stream = await open_chat_stream(
+                    self.client(),
+                    model=claimed.model,
+                    messages=messages,
+                    max_tokens=settings.ASSISTANT_MAX_REPLY_TOKENS,
+                )
             calls = await self._read_stream(claimed, progress, stream)
             if not calls:
                 return

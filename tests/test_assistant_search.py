@@ -127,3 +127,13 @@ def test_a_member_cannot_change_web_search(searx, alice, bob, bob_client, group)
 def test_without_a_search_url_there_is_no_switch(alice_client, group):
     page = alice_client.get(reverse("rooms:settings", args=[group.pk])).content.decode()
     assert "The assistant may search the web" not in page
+
+
+def test_a_server_without_tools_still_answers(fake_openai, searx, alice, group):
+    fake_openai.queue(status=400, message="tools are not supported by this model")
+    fake_openai.queue(text="Without search: probably closed in winter.")
+    reply = ask(group, alice)
+    first, second = fake_openai.reply_requests()
+    assert "tools" in first and "tools" not in second
+    assert reply.state == Message.State.DONE and reply.body == "Without search: probably closed in winter."
+    assert searx.queries == []

@@ -58,6 +58,18 @@ def test_an_unprompted_reply_shows_why_it_spoke(assistant_person, fake_openai, s
     expect(other.locator("#messages .message--system").filter(has_text=note)).to_have_count(
         1, timeout=DECIDED
     )
+    # The room's settings say so, and show what the assistant remembers of the room.
+    page.goto(f"{_url}settings/")
+    panel = page.locator("#assistant-panel")
+    expect(panel.get_by_text("it answers only mentions until then")).to_be_visible()
+    expect(panel.get_by_label("Automatically")).to_be_checked()
+    expect(panel.get_by_role("heading", name="What the assistant remembers about this room")).to_be_visible()
+    expect(panel.get_by_label("The assistant may search the web")).to_be_checked()
+    panel.scroll_into_view_if_needed()
+    screenshot(page, "assistant-settings-auto")
+    page.set_viewport_size({"width": 390, "height": 844})
+    panel.scroll_into_view_if_needed()
+    screenshot(page, "assistant-settings-auto-mobile")
     assert errors == []
 
 
