@@ -171,6 +171,12 @@ def _pid(run: AssistantRun) -> int:
     return int(run.worker.split(":")[1])
 
 
+# A stopped process hands its run back at once; about a second on an idle machine. The
+# bound says "handed back, not found stale" (that takes ASSISTANT_STALE_SECONDS, 5 s, plus
+# a heartbeat), with room for a loaded CI machine, where 1.04 s was seen.
+HANDED_BACK_WITHIN = 3.0
+
+
 async def _reply_taken_over(ws: ClientConnection, room: Room, stopped_at: float, within: float) -> None:
     """The page sees the reply finished by another process in time, in the same message."""
     received = await _frames_until(ws, "message--done", within + 5)
@@ -193,14 +199,14 @@ async def _reply_started_on(a: Server, b: Server, alice: Person, room: Room) -> 
     return page
 
 
-async def test_a_reply_from_a_stopped_server_is_finished_by_another_within_a_second(processes, alice, room):
+async def test_a_reply_from_a_stopped_server_is_handed_to_another_at_once(processes, alice, room):
     a, b = processes("a"), processes("b")
     page = await _reply_started_on(a, b, alice, room)
     page_on_a = await _open_socket(a, alice, room)
 
     stopped_at = time.monotonic()
     os.killpg(a.process.pid, signal.SIGTERM)
-    await _reply_taken_over(page, room, stopped_at, within=1.0)
+    await _reply_taken_over(page, room, stopped_at, within=HANDED_BACK_WITHIN)
     # The page on A was told to reconnect, not cut off.
     assert await _close_code(page_on_a) == CLOSE_SERVICE_RESTART
     assert a.process.wait(timeout=10) is not None
@@ -227,7 +233,7 @@ async def test_a_stopped_server_closes_its_sockets_with_1012(processes, alice, r
     assert a.process.wait(timeout=10) == 0
 
 
-async def test_a_stopped_worker_hands_its_reply_to_another_within_a_second(processes, alice, room):
+async def test_a_stopped_worker_hands_its_reply_to_another_at_once(processes, alice, room):
     """`manage.py assistant_worker` processes do the runs; the one writing a reply is
     stopped, and another worker finishes it."""
     b = processes("b", ASSISTANT_RUNNER_IN_SERVER="false")  # serves pages, runs nothing
@@ -239,7 +245,7 @@ async def test_a_stopped_worker_hands_its_reply_to_another_within_a_second(proce
 
     stopped_at = time.monotonic()
     os.killpg(holder.process.pid, signal.SIGTERM)
-    await _reply_taken_over(page, room, stopped_at, within=1.0)
+    await _reply_taken_over(page, room, stopped_at, within=HANDED_BACK_WITHIN)
     assert holder.process.wait(timeout=10) == 0
     assert "1 run(s) in progress handed back" in holder.log.read_text()
     await page.close()
