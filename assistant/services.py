@@ -512,6 +512,10 @@ def do_retry_run(user: User, run: AssistantRun) -> RunAction:
             raise ValidationError(NOT_CONFIGURED_TEXT, code=NOT_CONFIGURED)
         if runs_today(user) >= settings.ASSISTANT_DAILY_RUNS:
             raise ValidationError(daily_limit_text(), code=DAILY_LIMIT)
+        # A refusal for a used-up budget is a failed reply with Retry: it stays refused.
+        used_up = budget.refusal(room)
+        if used_up:
+            raise ValidationError(used_up, code=BUDGET_USED_UP)
         retry = AssistantRun.objects.create(
             room=room,
             kind=run.kind,

@@ -181,3 +181,19 @@ def test_concurrent_finishes_never_lose_an_increment(alice, bob, group):
     usage = BudgetUsage.objects.get()
     assert (usage.runs, usage.tokens) == (8, 880)
     assert system_texts(group) == [f"This room has used 80% of its AI budget for {month_name()}."]
+
+
+def test_retry_of_a_refusal_does_not_get_round_a_used_up_budget(fake_openai, alice, bob, bob_client, group):
+    """The refusal is a failed reply with Retry: pressing it must not start the work the
+    budget refused."""
+    budget.do_set_budget(alice, group, unit="runs", limit=1)
+    ask(group, bob)
+    ask(group, bob)  # refused: used up
+    refused = Message.objects.filter(room=group, kind="assistant").latest("seq")
+    assert refused.state == "failed"
+    asked = len(fake_openai.chat_requests())
+    response = bob_client.post(reverse("assistant:retry", args=[group.pk, refused.pk]), **HTMX)
+    runner.run_pending()
+    assert response.status_code == 422 and "is used up" in response.content.decode()
+    assert len(fake_openai.chat_requests()) == asked
+    assert AssistantRun.objects.filter(status__in=("queued", "running", "done"), kind="reply").count() == 1
