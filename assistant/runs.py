@@ -578,6 +578,7 @@ def _release(run_id: int, *, handed_back: bool, worker: str = "") -> bool:
                 do_update_assistant_message(
                     run.reply, body="", state=Message.State.STREAMING, note=RECONNECTING
                 )
+            _release_private(run, state=PrivateAnswer.State.THINKING, note=RECONNECTING, keep_text=False)
         else:
             text = "The assistant was interrupted by a server restart."
             run.status = AssistantRun.Status.FAILED
@@ -590,4 +591,20 @@ def _release(run_id: int, *, handed_back: bool, worker: str = "") -> bool:
                 do_update_assistant_message(
                     run.reply, body=run.reply.body, state=Message.State.FAILED, note=text
                 )
+            _release_private(run, state=PrivateAnswer.State.FAILED, note=text, keep_text=True)
     return True
+
+
+def _release_private(run: AssistantRun, *, state: str, note: str, keep_text: bool) -> None:
+    """A private run queued again or given up: its answer says so to its asker (else the
+    card would show the half answer as still being written, for ever)."""
+    if run.kind not in PRIVATE_KINDS:
+        return
+    answer_id = PrivateAnswer.objects.filter(run=run).values_list("pk", flat=True).first()
+    if answer_id is None:
+        return  # discarded meanwhile
+    updates: dict[str, Any] = {"state": state, "note": note}
+    if not keep_text:
+        updates["body"] = ""
+    PrivateAnswer.objects.filter(pk=answer_id).update(**updates)
+    transaction.on_commit(lambda: asking.announce_answer(answer_id))

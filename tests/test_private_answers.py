@@ -333,3 +333,58 @@ def test_an_encrypted_room_has_no_private_assistant(fake_openai, settings, alice
     assert not PrivateAnswer.objects.exists() and fake_openai.chat_requests() == []
     settings_page = alice_client.get(reverse("rooms:settings", args=[room.pk])).content.decode()
     assert 'id="ai-budget"' not in settings_page
+
+
+# Found in review: recovery, a second Share, another room's address
+
+
+def _orphaned_private_run(group, alice, *, attempts):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    answer = asking.do_ask_privately(membership(group, alice), "Which train?")
+    stale = timezone.now() - dt.timedelta(seconds=600)
+    AssistantRun.objects.filter(pk=answer.run_id).update(
+        status="running", attempts=attempts, started_at=stale, heartbeat_at=stale, worker="gone:1:abc"
+    )
+    PrivateAnswer.objects.filter(pk=answer.pk).update(state="streaming", body="half an ans")
+    return answer
+
+
+def test_a_private_run_orphaned_twice_fails_in_its_card_instead_of_streaming_for_ever(
+    fake_openai, alice, alice_client, group
+):
+    from assistant import runs
+
+    answer = _orphaned_private_run(group, alice, attempts=2)
+    assert runs.recover_orphans() == 1
+    answer.refresh_from_db()
+    assert answer.run.status == "failed"
+    assert answer.state == "failed" and "interrupted by a server restart" in answer.note
+    page = alice_client.get(group.get_absolute_url()).content.decode()
+    assert "private-answer--failed" in page and "interrupted by a server restart" in page
+
+
+def test_a_private_run_orphaned_once_starts_afresh_and_says_so_meanwhile(fake_openai, alice, group):
+    from assistant import runs
+
+    fake_openai.reply("Take the 9:40.")
+    answer = _orphaned_private_run(group, alice, attempts=1)
+    assert runs.recover_orphans() == 1
+    answer.refresh_from_db()
+    # The half answer goes (the next attempt answers from the start), saying why.
+    assert answer.run.status == "queued" and answer.body == "" and answer.note == runs.RECONNECTING
+    runner.run_pending()
+    answer.refresh_from_db()
+    assert (answer.state, answer.body, answer.note) == ("done", "Take the 9:40.", "")
+
+
+def test_an_answer_is_reached_only_through_its_own_room(fake_openai, alice, alice_client, group, direct):
+    answer = asking.do_ask_privately(membership(group, alice), "Which train?")
+    runner.run_pending()
+    for name in ("share_private", "discard_private"):
+        url = reverse(f"assistant:{name}", args=[direct.pk, answer.pk])
+        assert alice_client.post(url, **HTMX).status_code == 404
+    assert PrivateAnswer.objects.filter(pk=answer.pk).exists()
+    assert not Message.objects.filter(room=direct, body__contains="Which train?").exists()
