@@ -158,8 +158,12 @@ def do_share_private(membership: Membership, answer: PrivateAnswer) -> PostResul
             code="too_long",
         )
     with transaction.atomic():
+        # Locked and deleted before posting: a second Share of the same answer (another
+        # tab, a double click without JavaScript) finds it gone instead of posting it again.
+        if not PrivateAnswer.objects.select_for_update().filter(pk=answer.pk).exists():
+            raise ValidationError(_("That answer is no longer here."), code="gone")
+        PrivateAnswer.objects.filter(pk=answer.pk).delete()
         result = do_post_message(membership, body)
-        answer.delete()
     return result
 
 

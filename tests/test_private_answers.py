@@ -380,6 +380,19 @@ def test_a_private_run_orphaned_once_starts_afresh_and_says_so_meanwhile(fake_op
     assert (answer.state, answer.body, answer.note) == ("done", "Take the 9:40.", "")
 
 
+def test_sharing_twice_posts_once(fake_openai, alice, alice_client, group):
+    """A second Share (a double click without JavaScript, another tab) of the same answer
+    finds it gone instead of posting it again."""
+    answer = asking.do_ask_privately(membership(group, alice), "Which train?")
+    runner.run_pending()
+    answer.refresh_from_db()
+    stale = PrivateAnswer.objects.get(pk=answer.pk)
+    asking.do_share_private(membership(group, alice), answer)
+    with pytest.raises(Exception, match="no longer"):
+        asking.do_share_private(membership(group, alice), stale)
+    assert Message.objects.filter(room=group, author=alice, body__contains="Which train?").count() == 1
+
+
 def test_an_answer_is_reached_only_through_its_own_room(fake_openai, alice, alice_client, group, direct):
     answer = asking.do_ask_privately(membership(group, alice), "Which train?")
     runner.run_pending()
