@@ -13,6 +13,7 @@ from assistant.prompt import MEMORIES_MAX
 from rooms.access import access_membership, access_message, is_owner, parse_seq
 from rooms.models import Message, Room
 from rooms.queries import Sidebar, room_title, sidebar_entries
+from rooms.views._common import settings_page
 
 
 def _back(request, url: str):
@@ -371,7 +372,8 @@ def continue_privately(request, room_id: int, message_id: int):
 
 @require_POST
 def set_budget(request, room_id: int):
-    """The room's monthly AI budget (owner and admins)."""
+    """The room's monthly AI budget (owner and admins). Bad input: the settings page again,
+    422, with the form showing what is wrong."""
     membership = access_membership(request.user, room_id)
     form = BudgetForm(request.POST)
     if form.is_valid():
@@ -383,9 +385,8 @@ def set_budget(request, room_id: int):
                 limit=form.cleaned_data["limit"],
             )
         except ValidationError as exc:
-            messages.error(request, exc.messages[0])
+            form.add_error(None, exc)
         else:
             messages.success(request, _("The AI budget is saved."))
-    else:
-        messages.error(request, str(next(iter(form.errors.values()))[0]))
-    return redirect(f"{reverse('rooms:settings', args=[membership.room.pk])}#ai-budget")
+            return redirect(f"{reverse('rooms:settings', args=[membership.room.pk])}#ai-budget")
+    return settings_page(request, membership, status=422, budget_form=form)

@@ -141,8 +141,8 @@ def test_only_the_owner_and_admins_set_it_and_bad_input_is_refused(
         {"unit": "coins", "limit": "3"},
         {"unit": "runs", "limit": "x"},
     ):
-        response = alice_client.post(url, data, follow=True)
-        assert response.status_code == 200 and not RoomBudget.objects.filter(limit__isnull=False).exists()
+        response = alice_client.post(url, data)  # each error: test_a_bad_budget_is_a_422_…
+        assert response.status_code == 422 and not RoomBudget.objects.filter(limit__isnull=False).exists()
     alice_client.post(url, {"unit": "tokens", "limit": "50000"})
     assert RoomBudget.objects.get().limit == 50000
     alice_client.post(url, {"unit": "tokens", "limit": ""})
@@ -197,3 +197,30 @@ def test_retry_of_a_refusal_does_not_get_round_a_used_up_budget(fake_openai, ali
     assert response.status_code == 422 and "is used up" in response.content.decode()
     assert len(fake_openai.chat_requests()) == asked
     assert AssistantRun.objects.filter(status__in=("queued", "running", "done"), kind="reply").count() == 1
+
+
+@pytest.mark.parametrize(
+    "data, error",
+    [
+        ({"unit": "runs", "limit": "-1"}, "greater than or equal to 1"),
+        ({"unit": "runs", "limit": "0"}, "greater than or equal to 1"),
+        ({"unit": "runs", "limit": "99999999999999999999"}, "less than or equal to"),
+        ({"unit": "runs", "limit": "ten"}, "whole number"),
+        ({"unit": "coins", "limit": "3"}, "valid choice"),
+        ({"limit": "3"}, "required"),
+    ],
+)
+def test_a_bad_budget_is_a_422_showing_the_form_with_its_error(alice, alice_client, group, data, error):
+    response = alice_client.post(reverse("assistant:set_budget", args=[group.pk]), data)
+    page = response.content.decode()
+    assert response.status_code == 422 and 'id="ai-budget"' in page
+    assert error in page and "field--invalid" in page
+    assert not RoomBudget.objects.filter(limit__isnull=False).exists()
+
+
+def test_a_member_who_may_not_set_it_gets_a_403(alice, bob_client, mallory_client, group):
+    url = reverse("assistant:set_budget", args=[group.pk])
+    response = bob_client.post(url, {"unit": "runs", "limit": "3"})
+    assert response.status_code == 403 and "Only the group" in response.content.decode()
+    assert mallory_client.post(url, {"unit": "runs", "limit": "3"}).status_code == 404
+    assert not RoomBudget.objects.exists()

@@ -97,6 +97,7 @@ def budget_meter(context, room, user):
         "room": room,
         "meter": budget.meter(room),
         "can_set": budget.can_set_budget(user, room),
-        "form": BudgetForm(initial={"unit": current.unit, "limit": current.limit}),
+        "form": context.get("budget_form")
+        or BudgetForm(initial={"unit": current.unit, "limit": current.limit}),
         "csrf_token": context.get("csrf_token"),
     }

@@ -129,6 +129,7 @@ def settings_page(
     rename_form=None,
     add_form=None,
     invite_form=None,
+    budget_form=None,
 ) -> HttpResponse:
     """The room's settings page, with any form that failed shown with its errors."""
     room = membership.room
@@ -157,6 +158,7 @@ def settings_page(
         "invite_form": invite_form or InviteForm(),
         "rename_form": rename_form or RenameForm(initial={"title": room.title}),
         "add_form": add_form or AddMembersForm(),
+        "budget_form": budget_form,  # the AI budget's, when it failed (assistant.views.set_budget)
         "max_members": settings.ROOM_MAX_MEMBERS,
         "sidebar": sidebar_entries(request.user),
     }
