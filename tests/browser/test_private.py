@@ -160,3 +160,20 @@ def test_the_budget_meter_moves_and_the_cut_off_works(assistant_person, fake_ope
     expect(replies(bob.page).filter(has_text=used_up)).to_have_count(1, timeout=LIVE)
     expect(bob.page.locator("#messages .message--system").filter(has_text=used_up)).to_have_count(1)
     assert len(fake_openai.chat_requests()) == asked
+    # Retry on the refusal stays refused, saying why; nothing is asked of the model.
+    refusal.get_by_role("button", name="Retry").click()
+    expect(page.locator("#toasts .toast--error")).to_contain_text("is used up")
+    page.wait_for_timeout(500)
+    expect(refusal).to_have_count(1)
+    assert len(fake_openai.chat_requests()) == asked
+
+    # A bad budget is shown in the form, with what is wrong.
+    page.goto(f"{url}settings/")
+    page.locator("#ai-budget").get_by_label("Monthly budget").fill("-5")
+    page.locator("#ai-budget").get_by_role("button", name="Save budget").click()
+    expect(page.locator("#ai-budget .field__error")).to_contain_text("greater than or equal to 1")
+    page.locator("#ai-budget").scroll_into_view_if_needed()
+    shot(page, "budget-error")
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.locator("#ai-budget").scroll_into_view_if_needed()
+    shot(page, "budget-error-390")
