@@ -18,7 +18,7 @@ from rooms.ratelimits import RateLimited
 from rooms.services import do_open_direct_room
 
 from . import services
-from .models import Device, Group, Handshake
+from .models import Device, Group, Handshake, KeyPackage
 
 
 def _error(message: str, status: int = 400, **extra: Any) -> JsonResponse:
@@ -126,8 +126,9 @@ def remove_device(request: HttpRequest, device_id: str) -> HttpResponse:
 @require_GET
 @_api
 def room_state(request: HttpRequest, room_id: int) -> HttpResponse:
-    """The group's epoch, the members' devices, the commits from `since` on, and the
-    newest Welcome for `device`."""
+    """The group's epoch, the members' devices, the commits from `since` on, the newest
+    Welcome for `device`, and how many of its key packages are still to be handed out (the
+    browser tops up from this count: it cannot know which of its packages were claimed)."""
     room = _encrypted_room(request, room_id)
     device = _own_device(request, request.GET.get("device"))
     try:
@@ -151,6 +152,7 @@ def room_state(request: HttpRequest, room_id: int) -> HttpResponse:
             "welcome": None
             if welcome is None
             else {"epoch": welcome.epoch, "data": welcome.data, "key_package_id": welcome.key_package_id},
+            "key_packages_left": KeyPackage.objects.filter(device=device, claimed_at__isnull=True).count(),
         }
     )
 

@@ -29,6 +29,10 @@ class IdField(forms.Field):
         return parsed
 
 
+# The id of no form: an encrypted room's textarea names it (MessageForm.keep_text_in_page).
+PLAINTEXT_STAYS_IN_PAGE = "e2ee-plaintext-stays-in-page"
+
+
 class MessageForm(forms.Form):
     body = forms.CharField(
         required=False,
@@ -74,6 +78,13 @@ class MessageForm(forms.Form):
     @property
     def max_file_bytes(self) -> int:
         return settings.ATTACHMENT_MAX_BYTES
+
+    def keep_text_in_page(self) -> "MessageForm":
+        """An encrypted room's composer (docs/e2ee.md): the textarea belongs to no form, so
+        no submission sends what was typed (no JavaScript, static/js/e2ee.js not loaded yet
+        or failing); e2ee.js posts the ciphertext as `body` instead."""
+        self.fields["body"].widget.attrs["form"] = PLAINTEXT_STAYS_IN_PAGE
+        return self
 
 
 class EditMessageForm(forms.Form):

@@ -6,6 +6,7 @@ import base64
 import html
 import json
 import os
+import re
 import uuid
 
 import pytest
@@ -320,3 +321,47 @@ def test_a_person_removes_one_of_their_devices_and_the_rooms_are_told(
     assert Message.objects.filter(room=encrypted, event="e2ee_device_removed").get().system_text == (
         "Bob Builder removed a device"
     )
+
+
+def test_the_composer_of_an_encrypted_room_never_sends_its_text_without_the_browsers_encryption(
+    alice_client, encrypted
+):
+    """Without e2ee.js (no JavaScript, the module not loaded yet or failing), the composer's
+    form must not carry what was typed: the textarea belongs to no form, the Reply and
+    Cancel links do not send the draft along, and the composer never echoes a draft."""
+    post(alice_client, encrypted, mls(2))
+    page = alice_client.get(encrypted.get_absolute_url()).content.decode()
+    textarea = re.search(r"<textarea[^>]*>", page).group(0)
+    owner = re.search(r'\bform="([^"]+)"', textarea)
+    assert owner, textarea
+    assert f'id="{owner.group(1)}"' not in page  # so it is submitted with no form at all
+    assert 'hx-include="#id_body"' not in page
+    composer = alice_client.get(reverse("rooms:composer", args=[encrypted.pk]), {"body": "my secret plan"})
+    assert composer.status_code == 200 and "my secret plan" not in composer.content.decode()
+
+
+def test_a_plain_rooms_composer_keeps_its_draft_and_its_form(alice_client, alice, bob):
+    room_url = alice_client.post(reverse("rooms:open_direct", args=["bob"]))["Location"]
+    page = alice_client.get(room_url).content.decode()
+    assert 'form="' not in re.search(r"<textarea[^>]*>", page).group(0)
+    room_id = int(room_url.strip("/").split("/")[-1])
+    composer = alice_client.get(reverse("rooms:composer", args=[room_id]), {"body": "my draft"})
+    assert "my draft" in composer.content.decode()
+
+
+def test_the_state_says_how_many_of_the_devices_key_packages_are_left_after_others_claimed_them(
+    alice_client, bob_client, encrypted
+):
+    """A device's browser keeps the private half of every key package it uploaded, claimed or
+    not: only the server knows how many are still to be handed out, so it says, and the
+    browser tops up from that (static/js/e2ee.js). Otherwise claims that never became a
+    Welcome (a lost commit race, or someone claiming on purpose) leave the device with none
+    for good, and nobody can add it to a conversation again."""
+    bob_device = register(bob_client, packages=3)["device_id"]
+    alice_device = register(alice_client)["device_id"]
+    state_url = reverse("e2ee:state", args=[encrypted.pk]) + f"?device={bob_device}"
+    assert api(bob_client, state_url).json()["key_packages_left"] == 3
+    claim_url = reverse("e2ee:claim", args=[encrypted.pk])
+    for _ in range(3):
+        api(alice_client, claim_url, {"device": alice_device, "device_ids": [bob_device]})
+    assert api(bob_client, state_url).json()["key_packages_left"] == 0

@@ -72,6 +72,9 @@ def composer_form(request: MemberRequest, membership: Membership) -> tuple[Messa
     reply_to = reply_target(membership, request.GET.get("reply_to"))
     if reply_to:
         form.initial["reply_to"] = reply_to.pk
+    if membership.room.encrypted:
+        # The draft stays in the page (static/js/e2ee.js): never taken from a URL.
+        return form.keep_text_in_page(), reply_to
     form.initial["body"] = request.GET.get("body", "")[: settings.MESSAGE_MAX_LENGTH]
     return form, reply_to
 

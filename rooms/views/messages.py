@@ -31,6 +31,8 @@ from rooms.views._common import reply_target, room_context
 def post_message(request, room_id: int):
     membership = access_membership(request.user, room_id)
     form = MessageForm(request.POST, request.FILES)
+    if membership.room.encrypted:
+        form.keep_text_in_page()
     if form.is_valid():
         try:
             attachment = None
@@ -60,7 +62,7 @@ def post_message(request, room_id: int):
                 {
                     # The room as the post read it, with what the assistant's hook loaded on it.
                     "room": result.message.room,
-                    "form": MessageForm(),
+                    "form": MessageForm().keep_text_in_page() if membership.room.encrypted else MessageForm(),
                     "message_html": fragments.for_viewer(
                         fragments.message_html(result.message), result.message, request.user
                     ),

@@ -34,7 +34,10 @@ document.addEventListener("keydown", (event) => {
     // One send at a time: while a file uploads (attachments.js), Enter does not send the
     // form again. Not htmx's own "htmx-request" class: the composer that replaces the one
     // just sent can still carry it for a moment, and the next message's Enter was lost.
-    if (!event.target.form.classList.contains("is-uploading")) event.target.form.requestSubmit();
+    // The composer form holds the textarea (an encrypted room's textarea belongs to no
+    // form, so that nothing sends its text unencrypted: static/js/e2ee.js sends it).
+    const form = event.target.closest("#composer");
+    if (!form.classList.contains("is-uploading")) form.requestSubmit();
   }
 });
 
@@ -68,9 +71,11 @@ function keepTyped(textarea, refused) {
   const sent = sentText;
   const typed = typedText;
   sentText = typedText = null;
-  if (sent === null || typed === null || typed === sent) return;
+  if (sent === null || typed === null) return;
+  // Refused: everything typed, also when the server could not echo it (an encrypted room's
+  // text is never sent unencrypted).
   if (refused) textarea.value = typed;
-  else textarea.value = typed.startsWith(sent) ? typed.slice(sent.length).replace(/^\s+/, "") : typed;
+  else if (typed !== sent) textarea.value = typed.startsWith(sent) ? typed.slice(sent.length).replace(/^\s+/, "") : typed;
 }
 
 document.addEventListener("htmx:afterSwap", (event) => {

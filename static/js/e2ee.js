@@ -187,10 +187,15 @@ async function ensureDevice(db, ctx) {
   return device;
 }
 
-async function topUpKeyPackages(db, ctx, device) {
-  const count = await idb(db, "keyPackages", "readonly", (s) => s.count());
-  if (count >= KEY_PACKAGES_KEPT) return;
-  const packages = await newKeyPackages(device, KEY_PACKAGES_KEPT - count);
+/**
+ * Upload key packages until the server holds KEY_PACKAGES_KEPT unclaimed ones. Counted by
+ * the server (`left`), not by this browser's store: a package claimed by someone whose
+ * commit then lost a race, or who claimed it on purpose, stays here unused, and counting
+ * those would leave the device with none to hand out, so nobody could add it again.
+ */
+async function topUpKeyPackages(db, ctx, device, left) {
+  if (!Number.isInteger(left) || left >= KEY_PACKAGES_KEPT) return;
+  const packages = await newKeyPackages(device, KEY_PACKAGES_KEPT - left);
   const answer = await api(`${ctx.devicesUrl}${device.id}/key-packages/`, { key_packages: packages.map(encodeKeyPackage) });
   for (const [i, id] of answer.key_package_ids.entries()) await dbPut(db, "keyPackages", id, packages[i]);
 }
@@ -574,6 +579,13 @@ async function start() {
     room = room || new Room(db, ctx, device);
     await room.load();
     await room.fetchServer();
+    // Before waiting for a Welcome too: a device nobody can claim a package of waits for good.
+    try {
+      await topUpKeyPackages(db, ctx, device, room.server.key_packages_left);
+    } catch (error) {
+      // Too many uploads this hour: the next sync tries again; reading and sending go on.
+      if (!(error instanceof ServerError && error.status === 429)) throw error;
+    }
     if (!room.state) {
       if (!(await room.join())) {
         status(gettext("Waiting for another member's browser to add this device. Messages sent before it joins can't be read here."));
@@ -591,7 +603,6 @@ async function start() {
       await room.applyCommits();
     }
     await room.save();
-    await topUpKeyPackages(db, ctx, device);
     ready = true;
     status(
       room.record.missedEarlier

@@ -413,3 +413,52 @@ def test_in_french_the_encrypted_room_speaks_french(people, app):
     expect(amelie.page.locator("#e2ee-verify")).to_contain_text("Comparez ce numéro de sécurité")
     shot(amelie.page, "french-1280")
     assert people.errors == []
+
+
+def test_without_the_encryption_module_the_composer_sends_nothing_it_was_typed(people, app):
+    """No JavaScript for encryption (blocked, not loaded yet, or failing): Enter still sends
+    the composer through htmx, and what was typed must not go with it."""
+    alice = people.person("alice", "Alice Liddell")
+    bob = people.person("bob", "Bob Builder")
+    room_id = start_encrypted(alice, bob)
+    alice.page.context.route(re.compile(r".*/e2ee(\.[0-9a-f]+)?\.js$"), lambda route: route.abort())
+    sent: list[str] = []
+    alice.page.on("request", lambda r: sent.append(f"{r.url} {r.post_data or ''}"))
+    alice.page.goto(f"/r/{room_id}/")
+    textarea = alice.page.locator("#composer textarea")
+    textarea.fill("the vault code is 4417")
+    textarea.press("Enter")
+    expect(alice.page.locator("#composer .composer__error")).to_contain_text(
+        "only messages encrypted by your browser"
+    )
+    expect(textarea).to_have_value("the vault code is 4417")  # kept in the page, as after any refusal
+    assert any("/post/" in s or "/messages/" in s for s in sent), sent
+    assert not [s for s in sent if "4417" in s]
+    assert "4417" not in json.dumps(room_bodies(app, room_id))
+
+
+def test_a_device_whose_key_packages_were_all_claimed_uploads_new_ones(people, app):
+    """Claims that never became a Welcome (a lost commit race, or a member claiming on
+    purpose) leave the private halves in the browser: the browser tops up from the server's
+    count, so its device can still be added to conversations."""
+    alice = people.person("alice", "Alice Liddell")
+    bob = people.person("bob", "Bob Builder")
+    room_id = start_encrypted(alice, bob)
+    bob.page.goto(f"/r/{room_id}/")
+    bob.page.get_by_role("button", name="Accept").click()
+    ready(bob.page)
+    ready(alice.page)
+    count = (
+        "from e2ee.models import KeyPackage; "
+        "print(KeyPackage.objects.filter(device__user__username='bob', claimed_at__isnull=True).count())"
+    )
+    django_shell(
+        app,
+        "from django.utils import timezone; from e2ee.models import KeyPackage; "
+        "KeyPackage.objects.filter(device__user__username='bob').update(claimed_at=timezone.now())",
+    )
+    assert django_shell(app, count).strip().splitlines()[-1] == "0"
+    bob.page.reload()
+    ready(bob.page)
+    assert django_shell(app, count).strip().splitlines()[-1] == "5"
+    assert people.errors == []
