@@ -30,7 +30,30 @@ const REASONS = {
   undecryptable: () =>
     gettext("It was altered after it was sent, or its keys are not on this device."),
   malformed: () => gettext("It is not a valid encrypted message."),
+  wrong_sender: () => gettext("It is shown under someone other than the person who encrypted it."),
+  replayed: () => gettext("It repeats an earlier encrypted message of this conversation."),
 };
+
+// What is encrypted: the sender's user id, then the text. ts-mls does not say who sent an
+// application message, so the sender is inside the authenticated ciphertext, where the
+// server can neither read nor change it, and the page shows the message only under them.
+const PAYLOAD = /^calpico1:(\d+)\n/;
+
+function payload(userId, text) {
+  return `calpico1:${userId}\n${text}`;
+}
+
+function readPayload(plain, claimedAuthor) {
+  const match = PAYLOAD.exec(plain);
+  if (!match) return { text: plain, author: claimedAuthor }; // sent before the sender was inside
+  return { text: plain.slice(match[0].length), author: Number(match[1]) };
+}
+
+/** Decrypted text is kept per room and ciphertext: a ciphertext copied into another room
+ * (whose group could never decrypt it) finds nothing there. */
+async function plainKey(roomId, ciphertext) {
+  return `${roomId}:${await sha256Hex(ciphertext)}`;
+}
 
 // --- bytes ---------------------------------------------------------------------------
 
@@ -284,9 +307,12 @@ class Room {
       const page = await api(`${this.ctx.messagesUrl}?after=${this.record.lastSeq}`);
       more = page.more;
       for (const message of page.messages) {
-        const key = await sha256Hex(message.data);
+        const key = await plainKey(this.ctx.roomId, message.data);
         const known = await dbGet(this.db, "plain", key);
-        if (!known) {
+        if (known && known.seq === undefined) {
+          // One of mine (kept when sent): now it has its place in the room.
+          await dbPut(this.db, "plain", key, { ...known, seq: message.seq });
+        } else if (!known) {
           const entry = await this.decryptOne(message, cs);
           if (entry === null) {
             // Its epoch's commit is not on the server yet: the next sync takes it from here.
@@ -294,7 +320,7 @@ class Room {
             return;
           }
           if (entry.error === "before_join") this.record.missedEarlier = true;
-          await dbPut(this.db, "plain", key, entry);
+          await dbPut(this.db, "plain", key, { ...entry, seq: message.seq });
         }
         this.record.lastSeq = message.seq;
       }
@@ -323,8 +349,7 @@ class Room {
       const result = await mls.processPrivateMessage(this.state, decoded.privateMessage, mls.emptyPskIndex, cs);
       this.state = result.newState;
       if (result.kind !== "applicationMessage") return { error: "malformed" };
-      const text = dec.decode(result.message);
-      return { text, author: message.author_id };
+      return readPayload(dec.decode(result.message), message.author_id);
     } catch {
       return { error: "undecryptable" };
     }
@@ -485,11 +510,18 @@ async function start() {
     const done = room?.record?.lastSeq ?? 0;
     for (const body of document.querySelectorAll("#messages [data-e2ee]")) {
       if (body.dataset.e2eeShown) continue;
-      const entry = await dbGet(db, "plain", await sha256Hex(body.dataset.e2ee));
-      if (entry) showPlain(body, entry);
+      const article = body.closest("[data-seq]");
+      const entry = await dbGet(db, "plain", await plainKey(ctx.roomId, body.dataset.e2ee));
+      // Shown only where it was sent, under who encrypted it: the server places and names
+      // messages, and could repeat one or put it under someone else.
+      if (entry && "text" in entry && entry.seq !== undefined && entry.seq !== Number(article?.dataset.seq)) {
+        showPlain(body, { error: "replayed" });
+      } else if (entry && "text" in entry && entry.author !== Number(article?.dataset.authorId)) {
+        showPlain(body, { error: "wrong_sender" });
+      } else if (entry) showPlain(body, entry);
       // This device went through every message up to `done`, in order: a ciphertext there
       // it never saw was changed since (on the server, or on the way).
-      else if (Number(body.closest("[data-seq]")?.dataset.seq) <= done) showPlain(body, { error: "undecryptable" });
+      else if (Number(article?.dataset.seq) <= done) showPlain(body, { error: "undecryptable" });
     }
     // A reply's quote says "Encrypted message" (the server can't quote what it can't read):
     // the quoted text, when this page has it decrypted.
@@ -685,8 +717,8 @@ async function start() {
           status(gettext("Nobody else has opened this conversation on a device yet, so nobody could read your message. Try again once someone has."));
           return;
         }
-        const ciphertext = await room.encrypt(text);
-        await dbPut(db, "plain", await sha256Hex(ciphertext), { text, author: ctx.userId, mine: true });
+        const ciphertext = await room.encrypt(payload(ctx.userId, text));
+        await dbPut(db, "plain", await plainKey(ctx.roomId, ciphertext), { text, author: ctx.userId, mine: true });
         await window.htmx.ajax("POST", form.action, {
           source: form,
           target: "#composer",

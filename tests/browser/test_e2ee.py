@@ -462,3 +462,36 @@ def test_a_device_whose_key_packages_were_all_claimed_uploads_new_ones(people, a
     ready(bob.page)
     assert django_shell(app, count).strip().splitlines()[-1] == "5"
     assert people.errors == []
+
+
+def test_a_message_the_server_repeats_or_puts_under_someone_else_is_not_shown_as_text(people, app):
+    """The server places and names messages: a ciphertext it posts again, or shows under
+    another member, must not be shown as that member's words (the sender is inside the
+    ciphertext, the decrypted text is kept with its place in the room)."""
+    alice = people.person("alice", "Alice Liddell")
+    bob = people.person("bob", "Bob Builder")
+    room_id = start_encrypted(alice, bob)
+    bob.page.goto(f"/r/{room_id}/")
+    bob.page.get_by_role("button", name="Accept").click()
+    ready(bob.page)
+    ready(alice.page)
+    send(alice.page, "Meet at noon")
+    send(alice.page, "Only Alice says this")
+    expect(bodies(bob.page).filter(has_text="Only Alice says this")).to_be_visible(timeout=SETUP)
+    django_shell(
+        app,
+        "from rooms.models import Message, Membership; from rooms.services import do_post_message; "
+        "from accounts.models import User; "
+        f"first = Message.objects.filter(room_id={room_id}, kind='encrypted').order_by('seq').first(); "
+        f"do_post_message(Membership.objects.get(room_id={room_id}, user__username='alice'), first.body); "
+        f"last = Message.objects.filter(room_id={room_id}, kind='encrypted', seq__gt=first.seq).order_by('seq').first(); "
+        "Message.objects.filter(pk=last.pk).update(author=User.objects.get(username='bob'))",
+    )
+    page = people.contexts[1].new_page()
+    page.goto(f"/r/{room_id}/")
+    ready(page)
+    expect(bodies(page).filter(has_text="Meet at noon")).to_have_count(1, timeout=SETUP)
+    expect(bodies(page).filter(has_text="repeats an earlier encrypted message")).to_have_count(1)
+    expect(bodies(page).filter(has_text="shown under someone other")).to_have_count(1)
+    expect(bodies(page).filter(has_text="Only Alice says this")).to_have_count(0)
+    assert people.errors == []
