@@ -536,31 +536,62 @@ async function start() {
     }
   }
 
-  /** Who has which devices here, from the server's list; my other devices can be removed. */
+  /**
+   * The devices really in the group (its leaves: what messages are encrypted to and the
+   * safety number is made of), each under the person its credential names, with what the
+   * server says of it (browser, date); then devices the server lists that are not in the
+   * group yet. The server's word on whose device it is is not taken: it could list one
+   * device as Bob's to Alice and as Alice's to Bob, and both would see the same safety
+   * number. My other devices can be removed.
+   */
   function renderDevices() {
     const list = document.getElementById("e2ee-devices");
-    if (!list || !room?.server) return;
+    if (!list || !room?.server || !room.state) return;
     const language = document.documentElement.lang || "en";
-    list.replaceChildren(
-      ...room.server.devices.map((d) => {
-        const item = document.createElement("li");
-        const added = new Date(d.created_at).toLocaleDateString(language, { day: "numeric", month: "short", year: "numeric" });
-        item.textContent = [d.user_name, d.label, interpolate(gettext("added %(date)s"), { date: added })]
-          .filter(Boolean)
-          .join(" · ");
-        if (d.id === device.id) {
-          item.append(` (${gettext("this device")})`);
-        } else if (d.user_id === ctx.userId) {
-          const button = document.createElement("button");
-          button.type = "button";
-          button.className = "button button--small button--danger";
-          button.textContent = gettext("Remove");
-          button.dataset.removeDevice = d.id;
-          item.append(" ", button);
-        }
-        return item;
-      }),
-    );
+    const listed = new Map(room.server.devices.map((d) => [d.signature_key, d]));
+    const names = new Map(room.server.devices.map((d) => [d.user_id, d.user_name]));
+    const mine = toBase64(device.publicKey);
+    const describe = (name, d) => {
+      const added = d ? new Date(d.created_at).toLocaleDateString(language, { day: "numeric", month: "short", year: "numeric" }) : "";
+      return [name, d?.label, d ? interpolate(gettext("added %(date)s"), { date: added }) : ""].filter(Boolean).join(" · ");
+    };
+    const removable = (item, d) => {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "button button--small button--danger";
+      button.textContent = gettext("Remove");
+      button.dataset.removeDevice = d.id;
+      item.append(" ", button);
+    };
+    const inGroup = new Set();
+    const items = room.members().map((leaf) => {
+      const key = toBase64(leaf.signaturePublicKey);
+      inGroup.add(key);
+      const owner = userOfLeaf(leaf);
+      const d = listed.get(key);
+      const item = document.createElement("li");
+      item.textContent = describe(names.get(owner) || interpolate(gettext("person %(id)s"), { id: String(owner) }), d);
+      if (key === mine) {
+        item.append(` (${gettext("this device")})`);
+      } else if (!d || d.user_id !== owner) {
+        // Not the server's account of it: someone may be in between.
+        item.className = "e2ee-devices__unknown";
+        const warning = document.createElement("strong");
+        warning.textContent = gettext("The server does not list this device as this person's.");
+        item.append(" ", warning);
+      } else if (owner === ctx.userId) {
+        removable(item, d);
+      }
+      return item;
+    });
+    for (const d of room.server.devices) {
+      if (inGroup.has(d.signature_key)) continue;
+      const item = document.createElement("li");
+      item.textContent = `${describe(d.user_name, d)} (${gettext("not in the group yet")})`;
+      if (d.user_id === ctx.userId && d.id !== device.id) removable(item, d);
+      items.push(item);
+    }
+    list.replaceChildren(...items);
   }
 
   document.getElementById("e2ee-devices")?.addEventListener("click", (event) => {

@@ -495,3 +495,41 @@ def test_a_message_the_server_repeats_or_puts_under_someone_else_is_not_shown_as
     expect(bodies(page).filter(has_text="shown under someone other")).to_have_count(1)
     expect(bodies(page).filter(has_text="Only Alice says this")).to_have_count(0)
     assert people.errors == []
+
+
+def test_the_devices_listed_are_the_groups_under_the_person_their_keys_name(people, app):
+    """A server in between could list one device as Bob's to Alice and as Alice's to Bob:
+    both would see the same safety number. The list is the group's own leaves, each under
+    the person its credential names, and a device the server describes otherwise is
+    flagged."""
+    alice = people.person("alice", "Alice Liddell")
+    bob = people.person("bob", "Bob Builder")
+    room_id = start_encrypted(alice, bob)
+    bob.page.goto(f"/r/{room_id}/")
+    bob.page.get_by_role("button", name="Accept").click()
+    ready(bob.page)
+    ready(alice.page)
+
+    def relabel(route):
+        response = route.fetch()
+        data = response.json()
+        me = next(d for d in data["devices"] if d["user_name"] == "Bob Builder")
+        for d in data["devices"]:
+            d["user_id"], d["user_name"] = me["user_id"], me["user_name"]
+        route.fulfill(response=response, json=data)
+
+    page = people.contexts[1].new_page()
+    page.route(re.compile(r".*/e2ee/r/\d+/state/.*"), relabel)
+    page.goto(f"/r/{room_id}/")
+    ready(page)
+    page.locator("#e2ee-verify summary").click()
+    devices = page.locator("#e2ee-devices li")
+    expect(devices).to_have_count(2)
+    expect(devices.filter(has_text="Bob Builder")).to_have_count(1)
+    expect(devices.filter(has_text="(this device)")).to_have_count(1)
+    expect(devices.filter(has_text="does not list this device as this person's")).to_have_count(1)
+    # Untouched, the list names each device's owner.
+    bob.page.locator("#e2ee-verify summary").click()
+    expect(bob.page.locator("#e2ee-devices li").filter(has_text="Alice Liddell")).to_have_count(1)
+    expect(bob.page.locator("#e2ee-devices .e2ee-devices__unknown")).to_have_count(0)
+    assert people.errors == []
