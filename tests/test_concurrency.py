@@ -175,3 +175,32 @@ def test_people_racing_for_an_invites_last_use_get_in_exactly_once():
     assert all(r.problem == "used_up" for r in refused)
     assert Invite.objects.get(pk=invite.pk).uses == 1
     assert Membership.objects.filter(room=room).count() == 2
+
+
+def test_two_commits_for_one_epoch_of_an_encrypted_group_one_is_accepted():
+    """MLS needs every member to apply the same commits in the same order: the delivery
+    service takes one commit per epoch, even when several arrive at the same instant."""
+    import base64
+    import os
+
+    from e2ee import services as e2ee
+    from e2ee.models import Device, Group, Handshake
+
+    alice = make_user("alice")
+    room = services.do_create_group(alice, "Secret", [make_user("bob")], encrypted=True)
+    devices = [
+        Device.objects.create(user=alice, signature_key=base64.b64encode(os.urandom(32)).decode())
+        for _ in range(4)
+    ]
+    assert e2ee.do_create_group(room, devices[0])
+
+    def commit(i):
+        data = base64.b64encode(b"\x00\x01\x00\x02" + os.urandom(60)).decode()
+        return e2ee.do_commit(room, devices[i], epoch=0, commit=data, welcome=None, key_package_ids=None)
+
+    results = run_together(4, commit)
+    assert all(not isinstance(r, Exception) for r in results), results
+    assert sorted(r.accepted for r in results) == [False, False, False, True]
+    assert {r.epoch for r in results} == {1}
+    assert Group.objects.get(room=room).epoch == 1
+    assert Handshake.objects.filter(room=room, kind="commit").count() == 1

@@ -484,7 +484,8 @@ def test_a_message_the_server_repeats_or_puts_under_someone_else_is_not_shown_as
         "from accounts.models import User; "
         f"first = Message.objects.filter(room_id={room_id}, kind='encrypted').order_by('seq').first(); "
         f"do_post_message(Membership.objects.get(room_id={room_id}, user__username='alice'), first.body); "
-        f"last = Message.objects.filter(room_id={room_id}, kind='encrypted', seq__gt=first.seq).order_by('seq').first(); "
+        f"last = Message.objects.filter(room_id={room_id}, kind='encrypted', seq__gt=first.seq)"
+        ".order_by('seq').first(); "
         "Message.objects.filter(pk=last.pk).update(author=User.objects.get(username='bob'))",
     )
     page = people.contexts[1].new_page()
