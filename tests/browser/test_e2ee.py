@@ -495,6 +495,8 @@ def test_a_message_the_server_repeats_or_puts_under_someone_else_is_not_shown_as
     expect(bodies(page).filter(has_text="repeats an earlier encrypted message")).to_have_count(1)
     expect(bodies(page).filter(has_text="shown under someone other")).to_have_count(1)
     expect(bodies(page).filter(has_text="Only Alice says this")).to_have_count(0)
+    page.set_viewport_size({"width": 390, "height": 800})
+    shot(page, "replayed-390")
     assert people.errors == []
 
 
@@ -529,6 +531,7 @@ def test_the_devices_listed_are_the_groups_under_the_person_their_keys_name(peop
     expect(devices.filter(has_text="Bob Builder")).to_have_count(1)
     expect(devices.filter(has_text="(this device)")).to_have_count(1)
     expect(devices.filter(has_text="does not list this device as this person's")).to_have_count(1)
+    shot(page, "devices-flagged-1280")
     # Untouched, the list names each device's owner.
     bob.page.locator("#e2ee-verify summary").click()
     expect(bob.page.locator("#e2ee-devices li").filter(has_text="Alice Liddell")).to_have_count(1)
