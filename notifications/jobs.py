@@ -130,7 +130,12 @@ def deliver(job: Job, notes: list[rules.Notification]) -> None:
             return  # taken over by another process, which does it
         for tag, group in _by_tag(notes).items():
             payloads = {
-                sub_id: {"subscription_id": sub_id, "tag": tag, "notification": note.payload()}
+                sub_id: {
+                    "subscription_id": sub_id,
+                    "tag": tag,
+                    "notification": note.payload(),
+                    "check": note.recheck(),
+                }
                 for note in group
                 for sub_id in subscriptions.get(note.user_id, [])
             }
@@ -172,7 +177,16 @@ def run_push(job: Job, context: queue.JobContext) -> None:
     subscription = PushSubscription.objects.filter(pk=job.payload.get("subscription_id")).first()
     if subscription is None:
         return  # removed meanwhile
-    status = push.send(subscription, job.payload["notification"], topic=_topic(job.payload.get("tag", "")))
+    notification = job.payload["notification"]
+    check = job.payload.get("check")
+    if check is not None:
+        if check.get("user_id") != subscription.user_id:
+            return  # the browser was taken over by another account meanwhile
+        # A retry can come long after the post: what it says is decided again now.
+        notification = rules.again(check, notification)
+        if notification is None:
+            return
+    status = push.send(subscription, notification, topic=_topic(job.payload.get("tag", "")))
     if status in (404, 410):
         log.info("Push subscription %s is gone (%s): deleted", subscription.pk, status)
         subscription.delete()

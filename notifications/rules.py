@@ -15,7 +15,7 @@ the newest replacing the older, counting what is unread ("3 new messages").
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from django.conf import settings
@@ -43,6 +43,22 @@ class Notification:
     title: str
     body: str
     url: str
+    # What the push job checks again as it sends (a retry can come long after): not sent.
+    message_id: int | None = None
+    actor_id: int | None = None
+    room_id: int | None = None
+    unread: int = 0
+
+    def recheck(self) -> dict[str, Any]:
+        """What `again` needs to decide this notification anew when it is sent."""
+        return {
+            "user_id": self.user_id,
+            "reason": self.reason,
+            "message_id": self.message_id,
+            "actor_id": self.actor_id,
+            "room_id": self.room_id,
+            "unread": self.unread,
+        }
 
     def payload(self) -> dict[str, Any]:
         return {
@@ -149,8 +165,53 @@ def for_message(message: Message, actor_id: int | None) -> list[Notification]:
             continue
         unread = len(unread_seqs) - bisect.bisect_right(unread_seqs, membership.last_read_seq)
         with translation.override(_language(user)):
-            notes.append(_compose(message, room, author, user, reason, unread))
+            note = _compose(message, room, author, user, reason, unread)
+        notes.append(replace(note, message_id=message.pk, actor_id=actor_id, unread=unread))
     return notes
+
+
+def again(check: dict[str, Any], queued: dict[str, Any]) -> dict[str, Any] | None:
+    """A queued push decided anew as it is sent, which can be long after the post (a busy
+        push service, back-off): nothing if the message was deleted or read meanwhile, the
+        person left or was removed, blocked whoever caused it, or the room was muted or
+        archived; otherwise the message as it reads now, with the person's current choices. A
+    push about being added is dropped once the person is out of the group again; others
+    (`queued`, the payload recorded) go as recorded to a person still active."""
+    user_id = check.get("user_id")
+    message_id = check.get("message_id")
+    if message_id is not None:
+        message = Message.objects.select_related("room", "author").filter(pk=message_id).first()
+        if message is None or message.is_deleted or message.room.archived_at is not None:
+            return None
+        membership = (
+            Membership.objects.filter(room_id=message.room_id, user_id=user_id, user__is_active=True)
+            .exclude(request=Membership.Request.DECLINED)
+            .select_related("user")
+            .first()
+        )
+        if membership is None or membership.last_read_seq >= message.seq:
+            return None
+        causes = {uid for uid in (message.author_id, check.get("actor_id")) if uid is not None}
+        if _blockers({membership.user_id}, causes):
+            return None
+        reason = _reason(message, message.room, membership)
+        if reason is None:
+            return None
+        user = membership.user
+        with translation.override(_language(user)):
+            note = _compose(
+                message, message.room, message.author, user, reason, int(check.get("unread") or 0)
+            )
+        return note.payload()
+    room_id = check.get("room_id")
+    if (
+        room_id is not None
+        and not Membership.objects.filter(
+            room_id=room_id, user_id=user_id, room__archived_at__isnull=True, user__is_active=True
+        ).exists()
+    ):
+        return None
+    return queued if User.objects.filter(pk=user_id, is_active=True).exists() else None
 
 
 def _compose(
@@ -204,7 +265,15 @@ def for_added(room: Room, actor_id: int | None, user_ids: list[int]) -> list[Not
             else:
                 body = gettext("You were added to %(room)s") % {"room": room.title}
             notes.append(
-                Notification(user.pk, "added", room_tag(room.pk), room.title, body, room.get_absolute_url())
+                Notification(
+                    user.pk,
+                    "added",
+                    room_tag(room.pk),
+                    room.title,
+                    body,
+                    room.get_absolute_url(),
+                    room_id=room.pk,
+                )
             )
     return notes
 

@@ -338,3 +338,87 @@ def test_finished_notification_jobs_are_deleted_after_a_day(push_service, alice,
     )
     assert push_jobs.purge_finished() == 2
     assert list(Job.objects.all()) == [export]  # other apps' jobs are theirs to keep
+
+
+# What a push says is decided again when it is sent: a retry can come long after the post.
+
+
+def _post_then_busy(push_service, alice, room, text):
+    push_service.queue(503)
+    services.do_post_message(membership(room, alice), text)
+    runner.run_pending()
+    assert push_service.deliveries == [] and Job.objects.get(kind=push_jobs.PUSH).status == Job.Status.QUEUED
+    return room.messages.get(body=text)
+
+
+def _retry(push_service):
+    make_due()
+    runner.run_pending()
+    assert Job.objects.get(kind=push_jobs.PUSH).status == Job.Status.DONE
+    return push_service.deliveries
+
+
+def test_a_message_deleted_before_its_push_went_is_not_pushed(push_service, alice, direct, bob_device):
+    message = _post_then_busy(push_service, alice, direct, "Sent to the wrong person")
+    services.do_delete_message(alice, message)
+    assert _retry(push_service) == []
+
+
+def test_a_message_edited_before_its_push_went_is_pushed_as_it_reads_now(
+    push_service, alice, direct, bob_device
+):
+    message = _post_then_busy(push_service, alice, direct, "My PIN is 1234")
+    services.do_edit_message(alice, message, "Call me")
+    [delivery] = _retry(push_service)
+    assert delivery.payload["body"] == "Call me"
+    assert b"1234" not in delivery.plaintext
+
+
+def test_someone_removed_before_the_push_went_is_not_pushed(push_service, alice, bob, group, bob_device):
+    _post_then_busy(push_service, alice, group, "Plans without Bob")
+    services.do_remove_member(alice, group, bob)
+    assert _retry(push_service) == []
+
+
+def test_a_person_blocked_before_the_push_went_is_not_heard(push_service, alice, bob, direct, bob_device):
+    from accounts.models import Block
+
+    _post_then_busy(push_service, alice, direct, "Answer me")
+    Block.objects.create(blocker=bob, blocked=alice)
+    assert _retry(push_service) == []
+
+
+def test_a_message_read_before_the_push_went_is_not_pushed(push_service, alice, bob, direct, bob_device):
+    message = _post_then_busy(push_service, alice, direct, "Seen already")
+    services.do_mark_read(membership(direct, bob), message.seq)
+    assert _retry(push_service) == []
+
+
+def test_text_turned_off_before_the_push_went_is_not_shown(push_service, alice, bob, direct, bob_device):
+    _post_then_busy(push_service, alice, direct, "The secret plan")
+    bob.push_show_text = False
+    bob.save()
+    [delivery] = _retry(push_service)
+    assert b"secret" not in delivery.plaintext
+
+
+def test_a_device_taken_over_before_the_push_went_gets_nothing_of_the_last_owner(
+    push_service, alice, carol_client, direct, bob_device
+):
+    """Carol signs in on Bob's browser and turns notifications on: Bob's queued push is not
+    shown to her."""
+    _post_then_busy(push_service, alice, direct, "For Bob only")
+    assert subscribe(carol_client, bob_device).status_code == 200
+    assert _retry(push_service) == []
+
+
+def test_someone_taken_out_of_a_group_before_being_told_they_were_added_is_not_told(
+    push_service, alice, bob, carol, bob_device
+):
+    room = services.do_create_group(alice, "Book club", [carol])
+    Job.objects.all().delete()
+    push_service.queue(503)
+    services.do_add_members(alice, room, [bob])
+    runner.run_pending()
+    services.do_remove_member(alice, room, bob)
+    assert _retry(push_service) == []
