@@ -142,15 +142,20 @@ def send_missed(user_id: int | None) -> bool:
     if address is None:
         return False
     now = timezone.now()
-    if user.missed_email_at is not None and user.missed_email_at > now - AT_MOST_EVERY:
+    previous = user.missed_email_at
+    if previous is not None and previous > now - AT_MOST_EVERY:
         # One an hour: what is still unread goes in the next one.
         if not Job.objects.filter(
             kind=MISSED_EMAIL, status=Job.Status.QUEUED, payload__user_id=user.pk
         ).exists():
             queue.enqueue(MISSED_EMAIL, {"user_id": user.pk}, run_after=user.missed_email_at + AT_MOST_EVERY)
         return False
-    missed = missed_messages(user, user.missed_email_at, now)
+    missed = missed_messages(user, previous, now)
     if not missed:
+        return False
+    # This hour's email is claimed before it is sent: two jobs for one person (queued by
+    # two processes at once) running together send one email, not two.
+    if not User.objects.filter(pk=user.pk, missed_email_at=previous).update(missed_email_at=now):
         return False
     unsubscribe = settings.SITE_URL + reverse("notifications:unsubscribe", args=[unsubscribe_token(user)])
     with translation.override(user.language or settings.LANGUAGE_CODE):
@@ -176,7 +181,11 @@ def send_missed(user_id: int | None) -> bool:
         },
     )
     mail.attach_alternative(html, "text/html")
-    # A mail server that fails raises: the job is tried again later, the same messages in it.
-    mail.send()
-    User.objects.filter(pk=user.pk).update(missed_email_at=now)
+    try:
+        mail.send()
+    except Exception:
+        # A mail server that fails raises: the job is tried again later, the same messages
+        # in it, so the claim is given back.
+        User.objects.filter(pk=user.pk, missed_email_at=now).update(missed_email_at=previous)
+        raise
     return True

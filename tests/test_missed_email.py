@@ -224,3 +224,46 @@ def test_an_encrypted_direct_message_is_emailed_without_its_text(alice, bob_want
     [sent] = mail.outbox
     assert "Alice Liddell sent you a message\n" in sent.body
     assert ciphertext not in sent.body and "Encrypted message" not in sent.body
+
+
+def test_two_processes_sending_for_the_same_person_at_once_send_one_email(
+    monkeypatch, alice, bob_wants_email, direct
+):
+    """Two fan-out jobs in two processes can each queue an email job for Bob; when both run
+    together, the second finds this hour's email taken while the first is still sending."""
+    from django.core.mail.backends.locmem import EmailBackend
+
+    services.do_post_message(membership(direct, alice), "Are you coming?")
+    runner.run_pending()
+    send = EmailBackend.send_messages
+    nested: list[bool | None] = []
+
+    def send_while_another_process_sends(self, messages):
+        if not nested:
+            nested.append(None)
+            nested[0] = missed.send_missed(bob_wants_email.pk)
+        return send(self, messages)
+
+    monkeypatch.setattr(EmailBackend, "send_messages", send_while_another_process_sends)
+    assert missed.send_missed(bob_wants_email.pk) is True
+    assert nested == [False]
+    assert len(mail.outbox) == 1
+
+
+def test_an_email_the_mail_server_refused_goes_out_on_the_retry(monkeypatch, alice, bob_wants_email, direct):
+    from django.core.mail.backends.locmem import EmailBackend
+
+    services.do_post_message(membership(direct, alice), "Are you coming?")
+    runner.run_pending()
+    send = EmailBackend.send_messages
+
+    def refuse(self, messages):
+        raise OSError("Connection refused")
+
+    monkeypatch.setattr(EmailBackend, "send_messages", refuse)
+    with pytest.raises(OSError):
+        missed.send_missed(bob_wants_email.pk)
+    monkeypatch.setattr(EmailBackend, "send_messages", send)
+    assert missed.send_missed(bob_wants_email.pk) is True
+    [sent] = mail.outbox
+    assert "Are you coming?" in sent.body
