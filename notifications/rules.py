@@ -178,6 +178,8 @@ def again(check: dict[str, Any], queued: dict[str, Any]) -> dict[str, Any] | Non
     push about being added is dropped once the person is out of the group again; others
     (`queued`, the payload recorded) go as recorded to a person still active."""
     user_id = check.get("user_id")
+    if not isinstance(user_id, int):
+        return None
     message_id = check.get("message_id")
     if message_id is not None:
         message = Message.objects.select_related("room", "author").filter(pk=message_id).first()
