@@ -190,9 +190,9 @@ def run_push(job: Job, context: queue.JobContext) -> None:
     if status in (404, 410):
         log.info("Push subscription %s is gone (%s): deleted", subscription.pk, status)
         subscription.delete()
-    elif status >= 400:
-        # The request itself is wrong (too big, a key the service refuses): sending it again
-        # would not help.
+    elif status >= 300:
+        # The request itself is wrong (too big, a key the service refuses) or sent elsewhere
+        # (a redirect, never followed): sending it again would not help.
         log.warning("The push service refused a push to subscription %s (%s)", subscription.pk, status)
 
 

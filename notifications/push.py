@@ -50,11 +50,21 @@ def allowed_endpoint(endpoint: str) -> bool:
 _local = threading.local()
 
 
+class _NoRedirects(requests.Session):
+    """Only the endpoint's host was checked (allowed_endpoint): a redirect would have the
+    server post to one nobody checked, its own network for instance. A push service
+    answering 3xx is refused like a 4xx."""
+
+    def request(self, *args: Any, **kwargs: Any) -> requests.Response:
+        kwargs["allow_redirects"] = False
+        return super().request(*args, **kwargs)
+
+
 def _session() -> requests.Session:
     """One HTTP session per thread: connections to a push service are kept and reused."""
     session = getattr(_local, "session", None)
     if session is None:
-        session = _local.session = requests.Session()
+        session = _local.session = _NoRedirects()
     return session
 
 

@@ -422,3 +422,53 @@ def test_someone_taken_out_of_a_group_before_being_told_they_were_added_is_not_t
     runner.run_pending()
     services.do_remove_member(alice, room, bob)
     assert _retry(push_service) == []
+
+
+def test_a_push_service_redirecting_elsewhere_is_not_followed(push_service, bob_client, alice, direct):
+    """The endpoint's host was checked; a redirect would make the server post to a host
+    nobody checked (its own network, say)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    reached = []
+
+    class Inside(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            reached.append(self.path)
+            self.send_response(201)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    inside = ThreadingHTTPServer(("127.0.0.1", 0), Inside)
+
+    class Redirecting(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(307)
+            self.send_header("Location", f"http://127.0.0.1:{inside.server_address[1]}/admin")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    outside = ThreadingHTTPServer(("127.0.0.1", 0), Redirecting)
+    for server in (inside, outside):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        device = {
+            **push_service.subscription(),
+            "endpoint": f"http://127.0.0.1:{outside.server_address[1]}/push/x",
+        }
+        assert subscribe(bob_client, device).status_code == 200
+        services.do_post_message(membership(direct, alice), "Hi")
+        runner.run_pending()
+        assert reached == []
+        assert Job.objects.get(kind=push_jobs.PUSH).status == Job.Status.DONE  # refused, not retried
+    finally:
+        for server in (inside, outside):
+            server.shutdown()
+            server.server_close()
