@@ -81,16 +81,29 @@ KEEP_FINISHED = dt.timedelta(days=1)
 PURGE_BATCH = 10_000
 
 
+# A purge stops after this many batches (a backlog is cleared over the next purges).
+PURGE_BATCHES_AT_MOST = 100
+
+
 def purge_finished() -> int:
-    """Delete notification jobs that ended (done or failed) over a day ago, a batch at most."""
+    """Delete notification jobs that ended (done or failed) over a day ago, a batch (one
+    short transaction) at a time until none is left: each message leaves a job per device
+    notified, so between two purges a busy room leaves many batches' worth."""
     old = Job.objects.filter(
         kind__startswith="notifications.",
         status__in=[Job.Status.DONE, Job.Status.FAILED],
         finished_at__lt=timezone.now() - KEEP_FINISHED,
     )
-    ids = list(old.values_list("pk", flat=True)[:PURGE_BATCH])
-    deleted, _kinds = Job.objects.filter(pk__in=ids).delete()
-    return deleted
+    total = 0
+    for _batch in range(PURGE_BATCHES_AT_MOST):
+        ids = list(old.values_list("pk", flat=True)[:PURGE_BATCH])
+        if not ids:
+            break
+        deleted, _kinds = Job.objects.filter(pk__in=ids).delete()
+        total += deleted
+        if len(ids) < PURGE_BATCH:
+            break
+    return total
 
 
 def run_message(job: Job, context: queue.JobContext) -> None:

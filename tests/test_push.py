@@ -472,3 +472,16 @@ def test_a_push_service_redirecting_elsewhere_is_not_followed(push_service, bob_
         for server in (inside, outside):
             server.shutdown()
             server.server_close()
+
+
+def test_the_purge_keeps_up_with_rooms_where_everyone_has_a_device(monkeypatch):
+    """A purge comes every PURGE_EVERY message jobs, and each message leaves a job per
+    device notified: a 50-member room leaves 50 times more than a batch's share. Every
+    purge clears all that ended over a day ago, a batch at a time, not just one batch."""
+    monkeypatch.setattr(push_jobs, "PURGE_BATCH", 10)
+    old = timezone.now() - dt.timedelta(days=2)
+    Job.objects.bulk_create(
+        [Job(kind=push_jobs.PUSH, status=Job.Status.DONE, finished_at=old, payload={}) for _ in range(35)]
+    )
+    assert push_jobs.purge_finished() == 35
+    assert not Job.objects.exists()
