@@ -8,6 +8,7 @@ import binascii
 from cryptography.hazmat.primitives.asymmetric import ec
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -76,6 +77,21 @@ def do_confirm_device(user: User, endpoint: str) -> bool:
     return bool(
         PushSubscription.objects.filter(user=user, endpoint=endpoint).update(last_used_at=timezone.now())
     )
+
+
+# The session remembers the device it was used on (set when the page subscribes or
+# confirms the device): signing out stops that device's notifications, so whoever uses a
+# shared browser next does not see the last person's messages.
+SESSION_ENDPOINT = "push_endpoint"
+
+
+def signed_out(sender: object, request: HttpRequest | None, user: User | None, **kwargs: object) -> None:
+    """django.contrib.auth's user_logged_out: sent before the session is flushed."""
+    if request is None or user is None or not hasattr(request, "session"):
+        return
+    endpoint = request.session.get(SESSION_ENDPOINT)
+    if isinstance(endpoint, str):
+        do_unsubscribe(user, endpoint)
 
 
 def do_unsubscribe(user: User, endpoint: str) -> bool:

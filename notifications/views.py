@@ -104,6 +104,7 @@ def subscribe(request: SignedInRequest) -> JsonResponse:
         # A page saying the device is still in use: never takes another account's device over.
         endpoint = data.get("endpoint")
         if isinstance(endpoint, str) and services.do_confirm_device(request.user, endpoint):
+            request.session[services.SESSION_ENDPOINT] = endpoint
             return JsonResponse({"confirmed": True})
         return JsonResponse({"error": _("This device is not one of yours.")}, status=404)
     keys = data["keys"] if isinstance(data.get("keys"), dict) else {}
@@ -117,6 +118,8 @@ def subscribe(request: SignedInRequest) -> JsonResponse:
         )
     except ValidationError as exc:
         return JsonResponse({"error": exc.messages[0]}, status=400)
+    # Signing out of this session stops this device's notifications (services.signed_out).
+    request.session[services.SESSION_ENDPOINT] = subscription.endpoint
     return JsonResponse({"id": subscription.pk, "browser": subscription.browser})
 
 

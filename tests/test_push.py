@@ -485,3 +485,40 @@ def test_the_purge_keeps_up_with_rooms_where_everyone_has_a_device(monkeypatch):
     )
     assert push_jobs.purge_finished() == 35
     assert not Job.objects.exists()
+
+
+# Signing out
+
+
+def test_signing_out_stops_this_devices_notifications(push_service, alice, bob, bob_client, direct):
+    """On a shared computer, whoever uses the browser next must not see Bob's messages pop up."""
+    device = push_service.subscription()
+    assert subscribe(bob_client, device).status_code == 200
+    other = push_service.subscription()  # Bob's phone
+    PushSubscription.objects.create(
+        user=bob, endpoint=other["endpoint"], p256dh=other["keys"]["p256dh"], auth=other["keys"]["auth"]
+    )
+    assert bob_client.post(reverse("account_logout")).status_code == 302
+    assert list(PushSubscription.objects.values_list("endpoint", flat=True)) == [other["endpoint"]]
+    services.do_post_message(membership(direct, alice), "Still there?")
+    runner.run_pending()
+    assert [d.endpoint for d in push_service.wait_for(1)] == [other["endpoint"]]
+
+
+def test_a_device_confirmed_in_a_new_session_is_forgotten_when_it_signs_out(
+    push_service, bob, bob_client, client, bob_device
+):
+    """A browser signed in again (a new session) confirms its device: signing out of that
+    session stops it too. The page asks for that confirmation while the session does not
+    know the device."""
+    client.force_login(bob)
+    page = client.get(reverse("rooms:index")).content.decode()
+    assert 'data-push-session="new"' in page
+    confirm = {**bob_device, "confirm": True}
+    response = client.post(
+        reverse("notifications:subscribe"), json.dumps(confirm), content_type="application/json"
+    )
+    assert response.status_code == 200
+    assert 'data-push-session="known"' in client.get(reverse("rooms:index")).content.decode()
+    client.post(reverse("account_logout"))
+    assert not PushSubscription.objects.exists()

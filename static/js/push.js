@@ -56,12 +56,16 @@ async function currentSubscription() {
   return ready.pushManager.getSubscription();
 }
 
-/** Once an hour a signed-in page tells the server this device is still in use ("last used"). */
+/**
+ * Once an hour a signed-in page tells the server this device is still in use ("last used"),
+ * and at once in a session that does not know the device yet: signing out of that session
+ * stops its notifications.
+ */
 async function confirmSubscription() {
   const url = document.body.dataset.pushConfirmUrl;
   if (!url) return;
   const last = Number(localStorage.getItem(CONFIRMED_KEY) || 0);
-  if (Date.now() - last < CONFIRM_EVERY_MS) return;
+  if (document.body.dataset.pushSession === "known" && Date.now() - last < CONFIRM_EVERY_MS) return;
   const subscription = await currentSubscription();
   if (!subscription) return;
   const response = await postJSON(url, { ...subscription.toJSON(), confirm: true });
