@@ -146,7 +146,9 @@ def deliver(job: Job, notes: list[rules.Notification]) -> None:
                 sub_id: {
                     "subscription_id": sub_id,
                     "tag": tag,
-                    "notification": note.payload(),
+                    # A message's push is written as it is sent (rules.again): the job
+                    # never holds a copy of a text its author may delete or edit.
+                    "notification": note.payload() if note.message_id is None else {},
                     "check": note.recheck(),
                 }
                 for note in group

@@ -522,3 +522,14 @@ def test_a_device_confirmed_in_a_new_session_is_forgotten_when_it_signs_out(
     assert 'data-push-session="known"' in client.get(reverse("rooms:index")).content.decode()
     client.post(reverse("account_logout"))
     assert not PushSubscription.objects.exists()
+
+
+def test_the_jobs_table_never_holds_a_messages_text(push_service, alice, direct, bob_device):
+    """A deleted or edited message's text is gone from the messages table at once; the push
+    jobs (kept a day) must not keep a copy: a message's push is written as it is sent."""
+    message = _post_then_busy(push_service, alice, direct, "Delete me soon")
+    assert "Delete me soon" not in json.dumps(list(Job.objects.values_list("payload", flat=True)))
+    [delivery] = _retry(push_service)
+    assert delivery.payload["body"] == "Delete me soon"
+    services.do_delete_message(alice, message)
+    assert "Delete me soon" not in json.dumps(list(Job.objects.values_list("payload", flat=True)))
