@@ -267,3 +267,15 @@ def test_an_email_the_mail_server_refused_goes_out_on_the_retry(monkeypatch, ali
     assert missed.send_missed(bob_wants_email.pk) is True
     [sent] = mail.outbox
     assert "Are you coming?" in sent.body
+
+
+def test_a_french_reader_gets_the_email_in_french(alice, bob_wants_email, direct):
+    bob_wants_email.language = "fr"
+    bob_wants_email.save()
+    services.do_post_message(membership(direct, alice), "Tu viens ?")
+    run_due()
+    [sent] = mail.outbox
+    assert sent.subject == "Vous avez manqué 1 message sur Calpico"
+    html = sent.alternatives[0][0]
+    assert '<html lang="fr">' in html
+    assert "Tu viens ?" in sent.body
