@@ -533,3 +533,18 @@ def test_the_jobs_table_never_holds_a_messages_text(push_service, alice, direct,
     assert delivery.payload["body"] == "Delete me soon"
     services.do_delete_message(alice, message)
     assert "Delete me soon" not in json.dumps(list(Job.objects.values_list("payload", flat=True)))
+
+
+def test_nobody_removes_or_forgets_another_persons_device(push_service, alice_client, bob, bob_device):
+    device = PushSubscription.objects.get(user=bob)
+    response = alice_client.post(reverse("notifications:remove_device", args=[device.pk]))
+    assert response.status_code == 302
+    response = alice_client.post(
+        reverse("notifications:unsubscribe_device"),
+        json.dumps({"endpoint": bob_device["endpoint"]}),
+        content_type="application/json",
+    )
+    assert response.json() == {"removed": False}
+    assert PushSubscription.objects.get() == device
+    page = alice_client.get(reverse("rooms:notifications")).content.decode()
+    assert bob_device["endpoint"] not in page
