@@ -14,7 +14,8 @@ on it in one transaction holding the room's lock:
 - silent: nothing in the room.
 
 The guards are checked there, with the room as it is then: never two unprompted replies
-without a person's message between them, at most ASSISTANT_AUTO_REPLIES_PER_HOUR a room,
+without a person's message between them (nor an unprompted one right after any reply of
+its own, such as a mention answered while the turn waited for its pause), at most ASSISTANT_AUTO_REPLIES_PER_HOUR a room,
 none while a reply is on its way, none during a quiet hour. A held-back decision is stored
 as silent with the reason why. An answer that cannot be read is silence, logged (without
 the conversation). Every decision keeps its tokens, its choice and its reason on the run
@@ -129,16 +130,26 @@ def held_back(room: Room, run: AssistantRun, action: str) -> str:
     replies = AssistantRun.objects.filter(room=room, kind=AssistantRun.Kind.REPLY)
     if replies.filter(status__in=(AssistantRun.Status.QUEUED, AssistantRun.Status.RUNNING)).exists():
         return "a reply is already on its way"
-    last = replies.filter(unprompted=True).select_related("reply").order_by("-id").first()
-    if last is not None:
-        people_since = Message.objects.filter(
-            room=room,
-            kind=Message.Kind.TEXT,
-            deleted_at__isnull=True,
-            seq__gt=last.reply.seq if last.reply else 0,
+    people = Message.objects.filter(room=room, kind=Message.Kind.TEXT, deleted_at__isnull=True)
+    # An unprompted reply that never got a message (failed before it was shown) said
+    # nothing: it holds nothing back.
+    last = (
+        replies.filter(unprompted=True, reply__isnull=False).select_related("reply").order_by("-id").first()
+    )
+    if last is not None and last.reply is not None and not people.filter(seq__gt=last.reply.seq).exists():
+        return "nobody has written since its last unprompted reply"
+    # Nor right after any reply of its own (a mention answered while this turn waited for
+    # its pause): two assistant messages in a row without a person between them.
+    spoke = (
+        Message.objects.filter(
+            room=room, kind=Message.Kind.ASSISTANT, deleted_at__isnull=True, state=Message.State.DONE
         )
-        if last.reply is None or not people_since.exists():
-            return "nobody has written since its last unprompted reply"
+        .order_by("-seq")
+        .values_list("seq", flat=True)
+        .first()
+    )
+    if spoke is not None and not people.filter(seq__gt=spoke).exists():
+        return "nobody has written since it last spoke"
     hour_ago = timezone.now() - dt.timedelta(hours=1)
     if (
         replies.filter(unprompted=True, created_at__gte=hour_ago).count()

@@ -461,3 +461,42 @@ def test_with_the_rooms_budget_used_up_it_decides_nothing(fake_openai, alice, bo
     runner.run_pending()
     say(group, bob, "still nice")
     assert len(decisions(group)) == 1
+
+
+def test_an_unprompted_reply_that_never_spoke_does_not_silence_the_room(fake_openai, bob, carol, group):
+    # An unprompted reply that ended before it had a message (its process died twice
+    # before showing it: recovery fails it without one) said nothing in the room.
+    first = say(group, bob, "what is the boiling point of water?")
+    AssistantRun.objects.create(
+        room=group,
+        kind=AssistantRun.Kind.REPLY,
+        status=AssistantRun.Status.FAILED,
+        requested_by=bob,
+        trigger=first,
+        unprompted=True,
+        error_code="interrupted",
+    )
+    AssistantRun.objects.filter(kind=AssistantRun.Kind.DECISION).delete()
+    fake_openai.queue_decision("respond", "A question.")
+    say(group, carol, "and at altitude?")
+    runner.run_pending()
+    assert decisions(group)[-1].decision == "respond", decisions(group)[-1].reason
+    assert len(replies(group)) == 1
+
+
+def test_no_unprompted_reply_right_after_it_answered_a_mention(settings, fake_openai, bob, carol, group):
+    # Bob's question waits for its pause; meanwhile Carol mentions the assistant, which
+    # answers at once. The decision about Bob's turn then must not speak again before a
+    # person has: two assistant messages in a row is the flood the guards are there for.
+    settings.ASSISTANT_DECIDE_PAUSE_SECONDS = 60
+    say(group, bob, "does anyone know when the museum opens?")
+    fake_openai.reply("It opens at 9.")
+    say(group, carol, "@assistant when does the museum open?")
+    runner.run_pending()  # the mention's reply; the decision still waits for its pause
+    assert len(replies(group)) == 1 and decisions(group)[0].status == AssistantRun.Status.QUEUED
+    AssistantRun.objects.filter(kind=AssistantRun.Kind.DECISION).update(not_before=None)
+    fake_openai.queue_decision("respond", "Bob asked the group.")
+    runner.run_pending()
+    assert len(replies(group)) == 1
+    held = decisions(group)[-1]
+    assert held.decision == "silent" and "nobody has written since it last spoke" in held.reason
