@@ -175,9 +175,14 @@ def do_clear_summary(user: User, room: Room) -> AssistantSettings:
         had = bool(assistant.summary)
         assistant.summary, assistant.summary_updated_at = "", None
         assistant.save()
+        # Queued or being made: a summary in the making folds in the one cleared now, and
+        # stored afterwards it would bring it back (`apply_summary` stores only its own
+        # running run's).
         AssistantRun.objects.filter(
-            room=room, kind=AssistantRun.Kind.SUMMARY, status=AssistantRun.Status.QUEUED
-        ).update(status=AssistantRun.Status.CANCELLED, finished_at=timezone.now())
+            room=room,
+            kind=AssistantRun.Kind.SUMMARY,
+            status__in=(AssistantRun.Status.QUEUED, AssistantRun.Status.RUNNING),
+        ).update(status=AssistantRun.Status.CANCELLED, finished_at=timezone.now(), worker="")
         if had:
             do_post_system_message(room.pk, "assistant_summary_cleared", actor=user)
     return assistant

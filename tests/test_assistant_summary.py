@@ -129,3 +129,23 @@ def test_a_failed_summary_keeps_the_previous_one(fake_openai, alice, long_room):
     run = AssistantRun.objects.get(room=long_room, kind=AssistantRun.Kind.SUMMARY)
     assert run.status == AssistantRun.Status.FAILED
     assert AssistantSettings.objects.get(room=long_room).summary == "Earlier summary."
+
+
+def test_a_summary_cleared_while_it_is_being_made_stays_cleared(fake_openai, alice, bob_client, long_room):
+    # The summary being made folds in the previous one: stored after a clear, it would
+    # bring back what a member just asked the assistant to forget.
+    AssistantSettings.objects.filter(room=long_room).update(
+        summary="Bob's surprise party is on Friday.", summary_through_seq=1
+    )
+    AssistantRun.objects.create(room=long_room, kind=AssistantRun.Kind.SUMMARY)
+    claimed = runs.claim_next("here:1:abc")
+    assert claimed is not None and claimed.kind == AssistantRun.Kind.SUMMARY
+    assert "surprise party" in claimed.prompt[1]["content"]
+    response = bob_client.post(reverse("assistant:clear_summary", args=[long_room.pk]))
+    assert response.status_code in (200, 204, 302)
+    from assistant.summary import apply_summary
+
+    assert apply_summary(claimed, "Bob's surprise party is on Friday; they meet in Lyon.", None) is False
+    assistant = AssistantSettings.objects.get(room=long_room)
+    assert assistant.summary == ""
+    assert AssistantRun.objects.get(pk=claimed.run_id).status == AssistantRun.Status.CANCELLED
