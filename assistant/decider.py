@@ -15,11 +15,11 @@ on it in one transaction holding the room's lock:
 
 The guards are checked there, with the room as it is then: never two unprompted replies
 without a person's message between them (nor an unprompted one right after any reply of
-its own, such as a mention answered while the turn waited for its pause), at most ASSISTANT_AUTO_REPLIES_PER_HOUR a room,
-none while a reply is on its way, none during a quiet hour. A held-back decision is stored
-as silent with the reason why. An answer that cannot be read is silence, logged (without
-the conversation). Every decision keeps its tokens, its choice and its reason on the run
-(the admin's run list).
+its own, such as a mention answered while the turn waited for its pause), at most
+ASSISTANT_AUTO_REPLIES_PER_HOUR a room, none while a reply is on its way, none during a
+quiet hour. A held-back decision is stored as silent with the reason why. An answer that
+cannot be read is silence, logged (without the conversation). Every decision keeps its
+tokens, its choice and its reason on the run (the admin's run list).
 """
 
 from __future__ import annotations

@@ -9,8 +9,12 @@ part of the person's message, never rendered anywhere.
 
 from __future__ import annotations
 
+import json
 import logging
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from django.conf import settings
 
@@ -76,6 +80,7 @@ TEXT_EXTENSIONS = frozenset(
 )
 # A PDF's pages read at most, whatever fits: extraction costs CPU per page.
 MAX_PDF_PAGES = 300
+PDF_SCRIPT = Path(__file__).with_name("pdf_text.py")
 
 
 @dataclass(frozen=True)
@@ -123,18 +128,30 @@ def _read_text(handle, name: str, limit: int) -> FileText:
 
 
 def _read_pdf(handle, name: str, limit: int) -> FileText:
-    import pypdf
-
-    reader = pypdf.PdfReader(handle)
-    if reader.is_encrypted:
+    """Through `assistant/pdf_text.py` in a process of its own, within
+    ASSISTANT_FILE_SECONDS: a PDF that takes longer is read as far as it got, or not at all."""
+    seconds = settings.ASSISTANT_FILE_SECONDS
+    try:
+        done = subprocess.run(  # noqa: S603  # our own script, no shell
+            [sys.executable, str(PDF_SCRIPT), str(limit), str(MAX_PDF_PAGES), str(seconds)],
+            input=handle.read(),
+            capture_output=True,
+            timeout=seconds + 5,  # starting Python and pypdf, then it is killed
+            check=True,
+        )
+        found = json.loads(done.stdout)
+    except subprocess.TimeoutExpired:
+        log.warning("Reading an attached PDF for the assistant took too long")
+        return FileText("", f"Could not read {name}: it took too long.")
+    except (subprocess.CalledProcessError, ValueError):
+        log.warning("Could not read an attached PDF for the assistant")
+        return FileText("", f"Could not read {name}.")
+    if found["encrypted"]:
         return FileText("", f"Could not read {name}: it is protected by a password.")
-    total = len(reader.pages)
+    total = found["total"]
     parts: list[str] = []
     used = 0
-    found_text = False
-    for number, page in enumerate(reader.pages[:MAX_PDF_PAGES], start=1):
-        text = (page.extract_text() or "").strip()
-        found_text = found_text or bool(text)
+    for number, text in enumerate(found["pages"], start=1):
         piece = f"[page {number}]\n{text}\n"
         if used + len(piece) > limit:
             if not parts:  # not even the first page fits: its beginning
@@ -142,8 +159,9 @@ def _read_pdf(handle, name: str, limit: int) -> FileText:
             return FileText("".join(parts), f"Read the first {number - 1} of {total} pages of {name}.")
         parts.append(piece)
         used += len(piece)
-    if total > MAX_PDF_PAGES:
-        return FileText("".join(parts), f"Read the first {MAX_PDF_PAGES} of {total} pages of {name}.")
-    if not found_text:
+    read = len(found["pages"])
+    if read < total:
+        return FileText("".join(parts), f"Read the first {read} of {total} pages of {name}.")
+    if not any(found["pages"]):
         return FileText("", f"Found no text in {name} (a scan?).")
     return FileText("".join(parts))

@@ -429,6 +429,8 @@ ASSISTANT_SUMMARY_KEEP_RECENT = env_int("ASSISTANT_SUMMARY_KEEP_RECENT", 40)
 ASSISTANT_SUMMARY_INPUT_TOKENS = env_int("ASSISTANT_SUMMARY_INPUT_TOKENS", 4000)
 # The most of an attached file (PDF, text, code) the assistant reads, in estimated tokens.
 ASSISTANT_FILE_TOKENS = env_int("ASSISTANT_FILE_TOKENS", 3000)
+# The longest reading an attached PDF may take (in a process of its own, assistant/pdf_text.py).
+ASSISTANT_FILE_SECONDS = env_float("ASSISTANT_FILE_SECONDS", 10.0)
 # Web search (assistant/search.py): a SearxNG instance's search URL (its JSON format on),
 # e.g. http://127.0.0.1:8888/search; empty: the assistant has no web search.
 SEARCH_URL = env("SEARCH_URL")

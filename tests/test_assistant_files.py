@@ -8,10 +8,10 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from assistant import runner, services
-from assistant.files import read_for_assistant
+from assistant.files import FileText, read_for_assistant
 from assistant.models import ReplyMode
 from rooms.models import Message
-from tests.pdfs import text_pdf
+from tests.pdfs import slow_pdf, text_pdf
 
 
 def send_file(client, room, data, *, name, body, content_type):
@@ -118,3 +118,25 @@ def test_reading_unit_cases():
     broken = read_for_assistant(Stored(b"%PDF-1.4 not really"), "bad.pdf", "application/pdf", max_chars=100)
     assert broken is not None and broken.text == "" and broken.note == "Could not read bad.pdf."
     assert read_for_assistant(Stored(b"\x89PNG"), "x.png", "image/png") is None
+
+
+def test_a_pdf_that_costs_minutes_to_read_is_cut_short(settings):
+    # 300 pages of a few kilobytes, each costing pypdf a second or more: read within
+    # ASSISTANT_FILE_SECONDS (in a process of its own), as far as it got, and said so.
+    settings.ASSISTANT_FILE_SECONDS = 1.0
+    data = slow_pdf(300, 8000)
+    assert len(data) < 100_000
+    read = read_for_assistant(Stored(data), "slow.pdf", "application/pdf", max_chars=12000)
+    assert read is not None and read.text.count("[page ") < 300
+    assert read.note.startswith("Read the first ") and read.note.endswith(" of 300 pages of slow.pdf.")
+
+
+def test_a_password_protected_pdf_is_not_read_and_says_why():
+    import pypdf
+
+    writer = pypdf.PdfWriter(clone_from=pypdf.PdfReader(io.BytesIO(text_pdf(["secret page"]))))
+    writer.encrypt("hunter2", algorithm="RC4-128")
+    locked = io.BytesIO()
+    writer.write(locked)
+    read = read_for_assistant(Stored(locked.getvalue()), "locked.pdf", "application/pdf", max_chars=1000)
+    assert read == FileText("", "Could not read locked.pdf: it is protected by a password.")
