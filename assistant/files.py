@@ -100,6 +100,11 @@ def readable_kind(name: str, file_type: str) -> str:
     return ""
 
 
+def reads_slowly(message) -> bool:
+    """Whether reading the message's file for the assistant may take long (a PDF)."""
+    return bool(message.file_name) and readable_kind(message.file_name, message.file_type) == "pdf"
+
+
 def read_for_assistant(field, name: str, file_type: str, max_chars: int | None = None) -> FileText | None:
     """The text of the stored file `field` (a FieldFile) within `max_chars`, or None if it is
     not a kind the assistant reads."""

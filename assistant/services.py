@@ -21,6 +21,7 @@ from django.utils.translation import gettext_lazy
 
 from accounts.models import User
 from assistant import budget, dispatch
+from assistant.files import reads_slowly
 from assistant.models import (
     NAME_MAX_LENGTH,
     PERSONALITY_MAX_LENGTH,
@@ -305,6 +306,11 @@ def _queue(
     # after commit.
     runner = dispatch.installed()
     here = None if unfinished or runner is None or not runner.has_free_slot() else runner.worker
+    if here is not None and kind == AssistantRun.Kind.REPLY and reads_slowly(trigger):
+        # Prepared right here, before the room is shown the post, a run would read its PDF
+        # (in a process of its own, up to ASSISTANT_FILE_SECONDS) on the post's path: the
+        # runner's own thread does it instead.
+        here = None
     fields = AssistantRun.running(here, kind, attempts=1) if here else {}
     try:
         with transaction.atomic():

@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from assistant import runner, services
 from assistant.files import FileText, read_for_assistant
-from assistant.models import ReplyMode
+from assistant.models import AssistantRun, ReplyMode
 from rooms.models import Message
 from tests.pdfs import slow_pdf, text_pdf
 
@@ -140,3 +140,52 @@ def test_a_password_protected_pdf_is_not_read_and_says_why():
     writer.write(locked)
     read = read_for_assistant(Stored(locked.getvalue()), "locked.pdf", "application/pdf", max_chars=1000)
     assert read == FileText("", "Could not read locked.pdf: it is protected by a password.")
+
+
+class FreeRunner:
+    """This process's runner, always with a free slot; starts nothing (the test looks at
+    how the post created the run)."""
+
+    worker = "here:1:abc"
+
+    def has_free_slot(self):
+        return True
+
+    def start_created(self, run_id):
+        return True
+
+    def show_started(self, run_id):
+        pass
+
+    def notify_threadsafe(self):
+        pass
+
+    def stop_run_threadsafe(self, run_id):
+        pass
+
+
+def test_a_reply_to_a_pdf_never_starts_on_the_post_path(settings, alice, bob_client, group):
+    # A run created running is prepared (its file read) in the thread that committed the
+    # post, before the room is shown the message: a PDF, read in a process of its own for
+    # up to ASSISTANT_FILE_SECONDS, is left to the runner's own thread instead.
+    from assistant import dispatch
+
+    settings.OPENAI_API_KEY = "configured"
+    dispatch.install(FreeRunner())
+    try:
+        send_file(bob_client, group, b"text", name="a.txt", body="@assistant hi", content_type="text/plain")
+        text_run = AssistantRun.objects.get(room=group)
+        assert text_run.worker == FreeRunner.worker  # created running, for this process's runner
+        AssistantRun.objects.filter(room=group).update(status=AssistantRun.Status.DONE, worker="")
+        send_file(
+            bob_client,
+            group,
+            text_pdf(["page one"]),
+            name="report.pdf",
+            body="@assistant summarise this",
+            content_type="application/pdf",
+        )
+    finally:
+        dispatch.install(None)
+    pdf_run = AssistantRun.objects.filter(room=group).latest("id")
+    assert pdf_run.status == AssistantRun.Status.QUEUED and pdf_run.worker == ""
