@@ -164,6 +164,21 @@ def apply_summary(claimed: Any, text: str, usage: Any, error: str = "") -> bool:
     return True
 
 
+def forget_removed_message(message: Message) -> None:
+    """A message was deleted or removed (the rooms hook, inside its transaction): if the
+    summary covers it, the summary goes, and the messages it covered are read raw again
+    (and summarised anew, without it). A summary being made may have read it: dropped too."""
+    summaries = AssistantRun.objects.filter(
+        room_id=message.room_id,
+        kind=AssistantRun.Kind.SUMMARY,
+        status__in=(AssistantRun.Status.QUEUED, AssistantRun.Status.RUNNING),
+    )
+    summaries.update(status=AssistantRun.Status.CANCELLED, finished_at=timezone.now(), worker="")
+    AssistantSettings.objects.filter(room_id=message.room_id, summary_through_seq__gte=message.seq).update(
+        summary="", summary_through_seq=0, summary_updated_at=None
+    )
+
+
 def do_clear_summary(user: User, room: Room) -> AssistantSettings:
     """Any member: the assistant forgets its summary of the room (and the messages it
     covered are not sent raw either); the room is told who cleared it."""

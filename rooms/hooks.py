@@ -40,12 +40,14 @@ ReportSnapshot = Callable[[Message, dict[str, Any]], None]
 MessageAppended = Callable[[Message, int | None], None]
 MembersAdded = Callable[[Room, int | None, list[int]], None]
 NoticeCreated = Callable[[Notice], None]
+MessageRemoved = Callable[[Message], None]
 
 _message_stored: list[MessageStored] = []
 _report_snapshot: list[ReportSnapshot] = []
 _message_appended: list[MessageAppended] = []
 _members_added: list[MembersAdded] = []
 _notice_created: list[NoticeCreated] = []
+_message_removed: list[MessageRemoved] = []
 
 
 def on_message_stored(hook: MessageStored) -> None:
@@ -108,3 +110,16 @@ def notice_created(notice: Notice) -> None:
     """Called by the moderation service inside its transaction."""
     for hook in _notice_created:
         hook(notice)
+
+
+def on_message_removed(hook: MessageRemoved) -> None:
+    """Register `hook(message)`, called when a message is deleted or removed (the
+    assistant: its room's summary must not keep what the message said)."""
+    if hook not in _message_removed:
+        _message_removed.append(hook)
+
+
+def message_removed(message: Message) -> None:
+    """Called by `rooms.services.messages._remove_message` inside its transaction."""
+    for hook in _message_removed:
+        hook(message)

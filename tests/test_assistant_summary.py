@@ -149,3 +149,39 @@ def test_a_summary_cleared_while_it_is_being_made_stays_cleared(fake_openai, ali
     assistant = AssistantSettings.objects.get(room=long_room)
     assert assistant.summary == ""
     assert AssistantRun.objects.get(pk=claimed.run_id).status == AssistantRun.Status.CANCELLED
+
+
+def test_a_deleted_message_leaves_the_summary(fake_openai, alice, long_room):
+    # A message folded into the summary and then deleted must not live on in it (shown to
+    # every member in settings, sent with every reply): the summary is made again, from the
+    # messages still there, and one being made meanwhile is dropped.
+    fake_openai.reply("Alice said fact three.")
+    ask(long_room, alice)
+    assistant = AssistantSettings.objects.get(room=long_room)
+    assert assistant.summary and assistant.summary_through_seq
+    covered = Message.objects.get(room=long_room, body="old fact number 3")
+    assert covered.seq <= assistant.summary_through_seq
+    AssistantRun.objects.create(room=long_room, kind=AssistantRun.Kind.SUMMARY)
+    room_services.do_delete_message(alice, covered)
+    assistant.refresh_from_db()
+    assert assistant.summary == "" and assistant.summary_through_seq == 0
+    assert not AssistantRun.objects.filter(
+        room=long_room, kind=AssistantRun.Kind.SUMMARY, status__in=("queued", "running")
+    ).exists()
+    # The next reply reads the remaining old messages raw again (and queues a new summary).
+    fake_openai.reply("Noted.")
+    ask(long_room, alice, "@assistant what now?")
+    prompt = str(fake_openai.reply_requests()[-1]["messages"])
+    assert "old fact number 2" in prompt and "old fact number 3" not in prompt
+
+
+def test_deleting_a_message_the_summary_does_not_cover_keeps_it(fake_openai, alice, long_room):
+    fake_openai.reply(SUMMARY)
+    ask(long_room, alice)
+    assistant = AssistantSettings.objects.get(room=long_room)
+    newest = Message.objects.filter(room=long_room, seq__gt=assistant.summary_through_seq).exclude(
+        kind="system"
+    )
+    room_services.do_delete_message(alice, newest.filter(author=alice).latest("seq"))
+    assistant.refresh_from_db()
+    assert assistant.summary == SUMMARY

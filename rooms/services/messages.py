@@ -431,6 +431,7 @@ def _remove_message(message: Message, *, removed_by: str) -> Message:
             ]
         )
         search.index_message(message)  # leaves the index
+        hooks.message_removed(message)  # and the assistant's summary of the room
         announce_on_commit(live.announce_message_changed, message)
         for storage, name in stored:
             # A deleted message's picture or file is gone too, once the delete is sure to stand.
