@@ -439,11 +439,15 @@ def _queue_decision(room: Room, trigger: Message) -> None:
     )
 
 
-def do_quiet_for_an_hour(user: User, room: Room) -> AssistantSettings:
-    """Any member: the assistant answers only mentions for the next hour, as the room is told."""
+def do_quiet_for_an_hour(user: User, room: Room) -> bool:
+    """Any member: the assistant answers only mentions for the next hour, as the room is told.
+    Only a room set to Automatically has anything to quiet, and a second press within the
+    hour changes nothing (nor tells the room again). Returns whether it changed."""
     with transaction.atomic():
         room = Room.objects.select_for_update().get(pk=room.pk)
         assistant = settings_for(room)
+        if room.encrypted or assistant.reply_mode != ReplyMode.AUTO or is_quiet(assistant):
+            return False
         assistant.quiet_until = timezone.now() + dt.timedelta(hours=1)
         assistant.save()
         # Whatever it was about to decide is dropped: nobody wants it now.
@@ -451,7 +455,7 @@ def do_quiet_for_an_hour(user: User, room: Room) -> AssistantSettings:
             room=room, kind=AssistantRun.Kind.DECISION, status=AssistantRun.Status.QUEUED
         ).update(status=AssistantRun.Status.CANCELLED, finished_at=timezone.now())
         do_post_system_message(room.pk, "assistant_quiet_hour", actor=user)
-    return assistant
+    return True
 
 
 # Stop and retry

@@ -127,8 +127,7 @@ def quiet(request, room_id: int):
             "cancel_url": back,
         }
         return render(request, "confirm.html", context)
-    services.do_quiet_for_an_hour(request.user, room)
-    if not request.htmx:
+    if services.do_quiet_for_an_hour(request.user, room) and not request.htmx:
         messages.success(request, _("The assistant stays quiet for an hour."))
     return _back(request, back)
 

@@ -500,3 +500,20 @@ def test_no_unprompted_reply_right_after_it_answered_a_mention(settings, fake_op
     assert len(replies(group)) == 1
     held = decisions(group)[-1]
     assert held.decision == "silent" and "nobody has written since it last spoke" in held.reason
+
+
+def test_pressing_quiet_again_does_not_fill_the_room_with_notices(alice, bob_client, group):
+    # Any member may press it: a second press within the hour changes nothing, and says
+    # nothing more (a member could otherwise post system messages at will).
+    url = reverse("assistant:quiet", args=[group.pk])
+    for _ in range(3):
+        assert bob_client.post(url).status_code == 302
+    notes = Message.objects.filter(room=group, kind=Message.Kind.SYSTEM, event="assistant_quiet_hour")
+    assert notes.count() == 1
+
+
+def test_quiet_applies_only_to_automatically(alice, bob_client, group):
+    services.do_update_assistant(alice, group, name="Assistant", personality="", reply_mode=ReplyMode.MENTION)
+    response = bob_client.post(reverse("assistant:quiet", args=[group.pk]))
+    assert response.status_code in (302, 400)
+    assert not Message.objects.filter(room=group, event="assistant_quiet_hour").exists()
