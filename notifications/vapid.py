@@ -33,8 +33,11 @@ def _load() -> Vapid02:
         )
         # Written whole or not at all: two processes starting together keep one key.
         partial = path.with_name(f".{path.name}.{os.getpid()}")
-        partial.write_bytes(pem)
-        partial.chmod(0o600)
+        # Created private (never readable by another account, even for a moment).
+        partial.unlink(missing_ok=True)
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(pem)
         try:
             os.link(partial, path)
         except FileExistsError:

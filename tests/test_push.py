@@ -548,3 +548,29 @@ def test_nobody_removes_or_forgets_another_persons_device(push_service, alice_cl
     assert PushSubscription.objects.get() == device
     page = alice_client.get(reverse("rooms:notifications")).content.decode()
     assert bob_device["endpoint"] not in page
+
+
+# The server's VAPID key
+
+
+def test_the_vapid_key_is_written_once_readable_by_the_server_only(settings, tmp_path, monkeypatch):
+    """Generated into var/ with no moment when another account on the host could read it
+    (the file is created private, not made private afterwards)."""
+    import os
+    import stat
+    from pathlib import Path
+
+    from notifications import vapid
+
+    settings.VAPID_PRIVATE_KEY = ""
+    settings.VAPID_PRIVATE_KEY_FILE = tmp_path / "vapid_private_key.pem"
+    monkeypatch.setattr(Path, "chmod", lambda self, mode: None)  # "afterwards" never comes
+    old = os.umask(0o022)
+    try:
+        first = vapid._load()
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE(settings.VAPID_PRIVATE_KEY_FILE.stat().st_mode)
+    assert mode == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["vapid_private_key.pem"]
+    assert vapid._load().public_key.public_numbers() == first.public_key.public_numbers()
