@@ -106,7 +106,11 @@ def subscribe(request: SignedInRequest) -> JsonResponse:
         if isinstance(endpoint, str) and services.do_confirm_device(request.user, endpoint):
             request.session[services.SESSION_ENDPOINT] = endpoint
             return JsonResponse({"confirmed": True})
-        return JsonResponse({"error": _("This device is not one of yours.")}, status=404)
+        # Not listed for this person (signed out and in again, removed elsewhere): a
+        # routine answer, which the page remembers for the hour like a confirmation.
+        # The session has asked: its pages stop asking at every load.
+        request.session.setdefault(services.SESSION_ENDPOINT, "")
+        return JsonResponse({"confirmed": False})
     keys = data["keys"] if isinstance(data.get("keys"), dict) else {}
     try:
         subscription = services.do_subscribe(

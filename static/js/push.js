@@ -69,6 +69,7 @@ async function confirmSubscription() {
   const subscription = await currentSubscription();
   if (!subscription) return;
   const response = await postJSON(url, { ...subscription.toJSON(), confirm: true });
+  // Listed or not ({confirmed: false}: not this person's device), asked again in an hour.
   if (response.ok) localStorage.setItem(CONFIRMED_KEY, String(Date.now()));
 }
 
