@@ -194,6 +194,67 @@ def test_it_reacts_with_an_emoji_like_a_member(fake_openai, alice, bob, alice_cl
     assert "🎉" in page
 
 
+def test_its_reaction_says_why_to_the_room_live_and_on_page_load(fake_openai, alice, bob, alice_client, group, events):
+    fake_openai.queue_decision("react", "<b>Big</b> news deserves a cheer.", "🎉")
+    message = say(group, bob, "I got the job!!")
+    with events() as sent:
+        runner.run_pending()
+    reaction = Reaction.objects.get(message=message)
+    assert reaction.reason == "<b>Big</b> news deserves a cheer."
+    why = "Assistant — why: &lt;b&gt;Big&lt;/b&gt; news deserves a cheer."
+    # Where the chip lists who reacted, escaped: pushed to the room, and drawn on the page.
+    [(_, event)] = sent.of_type("room.reactions")
+    assert why in event["html"] and "<b>Big</b>" not in event["html"]
+    page = alice_client.get(group.get_absolute_url()).content.decode()
+    chips = page[page.index(f'id="m-{message.pk}-reactions"') :]
+    assert why in chips[: chips.index("</div>")] and "<b>Big</b>" not in page
+
+
+def test_the_reason_for_a_reaction_stays_in_the_room(fake_openai, bob, mallory_client, group):
+    fake_openai.queue_decision("react", "A secret reason.", "🎉")
+    say(group, bob, "I got the job!!")
+    runner.run_pending()
+    assert Reaction.objects.get().reason == "A secret reason."
+    response = mallory_client.get(group.get_absolute_url())
+    assert response.status_code in (403, 404) and b"A secret reason." not in response.content
+
+
+def test_a_reply_can_come_with_a_reaction_to_the_message_it_answers(fake_openai, alice, bob, alice_client, group):
+    fake_openai.queue_decision("respond", "A question I can answer; thanks deserve a smile.", "👍")
+    fake_openai.queue(text="The museum opens at 10:00.")
+    message = say(group, bob, "thanks all! when does the museum open?")
+    runner.run_pending()
+    assert [reply.body for reply in replies(group)] == ["The museum opens at 10:00."]
+    reaction = Reaction.objects.get(message=message)
+    assert reaction.is_assistant and reaction.emoji == "👍"
+    assert reaction.reason == "A question I can answer; thanks deserve a smile."
+    assert decisions(group)[0].decision == "respond"
+    page = alice_client.get(group.get_absolute_url()).content.decode()
+    assert "Assistant — why: A question I can answer; thanks deserve a smile." in page
+
+
+def test_a_reply_with_an_emoji_it_cannot_give_is_still_a_reply(fake_openai, bob, group):
+    fake_openai.queue_decision("respond", "A question.", "not-an-emoji")
+    fake_openai.queue(text="Answer.")
+    message = say(group, bob, "what is the speed of light?")
+    runner.run_pending()
+    assert [reply.body for reply in replies(group)] == ["Answer."]
+    assert not Reaction.objects.filter(message=message).exists()
+    assert decisions(group)[0].decision == "respond"
+
+
+def test_a_held_back_reply_adds_no_reaction_either(fake_openai, bob, group):
+    fake_openai.queue_decision("respond", "A question.")
+    first = say(group, bob, "what is the boiling point of water at altitude?")
+    runner.run_pending()
+    # A decision about the same turn, made after the reply came out: held back, no emoji.
+    AssistantRun.objects.create(room=group, kind=AssistantRun.Kind.DECISION, trigger=first)
+    fake_openai.queue_decision("respond", "I could add more.", "👍")
+    runner.run_pending()
+    assert len(replies(group)) == 1 and decisions(group)[-1].decision == "silent"
+    assert not Reaction.objects.exists()
+
+
 def test_an_emoji_it_cannot_give_is_silence(fake_openai, bob, group):
     fake_openai.queue_decision("react", "Hmm.", "not-an-emoji")
     message = say(group, bob, "I got the job!!")
@@ -364,6 +425,7 @@ def test_with_no_model_configured_automatically_makes_no_calls(alice_client, bob
         ('{"action": "silent", "emoji": "", "reason": "x"}', "silent"),
         ('{"action": "RESPOND", "reason": "x"}', "respond"),
         ('noise {"action": "react", "emoji": "👍", "reason": "x"} noise', "react"),
+        ('{"action": "respond", "emoji": "👍", "reason": "x"}', "respond"),
         ('{"action": "react", "emoji": "", "reason": "x"}', None),
         ('{"action": "shout", "reason": "x"}', None),
         ("[1, 2]", None),
@@ -374,6 +436,8 @@ def test_with_no_model_configured_automatically_makes_no_calls(alice_client, bob
 def test_parsing_a_decision(text, action):
     decision = parse_decision(text)
     assert (decision.action if decision else None) == action
+    if decision is not None:
+        assert decision.emoji == ("👍" if "👍" in text else "")
 
 
 # Durable like every run
