@@ -9,8 +9,10 @@ same request without it, and the prompt asks for JSON anyway), and `apply_decisi
 on it in one transaction holding the room's lock:
 
 - respond: a reply run, `unprompted`, carrying the reason ("Why?" under the reply), counted
-  against the allowance of the person whose message it answers;
+  against the allowance of the person whose message it answers, and the emoji the model
+  may give with it on that message;
 - react: the assistant's emoji on that message (rooms.services.reactions);
+  either reaction keeps the reason, shown on its chip;
 - silent: nothing in the room.
 
 The guards are checked there, with the room as it is then: never two unprompted replies
@@ -91,7 +93,8 @@ def parse_decision(text: str) -> Decision | None:
     emoji = str(data.get("emoji") or "").strip()
     if action == Action.REACT and not emoji:
         return None
-    return Decision(action=action, reason=reason, emoji=emoji if action == Action.REACT else "")
+    # A reply may come with an emoji on the message it answers; silence has none.
+    return Decision(action=action, reason=reason, emoji=emoji if action != Action.SILENT else "")
 
 
 async def ask_for_decision(
@@ -213,10 +216,22 @@ def apply_decision(claimed: Claimed, decision: Decision | None, usage: Any, erro
                 reason=reason[:300],
             )
             transaction.on_commit(functools.partial(dispatch.run_queued, reply.pk))
+            if decision is not None and decision.emoji:
+                # The emoji the model chose to go with its reply: a bad one costs the
+                # reply nothing.
+                try:
+                    with transaction.atomic():
+                        do_add_assistant_reaction(
+                            trigger, decision.emoji, persona=settings_for(room).name, reason=reason[:300]
+                        )
+                except ValidationError:
+                    log.warning("Assistant decision %s chose an emoji it cannot give with its reply", run.pk)
         elif action == Action.REACT and decision is not None:
             try:
                 with transaction.atomic():
-                    do_add_assistant_reaction(trigger, decision.emoji, persona=settings_for(room).name)
+                    do_add_assistant_reaction(
+                        trigger, decision.emoji, persona=settings_for(room).name, reason=reason[:300]
+                    )
             except ValidationError:
                 log.warning("Assistant decision %s chose an emoji it cannot give", run.pk)
                 AssistantRun.objects.filter(pk=run.pk).update(decision=Action.SILENT, error_code="bad_emoji")

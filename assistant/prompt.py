@@ -203,7 +203,8 @@ def decision_prompt(run: AssistantRun, assistant: AssistantSettings) -> list[dic
         lines.append(f"Your personality, set by the people here: {assistant.personality}")
     lines.append(
         'Answer with JSON only: {"action": "respond" | "react" | "silent", "emoji": one emoji when '
-        'reacting else "", "reason": one short line saying why}.'
+        'reacting, optionally one when responding (added to the message you answer), else "", '
+        '"reason": one short line saying why}.'
     )
     system = "\n".join(lines)
     budget = settings.ASSISTANT_DECIDER_CONTEXT_TOKENS - estimate_tokens(system)

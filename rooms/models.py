@@ -343,6 +343,9 @@ class Reaction(models.Model):
     # The room's assistant reacted (no user): its name when it did, as on its messages.
     is_assistant = models.BooleanField(default=False)
     persona = models.CharField(max_length=40, blank=True)
+    # The assistant's: the reason its decision gave (assistant.decider), shown on the chip to
+    # the room, as visible as the reaction itself.
+    reason = models.CharField(max_length=300, blank=True)
     # As the vendored emoji data set spells it (rooms.emoji.canonical).
     emoji = models.CharField(max_length=16)
     created_at = models.DateTimeField(default=timezone.now)
@@ -379,6 +382,7 @@ class Reaction(models.Model):
 class Reactor:
     user_id: int | None  # None: the room's assistant
     name: str
+    why: str = ""  # the assistant's reason for reacting
 
 
 @dataclass(frozen=True)
@@ -405,7 +409,9 @@ def reaction_chips(reactions, hidden: Collection[int] = ()) -> list[ReactionChip
     for reaction in reactions:
         if reaction.user_id in hidden:
             continue
-        grouped.setdefault(reaction.emoji, []).append(Reactor(reaction.user_id, reaction.reactor_name))
+        grouped.setdefault(reaction.emoji, []).append(
+            Reactor(reaction.user_id, reaction.reactor_name, reaction.reason if reaction.is_assistant else "")
+        )
     return [ReactionChip(emoji, label(emoji), tuple(reactors)) for emoji, reactors in grouped.items()]
 
 

@@ -146,6 +146,7 @@ REACTION_FIELDS = (
     "user",
     "is_assistant",
     "persona",
+    "reason",
     "emoji",
     "user__username",
     "user__display_name",

@@ -17,6 +17,7 @@ from assistant import runner, runs, services
 from assistant.decider import parse_decision
 from assistant.models import AssistantRun, AssistantSettings, ReplyMode
 from assistant.private import do_add_memory
+from rooms import emoji as emoji_data
 from rooms import services as room_services
 from rooms.models import Message, Reaction, Room
 from tests.conftest import membership, post
@@ -194,7 +195,9 @@ def test_it_reacts_with_an_emoji_like_a_member(fake_openai, alice, bob, alice_cl
     assert "🎉" in page
 
 
-def test_its_reaction_says_why_to_the_room_live_and_on_page_load(fake_openai, alice, bob, alice_client, group, events):
+def test_its_reaction_says_why_to_the_room_live_and_on_page_load(
+    fake_openai, alice, bob, alice_client, group, events
+):
     fake_openai.queue_decision("react", "<b>Big</b> news deserves a cheer.", "🎉")
     message = say(group, bob, "I got the job!!")
     with events() as sent:
@@ -219,14 +222,16 @@ def test_the_reason_for_a_reaction_stays_in_the_room(fake_openai, bob, mallory_c
     assert response.status_code in (403, 404) and b"A secret reason." not in response.content
 
 
-def test_a_reply_can_come_with_a_reaction_to_the_message_it_answers(fake_openai, alice, bob, alice_client, group):
+def test_a_reply_can_come_with_a_reaction_to_the_message_it_answers(
+    fake_openai, alice, bob, alice_client, group
+):
     fake_openai.queue_decision("respond", "A question I can answer; thanks deserve a smile.", "👍")
     fake_openai.queue(text="The museum opens at 10:00.")
     message = say(group, bob, "thanks all! when does the museum open?")
     runner.run_pending()
     assert [reply.body for reply in replies(group)] == ["The museum opens at 10:00."]
     reaction = Reaction.objects.get(message=message)
-    assert reaction.is_assistant and reaction.emoji == "👍"
+    assert reaction.is_assistant and reaction.emoji == emoji_data.canonical("👍")
     assert reaction.reason == "A question I can answer; thanks deserve a smile."
     assert decisions(group)[0].decision == "respond"
     page = alice_client.get(group.get_absolute_url()).content.decode()

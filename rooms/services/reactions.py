@@ -83,10 +83,13 @@ def do_toggle_reaction(membership: Membership, message: Message, emoji: str) -> 
     return ReactionResult(message, added=not removed)
 
 
-def do_add_assistant_reaction(message: Message, emoji: str, *, persona: str) -> ReactionResult:
-    """The room's assistant (named `persona`, as on its messages) reacts with `emoji`; giving
-    one it already gave changes nothing. Its reactions count toward the 20 emoji and are
-    shown like a member's; they never notify. ValidationError as for a member's reaction."""
+def do_add_assistant_reaction(
+    message: Message, emoji: str, *, persona: str, reason: str = ""
+) -> ReactionResult:
+    """The room's assistant (named `persona`, as on its messages) reacts with `emoji`, for
+    `reason` (its decision's, shown on the chip); giving one it already gave changes nothing.
+    Its reactions count toward the 20 emoji and are shown like a member's; they never
+    notify. ValidationError as for a member's reaction."""
     emoji = clean_emoji(emoji)
     with transaction.atomic():
         message = _lock_message(message.pk)
@@ -94,7 +97,9 @@ def do_add_assistant_reaction(message: Message, emoji: str, *, persona: str) -> 
         if Reaction.objects.filter(message=message, is_assistant=True, emoji=emoji).exists():
             return ReactionResult(message, added=False)
         _check_room_for(message, emoji)
-        Reaction.objects.create(message=message, is_assistant=True, persona=persona[:40], emoji=emoji)
+        Reaction.objects.create(
+            message=message, is_assistant=True, persona=persona[:40], reason=reason[:300], emoji=emoji
+        )
         _changed(message, actor=None, emoji=emoji, added=True)
     return ReactionResult(message, added=True)
 

@@ -32,6 +32,13 @@ def test_an_unprompted_reply_shows_why_it_spoke(assistant_person, fake_openai, s
     cabin = other.locator("#messages article").filter(has_text="We got the cabin for the weekend!")
     expect(cabin.locator('.reaction[data-emoji="🎉"]')).to_have_count(1, timeout=DECIDED)
     assert len(fake_openai.reply_requests()) == 0  # a reaction, not a reply
+    # Why it reacted: in the chip's list of who reacted, on hover.
+    chip = cabin.locator('.reaction[data-emoji="🎉"]')
+    chip_why = chip.locator(".reaction__why")
+    expect(chip_why).to_have_text("Assistant — why: Good news for the group.")
+    chip.hover()
+    expect(chip.locator(".reaction__who")).to_have_css("opacity", "1")
+    other.mouse.move(0, 0)
 
     fake_openai.queue_decision("respond", REASON)
     fake_openai.queue(text=ANSWER, token_interval=0.02)
