@@ -787,7 +787,7 @@ async def test_an_up_to_date_page_resumes_with_one_query_and_one_for_read_positi
     }
     await socket.send_to(text_data=json.dumps(frame))
     received = json_frames(await answered(socket))
-    assert [f["type"] for f in received] == ["seen", "caught_up"] if receipts else ["caught_up"]
+    assert [f["type"] for f in received] == (["seen", "caught_up"] if receipts else ["caught_up"])
     assert received[-1]["last_seq"] == last
     if receipts:
         assert received[0]["positions"] == {str(bob.pk): last, str(carol.pk): 0} and received[0]["replace"]
