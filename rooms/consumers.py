@@ -12,6 +12,7 @@ rooms.queries and its writes in rooms.services.
 
 import asyncio
 import json
+import logging
 import time
 from datetime import datetime
 
@@ -36,6 +37,8 @@ from rooms.services.moderation import mark_notices_seen
 from rooms.socket_db import on_socket_thread
 
 # Close codes in the 4000s are ours: the page must not retry them as it does 1006.
+log = logging.getLogger(__name__)
+
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
@@ -72,6 +75,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
     read_flush: asyncio.Task | None = None
     counted_online = False
     counted_open = False
+    # (was viewing, was the user's last socket here): for the shared cache, once closed.
+    release_pending: tuple[bool, bool] | None = None
     # The page is visible and has the focus (a "viewing" frame): notifications when
     # Calpico is closed skip the room it shows (rooms.presence.viewing).
     viewing = False
@@ -147,26 +152,66 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 return parse_id(value) or 0
         return None
 
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # disconnect() never ran (a handler raised), raised, or was cancelled (daphne's
+            # application close timeout, its shutdown cancelling every consumer): this
+            # process must not keep the person online and "viewing" for its whole life.
+            self._release_here()
+            if self.release_pending is not None:
+                _best_effort(self._release_shared())
+
     async def disconnect(self, code: int) -> None:
+        # This process's own bookkeeping first, before anything that waits and may fail or
+        # be cancelled; the shared cache and the channel layer after, best effort.
+        self._release_here()
+        if self.pending_reads:
+            await _logged(self._flush_reads(), "Could not save read positions of a closing socket")
+        if self.joined:
+            self.joined = False
+            for group in self._groups():
+                await _logged(
+                    self.channel_layer.group_discard(group, self.channel_name), "Could not leave a group"
+                )
+        await self._release_shared()
+
+    def _release_here(self) -> None:
+        """Uncount the socket in this process, once (no await: it cannot be cut short).
+        What the shared cache still has to forget waits in `release_pending`."""
         if self.counted_open:
             self.counted_open = False
             metrics.WEBSOCKETS_OPEN.dec()
         if self.read_flush is not None:
             self.read_flush.cancel()
-        if self.pending_reads:
-            await self._flush_reads()
-        if self.joined:
-            self.joined = False
-            for group in self._groups():
-                await self.channel_layer.group_discard(group, self.channel_name)
-        if self.viewing:
+        was_viewing = self.viewing
+        if was_viewing:
             self.viewing = False
-            await on_socket_thread(presence.set_viewing)(self.user_id, self.channel_name, None)
+            presence.page_gone_here(self.user_id, self.channel_name)
+        last = False
         if self.counted_online:
             self.counted_online = False
-            if presence.connection_closed(self.user_id, self.rooms):
-                await on_socket_thread(presence.forget)(self.user_id)
-                await self._announce_presence(False)
+            last = presence.connection_closed(self.user_id, self.rooms)
+            if last:
+                presence.announce(list(self.rooms), self.user_id, False)
+        if was_viewing or last:
+            self.release_pending = (was_viewing, last)
+
+    async def _release_shared(self) -> None:
+        """The shared cache forgets this page in front of the person and, if it was their
+        last socket here, their online key (other processes put it back on their refresh).
+        Best effort: both expire after PRESENCE_SECONDS without this process's refresh."""
+        if self.release_pending is None:
+            return
+        (was_viewing, last), self.release_pending = self.release_pending, None
+        if was_viewing:
+            await _logged(
+                on_socket_thread(presence.set_viewing)(self.user_id, self.channel_name, None),
+                "Could not forget a closed page's viewing",
+            )
+        if last:
+            await _logged(on_socket_thread(presence.forget)(self.user_id), "Could not forget presence")
 
     # Frames from the browser
 
@@ -540,6 +585,29 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def _announce_presence(self, online: bool) -> None:
         presence.announce(list(self.rooms), self.user_id, online)
+
+
+_cleanups: set[asyncio.Task] = set()
+
+
+async def _logged(step, what: str) -> None:
+    """Await one step of a socket's closing; a failure is logged and the rest goes on."""
+    try:
+        await step
+    except Exception:
+        log.warning(what, exc_info=True)
+
+
+def _best_effort(coro) -> None:
+    """Run a closing socket's shared-cache cleanup in the background, from a `finally`
+    where awaiting may no longer be possible (the consumer was cancelled)."""
+    try:
+        task = asyncio.get_running_loop().create_task(coro)
+    except RuntimeError:  # no loop any more: the keys expire on their own
+        coro.close()
+        return
+    _cleanups.add(task)
+    task.add_done_callback(_cleanups.discard)
 
 
 def _frame_number(frame: dict, name: str, parse) -> int | None:

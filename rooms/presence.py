@@ -8,6 +8,7 @@ everyone with a socket in it every PRESENCE_SECONDS / 2, in one call to the cach
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -129,8 +130,9 @@ def announce(room_ids: Iterable[int], user_id: int, online: bool) -> None:
     global _flusher
     for room_id in room_ids:
         _pending.setdefault(room_id, {})[user_id] = online
-    if _flusher is None or _flusher.done():
-        _flusher = asyncio.get_running_loop().create_task(_flush_later())
+    loop = asyncio.get_running_loop()
+    if _flusher is None or _flusher.done() or _flusher.get_loop() is not loop:
+        _flusher = loop.create_task(_flush_later())
 
 
 async def _flush_later() -> None:
@@ -152,37 +154,65 @@ async def _flush_later() -> None:
 
 # Which room each person is looking at: a page that is visible and has the focus tells its
 # socket (docs/protocol.md, viewing), so notifications when Calpico is closed skip what it
-# already shows. One key per person: the pages (sockets) looking, and at which room (0: a
-# page without one). Refreshed with presence, so a process that dies forgets its pages.
+# already shows. One key per person: the pages (sockets) looking, each with the room it
+# shows (0: a page without one) and when its process last said so. Each process re-stamps
+# only its own pages with presence; readers ignore a page not stamped for PRESENCE_SECONDS,
+# so the pages of a process that died are forgotten even while another process keeps the
+# key alive.
 
 
 def _viewing_key(user_id: int) -> str:
     return f"viewing:{user_id}"
 
 
-# This process's pages in front of someone: written again with presence (the key expires
-# with a process that dies).
+def _now() -> float:
+    """Wall-clock seconds, shared by every process (stamps are compared across them)."""
+    return time.time()
+
+
+# This process's pages in front of someone: stamped again with presence.
 _viewing_here: dict[int, dict[str, int]] = {}
+
+
+def _fresh(pages: object, now: float) -> dict[str, tuple[int, float]]:
+    """The entries of a stored viewing dict still stamped within PRESENCE_SECONDS (an entry
+    in another shape, or stale, is dropped)."""
+    if not isinstance(pages, dict):
+        return {}
+    fresh = {}
+    for page, entry in pages.items():
+        if isinstance(entry, tuple) and len(entry) == 2 and now - entry[1] < settings.PRESENCE_SECONDS:
+            fresh[page] = entry
+    return fresh
+
+
+def page_gone_here(user_id: int, page: str) -> None:
+    """Forget `page` in this process's own list, at once and without the cache (a closing
+    socket, before anything can fail or be cancelled): the timer no longer stamps it."""
+    here = _viewing_here.get(user_id)
+    if here is not None:
+        here.pop(page, None)
+        if not here:
+            del _viewing_here[user_id]
 
 
 def set_viewing(user_id: int, page: str, room_id: int | None) -> None:
     """`page` (a socket's channel name) shows `room_id` in front of the person, or, with
     None, no longer does (hidden, without focus, closed)."""
-    here = _viewing_here.setdefault(user_id, {})
     if room_id is None:
-        here.pop(page, None)
+        page_gone_here(user_id, page)
     else:
-        here[page] = room_id
-    if not here:
-        del _viewing_here[user_id]
+        _viewing_here.setdefault(user_id, {})[page] = room_id
     key = _viewing_key(user_id)
-    pages: dict[str, int] = cache.get(key) or {}
+    now = _now()
+    stored = cache.get(key)
+    pages = _fresh(stored, now)
     if room_id is None:
-        if page not in pages:
+        if not stored or page not in stored:
             return
-        pages.pop(page)
+        pages.pop(page, None)
     else:
-        pages[page] = room_id
+        pages[page] = (room_id, now)
     if pages:
         cache.set(key, pages, settings.PRESENCE_SECONDS)
     else:
@@ -190,11 +220,13 @@ def set_viewing(user_id: int, page: str, room_id: int | None) -> None:
 
 
 def refresh_viewing() -> None:
-    """Keep this process's pages in front of their people for another PRESENCE_SECONDS."""
+    """Stamp this process's pages in front of their people again (only its own: another
+    process's pages age out unless that process stamps them)."""
+    now = _now()
     for user_id, here in list(_viewing_here.items()):
         key = _viewing_key(user_id)
-        pages: dict[str, int] = cache.get(key) or {}
-        pages.update(here)
+        pages = _fresh(cache.get(key), now)
+        pages.update({page: (room_id, now) for page, room_id in list(here.items())})
         cache.set(key, pages, settings.PRESENCE_SECONDS)
 
 
@@ -202,4 +234,10 @@ def viewing(user_ids: Iterable[int]) -> dict[int, set[int]]:
     """The rooms each of these people has in front of them now (0: a page without a room)."""
     keys = {_viewing_key(uid): uid for uid in user_ids}
     found = cache.get_many(list(keys))
-    return {keys[key]: set(pages.values()) for key, pages in found.items() if pages}
+    now = _now()
+    looking = {}
+    for key, pages in found.items():
+        rooms = {room_id for room_id, _ in _fresh(pages, now).values()}
+        if rooms:
+            looking[keys[key]] = rooms
+    return looking
