@@ -39,6 +39,7 @@ or SIGINT, stops at once.
 """
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -47,6 +48,7 @@ import threading
 
 from django.conf import settings
 from prometheus_client.multiprocess import mark_process_dead
+from twisted.internet.error import ReactorNotRunning
 
 from assistant import runner
 from jobs import runner as jobs_runner
@@ -117,8 +119,18 @@ def _install_drain(reactor, seconds: float) -> None:
     state: dict = {}
 
     def stop() -> None:
+        # Once: a second SIGTERM, then the drain's timer, would otherwise stop a reactor
+        # that is already stopping (ReactorNotRunning: `running` stays true until the
+        # shutdown's triggers are done).
+        if state.get("stopping"):
+            return
+        state["stopping"] = True
+        timer = state.get("timer")
+        if timer is not None and timer.active():
+            timer.cancel()
         if reactor.running:
-            reactor.stop()
+            with contextlib.suppress(ReactorNotRunning):
+                reactor.stop()
 
     def end_soon() -> None:
         timer = state.get("timer")

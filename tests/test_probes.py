@@ -9,6 +9,7 @@ import threading
 
 import pytest
 from django.test import Client
+from twisted.internet.error import ReactorNotRunning
 from twisted.internet.task import Clock
 
 from calpico import shutdown
@@ -49,7 +50,11 @@ class FakeReactor(Clock):
         func(*args)
 
     def stop(self):
-        self.stopped, self.running = True, False
+        # As Twisted's: `running` stays true until the shutdown's triggers are done, and a
+        # second stop meanwhile raises.
+        if self.stopped:
+            raise ReactorNotRunning("Can't stop reactor that isn't running.")
+        self.stopped = True
 
 
 @pytest.fixture
@@ -96,6 +101,16 @@ def test_a_second_sigterm_stops_at_once(drain):
     on_sigterm(signal.SIGTERM, None)
     on_sigterm(signal.SIGTERM, None)
     assert reactor.stopped
+
+
+def test_more_sigterms_and_the_drain_timer_stop_the_reactor_once(drain):
+    reactor, on_sigterm = drain
+    on_sigterm(signal.SIGTERM, None)
+    on_sigterm(signal.SIGTERM, None)
+    on_sigterm(signal.SIGTERM, None)  # would raise ReactorNotRunning
+    assert reactor.stopped
+    assert reactor.getDelayedCalls() == []  # the drain's timer is cancelled
+    reactor.advance(10)
 
 
 @pytest.mark.django_db
