@@ -44,6 +44,7 @@ class Abandoned(Exception):
 class RunStreaming:
     db: DatabaseCall
     stopping: set[int]
+    closing: bool
     _client: openai.AsyncOpenAI | None
     _client_key: tuple[str, str, float] | None
 
@@ -78,6 +79,10 @@ class RunStreaming:
         except Abandoned:
             return
         except Exception as exc:
+            if self.closing and claimed.run_id not in self.stopping:
+                # The process is stopping and cancelled the request, which the client may
+                # report as a lost connection: the run is handed back, not failed.
+                raise asyncio.CancelledError from exc
             status = AssistantRun.Status.FAILED
             error_code, error = describe_error(exc)
             if error_code == "error":

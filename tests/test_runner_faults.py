@@ -150,6 +150,31 @@ async def test_a_stopping_process_hands_its_reply_back_at_once(
     await socket.disconnect()
 
 
+async def test_a_request_cut_by_the_stop_is_handed_back_not_failed(
+    fake_openai, first_runner, alice, group, monkeypatch
+):
+    """The model client may report the cancelled request as a lost connection; on a stop
+    that is no failure of the run: it goes back to the queue like any running reply."""
+    import httpx2
+    import openai
+
+    started = asyncio.Event()
+
+    async def cut_when_cancelled(self, claimed, progress):
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            raise openai.APIConnectionError(request=httpx2.Request("POST", fake_openai.base_url)) from None
+
+    monkeypatch.setattr(streaming.RunStreaming, "_stream_reply", cut_when_cancelled)
+    await post(group, alice, "@assistant tell me")
+    await asyncio.wait_for(started.wait(), 10)
+    await first_runner.shut_down()
+    run = await sync_to_async(AssistantRun.objects.get)(room=group)
+    assert run.status == AssistantRun.Status.QUEUED and run.attempts == 0 and run.error_code == ""
+
+
 async def test_a_reply_whose_process_died_is_taken_over_within_seconds(
     fake_openai, second_runner, alice, group
 ):
