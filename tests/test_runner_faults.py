@@ -131,6 +131,12 @@ async def test_a_stopping_process_hands_its_reply_back_at_once(
     await collect_until(socket, r">Half<")
 
     await first_runner.shut_down()
+    # The stop waits half a second for its streams; a loaded machine may take longer to
+    # unwind one, which then ends as cancelled without writing anything.
+    for _ in range(250):
+        if not first_runner.tasks:
+            break
+        await asyncio.sleep(0.02)
     assert not first_runner.tasks
     run = await sync_to_async(AssistantRun.objects.select_related("reply").get)(room=group)
     assert run.status == AssistantRun.Status.QUEUED and run.worker == "" and run.attempts == 0
