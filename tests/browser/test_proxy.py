@@ -250,7 +250,7 @@ def _open_live(page: Page, path: str) -> str:
 def _socket_holder(deployment: Deployment, page: Page, path: str) -> int:
     """Open `path`'s WebSocket (wss://, upgraded by Caddy) and tell which daphne process took
     it, by their access logs (nothing else may connect meanwhile)."""
-    before = [_count(deployment.access_log(i), r'"WSCONNECT /ws/') for i in range(2)]
+    before = _settled_socket_counts(deployment)
     socket_url = _open_live(page, path)
     assert socket_url.startswith(f"{deployment.url.replace('https://', 'wss://')}/ws/")
     deadline = time.monotonic() + 10
@@ -260,7 +260,24 @@ def _socket_holder(deployment: Deployment, page: Page, path: str) -> int:
         if len(grown) == 1:
             return grown[0]
         time.sleep(0.1)
-    pytest.fail("The WebSocket was not logged by exactly one daphne process", pytrace=False)
+    pytest.fail(
+        f"The WebSocket was not logged by exactly one daphne process: {before} -> {after}",
+        pytrace=False,
+    )
+
+
+def _settled_socket_counts(deployment: Deployment) -> list[int]:
+    """How many WebSockets each daphne process has logged, once the logs have been still for a
+    second: a socket's first frame can reach the page a moment before its process logs it."""
+    counts = [_count(deployment.access_log(i), r'"WSCONNECT /ws/') for i in range(2)]
+    still_since = time.monotonic()
+    deadline = still_since + 10
+    while time.monotonic() - still_since < 1.0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = [_count(deployment.access_log(i), r'"WSCONNECT /ws/') for i in range(2)]
+        if now != counts:
+            counts, still_since = now, time.monotonic()
+    return counts
 
 
 def _count(text: str, pattern: str) -> int:
