@@ -1,12 +1,14 @@
 """The language a request or a WebSocket is answered in, outside LocaleMiddleware."""
 
+import re
 import time
+import unicodedata
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import cache
-from django.utils.translation import get_supported_language_variant
+from django.utils.translation import get_language, get_supported_language_variant
 from django.utils.translation.trans_real import parse_accept_lang_header
 
 
@@ -79,3 +81,31 @@ def forget_marks() -> None:
     """For tests that empty the cache: this process's marks went with it."""
     _marked.clear()
     _seen.clear()
+
+
+# French elides "de" before a vowel sound: "Nouveau message d’Alice", "de Bob". A name's
+# first letter is read without its accents (É, Ï, Œ...); an h is left as it is (h aspiré
+# or not cannot be told from a name), and so is anything that is not a letter.
+_DE_BEFORE = re.compile(r"\b([Dd])e %\((\w+)\)s")
+_VOWELS = frozenset("aeiouyæœ")
+
+
+def _starts_with_vowel(name: str) -> bool:
+    first = unicodedata.normalize("NFD", name.lstrip()[:1])[:1].lower()
+    return first in _VOWELS
+
+
+def format_names(template: str, **values: str) -> str:
+    """`template % values` in the active language, with French "de %(name)s" written
+    "d’%(name)s" where the name starts with a vowel: use it for a translated string that puts
+    a name after "from" (a message from Alice)."""
+    if (get_language() or "").split("-")[0] == "fr":
+
+        def elide(match: re.Match[str]) -> str:
+            value = values.get(match.group(2))
+            if isinstance(value, str) and _starts_with_vowel(value):
+                return f"{match.group(1)}’%({match.group(2)})s"
+            return match.group(0)
+
+        template = _DE_BEFORE.sub(elide, template)
+    return template % values

@@ -24,6 +24,7 @@ from django.utils import translation
 from django.utils.translation import gettext, ngettext
 
 from accounts.models import Block, User
+from calpico.languages import format_names
 from rooms import presence
 from rooms.models import Membership, Message, Notice, Room
 
@@ -233,7 +234,7 @@ def _compose(
     text = message.preview if user.push_show_text and not message.is_encrypted else ""
     if reason == "direct":
         title = name
-        body = text or gettext("New message from %(name)s") % {"name": name}
+        body = text or format_names(gettext("New message from %(name)s"), name=name)
     elif reason == "mention":
         title = gettext("%(name)s mentioned you in %(room)s") % {"name": name, "room": place}
         body = text
@@ -242,7 +243,7 @@ def _compose(
         body = (
             f"{name}: {text}"
             if text
-            else gettext("New message from %(name)s in %(room)s") % {"name": name, "room": room.title}
+            else format_names(gettext("New message from %(name)s in %(room)s"), name=name, room=room.title)
         )
     if unread > 1:
         count = ngettext("%(count)d new message", "%(count)d new messages", unread) % {"count": unread}

@@ -13,7 +13,7 @@ from django.utils import translation
 
 from accounts.models import User
 from calpico.asgi import application
-from calpico.languages import socket_language
+from calpico.languages import format_names, socket_language
 from rooms import live, services
 from rooms.models import Message
 from rooms.system_events import EVENTS, join_names
@@ -265,3 +265,28 @@ def test_server_written_times_are_in_the_remembered_zone(alice, alice_client, gr
     alice.time_zone = "Europe/Paris"
     alice.save(update_fields=["time_zone"])
     assert f">{paris}</time>" in alice_client.get(group.get_absolute_url()).text
+
+
+@pytest.mark.parametrize(
+    "name, french",
+    [
+        ("Alice", "Un message d’Alice"),
+        ("alice", "Un message d’alice"),
+        ("Éloïse", "Un message d’Éloïse"),
+        ("Ugo", "Un message d’Ugo"),
+        ("Yves", "Un message d’Yves"),
+        ("Henri", "Un message de Henri"),
+        ("Bob", "Un message de Bob"),
+        ("", "Un message de "),
+        ("😀", "Un message de 😀"),
+    ],
+)
+def test_format_names_elides_french_de_before_a_vowel(name, french):
+    with translation.override("fr"):
+        assert format_names("Un message de %(name)s", name=name) == french
+        # Only "de" followed by the name: other words and other values stay.
+        assert format_names("Idée de %(room)s, de %(name)s", room="Bob", name=name) == (
+            "Idée de Bob, " + french.removeprefix("Un message ")
+        )
+    with translation.override("en"):
+        assert format_names("de %(name)s", name="Alice") == "de Alice"

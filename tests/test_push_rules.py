@@ -230,3 +230,41 @@ def test_an_encrypted_conversation_never_puts_text_in_a_push(alice, bob):
     [note] = rules.for_message(message, alice.pk)
     assert (note.title, note.body) == ("Alice Liddell", "New message from Alice Liddell")
     assert ciphertext not in note.body
+
+
+@pytest.mark.parametrize(
+    "display_name, expected",
+    [
+        ("Alice", "Nouveau message d’Alice"),
+        ("Émile", "Nouveau message d’Émile"),
+        ("ïsa", "Nouveau message d’ïsa"),
+        ("Yann", "Nouveau message d’Yann"),
+        ("Œdipe", "Nouveau message d’Œdipe"),
+        ("Hugo", "Nouveau message de Hugo"),
+        ("Bob", "Nouveau message de Bob"),
+        ("42", "Nouveau message de 42"),
+    ],
+)
+def test_french_pushes_elide_de_before_a_vowel(alice, bob, display_name, expected):
+    """French writes "d’Alice", never "de Alice"; an h is left as it is."""
+    import base64
+
+    alice.display_name = display_name
+    alice.save()
+    bob.language = "fr"
+    bob.save()
+    room = services.do_open_direct_room(alice, bob, encrypted=True)
+    services.do_accept_request(membership(room, bob))
+    message = say(room, alice, base64.b64encode(b"\x00\x01\x00\x02" + b"\x07" * 60).decode())
+    [note] = rules.for_message(message, alice.pk)
+    assert note.body == expected
+
+
+def test_a_french_group_push_without_text_elides_de(alice, bob, group):
+    alice.display_name = "Amélie"
+    alice.save()
+    bob.language = "fr"
+    bob.push_show_text = False
+    bob.save()
+    [note] = [n for n in rules.for_message(say(group, alice), alice.pk) if n.user_id == bob.pk]
+    assert note.body == "Nouveau message d’Amélie dans Trip planning"
