@@ -63,6 +63,9 @@ class Notification:
 
     def payload(self) -> dict[str, Any]:
         return {
+            # Whom it is for: the service worker drops it if someone else signed in on the
+            # browser since (templates/notifications/sw.js). Only that browser can read it.
+            "to": self.user_id,
             "title": self.title,
             "body": self.body,
             "tag": self.tag,

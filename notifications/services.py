@@ -72,11 +72,20 @@ def do_subscribe(
     return subscription
 
 
-def do_confirm_device(user: User, endpoint: str) -> bool:
-    """A page on this device was opened: it is still used ("last used" in the device list)."""
-    return bool(
-        PushSubscription.objects.filter(user=user, endpoint=endpoint).update(last_used_at=timezone.now())
-    )
+def do_confirm_device(user: User, endpoint: str, p256dh: object = None, auth: object = None) -> bool:
+    """A page on this device was opened: it is still used ("last used" in the device list).
+
+    A browser notifies only the person signed in on it. A device listed for someone else
+    (their session expired or their cookies were cleared, and `user` signed in on the same
+    browser without signing them out) stops being notified: its row is deleted, never taken
+    over (`user` did not ask for notifications). Only a page holding the subscription's keys,
+    which the browser and this server alone know, can do that; the endpoint alone is not
+    enough. False unless the device is listed for `user`."""
+    if PushSubscription.objects.filter(user=user, endpoint=endpoint).update(last_used_at=timezone.now()):
+        return True
+    if isinstance(p256dh, str) and isinstance(auth, str):
+        PushSubscription.objects.filter(endpoint=endpoint, p256dh=p256dh, auth=auth).exclude(user=user).delete()
+    return False
 
 
 # The session remembers the device it was used on (set when the page subscribes or

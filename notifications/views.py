@@ -101,13 +101,17 @@ def subscribe(request: SignedInRequest) -> JsonResponse:
     if data is None:
         return JsonResponse({"error": _("Send the subscription as a JSON object.")}, status=400)
     if data.get("confirm") is True:
-        # A page saying the device is still in use: never takes another account's device over.
+        # A page saying the device is still in use: never takes another account's device
+        # over, but stops it notifying that account here.
         endpoint = data.get("endpoint")
-        if isinstance(endpoint, str) and services.do_confirm_device(request.user, endpoint):
+        keys = data["keys"] if isinstance(data.get("keys"), dict) else {}
+        if isinstance(endpoint, str) and services.do_confirm_device(
+            request.user, endpoint, keys.get("p256dh"), keys.get("auth")
+        ):
             request.session[services.SESSION_ENDPOINT] = endpoint
             return JsonResponse({"confirmed": True})
-        # Not listed for this person (signed out and in again, removed elsewhere): a
-        # routine answer, which the page remembers for the hour like a confirmation.
+        # Not listed for this person (signed out and in again, removed elsewhere, or
+        # another person's, now forgotten): a routine answer, which the page remembers for the hour like a confirmation.
         # The session has asked: its pages stop asking at every load.
         request.session.setdefault(services.SESSION_ENDPOINT, "")
         return JsonResponse({"confirmed": False})

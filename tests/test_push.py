@@ -126,7 +126,8 @@ def test_subscribing_again_takes_the_device_over(push_service, alice_client, bob
 
 
 def test_a_page_confirming_a_device_never_takes_it_over(push_service, alice_client, bob, bob_device):
-    data = {**bob_device, "confirm": True}
+    # The endpoint alone proves nothing (it is not a secret of the browser's): Bob keeps it.
+    data = {"endpoint": bob_device["endpoint"], "confirm": True}
     response = alice_client.post(
         reverse("notifications:subscribe"), json.dumps(data), content_type="application/json"
     )
@@ -140,6 +141,41 @@ def test_a_page_confirming_a_device_never_takes_it_over(push_service, alice_clie
     assert 'data-push-session="known"' in alice_client.get(reverse("rooms:index")).content.decode()
     alice_client.post(reverse("account_logout"))
     assert PushSubscription.objects.get().user == bob
+
+
+def test_signing_in_as_someone_else_on_a_subscribed_browser_stops_the_last_persons_pushes(
+    push_service, alice, bob, client, direct, bob_device
+):
+    """Bob's session expired (or his cookies were cleared) without signing out; Alice signs in
+    on his browser. Her first page confirms the browser's subscription, keys and all: Bob's
+    messages stop reaching that browser, and it is not made Alice's either (she never asked)."""
+    client.force_login(alice)
+    page = client.get(reverse("rooms:index")).content.decode()
+    assert 'data-push-session="new"' in page
+    response = client.post(
+        reverse("notifications:subscribe"),
+        json.dumps({**bob_device, "confirm": True}),
+        content_type="application/json",
+    )
+    assert response.json() == {"confirmed": False}
+    assert not PushSubscription.objects.exists()
+    services.do_post_message(membership(direct, alice), "For Bob only")
+    runner.run_pending()
+    assert push_service.requests == 0
+
+
+def test_one_endpoint_is_never_notified_for_two_people(
+    push_service, alice, bob, carol, group, alice_client, bob_device
+):
+    """Alice subscribes with the browser Bob subscribed: one row, Alice's. A message for
+    both reaches that browser once, for her, and says so (the worker checks it)."""
+    assert subscribe(alice_client, bob_device).status_code == 200
+    services.do_post_message(membership(group, carol), "Hello both")
+    runner.run_pending()
+    [delivery] = push_service.wait_for(1)
+    assert delivery.endpoint == bob_device["endpoint"]
+    assert delivery.payload["to"] == alice.pk
+    assert push_service.requests == 1
 
 
 @pytest.mark.parametrize(
@@ -186,7 +222,7 @@ def test_signed_out_browsers_cannot_subscribe(client, push_service):
 
 
 def test_a_direct_message_reaches_the_device_encrypted_after_commit(
-    push_service, alice_client, bob_device, direct, django_capture_on_commit_callbacks
+    push_service, alice_client, bob, bob_device, direct, django_capture_on_commit_callbacks
 ):
     """Nothing is sent on the post path; the job sends it, signed and encrypted."""
     with django_capture_on_commit_callbacks(execute=True):
@@ -196,6 +232,7 @@ def test_a_direct_message_reaches_the_device_encrypted_after_commit(
     [delivery] = push_service.wait_for(1)
     message = direct.messages.get(body="Lunch at noon?")
     assert delivery.payload == {
+        "to": bob.pk,
         "title": "Alice Liddell",
         "body": "Lunch at noon?",
         "tag": f"calpico-room-{direct.pk}",

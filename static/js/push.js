@@ -7,6 +7,10 @@ import { gettext } from "./i18n.js";
 import { live, onFrame, send } from "./live.js";
 
 const CONFIRMED_KEY = "calpico-push-confirmed";
+// Who is signed in on this browser, for the service worker (templates/notifications/sw.js
+// reads the same cache): it drops a push for anyone else.
+const PERSON_CACHE = "calpico-person";
+const PERSON_KEY = "/sw/person";
 const CONFIRM_EVERY_MS = 3600 * 1000;
 const SUBSCRIBE_TIMEOUT_MS = 30 * 1000;
 
@@ -59,7 +63,8 @@ async function currentSubscription() {
 /**
  * Once an hour a signed-in page tells the server this device is still in use ("last used"),
  * and at once in a session that does not know the device yet: signing out of that session
- * stops its notifications.
+ * stops its notifications, and a device still listed for someone else (who never signed out
+ * here) stops being notified for them. The keys prove the page holds the subscription.
  */
 async function confirmSubscription() {
   const url = document.body.dataset.pushConfirmUrl;
@@ -71,6 +76,16 @@ async function confirmSubscription() {
   const response = await postJSON(url, { ...subscription.toJSON(), confirm: true });
   // Listed or not ({confirmed: false}: not this person's device), asked again in an hour.
   if (response.ok) localStorage.setItem(CONFIRMED_KEY, String(Date.now()));
+}
+
+/** Tell the service worker who is signed in here, from every signed-in page. */
+async function notePerson() {
+  const person = document.body.dataset.userId;
+  if (!person || !("caches" in window)) return;
+  const cache = await caches.open(PERSON_CACHE);
+  const stored = await cache.match(PERSON_KEY);
+  if (stored && (await stored.text()) === person) return;
+  await cache.put(PERSON_KEY, new Response(person, { headers: { "Content-Type": "text/plain" } }));
 }
 
 async function turnOn(section) {
@@ -139,8 +154,14 @@ async function setUpSwitch(section) {
 }
 
 const section = document.getElementById("push-section");
+if (supported) {
+  // Before anything else a page does with push: a browser where someone else was subscribed
+  // stops getting their notifications (the server forgets the device, the worker drops
+  // what is still on its way).
+  notePerson().catch(() => {});
+  confirmSubscription().catch(() => {});
+}
 if (section) setUpSwitch(section);
-else if (supported) confirmSubscription().catch(() => {});
 
 if (live) {
   // The socket is told when this page comes in front of the person or leaves it; each new

@@ -6,6 +6,9 @@
 const OFFLINE_URL = "{{ offline_url|escapejs }}";
 const ICON = "{{ icon|escapejs }}";
 const CACHE = "calpico-offline-v1";
+// Who is signed in on this browser, written by every signed-in page (static/js/push.js).
+const PERSON_CACHE = "calpico-person";
+const PERSON_KEY = "/sw/person";
 
 self.addEventListener("install", (event) => {
   event.waitUntil(
@@ -16,7 +19,9 @@ self.addEventListener("install", (event) => {
 self.addEventListener("activate", (event) => {
   event.waitUntil(
     caches.keys()
-      .then((names) => Promise.all(names.filter((name) => name !== CACHE).map((name) => caches.delete(name))))
+      .then((names) => Promise.all(
+        names.filter((name) => name !== CACHE && name !== PERSON_CACHE).map((name) => caches.delete(name)),
+      ))
       .then(() => self.clients.claim()),
   );
 });
@@ -62,9 +67,30 @@ self.addEventListener("push", (event) => {
   } catch {
     data = { body: event.data ? event.data.text() : "" };
   }
-  const { title, options } = notificationFrom(data);
-  event.waitUntil(self.registration.showNotification(title, options));
+  event.waitUntil(show(data));
 });
+
+/** The person last signed in on this browser ("" if no page has said). */
+async function signedIn() {
+  try {
+    const stored = await (await caches.open(PERSON_CACHE)).match(PERSON_KEY);
+    return stored ? await stored.text() : "";
+  } catch {
+    return "";
+  }
+}
+
+/**
+ * A push is for one person (`to`). One for someone other than the person signed in here
+ * is not shown: it was sent before the server forgot the device (it waited at the push
+ * service while the browser was offline, or came before the new person's first page).
+ */
+async function show(data) {
+  const person = await signedIn();
+  if (person && data.to !== undefined && String(data.to) !== person) return;
+  const { title, options } = notificationFrom(data);
+  await self.registration.showNotification(title, options);
+}
 
 /**
  * Which window to use for a click: one already showing the target, else any Calpico

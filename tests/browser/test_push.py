@@ -22,6 +22,7 @@ from tests.browser.conftest import (
     sign_up,
 )
 from tests.browser.test_live import create_group, send, wait_connected
+from tests.browser.test_reactions import log_in
 from tests.fake_push import FakePushService
 
 pytestmark = pytest.mark.browser
@@ -221,3 +222,109 @@ def test_a_direct_message_is_shown_while_calpico_is_closed_and_opens_the_room(
     assert worker.evaluate("sameOriginPath('https://evil.example/r/1/')") == "/rooms/"
     assert worker.evaluate("sameOriginPath('//evil.example/x')") == "/rooms/"
     expect(blank.locator(".message").filter(has_text="Dinner at eight?")).to_have_count(1)
+
+
+def fake_subscription_script(subscription: dict) -> str:
+    """This browser's push subscription as its push service would have made it (headless
+    Chromium cannot reach Google's): what PushManager.getSubscription() answers to pages."""
+    return f"""(() => {{
+        const data = {json.dumps(subscription)};
+        const fake = {{endpoint: data.endpoint, options: {{applicationServerKey: null}},
+                      toJSON: () => data, unsubscribe: async () => true}};
+        PushManager.prototype.getSubscription = async function () {{ return fake; }};
+    }})()"""
+
+
+def deliver_push(context, origin: str, data: dict) -> None:
+    """Hand a push to the browser's Calpico worker, as its push service would."""
+    blank = context.new_page()
+    cdp = context.new_cdp_session(blank)
+    registrations: list[dict] = []
+    cdp.on(
+        "ServiceWorker.workerRegistrationUpdated", lambda event: registrations.extend(event["registrations"])
+    )
+    cdp.send("ServiceWorker.enable")
+    blank.wait_for_timeout(200)
+    [registration] = [r for r in registrations if not r["isDeleted"] and r["scopeURL"] == origin + "/"]
+    cdp.send(
+        "ServiceWorker.deliverPushMessage",
+        {"origin": origin, "registrationId": registration["registrationId"], "data": json.dumps(data)},
+    )
+    blank.close()
+
+
+SHOWN = """navigator.serviceWorker.ready.then((r) => r.getNotifications())
+    .then((shown) => shown.map((n) => n.title))"""
+PERSON = """caches.open("calpico-person").then((c) => c.match("/sw/person"))
+    .then((r) => (r ? r.text() : ""))"""
+
+
+def test_a_browser_someone_else_signs_in_on_stops_notifying_the_last_person(
+    browser, installed, push_service, push_app
+):
+    """Alice's session ended without signing out (cookies cleared); Bob signs in on her
+    browser. His first page has the server forget her device, and the worker drops a push
+    for her still on its way. The console stays clean."""
+    alice = installed("alice", "Alice Liddell")
+    page = alice.page
+    context = page.context
+    context.grant_permissions(["notifications"])
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    subscription = push_service.subscription()
+    context.add_init_script(fake_subscription_script(subscription))
+    page.goto("/settings/notifications/")
+    page.evaluate(READY)
+    assert subscribe_with(page, subscription)["status"] == 200
+    page.reload()
+    expect(page.locator("#push-devices")).to_contain_text("Chrome on Linux")
+    alice_id = page.evaluate("document.body.dataset.userId")
+    for _ in range(50):
+        if page.evaluate(PERSON) == alice_id:
+            break
+        page.wait_for_timeout(100)
+    assert page.evaluate(PERSON) == alice_id
+
+    context.clear_cookies()
+    confirmed: list[dict] = []
+    page.on(
+        "requestfinished",
+        lambda request: (
+            confirmed.append(json.loads(request.post_data or "{}"))
+            if request.url.endswith("/settings/notifications/devices/")
+            else None
+        ),
+    )
+    installed("bob", "Bob")
+    bob_id = page.evaluate("document.body.dataset.userId")
+    assert bob_id and bob_id != alice_id
+    for _ in range(50):
+        if confirmed and page.evaluate(PERSON) == bob_id:
+            break
+        page.wait_for_timeout(100)
+    # The page proved it holds the subscription (its keys): the server forgot Alice's device.
+    assert confirmed[0]["confirm"] is True
+    assert confirmed[0]["keys"] == subscription["keys"]
+    assert page.evaluate(PERSON) == bob_id
+    elsewhere = browser.new_context(base_url=push_app)
+    try:
+        alices = elsewhere.new_page()
+        log_in(alices, alice)
+        alices.goto("/settings/notifications/")
+        expect(alices.locator("#push-devices")).to_contain_text("No device gets notifications yet.")
+    finally:
+        elsewhere.close()
+
+    # A push for Alice that was still on its way is not shown to Bob; one for Bob is.
+    deliver_push(context, push_app, {"to": int(alice_id), "title": "For Alice", "tag": "a"})
+    deliver_push(context, push_app, {"to": int(bob_id), "title": "For Bob", "tag": "b"})
+    shown: list[str] = []
+    for _ in range(100):
+        shown = page.evaluate(SHOWN)
+        if shown:
+            break
+        page.wait_for_timeout(100)
+    page.wait_for_timeout(300)
+    assert page.evaluate(SHOWN) == ["For Bob"]
+    assert problems == []
