@@ -30,5 +30,5 @@ class UserAdmin(BaseUserAdmin):
             # pages must stop reading too (rooms.live closes them).
             user = self.get_object(request, id)
             if user is not None:
-                password_set_by_admin.send(sender=User, user=user)
+                password_set_by_admin.send(sender=User, user=user, request=request)
         return response

@@ -6,6 +6,7 @@ import base64
 import binascii
 
 from cryptography.hazmat.primitives.asymmetric import ec
+from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import HttpRequest
@@ -13,6 +14,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import User
+from calpico.languages import format_names
 from notifications.models import PushSubscription
 from notifications.push import allowed_endpoint
 
@@ -84,7 +86,8 @@ def do_confirm_device(user: User, endpoint: str, p256dh: object = None, auth: ob
     if PushSubscription.objects.filter(user=user, endpoint=endpoint).update(last_used_at=timezone.now()):
         return True
     if isinstance(p256dh, str) and isinstance(auth, str):
-        PushSubscription.objects.filter(endpoint=endpoint, p256dh=p256dh, auth=auth).exclude(user=user).delete()
+        others = PushSubscription.objects.exclude(user=user)
+        others.filter(endpoint=endpoint, p256dh=p256dh, auth=auth).delete()
     return False
 
 
@@ -101,6 +104,48 @@ def signed_out(sender: object, request: HttpRequest | None, user: User | None, *
     endpoint = request.session.get(SESSION_ENDPOINT)
     if isinstance(endpoint, str):
         do_unsubscribe(user, endpoint)
+
+
+def do_remove_other_devices(user: User, keep: str | None) -> int:
+    """The person's devices stop being notified, but for the one whose endpoint is `keep`
+    (the browser that changed the password); how many were removed."""
+    devices = PushSubscription.objects.filter(user=user)
+    if keep:
+        devices = devices.exclude(endpoint=keep)
+    _total, kinds = devices.delete()
+    return kinds.get(PushSubscription._meta.label, 0)
+
+
+def _this_browsers_device(request: HttpRequest | None, user: User) -> str | None:
+    """The endpoint this browser's session subscribed or confirmed with, if it is `user`'s."""
+    if request is None or not hasattr(request, "session") or getattr(request.user, "pk", None) != user.pk:
+        return None
+    endpoint = request.session.get(SESSION_ENDPOINT)
+    return endpoint if isinstance(endpoint, str) and endpoint else None
+
+
+def password_changed(sender: object, request: HttpRequest | None, user: User, **kwargs: object) -> None:
+    """allauth's password_changed and password_set, and accounts' password_set_by_admin:
+    Django has ended the account's other sessions, and their devices stop being notified
+    too (whoever held a session the password change meant to end must not keep reading
+    the person's notifications). The browser that changed it keeps its own device."""
+    keep = _this_browsers_device(request, user)
+    removed = do_remove_other_devices(user, keep)
+    if not removed or request is None:
+        return
+    if getattr(request.user, "pk", None) == user.pk:
+        messages.info(request, _("Notifications were turned off on your other devices."), fail_silently=True)
+    else:
+        # A staff member setting someone's password in the admin.
+        text = format_names(_("Notifications were turned off on the devices of %(name)s."), name=user.name)
+        messages.info(request, text, fail_silently=True)
+
+
+def password_reset(sender: object, request: HttpRequest | None, user: User, **kwargs: object) -> None:
+    """allauth's password_reset: whoever reset it proved only the email address, and no
+    session of the account is kept (rooms.live), nor any device."""
+    if do_remove_other_devices(user, None) and request is not None:
+        messages.info(request, _("Notifications were turned off on all your devices."), fail_silently=True)
 
 
 def do_unsubscribe(user: User, endpoint: str) -> bool:

@@ -111,7 +111,8 @@ def subscribe(request: SignedInRequest) -> JsonResponse:
             request.session[services.SESSION_ENDPOINT] = endpoint
             return JsonResponse({"confirmed": True})
         # Not listed for this person (signed out and in again, removed elsewhere, or
-        # another person's, now forgotten): a routine answer, which the page remembers for the hour like a confirmation.
+        # another person's, now forgotten): a routine answer, which the page remembers
+        # for the hour like a confirmation.
         # The session has asked: its pages stop asking at every load.
         request.session.setdefault(services.SESSION_ENDPOINT, "")
         return JsonResponse({"confirmed": False})

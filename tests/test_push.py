@@ -4,8 +4,10 @@ decrypts each payload), retries and expiry, and never twice."""
 
 import datetime as dt
 import json
+import re
 
 import pytest
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
@@ -14,7 +16,7 @@ from jobs.models import Job
 from notifications import jobs as push_jobs
 from notifications.models import PushSubscription
 from rooms import services
-from tests.conftest import membership, post
+from tests.conftest import PASSWORD, client_for, make_user, membership, post
 from tests.fake_push import FakePushService
 
 pytestmark = pytest.mark.django_db
@@ -620,3 +622,132 @@ def test_the_vapid_key_is_written_once_readable_by_the_server_only(settings, tmp
     assert mode == 0o600
     assert [p.name for p in tmp_path.iterdir()] == ["vapid_private_key.pem"]
     assert vapid._load().public_key.public_numbers() == first.public_key.public_numbers()
+
+
+# Passwords: a change ends the account's other sessions, and their devices' notifications
+
+NEW_PASSWORD = "a brand new passphrase"
+
+
+def _phone(push_service, user):
+    """Another device of the person's, subscribed from a session of its own."""
+    device = push_service.subscription()
+    PushSubscription.objects.create(
+        user=user, endpoint=device["endpoint"], p256dh=device["keys"]["p256dh"], auth=device["keys"]["auth"]
+    )
+    return device
+
+
+def test_changing_the_password_turns_off_the_other_devices_not_this_one(
+    push_service, alice, bob, bob_client, direct, bob_device
+):
+    """Like Signal or WhatsApp: whoever held one of Bob's other sessions (the reason to
+    change a password) stops reading his notifications; the browser he changed it on keeps
+    its own, and the page says what happened."""
+    phone = _phone(push_service, bob)
+    response = bob_client.post(
+        reverse("account_change_password"),
+        {"oldpassword": PASSWORD, "password1": NEW_PASSWORD, "password2": NEW_PASSWORD},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert "Notifications were turned off on your other devices." in response.content.decode()
+    assert list(PushSubscription.objects.values_list("endpoint", flat=True)) == [bob_device["endpoint"]]
+    services.do_post_message(membership(direct, alice), "New password?")
+    runner.run_pending()
+    assert [d.endpoint for d in push_service.wait_for(1)] == [bob_device["endpoint"]]
+    assert phone["endpoint"] not in {d.endpoint for d in push_service.deliveries}
+
+
+def test_a_password_changed_in_french_says_so_in_french(push_service, bob, bob_client, bob_device):
+    bob.language = "fr"
+    bob.save()
+    _phone(push_service, bob)
+    response = bob_client.post(
+        reverse("account_change_password"),
+        {"oldpassword": PASSWORD, "password1": NEW_PASSWORD, "password2": NEW_PASSWORD},
+        follow=True,
+    )
+    assert "Les notifications ont été désactivées sur vos autres appareils." in response.content.decode()
+
+
+def test_a_password_change_on_a_browser_without_notifications_turns_them_all_off(
+    push_service, bob, bob_client, client, bob_device
+):
+    client.force_login(bob)
+    response = client.post(
+        reverse("account_change_password"),
+        {"oldpassword": PASSWORD, "password1": NEW_PASSWORD, "password2": NEW_PASSWORD},
+        follow=True,
+    )
+    assert "Notifications were turned off on your other devices." in response.content.decode()
+    assert not PushSubscription.objects.exists()
+
+
+def test_a_password_change_that_turns_nothing_off_says_nothing(bob_client):
+    response = bob_client.post(
+        reverse("account_change_password"),
+        {"oldpassword": PASSWORD, "password1": NEW_PASSWORD, "password2": NEW_PASSWORD},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert "Notifications were turned off" not in response.content.decode()
+
+
+def test_a_password_set_in_the_admin_turns_off_the_persons_devices(push_service, alice, bob, bob_device):
+    """A staff member answering "my account was taken over": the taker's devices stop too."""
+    _phone(push_service, bob)
+    other = PushSubscription.objects.create(
+        user=alice, endpoint="https://127.0.0.1/alice", p256dh="x", auth="y"
+    )
+    staff = make_user("staff")
+    staff.is_staff = staff.is_superuser = True
+    staff.save()
+    admin = client_for(staff)
+    response = admin.post(
+        reverse("admin:auth_user_password_change", args=[bob.pk]),
+        {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD, "usable_password": "true"},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert "Notifications were turned off on the devices of Bob Builder." in response.content.decode()
+    assert list(PushSubscription.objects.all()) == [other]
+
+
+def test_a_staff_member_setting_their_own_password_in_the_admin_keeps_this_device(
+    push_service, bob, bob_client, bob_device
+):
+    bob.is_staff = bob.is_superuser = True
+    bob.save()
+    _phone(push_service, bob)
+    response = bob_client.post(
+        reverse("admin:auth_user_password_change", args=[bob.pk]),
+        {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD, "usable_password": "true"},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert "Notifications were turned off on your other devices." in response.content.decode()
+    assert list(PushSubscription.objects.values_list("endpoint", flat=True)) == [bob_device["endpoint"]]
+
+
+def test_resetting_the_password_turns_off_every_device(push_service, bob, bob_device):
+    """Whoever reset it proved only the email address: no session and no device is kept."""
+    from django.core import mail
+
+    _phone(push_service, bob)
+    bob.email = "bob@example.com"
+    bob.save()
+    visitor = Client()
+    visitor.post(reverse("account_reset_password"), {"email": "bob@example.com"})
+    link = re.search(r"https?://[^/\s]+(/accounts/password/reset/key/\S+/)", mail.outbox[-1].body).group(1)
+    form = visitor.get(link, follow=True)
+    response = visitor.post(
+        form.redirect_chain[-1][0] if form.redirect_chain else link,
+        {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD},
+        follow=True,
+    )
+    assert response.status_code == 200
+    bob.refresh_from_db()
+    assert bob.check_password(NEW_PASSWORD)
+    assert "Notifications were turned off on all your devices." in response.content.decode()
+    assert not PushSubscription.objects.exists()
