@@ -88,6 +88,26 @@ async function notePerson() {
   await cache.put(PERSON_KEY, new Response(person, { headers: { "Content-Type": "text/plain" } }));
 }
 
+// Written for nobody: after a sign-out the worker shows no push addressed to anyone.
+const NOBODY = "-";
+
+/**
+ * Signing out: the server forgets this device, but a push sent before (waiting at the push
+ * service while the browser was offline) could still arrive: the worker is told that nobody
+ * is signed in here before the form goes.
+ */
+function onSignOut(event) {
+  const form = event.target;
+  const url = document.body.dataset.signOutUrl;
+  if (!url || !(form instanceof HTMLFormElement) || form.dataset.personForgotten) return;
+  if (new URL(form.action, location.href).pathname !== url) return;
+  event.preventDefault();
+  form.dataset.personForgotten = "yes";
+  const forget = caches.open(PERSON_CACHE).then((cache) => cache.put(PERSON_KEY, new Response(NOBODY)));
+  const late = new Promise((resolve) => setTimeout(resolve, 1000));
+  Promise.race([forget, late]).catch(() => {}).finally(() => form.submit());
+}
+
 async function turnOn(section) {
   if ((await Notification.requestPermission()) !== "granted") {
     throw new Error(gettext("Your browser blocks notifications from this site; allow them in its site settings first."));
@@ -160,6 +180,7 @@ if (supported) {
   // what is still on its way).
   notePerson().catch(() => {});
   confirmSubscription().catch(() => {});
+  if ("caches" in window) document.addEventListener("submit", onSignOut);
 }
 if (section) setUpSwitch(section);
 

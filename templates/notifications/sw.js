@@ -84,6 +84,7 @@ async function signedIn() {
  * A push is for one person (`to`). One for someone other than the person signed in here
  * is not shown: it was sent before the server forgot the device (it waited at the push
  * service while the browser was offline, or came before the new person's first page).
+ * After a sign-out the page wrote "-": nobody, and no push addressed to anyone is shown.
  */
 async function show(data) {
   const person = await signedIn();

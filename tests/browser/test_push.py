@@ -328,3 +328,37 @@ def test_a_browser_someone_else_signs_in_on_stops_notifying_the_last_person(
     page.wait_for_timeout(300)
     assert page.evaluate(SHOWN) == ["For Bob"]
     assert problems == []
+
+
+def test_after_signing_out_no_push_for_the_person_is_shown(installed, push_app):
+    """A push sent before Bob signed out (it waited at the push service while his browser
+    was offline) is not shown to whoever uses the browser next."""
+    bob = installed("bob", "Bob")
+    page = bob.page
+    page.context.grant_permissions(["notifications"])
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.goto("/rooms/")
+    page.evaluate(READY)
+    bob_id = page.evaluate("document.body.dataset.userId")
+    for _ in range(50):
+        if page.evaluate(PERSON) == bob_id:
+            break
+        page.wait_for_timeout(100)
+    assert page.evaluate(PERSON) == bob_id
+    with page.expect_navigation():
+        page.evaluate("document.querySelector(`form[action='/accounts/logout/']`).requestSubmit()")
+    assert page.evaluate("document.body.dataset.userId") == ""
+    assert page.evaluate(PERSON) == "-"
+    deliver_push(page.context, push_app, {"to": int(bob_id), "title": "For Bob", "tag": "b"})
+    page.wait_for_timeout(1000)
+    assert page.evaluate(SHOWN) == []
+    # A push saying nothing of whom it is for (sent before this worker) still shows.
+    deliver_push(page.context, push_app, {"title": "Older push", "tag": "o"})
+    for _ in range(50):
+        if page.evaluate(SHOWN):
+            break
+        page.wait_for_timeout(100)
+    assert page.evaluate(SHOWN) == ["Older push"]
+    assert problems == []
