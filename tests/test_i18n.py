@@ -290,3 +290,26 @@ def test_format_names_elides_french_de_before_a_vowel(name, french):
         )
     with translation.override("en"):
         assert format_names("de %(name)s", name="Alice") == "de Alice"
+
+
+def test_desktop_notifications_of_live_toasts_are_in_the_readers_language(alice, bob, group):
+    """A toast's desktop notification (data-notify-title) reads like the toast, in French too."""
+    french = Client(headers={"accept-language": "fr"})
+    french.force_login(bob)
+    assert french.get(reverse("rooms:index")).status_code == 200
+    message = services.do_post_message(membership(group, alice), "Hello @bob").message
+    event = live.message_event(message)
+    assert 'data-notify-title="Alice Liddell in Trip planning"' in event["toast_html"]
+    assert 'data-notify-title="Alice Liddell mentioned you in Trip planning"' in event["toast_html_mention"]
+    fr = event["i18n"]["fr"]
+    assert 'data-notify-title="Alice Liddell dans Trip planning"' in fr["toast_html"]
+    assert 'data-notify-title="Alice Liddell vous a mentionné dans Trip planning"' in fr["toast_html_mention"]
+    assert '>Alice Liddell vous a mentionné <span class="toast__room">dans' in fr["toast_html_mention"]
+
+
+def test_the_desktop_notification_of_being_added_is_in_the_readers_language(group):
+    from django.template.loader import render_to_string
+
+    with translation.override("fr"):
+        toast = render_to_string("rooms/live/added_toast.html", {"room": group})
+    assert 'data-notify-title="Vous avez été ajouté à Trip planning"' in toast
