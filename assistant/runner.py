@@ -19,7 +19,9 @@ to the database every ASSISTANT_HEARTBEAT_SECONDS. The runner beats for every ru
 someone pressed Stop in another process. Runs whose process died are found by their
 stale heartbeat within a few seconds and run once more, or failed with a note saying so.
 A process that is stopped (SIGTERM) hands its running runs back to the queue at once and
-wakes the other processes' runners (`Runner.shut_down`).
+wakes the other processes' runners (`Runner.shut_down`); a web process does so as its drain
+begins (calpico/shutdown.py), and from then on claims nothing: runs queued meanwhile wake
+the other processes' runners instead.
 
 The runner's database work runs on threads of its own (`RunnerDatabase`), never on
 asgiref's one thread-sensitive thread that the consumers share: a busy process (a storm of
@@ -100,6 +102,9 @@ class Runner(RunStreaming):
         self._client_key: tuple[str, str, float] | None = None
         # Set by shut_down(): no more claims, and runs handed over now are left alone.
         self.closing = False
+        self._shutting_down: asyncio.Future[int] | None = None
+        # Wake-ups sent to the other processes' runners once this one claims no more.
+        self._waking: set[asyncio.Task[None]] = set()
 
     # Driving
 
@@ -139,10 +144,16 @@ class Runner(RunStreaming):
                 listener.cancel()
 
     async def shut_down(self) -> int:
-        """The process is stopping: claim nothing more, stop streaming, and give the
-        running runs back to the queue at once (the other processes' runners are woken
-        to take them). Returns how many went back."""
-        self.closing = True
+        """The process is stopping (or draining before it stops): claim nothing more, stop
+        streaming, and give the running runs back to the queue at once (the other
+        processes' runners are woken to take them). Returns how many went back. Called
+        again (the drain, then the stop), it waits for the first call's hand-back."""
+        if self._shutting_down is None:
+            self.closing = True
+            self._shutting_down = asyncio.ensure_future(self._shut_down())
+        return await asyncio.shield(self._shutting_down)
+
+    async def _shut_down(self) -> int:
         if self.serve_task is not None:
             self.serve_task.cancel()
         tasks = list(self.tasks.values())
@@ -323,8 +334,19 @@ class Runner(RunStreaming):
             await self.close()
 
     def notify_threadsafe(self) -> None:
-        if self.loop is not None and not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(self.wake.set)
+        """A run was queued (from any thread): look for it now. Once this runner claims
+        no more (the process drains or stops), the other processes' runners are woken
+        instead, so one of them takes it at once rather than at its next poll."""
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed in between
+            loop.call_soon_threadsafe(self._wake_others if self.closing else self.wake.set)
+
+    def _wake_others(self) -> None:
+        task = asyncio.ensure_future(wake_runners())
+        self._waking.add(task)
+        task.add_done_callback(self._waking.discard)
 
     def stop_run(self, run_id: int) -> None:
         task = self.tasks.get(run_id)

@@ -65,6 +65,7 @@ DRAIN_GRACE_SECONDS = 0.5
 
 _draining = threading.Event()  # set on the reactor's thread, read by /readyz on any
 _on_readiness_asked = None  # while draining: ends the drain soon (callable from any thread)
+_handing_back: set = set()
 
 
 def under_daphne() -> bool:
@@ -112,6 +113,23 @@ def readiness_asked() -> None:
         hook()
 
 
+def _hand_back_work() -> None:
+    """The drain begins: this process claims no more assistant runs nor jobs, and hands
+    back those it holds, for the other processes (or the workers) to take now rather than
+    when the drain ends. The stop's own hand-back then waits for this one. Called on the
+    reactor's thread, which runs the asyncio loop (daphne's asyncio reactor)."""
+    handing = asyncio.ensure_future(runner.shut_down())
+    handing.add_done_callback(_log_failure)
+    _handing_back.add(handing)  # the loop holds tasks only weakly
+    threading.Thread(target=jobs_runner.shut_down, name="jobs-hand-back", daemon=True).start()
+
+
+def _log_failure(task: asyncio.Future) -> None:
+    _handing_back.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.error("Could not hand the assistant's runs back", exc_info=task.exception())
+
+
 def _install_drain(reactor, seconds: float) -> None:
     """On SIGTERM, drain for up to `seconds`, then stop the reactor (the graceful stop
     below). Installed once the reactor runs, over Twisted's own SIGTERM handler."""
@@ -143,6 +161,7 @@ def _install_drain(reactor, seconds: float) -> None:
             return
         log.info("Draining: /readyz answers 503 until the proxy saw it (%.0f s at most)", seconds)
         _draining.set()
+        _hand_back_work()
         state["timer"] = reactor.callLater(seconds, stop)
 
     def on_sigterm(signum, frame) -> None:

@@ -8,8 +8,9 @@ holds up a WebSocket. A second thread beats for the job in hand every
 A runner starts in each web process with its first request (calpico/asgi.py, unless
 `JOBS_RUNNER_IN_SERVER=false`) and in each `manage.py assistant_worker`. A job committed in
 this process wakes it at once; jobs committed elsewhere are found at the next poll
-(`JOBS_POLL_SECONDS`). On SIGTERM (calpico/shutdown.py) the job in hand is asked to stop at
-its next step and goes back to the queue.
+(`JOBS_POLL_SECONDS`). On SIGTERM (calpico/shutdown.py; in a web process, as its drain
+begins) the runner claims no more and the job in hand is asked to stop at its next step and
+goes back to the queue.
 """
 
 from __future__ import annotations
@@ -137,6 +138,10 @@ class JobRunner:
 
 _runner: JobRunner | None = None
 _lock = threading.Lock()
+# Held while the process's runner stops: a second call (the drain's, then the stop's) waits
+# for the first. Once stopped, a web process's next request starts no new runner.
+_stopping = threading.Lock()
+_stopped = False
 
 
 def installed() -> JobRunner | None:
@@ -162,15 +167,18 @@ def _notify() -> None:
 def ensure_started(worker: str) -> None:
     """From the web process's first request: start its runner unless workers do the jobs.
     Without Redis there is one process: whatever is still running was left by a restart."""
-    if _runner is None and settings.JOBS_RUNNER_IN_SERVER:
+    if _runner is None and not _stopped and settings.JOBS_RUNNER_IN_SERVER:
         start(worker, recover_everything=not settings.REDIS_URL)
 
 
 def shut_down() -> int:
-    """The process is stopping (calpico/shutdown.py, the worker command)."""
-    global _runner
-    runner, _runner = _runner, None
-    return runner.shut_down() if runner is not None else 0
+    """The process is stopping or draining (calpico/shutdown.py, the worker command): its
+    runner claims no more jobs and hands back the one in hand."""
+    global _runner, _stopped
+    with _stopping:
+        _stopped = True
+        runner, _runner = _runner, None
+        return runner.shut_down() if runner is not None else 0
 
 
 def run_pending(worker: str = "inline") -> int:

@@ -45,6 +45,7 @@ class FakeReactor(Clock):
 
     running = True
     stopped = False
+    handed_back = 0  # times the drain handed the process's runs and jobs back
 
     def callFromThread(self, func, *args):
         func(*args)
@@ -59,11 +60,18 @@ class FakeReactor(Clock):
 
 @pytest.fixture
 def drain(monkeypatch):
-    """A drain of 8 s installed on a fake reactor; SIGTERM's handler restored after."""
+    """A drain of 8 s installed on a fake reactor; SIGTERM's handler restored after. The
+    hand-back of runs and jobs as it begins is counted in `reactor.handed_back` (its test
+    is in tests/test_runner_faults.py)."""
     monkeypatch.setattr(shutdown, "_draining", threading.Event())
     monkeypatch.setattr(shutdown, "_on_readiness_asked", None)
     previous = signal.getsignal(signal.SIGTERM)
     reactor = FakeReactor()
+
+    def hand_back() -> None:
+        reactor.handed_back += 1
+
+    monkeypatch.setattr(shutdown, "_hand_back_work", hand_back)
     shutdown._install_drain(reactor, 8.0)
     try:
         yield reactor, signal.getsignal(signal.SIGTERM)
@@ -77,6 +85,7 @@ def test_a_draining_process_serves_on_and_stops_once_readyz_said_so(client, drai
     assert client.get("/readyz").status_code == 200
     on_sigterm(signal.SIGTERM, None)
     assert not reactor.stopped
+    assert reactor.handed_back == 1  # assistant runs and jobs: claimed elsewhere from now on
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json() == {"ready": False, "stopping": True}

@@ -4,6 +4,7 @@ frozen. The tests with two real daphne processes are in tests/test_runner_proces
 import asyncio
 import contextlib
 import datetime as dt
+import signal
 import threading
 import time
 from types import SimpleNamespace
@@ -179,6 +180,61 @@ async def test_a_request_cut_by_the_stop_is_handed_back_not_failed(
     await first_runner.shut_down()
     run = await sync_to_async(AssistantRun.objects.get)(room=group)
     assert run.status == AssistantRun.Status.QUEUED and run.attempts == 0 and run.error_code == ""
+
+
+@pytest.fixture
+def sigterm(monkeypatch):
+    """SIGTERM to this process as a web process with an 8 s drain takes it (on a clock
+    that never moves: the drain goes on); SIGTERM's handler is restored after."""
+    from calpico import shutdown
+    from jobs import runner as jobs_runner
+    from tests.test_probes import FakeReactor
+
+    monkeypatch.setattr(shutdown, "_draining", threading.Event())
+    monkeypatch.setattr(shutdown, "_on_readiness_asked", None)
+    monkeypatch.setattr(jobs_runner, "_stopped", False, raising=False)
+    previous = signal.getsignal(signal.SIGTERM)
+    shutdown._install_drain(FakeReactor(), 8.0)
+    try:
+        yield lambda: signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+async def test_a_draining_process_claims_nothing_and_hands_its_reply_back(
+    fake_openai, first_runner, second_runner, alice, bob, group, sigterm
+):
+    """A web process drains before it stops (it still serves pages): from the SIGTERM on
+    its runner hands back the reply it was writing and claims no run, not even one posted
+    through this process; another process's runner takes both."""
+    gate = threading.Event()
+    fake_openai.queue(tokens=["Half ", "an ", "answer"], gate=gate)
+    fake_openai.reply("A whole answer.")
+    socket = await connected(alice, group)
+    await post(group, alice, "@assistant tell me")
+    await collect_until(socket, r">Half<")
+
+    sigterm()
+    run = AssistantRun.objects.filter(room=group)
+    await wait_until(lambda: run.get().status == AssistantRun.Status.QUEUED, what="the reply handed back")
+    # The hand-back waits half a second for the cancelled stream; a loaded machine may take
+    # longer to unwind it (it then ends without writing anything).
+    await wait_until(lambda: not first_runner.tasks, what="the cancelled stream to end")
+    assert (await sync_to_async(run.get)()).attempts == 0
+    other = await sync_to_async(room_services.do_create_group)(alice, "Elsewhere", [bob])
+    await post(other, alice, "@assistant and here?")
+    await asyncio.sleep(0.3)  # the draining runner would have claimed it by now
+    later = await sync_to_async(AssistantRun.objects.get)(room=other)
+    assert later.status == AssistantRun.Status.QUEUED and later.worker == ""
+    assert not first_runner.tasks
+
+    start(second_runner)
+    await wait_until(
+        lambda: AssistantRun.objects.filter(status=AssistantRun.Status.DONE).count() == 2,
+        what="both replies written by the other process",
+    )
+    gate.set()
+    await socket.disconnect()
 
 
 async def test_a_reply_whose_process_died_is_taken_over_within_seconds(
