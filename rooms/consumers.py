@@ -50,6 +50,7 @@ CLOSE_RECONNECT = 4012
 
 READ_FLUSH_SECONDS = 3.0
 TYPING_MIN_INTERVAL = 2.0
+NOTICE_TOAST = "rooms/live/notice_toast.html"
 
 
 class RoomConsumer(AsyncWebsocketConsumer):
@@ -126,8 +127,15 @@ class RoomConsumer(AsyncWebsocketConsumer):
         for group in self._groups():
             await self.channel_layer.group_add(group, self.channel_name)
         await self._send_json({"type": "hello", "server_time": timezone.now().isoformat()})
-        for text in opening.notices:
-            await self.send(text_data=render_to_string("rooms/live/notice_toast.html", {"text": text}))
+        if opening.notices:
+            # Connecting ran under the default language (`dispatch` read it before the
+            # handshake's headers were): the heading is in this person's.
+            with translation.override(self.language):
+                toasts = [render_to_string(NOTICE_TOAST, {"text": text}) for text in opening.notices]
+            for toast in toasts:
+                await self.send(text_data=toast)
+            # Seen once sent: a socket that failed or closed before leaves them to the next.
+            await on_socket_thread(mark_notices_seen)(User(pk=self.user_id), opening.notice_ids)
         self.counted_online = True
         if presence.connection_opened(self.user_id, self.rooms):
             await self._announce_presence(True)
@@ -529,7 +537,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=event["html"])
 
     async def user_notice(self, event: dict) -> None:
-        await self.send(text_data=render_to_string("rooms/live/notice_toast.html", {"text": event["text"]}))
+        await self.send(text_data=render_to_string(NOTICE_TOAST, {"text": event["text"]}))
         await on_socket_thread(mark_notices_seen)(User(pk=self.user_id))
 
     async def user_blocks(self, event: dict) -> None:

@@ -57,6 +57,7 @@ class Opening:
     blocked: set[int] = field(default_factory=set)
     blocked_by: set[int] = field(default_factory=set)
     notices: list[str] = field(default_factory=list)
+    notice_ids: list[int] = field(default_factory=list)
 
 
 def session_key(headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -125,11 +126,17 @@ def read_opening(key: str | None, requested_room: int | None) -> Opening:
             else:
                 blocked_by.add(blocker_id)
         notices = queries.notices.run(cursor, user=user.pk)
-    if notices:
-        # Shown once: marked seen as they go out.
-        Notice.objects.filter(pk__in=[pk for pk, _ in notices]).update(seen_at=timezone.now())
     presence.refresh(user.pk)
-    return Opening(user, rooms=rooms, blocked=blocked, blocked_by=blocked_by, notices=[t for _, t in notices])
+    # Marked seen by the socket once it sent them (rooms.services.moderation.mark_notices_seen):
+    # a socket that fails or closes first leaves them for the next page.
+    return Opening(
+        user,
+        rooms=rooms,
+        blocked=blocked,
+        blocked_by=blocked_by,
+        notices=[t for _, t in notices],
+        notice_ids=[pk for pk, _ in notices],
+    )
 
 
 @dataclass(slots=True)

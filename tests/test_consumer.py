@@ -237,6 +237,38 @@ async def test_notices_kept_while_away_show_on_the_next_page_once(alice, group, 
     assert await notices_on_opening() == []
 
 
+async def test_notices_stay_unseen_when_the_opening_socket_fails_before_sending_them(
+    alice, group, monkeypatch
+):
+    """Marked seen only once sent: a socket that could not send them leaves them to the next."""
+    from rooms.consumers import RoomConsumer
+    from rooms.models import Notice
+    from rooms.services.moderation import do_notify
+
+    await sync_to_async(do_notify)(alice.pk, "kept for later")
+    original = RoomConsumer.send
+
+    async def gone_before_the_notice(self, text_data=None, bytes_data=None, close=False):
+        if text_data and "toast--notice" in text_data:
+            raise ConnectionError("the socket went away")
+        await original(self, text_data=text_data, bytes_data=bytes_data, close=close)
+
+    monkeypatch.setattr(RoomConsumer, "send", gone_before_the_notice)
+    failing = await connect(alice, group)
+    assert (await failing.connect())[0]
+    assert json.loads(await failing.receive_from(timeout=5))["type"] == "hello"
+    with pytest.raises(ConnectionError):
+        await failing.receive_output(timeout=5)
+    unseen = Notice.objects.filter(user=alice, seen_at__isnull=True)
+    assert await sync_to_async(unseen.count)() == 1
+
+    monkeypatch.setattr(RoomConsumer, "send", original)
+    socket = await connected(alice, group)
+    assert "kept for later" in html(await delivered(socket))
+    await socket.disconnect()
+    assert await sync_to_async(unseen.count)() == 0
+
+
 def test_opening_reads_accepted_rooms_that_are_not_archived_and_each_persons_own(alice, bob, carol, mallory):
     """The opening's queries are compiled once and run with each person's id: each gets
     their own rooms (no archived room, no message request, pending or declined), blocks (made

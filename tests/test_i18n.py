@@ -164,6 +164,33 @@ async def test_a_french_socket_alone_gets_french_events(alice, bob, group):
         await socket.disconnect()
 
 
+@pytest.mark.django_db(transaction=True)
+async def test_notices_kept_while_away_are_headed_in_the_viewers_language(alice, bob, carol, group):
+    from rooms.services.moderation import do_notify
+
+    await sync_to_async(_choose_language)(carol, "fr")
+    for user in (alice, bob, carol):
+        await sync_to_async(do_notify)(user.pk, "A moderator reviewed a message you reported.")
+    sockets = {
+        "alice (browser: French)": await sync_to_async(_socket)(alice, group, "fr-FR,fr;q=0.9"),
+        "bob (browser: English)": await sync_to_async(_socket)(bob, group, "en-US"),
+        "carol (chose French, browser: English)": await sync_to_async(_socket)(carol, group, "en"),
+    }
+    try:
+        received = {}
+        for who, socket in sockets.items():
+            ok, _ = await socket.connect()
+            assert ok
+            await socket.receive_from(timeout=5)  # hello
+            received[who] = "".join(await delivered(socket))
+        assert ">From the moderators<" in received["bob (browser: English)"]
+        assert ">De la part des modérateurs<" in received["alice (browser: French)"]
+        assert ">De la part des modérateurs<" in received["carol (chose French, browser: English)"]
+    finally:
+        for socket in sockets.values():
+            await socket.disconnect()
+
+
 def _choose_language(user: User, language: str) -> None:
     user.language = language
     user.save(update_fields=["language"])

@@ -151,8 +151,13 @@ def do_notify(user_id: int, text: str) -> Notice:
     return notice
 
 
-def mark_notices_seen(user: User) -> None:
-    Notice.objects.filter(user=user, seen_at__isnull=True).update(seen_at=timezone.now())
+def mark_notices_seen(user: User, ids: list[int] | None = None) -> None:
+    """The person's notices (those of `ids`, or all) were sent to a page of theirs: they
+    are not shown again."""
+    unseen = Notice.objects.filter(user=user, seen_at__isnull=True)
+    if ids is not None:
+        unseen = unseen.filter(pk__in=ids)
+    unseen.update(seen_at=timezone.now())
 
 
 def do_dismiss_report(moderator: User, report: Report, *, reason: str = "") -> None:
