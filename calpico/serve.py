@@ -19,6 +19,8 @@ It takes daphne's options and arguments and changes these things:
 - A WebSocket lets go of the HTTP request it was upgraded from and of its handshake's text
   once it is open (`CalpicoWebSocketProtocol`), about 4 KB each.
 - What is loaded before the server starts is frozen out of the garbage collector's sight.
+- Its HTTP requests in progress are counted (`calpico.in_flight`): a draining process
+  waits for them before it stops (calpico/shutdown.py).
 """
 
 import asyncio
@@ -33,6 +35,7 @@ from daphne.server import Server
 from daphne.ws_protocol import WebSocketProtocol
 from twisted.web.http import HTTPChannel
 
+from calpico import in_flight
 from calpico.layers import Mailbox
 
 LISTEN_BACKLOG = 1024
@@ -121,6 +124,18 @@ class CalpicoServer(Server):
         gc.collect()
         gc.freeze()
         super().run()
+
+    def protocol_connected(self, protocol) -> None:
+        # daphne's HTTP request objects are made on the request line, before the body
+        # arrives, and say they are done (finished, lost, or upgraded to a WebSocket) with
+        # `protocol_disconnected`: what a draining process waits for (calpico/shutdown.py).
+        super().protocol_connected(protocol)
+        if isinstance(protocol, WebRequest):
+            in_flight.began(protocol)
+
+    def protocol_disconnected(self, protocol) -> None:
+        super().protocol_disconnected(protocol)
+        in_flight.ended(protocol)
 
     def create_application(self, protocol, scope):
         """daphne's, with a Mailbox for the application's input (daphne only calls its

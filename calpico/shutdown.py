@@ -29,13 +29,16 @@ No daphne internals are patched or reached into.
 
 Before all that, with `SHUTDOWN_DRAIN_SECONDS`, the process drains: on SIGTERM it goes on
 serving everything (sockets stay open and live) while /readyz answers 503 "stopping", and
-stops only once /readyz has been asked (the proxy's health check has seen it) and a moment
-went by, or after that many seconds. A proxy only learns that a process is gone from its
-health checks or by failing to reach it, and Debian's Caddy (2.6) cannot retry a request
-with a body after failing to reach one: the first post to find the stopped process was
-answered 502 and the process it was retried on counted as failed, so every request got
-503 for `fail_duration` (caddyserver/caddy#5454, fixed in Caddy 2.11). A second SIGTERM,
-or SIGINT, stops at once.
+stops only once /readyz has been asked (the proxy's health check has seen it), a moment
+went by and the HTTP requests in flight were answered (`calpico.in_flight`: an upload the
+proxy sent before is not cut), or after that many seconds. As the drain begins, the
+process's assistant runs and jobs are handed back and it claims no more.
+
+A proxy only learns that a process is gone from its health checks or by failing to reach
+it, and Debian's Caddy (2.6) cannot retry a request with a body after failing to reach
+one: the first post to find the stopped process was answered 502 and the process it was
+retried on counted as failed, so every request got 503 for `fail_duration`
+(caddyserver/caddy#5454, fixed in Caddy 2.11). A second SIGTERM, or SIGINT, stops at once.
 """
 
 import asyncio
@@ -51,6 +54,7 @@ from prometheus_client.multiprocess import mark_process_dead
 from twisted.internet.error import ReactorNotRunning
 
 from assistant import runner
+from calpico import in_flight
 from jobs import runner as jobs_runner
 
 log = logging.getLogger(__name__)
@@ -62,6 +66,8 @@ SHUTDOWN_TIMEOUT = 2.0
 # How long a draining process goes on once /readyz said "stopping": requests the proxy
 # sent before it took the answer in are served.
 DRAIN_GRACE_SECONDS = 0.5
+# How often a drain that is over looks again for HTTP requests still in flight.
+IN_FLIGHT_POLL_SECONDS = 0.1
 
 _draining = threading.Event()  # set on the reactor's thread, read by /readyz on any
 _on_readiness_asked = None  # while draining: ends the drain soon (callable from any thread)
@@ -136,33 +142,50 @@ def _install_drain(reactor, seconds: float) -> None:
     global _on_readiness_asked
     state: dict = {}
 
-    def stop() -> None:
+    def stop(why: str) -> None:
         # Once: a second SIGTERM, then the drain's timer, would otherwise stop a reactor
         # that is already stopping (ReactorNotRunning: `running` stays true until the
         # shutdown's triggers are done).
         if state.get("stopping"):
             return
         state["stopping"] = True
-        timer = state.get("timer")
-        if timer is not None and timer.active():
-            timer.cancel()
+        for name in ("deadline", "grace"):
+            timer = state.get(name)
+            if timer is not None and timer.active():
+                timer.cancel()
+        log.info("Drain over: %s", why)
         if reactor.running:
             with contextlib.suppress(ReactorNotRunning):
                 reactor.stop()
 
+    def stop_once_served() -> None:
+        # The proxy took the answer in: it sends nothing more here, but what it sent before
+        # (an upload still arriving, a slow page) is answered first. The drain's own
+        # deadline still holds.
+        waiting = in_flight.count()
+        if waiting:
+            if not state.get("waited"):
+                state["waited"] = True
+                log.info("Drain: waiting for %d HTTP request(s) in flight", waiting)
+            state["grace"] = reactor.callLater(IN_FLIGHT_POLL_SECONDS, stop_once_served)
+            return
+        stop("/readyz said stopping and no HTTP request is in flight")
+
     def end_soon() -> None:
-        timer = state.get("timer")
-        if timer is not None and timer.active() and timer.getTime() - reactor.seconds() > DRAIN_GRACE_SECONDS:
-            timer.reset(DRAIN_GRACE_SECONDS)
+        deadline = state.get("deadline")
+        if deadline is None or not deadline.active() or "grace" in state:
+            return
+        if deadline.getTime() - reactor.seconds() > DRAIN_GRACE_SECONDS:
+            state["grace"] = reactor.callLater(DRAIN_GRACE_SECONDS, stop_once_served)
 
     def begin() -> None:
         if _draining.is_set():
-            stop()  # asked again: stop now
+            stop("SIGTERM again")
             return
         log.info("Draining: /readyz answers 503 until the proxy saw it (%.0f s at most)", seconds)
         _draining.set()
         _hand_back_work()
-        state["timer"] = reactor.callLater(seconds, stop)
+        state["deadline"] = reactor.callLater(seconds, stop, f"its {seconds:g} s are up")
 
     def on_sigterm(signum, frame) -> None:
         reactor.callFromThread(begin)

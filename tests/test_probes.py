@@ -3,16 +3,19 @@
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
+from pathlib import Path
 
 import pytest
 from django.test import Client
 from twisted.internet.error import ReactorNotRunning
 from twisted.internet.task import Clock
 
-from calpico import shutdown
+from calpico import in_flight, shutdown
 from ops import probes
 from rooms import services
 from tests.conftest import post
@@ -94,6 +97,116 @@ def test_a_draining_process_serves_on_and_stops_once_readyz_said_so(client, drai
     assert not reactor.stopped
     reactor.advance(0.2)
     assert reactor.stopped
+
+
+@pytest.fixture
+def upload(monkeypatch):
+    """An HTTP request in flight in this process (an upload still sending its body)."""
+    monkeypatch.setattr(in_flight, "_requests", set())
+    request = object()
+    in_flight.began(request)
+    return request
+
+
+@pytest.mark.django_db
+def test_a_drain_waits_for_the_http_requests_in_flight(client, drain, upload):
+    reactor, on_sigterm = drain
+    on_sigterm(signal.SIGTERM, None)
+    assert client.get("/readyz").status_code == 503
+    reactor.advance(shutdown.DRAIN_GRACE_SECONDS + 3)
+    assert not reactor.stopped  # the upload is still arriving
+    in_flight.ended(upload)
+    reactor.advance(shutdown.IN_FLIGHT_POLL_SECONDS)
+    assert reactor.stopped
+
+
+@pytest.mark.django_db
+def test_requests_in_flight_hold_the_drain_no_longer_than_its_seconds(client, drain, upload):
+    reactor, on_sigterm = drain
+    on_sigterm(signal.SIGTERM, None)
+    assert client.get("/readyz").status_code == 503
+    reactor.advance(7.9)
+    assert not reactor.stopped
+    reactor.advance(0.2)
+    assert reactor.stopped
+    assert reactor.getDelayedCalls() == []
+
+
+def _drain_server(tmp_path, drain_seconds: int) -> tuple[subprocess.Popen, int, Path]:
+    """A real server as the recipe runs it (`calpico.serve`), embedded, with a drain."""
+    from tests.test_websocket_transport import PROJECT_DIR, SERVER_COMMAND, STARTUP_TIMEOUT, _free_port
+
+    env = {name: os.environ[name] for name in ("PATH", "HOME", "LANG", "TZ") if os.environ.get(name)}
+    env.update(
+        DJANGO_SETTINGS_MODULE="calpico.settings",
+        CALPICO_VAR_DIR=str(tmp_path),
+        ASSISTANT_RUNNER_IN_SERVER="false",
+        SHUTDOWN_DRAIN_SECONDS=str(drain_seconds),
+        PYTHONUNBUFFERED="1",
+    )
+    migrate = [sys.executable, "manage.py", "migrate", "--noinput"]
+    subprocess.run(migrate, cwd=PROJECT_DIR, env=env, check=True, capture_output=True)
+    port, log = _free_port(), tmp_path / "server.log"
+    with log.open("w") as log_file:
+        process = subprocess.Popen(
+            [*SERVER_COMMAND, "-p", str(port), "calpico.asgi:application"],
+            cwd=PROJECT_DIR,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while True:
+        if process.poll() is not None:
+            pytest.fail(f"the server exited before serving:\n{log.read_text()}", pytrace=False)
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as probe:
+                probe.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                if probe.recv(100).startswith(b"HTTP/1.1 200"):
+                    return process, port, log
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)
+
+
+def test_an_upload_arriving_during_the_drain_is_answered_before_the_process_stops(tmp_path):
+    """The proxy asked /readyz (the drain may end), but an upload it sent before is still
+    sending its body: the process waits for it, answers it, and only then stops."""
+    process, port, log = _drain_server(tmp_path, drain_seconds=20)
+    try:
+        body = b"username=someone&password=" + b"x" * 4000
+        upload = socket.create_connection(("127.0.0.1", port), timeout=10)
+        upload.sendall(
+            b"POST /accounts/login/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body[:1000]
+        )
+        time.sleep(0.3)
+        os.killpg(process.pid, signal.SIGTERM)
+        time.sleep(0.3)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as probe:
+            probe.sendall(b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            assert probe.recv(100).startswith(b"HTTP/1.1 503")
+        time.sleep(shutdown.DRAIN_GRACE_SECONDS + 1.5)
+        assert process.poll() is None, log.read_text()
+        upload.sendall(body[1000:])
+        answer = b""
+        while chunk := upload.recv(65536):
+            answer += chunk
+        upload.close()
+        # Django answers (no CSRF token: 403), not a cut connection.
+        assert answer.startswith(b"HTTP/1.1 403"), (answer[:200], log.read_text())
+        stopped_at = time.monotonic()
+        assert process.wait(timeout=15) == 0
+        assert time.monotonic() - stopped_at < 5, "the drain did not end once the upload was answered"
+        assert "Drain over: /readyz said stopping" in log.read_text()
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
 
 
 def test_a_drain_nobody_asks_about_ends_after_its_seconds(drain):
