@@ -197,6 +197,37 @@ def test_the_systemd_units_are_valid(tmp_path):
     assert not problems, problems
 
 
+# What a process may still need after its own bounds: daphne's cancelling of the
+# application instances left, and the interpreter's exit.
+EXIT_MARGIN_SECONDS = 2.0
+
+
+def _stop_timeout(unit: str) -> float:
+    """A unit's TimeoutStopSec, in seconds (the recipe writes plain seconds)."""
+    text = (DEPLOY / "systemd" / unit).read_text()
+    values = re.findall(r"^TimeoutStopSec=(\S+)$", text, flags=re.MULTILINE)
+    assert len(values) == 1, f"{unit} sets no single TimeoutStopSec (systemd's default is 90 s)"
+    assert re.fullmatch(r"\d+(\.\d+)?s?", values[0]), values[0]
+    return float(values[0].rstrip("s"))
+
+
+def test_systemd_gives_a_stopping_process_its_drain_and_graceful_stop():
+    """systemd kills a unit still running TimeoutStopSec after SIGTERM: a web process needs
+    its whole drain (SHUTDOWN_DRAIN_SECONDS, which also bounds its wait for requests in
+    flight) and then its graceful stop (calpico/shutdown.py: sockets closed, runs and jobs
+    handed back); a worker, the hand-back of its runs and of its job."""
+    from assistant import runner as assistant_runner
+    from calpico import shutdown
+    from jobs import runner as jobs_runner
+
+    drain = float(recipe_env()["SHUTDOWN_DRAIN_SECONDS"])
+    assert drain > 0
+    web = _stop_timeout("calpico-web@.service")
+    assert web > drain + shutdown.SHUTDOWN_TIMEOUT + EXIT_MARGIN_SECONDS, web
+    worker = _stop_timeout("calpico-worker.service")
+    assert worker > assistant_runner.SHUTDOWN_WAIT + jobs_runner.SHUTDOWN_WAIT + EXIT_MARGIN_SECONDS, worker
+
+
 def test_the_recipe_creates_the_metrics_directory_before_anything_runs():
     """README step 4 runs manage.py as calpico before any unit made /run/calpico/metrics:
     a tmpfiles.d entry, installed and applied in step 3, makes it (and again at each boot)."""
