@@ -5,9 +5,9 @@ to connect to the first: the retry finds the body closed, answers 502 and counts
 process it retried on as failed, so for `fail_duration` every request gets 503 "no
 upstreams available" (caddyserver/caddy#5454, fixed in 2.11). A stopping process therefore
 must not stop listening before the proxy's health check has taken it out of rotation:
-`SHUTDOWN_DRAIN_SECONDS` (calpico/shutdown.py). Two daphne processes run as the recipe
-runs them (calpico.serve, deploy/calpico.env), on PostgreSQL and Redis, behind the recipe's
-Caddyfile.
+`SHUTDOWN_DRAIN_SECONDS` (calpico/shutdown.py), which the health check's /readyz ends.
+Two daphne processes run as the recipe runs them (calpico.serve, deploy/calpico.env, with a
+longer drain), on PostgreSQL and Redis, behind the recipe's Caddyfile.
 """
 
 import os
@@ -32,6 +32,13 @@ pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 APP = "calpico.asgi:application"
+# Longer than the recipe's 8 s, and far longer than Caddy's health check takes to ask
+# (every 5 s) plus the drain's grace: a process that stops well before it shows that
+# /readyz ended its drain, not the drain's own seconds.
+DRAIN_SECONDS = 60
+# Caddy's health_interval (5 s), the drain's grace after it, the graceful stop, and room for
+# a loaded machine.
+STOPPED_WITHIN = 20.0
 
 
 def _unverified() -> ssl.SSLContext:
@@ -84,6 +91,7 @@ def behind_caddy(transactional_db, settings, tmp_path) -> Iterator[tuple[str, li
         CHANNEL_LAYER_PREFIX=prefix,
         CACHE_KEY_PREFIX=prefix,
         PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
+        SHUTDOWN_DRAIN_SECONDS=str(DRAIN_SECONDS),
         PYTHONUNBUFFERED="1",
     )
     servers: list[Server] = []
@@ -151,8 +159,13 @@ def test_posts_right_after_a_process_stops_reach_the_other_one(behind_caddy):
     form = b"username=someone&password=wrong"
     assert _status(f"{url}/accounts/login/", body=form) == 403
 
+    stopped_at = time.monotonic()
     os.killpg(stopping.process.pid, signal.SIGTERM)
-    stopping.process.wait(timeout=30)
+    assert stopping.process.wait(timeout=DRAIN_SECONDS / 2) == 0
+    # Caddy's health check asked /readyz, which ended the drain; not its 60 s.
+    took = time.monotonic() - stopped_at
+    assert took < STOPPED_WITHIN, f"stopped {took:.1f} s after SIGTERM"
+    assert "Drain over: /readyz said stopping" in stopping.log.read_text()
     # Round robin: of two posts in a row, one goes to the stopped process unless the proxy
     # already knows it is gone.
     statuses = [_status(f"{url}/accounts/login/", body=form) for _ in range(4)]
