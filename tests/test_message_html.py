@@ -7,10 +7,12 @@ import re
 import pytest
 from django.core.cache import caches
 from django.test import Client
+from django.urls import reverse, set_script_prefix
 
 from accounts.services import do_block, do_update_profile
 from rooms import fragments, services
 from rooms.models import Message
+from rooms.templatetags.id_urls import id_address
 from tests.conftest import HTMX, membership, post
 
 pytestmark = pytest.mark.django_db
@@ -148,3 +150,29 @@ def test_reactions_are_drawn_for_each_viewer_around_the_shared_message(alice, bo
     assert 'class="reaction is-mine"' in pages["alice"]
     assert "reaction is-mine" not in pages["bob"] and "👍" in pages["bob"]
     assert "Alice Liddell" not in pages["carol"]
+
+
+@pytest.mark.parametrize("script_prefix", ["/", "/chat/"])
+@pytest.mark.parametrize(
+    ("name", "ids"),
+    [
+        ("rooms:room", [7]),
+        ("rooms:composer", [7]),
+        ("rooms:edit_message", [7, 123]),
+        ("rooms:delete_message", [2**63 - 1, 1]),
+        ("rooms:react", [7, 123]),
+        ("assistant:stop", [7, 123]),
+        ("assistant:quiet", [7]),
+    ],
+)
+def test_the_message_partials_id_urls_are_the_addresses_reverse_gives(name, ids, script_prefix):
+    """`{% id_url %}` (rooms/templatetags/id_urls.py) reverses each name once with stand-in
+    ids; what it gives must be what `{% url %}` gives, under any script prefix."""
+    set_script_prefix(script_prefix)
+    try:
+        assert id_address(name, *ids) == reverse(name, args=ids)
+        assert id_address(name, *ids).startswith(script_prefix)
+        with pytest.raises(ValueError):
+            id_address(name, *ids[:-1], "1/../x")  # never text, only ids
+    finally:
+        set_script_prefix("/")
