@@ -27,19 +27,30 @@ def test_posting_without_javascript_redirects_back_to_the_message(alice_client, 
     assert "Hello, everyone" in alice_client.get(group.get_absolute_url()).content.decode()
 
 
-def test_posting_with_htmx_returns_the_message_and_a_fresh_composer(alice_client, group):
+def test_posting_with_htmx_returns_the_message_and_leaves_the_composer_to_the_page(alice_client, group):
+    """The page resets its composer itself and takes the next client_id (static/js/composer.js);
+    the answer carries the message only, and tells htmx to leave the composer where it is."""
     client_id = str(uuid.uuid4())
     response = alice_client.post(
         reverse("rooms:post_message", args=[group.pk]),
-        {"body": "Hi **there**", "client_id": client_id},
+        {"body": "Hi **there**", "client_id": client_id, "reply_to": ""},
         **HTMX,
     )
     assert response.status_code == 200
+    assert response["HX-Reswap"] == "none"
     body = response.content.decode()
     assert 'hx-swap-oob="beforeend:#messages"' in body
     assert "<strong>there</strong>" in body
-    assert 'id="composer"' in body
-    assert client_id not in body  # the next message gets a new id
+    assert 'id="composer"' not in body
+    assert client_id not in body  # the id of the message just sent goes no further
+
+
+def test_a_refused_htmx_post_answers_with_the_composer_in_place(alice_client, group):
+    """A refusal is swapped in as before (no HX-Reswap): the composer with the text and the error."""
+    response = post(alice_client, group, "   ", headers=HTMX)
+    assert response.status_code == 422
+    assert "HX-Reswap" not in response
+    assert 'id="composer"' in response.content.decode()
 
 
 def test_messages_take_the_rooms_next_sequence_number(alice_client, bob_client, group):

@@ -56,18 +56,20 @@ def post_message(request, room_id: int):
         else:
             if not request.htmx:
                 return redirect(f"{membership.room.get_absolute_url()}#m-{result.message.pk}")
-            return render(
+            # The message, as the live event has it already, and the composer left where it
+            # is: the page empties it and gives it the next client_id (static/js/composer.js),
+            # which costs less than drawing a new one here (docs/protocol.md).
+            response = render(
                 request,
                 "rooms/_posted.html",
                 {
-                    # The room as the post read it, with what the assistant's hook loaded on it.
-                    "room": result.message.room,
-                    "form": MessageForm().keep_text_in_page() if membership.room.encrypted else MessageForm(),
                     "message_html": fragments.for_viewer(
                         fragments.message_html(result.message), result.message, request.user
-                    ),
+                    )
                 },
             )
+            response["HX-Reswap"] = "none"
+            return response
     if request.htmx:
         reply_to = reply_target(membership, form.data.get("reply_to"))
         return render(

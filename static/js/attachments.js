@@ -111,6 +111,15 @@ function showAttachment(input, problem) {
   note.replaceChildren(...parts);
 }
 
+// The message went out with its file (composer.js): the composer is empty again.
+document.addEventListener("composer:reset", () => {
+  const input = composerFileInput();
+  if (!input) return;
+  input.value = "";
+  showAttachment(input, "");
+  document.getElementById("composer-file-name")?.remove();
+});
+
 /** Put `file` in the composer's input, unless the server would refuse it: then say why. */
 function take(input, file, note) {
   const problem = refusal(input, file);
@@ -280,7 +289,9 @@ function sendWithFile(form, input, file, path, headers) {
     }
     rememberTyped();
     const eventInfo = { xhr, target: form, requestConfig: { verb: "post" }, successful: true };
-    htmx.swap(form, xhr.responseText, { swapStyle: "outerHTML" }, { eventInfo, contextElement: form });
+    // A message sent leaves the composer in place (HX-Reswap: none; composer.js resets it).
+    const swapStyle = xhr.getResponseHeader("HX-Reswap") || "outerHTML";
+    htmx.swap(form, xhr.responseText, { swapStyle }, { eventInfo, contextElement: form });
     // Refused for something else (a rate limit, text too long): the file goes back in.
     const composer = document.getElementById("composer");
     const fresh = composerFileInput();

@@ -78,11 +78,29 @@ function keepTyped(textarea, refused) {
   else if (typed !== sent) textarea.value = typed.startsWith(sent) ? typed.slice(sent.length).replace(/^\s+/, "") : typed;
 }
 
+/**
+ * Ready the composer for the next message after a send went through: the server answers
+ * with the message only and leaves the composer in place (HX-Reswap: none), so the page
+ * does what a fresh composer from the server did: no text, no reply, no errors, no file
+ * (attachments.js), no mention menu (mentions.js), and the next client_id.
+ */
+function resetComposer(form) {
+  const textarea = composerTextarea();
+  if (textarea) textarea.value = "";
+  const replyTo = form.querySelector('input[name="reply_to"]');
+  if (replyTo) replyTo.value = "";
+  form.querySelectorAll(".composer__reply, .composer__error").forEach((element) => element.remove());
+  renewClientId();
+  form.dispatchEvent(new CustomEvent("composer:reset", { bubbles: true }));
+}
+
 document.addEventListener("htmx:afterSwap", (event) => {
   const target = event.detail.target;
   if (!target || target.id !== "composer") return;
   const posted = event.detail.requestConfig && event.detail.requestConfig.verb === "post";
   const refused = event.detail.xhr && event.detail.xhr.status === 422;
+  const kept = posted && !refused && event.detail.xhr?.getResponseHeader("HX-Reswap") === "none";
+  if (kept) resetComposer(target);
   // My own message was just added: show it, wherever I had scrolled to.
   if (posted && event.detail.successful && !refused) {
     scrollToBottom();
@@ -100,7 +118,7 @@ document.addEventListener("htmx:afterSwap", (event) => {
 // The composer's client_id makes a resent message one message. A page the browser
 // brings back (Back button: the HTML from its cache, a restored form or the
 // back-forward cache) would hold the id of a message it already sent, so every showing
-// of the page takes a fresh one; the server's answer to a send brings the next.
+// of the page takes a fresh one, and so does the composer after each send (resetComposer).
 function freshId() {
   if (window.crypto.randomUUID) return window.crypto.randomUUID(); // secure contexts only
   const bytes = window.crypto.getRandomValues(new Uint8Array(16));

@@ -34,6 +34,8 @@ function prepare(root) {
 }
 
 document.addEventListener("htmx:load", (event) => prepare(event.detail.elt));
+// A message was sent and the composer emptied (composer.js): nothing left to complete.
+document.addEventListener("composer:reset", () => close());
 
 function removeMenu() {
   if (menu) menu.remove();
