@@ -3,8 +3,9 @@
 import uuid
 
 import pytest
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
 from django.urls import reverse
 
 from rooms import services
@@ -13,6 +14,10 @@ from rooms.services import search
 from tests.conftest import HTMX, image_bytes, membership, post
 
 pytestmark = pytest.mark.django_db
+
+# A text message from the composer, in a test's transaction (a savepoint and its release
+# around the post): SQLite writes the search index with a statement of its own.
+POST_QUERIES = {"sqlite": 11, "postgresql": 10}
 
 
 def texts(room):
@@ -279,3 +284,32 @@ def test_own_messages_carry_edit_and_delete_controls_for_the_viewer(alice_client
     bob_page = bob_client.get(group.get_absolute_url()).content.decode()
     assert f'class="message is-mine" id="m-{message.pk}"' in alice_page
     assert f'class="message" id="m-{message.pk}"' in bob_page
+
+
+def test_a_member_removed_after_their_page_loaded_is_refused_at_the_lock(alice, bob, group):
+    """The post checks membership once, under the room's lock: a membership read before the
+    removal (a page, a request already past its view) posts nothing."""
+    stale = membership(group, bob)
+    services.do_remove_member(alice, group, bob)
+    with pytest.raises(PermissionDenied):
+        services.do_post_message(stale, "still here?")
+    assert "still here?" not in texts(group)
+
+
+def test_a_former_member_posting_from_the_composer_gets_404(alice, bob, bob_client, group):
+    services.do_remove_member(alice, group, bob)
+    for headers in ({}, HTMX):
+        response = post(bob_client, group, "let me back in", headers=headers)
+        assert response.status_code == 404
+    assert "let me back in" not in texts(group)
+
+
+def test_a_text_message_costs_a_fixed_number_of_queries(alice_client, group, django_assert_num_queries):
+    """The composer's post, counted: the session's user, the member's row with the room
+    locked (the one access check), the client_id, the message, the room's and my read
+    position, the push job, the search index and the assistant's settings. A query more
+    is a regression to look at, whatever the backend."""
+    post(alice_client, group, "warm up", headers=HTMX)
+    with django_assert_num_queries(POST_QUERIES[connection.vendor]) as captured:
+        response = post(alice_client, group, "hello", headers=HTMX)
+    assert response.status_code == 200, [q["sql"] for q in captured.captured_queries]

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.db import transaction
-from django.db.models import F, OuterRef, Subquery
+from django.db.models import F
 from django.db.models.functions import Greatest
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -108,17 +108,21 @@ def lock_room(room_id: int) -> Room:
     return Room.objects.select_for_update().get(pk=room_id)
 
 
-def lock_room_as_member(room_id: int, user_id: int) -> tuple[Room, str | None]:
-    """The locked room and the person's membership request state there (None: not a
-    member), in one query: a post re-checks membership under the lock."""
-    request = Membership.objects.filter(room_id=OuterRef("pk"), user_id=user_id).values("request")[:1]
-    room = (
-        Room.objects.select_for_update(of=("self",))
-        .annotate(member_request=Subquery(request))
-        .get(pk=room_id)
+def lock_room_as_member(room_id: int, user: User) -> Membership | None:
+    """The person's membership of the room with the room locked and read under the lock,
+    in one query; None when they are not a member (never were, removed, a declined request,
+    an archived room), as `rooms.access.access_membership` decides. A post's only access
+    check: made at the lock, a member removed a moment before is refused."""
+    membership = (
+        Membership.objects.select_related("room")
+        .select_for_update(of=("room",))
+        .filter(room_id=room_id, user=user, room__archived_at__isnull=True)
+        .exclude(request=Membership.Request.DECLINED)
+        .first()
     )
-    member_request: str | None = room.member_request
-    return room, member_request
+    if membership is not None:
+        membership.user = user
+    return membership
 
 
 def system_message(room: Room, event: str, *, actor: User | None = None, **params: Any) -> Message:

@@ -20,6 +20,7 @@ from django.core.files import File
 from django.db import transaction
 from django.db.models import F, OuterRef, Subquery, Value
 from django.db.models.functions import Greatest, Least
+from django.http import Http404
 from django.utils import timezone
 from django.utils.formats import number_format
 from django.utils.translation import gettext as _
@@ -180,21 +181,58 @@ def do_post_message(
 
     Raises ValidationError for empty or over-long text, a reply to a message that is not
     in this room, or too many bytes of files today. Text may be empty when there is an
-    image or a file.
+    image or a file. PermissionDenied: no longer a member.
     """
+    return _post(
+        membership.user,
+        membership.room_id,
+        body,
+        client_id=client_id,
+        reply_to_id=reply_to_id,
+        image=image,
+        file=file,
+        outsider=PermissionDenied(_("You are no longer a member of this room.")),
+    )
+
+
+def do_post_message_as(
+    author: User,
+    room_id: int,
+    body: str,
+    *,
+    client_id: uuid.UUID | None = None,
+    reply_to_id: int | None = None,
+    image: File[Any] | None = None,
+    file: FileAttachment | None = None,
+) -> PostResult:
+    """`do_post_message` for a person whose membership nobody checked yet (the composer's
+    view): the check is made once, at the room's lock, and anyone who is not a member gets
+    Http404 ("No such room."), as `rooms.access.access_membership` answers."""
+    return _post(
+        author,
+        room_id,
+        body,
+        client_id=client_id,
+        reply_to_id=reply_to_id,
+        image=image,
+        file=file,
+        outsider=Http404(_("No such room.")),
+    )
+
+
+def _post(
+    author: User,
+    room_id: int,
+    body: str,
+    *,
+    client_id: uuid.UUID | None,
+    reply_to_id: int | None,
+    image: File[Any] | None,
+    file: FileAttachment | None,
+    outsider: Exception,
+) -> PostResult:
     if image is not None and file is not None:
         raise ValueError("A message carries an image or a file, not both.")
-    encrypted = membership.room.encrypted
-    if encrypted:
-        # Ciphertext only (docs/e2ee.md); files are not encrypted yet, so not sent here.
-        if image is not None or file is not None:
-            raise ValidationError(
-                _("Files can't be sent in an encrypted conversation yet."), code="encrypted_file"
-            )
-        body = clean_ciphertext(body)
-    else:
-        body = clean_message_body(body, allow_empty=image is not None or file is not None)
-    author = membership.user
     # The image's or file's bytes are saved first and removed again if the post does not go
     # through. With one the post must be its own transaction (durable: a caller's atomic
     # block is refused), since a caller's rollback after this block would leave it behind.
@@ -203,7 +241,26 @@ def do_post_message(
     else:
         attachment = PendingAttachment(image)
     with attachment, transaction.atomic(durable=attachment.content is not None):
-        room, request = lock_room_as_member(membership.room_id, author.pk)
+        membership = lock_room_as_member(room_id, author)
+        if membership is None:
+            # A retry of a post that went through before the person left the room is
+            # answered with that message, as it was while they were a member.
+            sent = _sent_before(room_id, author, body, client_id, image, file)
+            if sent is not None:
+                return PostResult(sent, created=False)
+            raise outsider
+        room = membership.room
+        request = membership.request
+        encrypted = room.encrypted
+        if encrypted:
+            # Ciphertext only (docs/e2ee.md); files are not encrypted yet, so not sent here.
+            if image is not None or file is not None:
+                raise ValidationError(
+                    _("Files can't be sent in an encrypted conversation yet."), code="encrypted_file"
+                )
+            body = clean_ciphertext(body)
+        else:
+            body = clean_message_body(body, allow_empty=image is not None or file is not None)
         if client_id is not None:
             existing = Message.objects.filter(room=room, author=author, client_id=client_id).first()
             if existing is not None and not _is_resend(existing, body, image, file):
@@ -214,8 +271,6 @@ def do_post_message(
                 existing = Message.objects.filter(room=room, author=author, client_id=client_id).first()
             if existing is not None:
                 return PostResult(existing, created=False)
-        if request is None:
-            raise PermissionDenied(_("You are no longer a member of this room."))
         # How far I had read before this post, as the request found it (for read receipts).
         read_before = membership.last_read_seq
         refusal = send_refusal(room, author)
@@ -285,6 +340,34 @@ def do_post_message(
             if after.after_shown is not None:
                 transaction.on_commit(after.after_shown)
     return PostResult(message, created=True)
+
+
+def _sent_before(
+    room_id: int,
+    author: User,
+    body: str,
+    client_id: uuid.UUID | None,
+    image: File[Any] | None,
+    file: FileAttachment | None,
+) -> Message | None:
+    """The message this send repeats (the same client_id and content, as `_post` decides),
+    or None."""
+    if client_id is None:
+        return None
+    existing = Message.objects.filter(room_id=room_id, author=author, client_id=client_id).first()
+    if existing is None:
+        return None
+    try:
+        if existing.is_encrypted:
+            body = clean_ciphertext(body)
+        else:
+            body = clean_message_body(body, allow_empty=image is not None or file is not None)
+    except ValidationError:
+        return None
+    if _is_resend(existing, body, image, file):
+        return existing
+    again = uuid.uuid5(client_id, _content_key(body, image, file))
+    return Message.objects.filter(room_id=room_id, author=author, client_id=again).first()
 
 
 def _start_all(starts: list[Callable[[], None]]) -> None:

@@ -9,6 +9,7 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import FileResponse, Http404, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -29,33 +30,44 @@ from rooms.views._common import reply_target, room_context
 
 @require_POST
 def post_message(request, room_id: int):
-    membership = access_membership(request.user, room_id)
+    if not request.user.is_authenticated or not request.user.is_active:
+        raise Http404(_("No such room."))
     form = MessageForm(request.POST, request.FILES)
-    if membership.room.encrypted:
-        form.keep_text_in_page()
+    membership = None
     if form.is_valid():
         try:
-            attachment = None
             if form.cleaned_data["file"]:
+                # Only a member's upload is read (and a picture re-encoded).
+                membership = access_membership(request.user, room_id)
                 try:
                     attachment = read_upload(form.cleaned_data["file"])
                 except ValidationError as exc:
                     form.add_error("file", exc)
                     raise
-            result = services.do_post_message(
-                membership,
-                form.cleaned_data["body"],
-                client_id=form.cleaned_data["client_id"],
-                reply_to_id=form.cleaned_data["reply_to"],
-                image=None if isinstance(attachment, FileAttachment) else attachment,
-                file=attachment if isinstance(attachment, FileAttachment) else None,
-            )
+                result = services.do_post_message(
+                    membership,
+                    form.cleaned_data["body"],
+                    client_id=form.cleaned_data["client_id"],
+                    reply_to_id=form.cleaned_data["reply_to"],
+                    image=None if isinstance(attachment, FileAttachment) else attachment,
+                    file=attachment if isinstance(attachment, FileAttachment) else None,
+                )
+            else:
+                # Text alone: the membership is checked once, at the room's lock (Http404
+                # for anyone who is not a member, as access_membership answers).
+                result = services.do_post_message_as(
+                    request.user,
+                    room_id,
+                    form.cleaned_data["body"],
+                    client_id=form.cleaned_data["client_id"],
+                    reply_to_id=form.cleaned_data["reply_to"],
+                )
         except ValidationError as exc:
             if not form.has_error("file"):
                 form.add_error("body", exc)
         else:
             if not request.htmx:
-                return redirect(f"{membership.room.get_absolute_url()}#m-{result.message.pk}")
+                return redirect(f"{reverse('rooms:room', args=[room_id])}#m-{result.message.pk}")
             # The message, as the live event has it already, and the composer left where it
             # is: the page empties it and gives it the next client_id (static/js/composer.js),
             # which costs less than drawing a new one here (docs/protocol.md).
@@ -70,6 +82,11 @@ def post_message(request, room_id: int):
             )
             response["HX-Reswap"] = "none"
             return response
+    # Refused: the composer again, with the text and why.
+    if membership is None:
+        membership = access_membership(request.user, room_id)
+    if membership.room.encrypted:
+        form.keep_text_in_page()
     if request.htmx:
         reply_to = reply_target(membership, form.data.get("reply_to"))
         return render(

@@ -58,6 +58,52 @@ def test_a_message_sent_after_the_back_button_is_stored_and_shown(person):
     assert stored_texts(page, url) == ["First, before going anywhere", "Second, after coming back"]
 
 
+def test_after_a_send_the_composer_is_ready_for_the_next_message(person):
+    """The server leaves the composer in the page (HX-Reswap: none) and the page resets it:
+    no reply, no error, no text, a new client_id; a refusal still shows and keeps the text.
+    The console stays clean throughout."""
+    alice = person("alice", "Alice Liddell")
+    bob = person("bob", "Bob Builder")
+    url, _ = create_group(alice, "Trip planning", [bob])
+    page = alice.page
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    wait_connected(page)
+    composer = page.locator("#composer")
+    textarea = composer.locator("textarea")
+    client_id = composer.locator('input[name="client_id"]')
+    send(page, "Where shall we go?")
+
+    # A refusal (nothing but spaces): the composer comes back with the error and the text.
+    textarea.fill("   ")
+    textarea.press("Enter")
+    expect(composer.locator(".composer__error")).to_have_text("Type a message first.")
+    expect(textarea).to_have_value("   ")
+
+    # A reply after it: sent, and the composer forgets the reply, the error and the text.
+    messages(page).filter(has_text="Where shall we go?").get_by_role("link", name="Reply").click()
+    expect(composer.locator(".composer__reply")).to_contain_text("Where shall we go?")
+    before = client_id.input_value()
+    textarea.fill("The seaside")
+    textarea.press("Enter")
+    answer = messages(page).filter(has_text="The seaside")
+    expect(answer).to_have_count(1)
+    expect(answer.locator(".message__quote")).to_contain_text("Where shall we go?")
+    expect(textarea).to_have_value("")
+    expect(composer.locator(".composer__reply")).to_have_count(0)
+    expect(composer.locator(".composer__error")).to_have_count(0)
+    expect(composer.locator('input[name="reply_to"]')).to_have_value("")
+    expect(client_id).not_to_have_value(before)
+    expect(textarea).to_be_focused()
+
+    # The next message is a message of its own, not a reply nor a resend.
+    send(page, "Or the mountains")
+    expect(messages(page).filter(has_text="Or the mountains").locator(".message__quote")).to_have_count(0)
+    assert stored_texts(page, url) == ["Where shall we go?", "The seaside", "Or the mountains"]
+    assert problems == []
+
+
 def png(colour: tuple[int, int, int]) -> str:
     """A small PNG, base64-encoded for the page."""
     buffer = io.BytesIO()
