@@ -26,7 +26,8 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT = 30.0
 # A server's environment is built from nothing but these, so a developer's DEBUG,
 # MEDIA_ROOT or SECRET_KEY never leaks into a run.
-INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
+# PYTHONPATH: to serve another checkout's code with this virtualenv (a "before" run).
+INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "PYTHONPATH")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 _started: list[Daphne] = []
