@@ -35,7 +35,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import fanout, load, server
-from bench.fanout import Bench, CalpicoTarget, Phase
+from bench.fanout import Bench, CalpicoTarget
 from bench.load import HttpPoster
 from tests.fake_openai import FakeOpenAI
 
@@ -48,15 +48,12 @@ class RotatingTarget(CalpicoTarget):
     """Each message is posted by the next member, as 20 people talking would."""
 
     def __init__(self, target: CalpicoTarget, posters: list[HttpPoster]) -> None:
-        super().__init__(target.server, target.clients, target.connected, target.poster)
-        self.posters = posters
-
-    async def send(self, phase: Phase, index: int) -> None:
-        self.poster = self.posters[index % len(self.posters)]
-        await super().send(phase, index)
+        # CalpicoTarget posts with each of its posters in turn.
+        super().__init__(target.servers, target.clients, target.connected, posters)
+        self.first_poster = target.posters
 
     async def close(self) -> None:
-        for poster in self.posters:
+        for poster in self.first_poster:
             await poster.close()
         await super().close()
 

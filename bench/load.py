@@ -135,7 +135,6 @@ class Client:
         self.task = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
-        index = self.index
         try:
             async for frame in self.ws:
                 now = time.monotonic()
@@ -149,7 +148,9 @@ class Client:
                     for phase_id, number in set(MARKER.findall(frame)):
                         phase = active_phases.get(phase_id)
                         if phase is not None:
-                            phase.record(index, int(number), now)
+                            # self.index, not a copy taken earlier: opening sockets on several
+                            # servers numbers them again once all are open.
+                            phase.record(self.index, int(number), now)
                     if self.read_frames:
                         await self._mark_read(frame)
                 elif frame.startswith("{"):
