@@ -300,20 +300,30 @@ class HttpPoster:
 
     async def post(self, body: str) -> tuple[float, int, bytes]:
         """Send the message; returns (time just before sending, status, start of the body)."""
+        form = urlencode({"body": body, "client_id": str(uuid.uuid4())}).encode()
+        request = f"{self.head}Content-Length: {len(form)}\r\n\r\n".encode() + form
         async with self.gate:
-            if self.idle:
-                reader, writer = self.idle.pop()
-            else:
-                reader, writer = await asyncio.open_connection(self.host, self.port)
-            form = urlencode({"body": body, "client_id": str(uuid.uuid4())}).encode()
-            request = f"{self.head}Content-Length: {len(form)}\r\n\r\n".encode() + form
-            sent = time.monotonic()
-            writer.write(request)
-            try:
-                status, keep_alive, content = await _read_response(reader)
-            except BaseException:
-                writer.close()
-                raise
+            while True:
+                reused = bool(self.idle)
+                if reused:
+                    reader, writer = self.idle.pop()
+                else:
+                    reader, writer = await asyncio.open_connection(self.host, self.port)
+                sent = time.monotonic()
+                writer.write(request)
+                try:
+                    status, keep_alive, content = await _read_response(reader)
+                    break
+                except ClosedBeforeResponse:
+                    writer.close()
+                    # The server closed a connection left idle (after a pause between
+                    # steps): send again on a new one, as a browser does. The same
+                    # client_id makes a second copy impossible.
+                    if not reused:
+                        raise
+                except BaseException:
+                    writer.close()
+                    raise
             if keep_alive:
                 self.idle.append((reader, writer))
             else:
@@ -326,10 +336,17 @@ class HttpPoster:
         self.idle = []
 
 
+class ClosedBeforeResponse(ConnectionError):
+    """The connection ended before the first byte of a response."""
+
+
 async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool, bytes]:
-    status_line = await reader.readline()
+    try:
+        status_line = await reader.readline()
+    except ConnectionResetError as exc:
+        raise ClosedBeforeResponse("the server closed the connection") from exc
     if not status_line:
-        raise ConnectionError("the server closed the connection")
+        raise ClosedBeforeResponse("the server closed the connection")
     status = int(status_line.split()[1])
     headers: dict[str, str] = {}
     while True:
