@@ -214,6 +214,25 @@ def machine_busy_seconds() -> float:
     return (sum(values) - idle) / server.CLOCK_TICKS
 
 
+# The database and Redis servers, whoever their clients are (other people's tests use them too).
+SERVICES = ("postgres", "redis-server")
+
+
+def services_cpu_seconds() -> float:
+    """CPU seconds used so far by every PostgreSQL and Redis process on the machine."""
+    seconds = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # the process has ended
+            continue
+        name, _, rest = text.partition("(")[2].rpartition(")")
+        if name in SERVICES:
+            fields = rest.split()
+            seconds += (int(fields[11]) + int(fields[12])) / server.CLOCK_TICKS
+    return seconds
+
+
 def background_cpu_percent(seconds: float = 1.0) -> float:
     """How busy the machine is without us, in % of one core, over `seconds`."""
     machine0, own0 = machine_busy_seconds(), cpu_now()
@@ -255,6 +274,8 @@ class Figures:
     process_cpu: list[float | None]
     generator_cpu: float
     other_cpu: float | None
+    # PostgreSQL and Redis (part of other_cpu), with --layer redis.
+    services_cpu: float | None
     elapsed: float
     send_lag: float
     response_p50: float | None
@@ -588,6 +609,7 @@ class Bench:
         phase = Phase(count=count, clients=len(target.clients))
         load.active_phases[phase.id] = phase
         server_cpu0, generator_cpu0, machine0 = target.cpu_by_process(), cpu_now(), machine_busy_seconds()
+        services0 = services_cpu_seconds() if self.args.layer == "redis" else None
         start = time.monotonic()
         with self.sampled(target.servers, f"messages-{rate:g}"):
             tasks = []
@@ -607,6 +629,7 @@ class Bench:
             await asyncio.sleep(0.2)
         elapsed = time.monotonic() - start
         server_cpu1, generator_cpu1, machine1 = target.cpu_by_process(), cpu_now(), machine_busy_seconds()
+        services_cpu = None if services0 is None else services_cpu_seconds() - services0
         del load.active_phases[phase.id]
         process_cpu = [
             None if a is None or b is None else b - a for a, b in zip(server_cpu0, server_cpu1, strict=True)
@@ -630,6 +653,7 @@ class Bench:
             process_cpu=process_cpu,
             generator_cpu=generator_cpu,
             other_cpu=None if server_cpu is None else machine1 - machine0 - server_cpu - generator_cpu,
+            services_cpu=services_cpu,
             elapsed=elapsed,
             send_lag=phase.send_lag(),
             response_p50=load.percentile(responses, 0.5) if responses else None,
@@ -900,6 +924,12 @@ def print_fanout(args: argparse.Namespace, results: dict) -> bool:
             num0,
         ),
         row("other processes' CPU, % of one core", fo.percent(fo.other_cpu), fb.percent(fb.other_cpu), num0),
+        row(
+            "... of which PostgreSQL and Redis (all users)",
+            fo.percent(fo.services_cpu),
+            fb.percent(fb.services_cpu),
+            num0,
+        ),
         row("RSS before connecting (MiB)", co.rss_before_kib, cb.rss_before_kib, mib),
         row("RSS with all connected (MiB)", co.rss_after_kib, cb.rss_after_kib, mib),
         row("RSS per connection (KiB)", co.kib_per_connection, cb.kib_per_connection, compare=True),
@@ -1230,7 +1260,12 @@ async def find_max_step(bench: Bench, target: Target, rate: float, steps: list[F
         f"  closed {closed(figures)}  CPU: server {server_cpu:>3}%"
         f" generator {figures.percent(figures.generator_cpu):3.0f}%"
         f" other {num(figures.percent(figures.other_cpu), 0):>3}%"
-        f"  {'ok' if figures.meets(P99_LIMIT) else 'over'}",
+        + (
+            f" (PostgreSQL and Redis {num(figures.percent(figures.services_cpu), 0)}%)"
+            if figures.services_cpu is not None
+            else ""
+        )
+        + f"  {'ok' if figures.meets(P99_LIMIT) else 'over'}",
         flush=True,
     )
     refused_posts(target.label, figures)
@@ -1278,6 +1313,11 @@ def print_find_max(args: argparse.Namespace, results: dict) -> bool:
                 + (f" ({process_percents(figures)})" if processes > 1 else "")
                 + f", load generator {num(figures.percent(figures.generator_cpu), 0)}"
                 f", other processes {num(figures.percent(figures.other_cpu), 0)}"
+                + (
+                    f" (PostgreSQL and Redis {num(figures.percent(figures.services_cpu), 0)})"
+                    if figures.services_cpu is not None
+                    else ""
+                )
             )
         refused = any([refused_posts(label, f) for f in results[label]]) or refused
     ok = bool(ours and bare and ours >= bare)
@@ -1570,6 +1610,8 @@ def as_json(args: argparse.Namespace, results: dict) -> dict:
                 "server_cpu_s": value.server_cpu,
                 "generator_cpu_s": value.generator_cpu,
                 "other_cpu_s": value.other_cpu,
+                "services_cpu_s": value.services_cpu,
+                "process_cpu_s": value.process_cpu,
                 "elapsed_s": value.elapsed,
                 "response_p50_ms": None if value.response_p50 is None else value.response_p50 * 1000,
                 "response_p99_ms": None if value.response_p99 is None else value.response_p99 * 1000,
