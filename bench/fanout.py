@@ -925,7 +925,7 @@ def print_fanout(args: argparse.Namespace, results: dict) -> bool:
         ),
         row("other processes' CPU, % of one core", fo.percent(fo.other_cpu), fb.percent(fb.other_cpu), num0),
         row(
-            "... of which PostgreSQL and Redis (all users)",
+            "... of which PostgreSQL and Redis",
             fo.percent(fo.services_cpu),
             fb.percent(fb.services_cpu),
             num0,
