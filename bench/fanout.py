@@ -218,9 +218,9 @@ def machine_busy_seconds() -> float:
 SERVICES = ("postgres", "redis-server")
 
 
-def services_cpu_seconds() -> float:
-    """CPU seconds used so far by every PostgreSQL and Redis process on the machine."""
-    seconds = 0.0
+def services_cpu_seconds() -> dict[int, float]:
+    """CPU seconds used so far by each PostgreSQL and Redis process on the machine, by pid."""
+    seconds = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             text = stat.read_text()
@@ -229,8 +229,14 @@ def services_cpu_seconds() -> float:
         name, _, rest = text.partition("(")[2].rpartition(")")
         if name in SERVICES:
             fields = rest.split()
-            seconds += (int(fields[11]) + int(fields[12])) / server.CLOCK_TICKS
+            seconds[int(stat.parent.name)] = (int(fields[11]) + int(fields[12])) / server.CLOCK_TICKS
     return seconds
+
+
+def services_cpu_since(before: dict[int, float]) -> float:
+    """CPU seconds the PostgreSQL and Redis processes used since `before` (a process that
+    ended in between is not counted, one that started is counted whole)."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in services_cpu_seconds().items())
 
 
 def background_cpu_percent(seconds: float = 1.0) -> float:
@@ -629,7 +635,7 @@ class Bench:
             await asyncio.sleep(0.2)
         elapsed = time.monotonic() - start
         server_cpu1, generator_cpu1, machine1 = target.cpu_by_process(), cpu_now(), machine_busy_seconds()
-        services_cpu = None if services0 is None else services_cpu_seconds() - services0
+        services_cpu = None if services0 is None else services_cpu_since(services0)
         del load.active_phases[phase.id]
         process_cpu = [
             None if a is None or b is None else b - a for a, b in zip(server_cpu0, server_cpu1, strict=True)
