@@ -179,3 +179,31 @@ def test_uploaded_picture_is_shown_on_the_profile(alice_client, bob_client, alic
     assert alice.avatar_large.url in body
     picture = bob_client.get(alice.avatar_large.url)
     assert picture.status_code == 200
+
+
+def test_the_avatar_tag_draws_what_its_template_drew(alice, bob):
+    """{% avatar %} builds its HTML in Python (a room page draws about sixty): the same
+    markup the inclusion template gave, what people typed escaped, a newline after it."""
+    from django.template import Context, Template
+
+    def avatar(person, size):
+        return Template("{% load avatars %}[{% avatar person size %}]").render(
+            Context({"person": person, "size": size})
+        )
+
+    bob.display_name = "Bob <b>\"&'"
+    colour = bob.avatar_colour
+    assert avatar(bob, 24) == (
+        f'[<span class="avatar avatar--24 avatar--c{colour}" role="img" '
+        'aria-label="Bob &lt;b&gt;&quot;&amp;&#x27;">B&lt;</span>\n]'
+    )
+    assert avatar(None, 36) == (
+        '[<span class="avatar avatar--36 avatar--gone" role="img" aria-label="Deleted account">?</span>\n]'
+    )
+    alice.avatar_small.name = "avatars/a&b-64.webp"
+    alice.avatar_large.name = "avatars/a-256.webp"
+    assert avatar(alice, 36) == (
+        f'[<img class="avatar avatar--36" src="{alice.avatar_small.url.replace("&", "&amp;")}" width="36" '
+        'height="36" alt="Alice Liddell">\n]'
+    )
+    assert alice.avatar_large.url in avatar(alice, 128)
