@@ -16,6 +16,7 @@ from django.http import Http404
 from django.utils.translation import gettext as _
 
 from accounts.models import User
+from rooms.compiled import CompiledModels, compiled
 from rooms.models import Invite, Membership, Message, Room
 
 # The largest id or seq: PostgreSQL's bigint and SQLite's INTEGER hold no more.
@@ -62,23 +63,40 @@ class IdConverter:
         return str(value)
 
 
-def access_membership(user: User, room_id: int | str | None) -> Membership:
-    """The user's membership of a room they belong to, with the room; else Http404."""
+def access_membership(user: User, room_id: int | str | None, *, with_assistant: bool = False) -> Membership:
+    """The user's membership of a room they belong to, with the room; else Http404.
+    `with_assistant`: the room's assistant settings joined too (the room page names the
+    assistant in its composer and mention list), `room.assistant` raising
+    DoesNotExist without a query for a room that has none."""
     room_id = parse_id(room_id)
     if room_id is None:
         raise Http404(_("No such room."))
     if not user.is_authenticated or not user.is_active:
         raise Http404(_("No such room."))
-    membership = (
-        Membership.objects.select_related("room")
-        .filter(room_id=room_id, user=user, room__archived_at__isnull=True)
-        .exclude(request=Membership.Request.DECLINED)
-        .first()
+    found = compiled(("access_membership", with_assistant), lambda: _membership_query(with_assistant)).run(
+        room=room_id, user=user.pk
     )
+    membership: Membership | None = found[0] if found else None
     if membership is None:
         raise Http404(_("No such room."))
     membership.user = user  # already loaded: joining it again cost more than the row
     return membership
+
+
+# Sentinels for the compiled query (rooms/compiled.py): never an id.
+_ROOM, _USER = -7_000_002, -7_000_001
+
+
+def _membership_query(with_assistant: bool) -> CompiledModels:
+    related = ("room", "room__assistant") if with_assistant else ("room",)
+    return CompiledModels(
+        Membership.objects.select_related(*related)
+        .filter(room_id=_ROOM, user_id=_USER, room__archived_at__isnull=True)
+        .exclude(request=Membership.Request.DECLINED)
+        .order_by("pk")[:1],
+        room=_ROOM,
+        user=_USER,
+    )
 
 
 def access_admin_membership(user: User, room_id: int | str | None) -> Membership:

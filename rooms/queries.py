@@ -10,6 +10,7 @@ from django.db.models import Q
 
 from accounts.models import User
 from accounts.services import block_relations, blocked_ids
+from rooms.compiled import CompiledModels, compiled
 from rooms.grouping import lay_out
 from rooms.models import Membership, Message, Reaction, Room, reaction_chips
 
@@ -43,8 +44,15 @@ class HistoryPage:
         return self.unread_after is not None and oldest is not None and self.unread_after + 1 < oldest
 
 
+_HISTORY_RELATED = ("author", "reply_to", "reply_to__author")
+# Sentinels the compiled queries (rooms/compiled.py) are built with: never an id (ids are
+# positive); a seq must be positive (a lookup below a field's range is left out of the
+# SQL), so its sentinel is far beyond any room's.
+_USER, _ROOM, _SEQ = -7_000_001, -7_000_002, 9_000_000_000_000_000_003
+
+
 def _history(room: Room):
-    return Message.objects.filter(room=room).select_related("author", "reply_to", "reply_to__author")
+    return Message.objects.filter(room=room).select_related(*_HISTORY_RELATED)
 
 
 def history_page(
@@ -61,10 +69,15 @@ def history_page(
     attaches them), laid out by rooms.grouping (which continue a group, and the "New
     messages" line after `unread_after`)."""
     size = size or settings.MESSAGES_PER_PAGE
-    query = _history(room)
-    if before is not None:
-        query = query.filter(seq__lt=before)
-    rows = list(query.order_by("-seq")[: size + 1])
+
+    def build() -> CompiledModels:
+        query = Message.objects.filter(room_id=_ROOM).select_related(*_HISTORY_RELATED)
+        if before is None:
+            return CompiledModels(query.order_by("-seq")[: size + 1], room=_ROOM)
+        return CompiledModels(query.filter(seq__lt=_SEQ).order_by("-seq")[: size + 1], room=_ROOM, seq=_SEQ)
+
+    values = {"room": room.pk} if before is None else {"room": room.pk, "seq": before}
+    rows = compiled(("history_page", size, before is None), build).run(**values)
     return _page(
         room,
         rows[:size][::-1],
@@ -174,11 +187,17 @@ def attach_reactions(messages: list[Message], *, hidden: Collection[int] = ()) -
 
 def room_members(room: Room) -> list[User]:
     """Members, the owner first, then by when they joined."""
-    memberships = Membership.objects.filter(room=room).select_related("user").order_by("joined_at", "pk")
+    memberships = compiled(
+        "room_members",
+        lambda: CompiledModels(
+            Membership.objects.filter(room_id=_ROOM).select_related("user").order_by("joined_at", "pk"),
+            room=_ROOM,
+        ),
+    ).run(room=room.pk)
     members = []
     for membership in memberships:
         # The role travels with the person for pages that list members.
-        membership.user.room_membership = membership  # type: ignore[attr-defined]
+        membership.user.room_membership = membership
         members.append(membership.user)
     members.sort(key=lambda u: u.pk != room.owner_id)
     return members
@@ -271,11 +290,15 @@ class Sidebar(list):
 
 def sidebar_entries(user: User) -> Sidebar:
     """All the user's rooms, most recently active first, with preview and unread count."""
-    rows = list(
-        Membership.objects.filter(user=user, room__archived_at__isnull=True)
-        .select_related("room", "room__last_message", "room__last_message__author")
-        .order_by("-room__last_activity_at", "-room_id")
-    )
+    rows = compiled(
+        "sidebar_entries",
+        lambda: CompiledModels(
+            Membership.objects.filter(user_id=_USER, room__archived_at__isnull=True)
+            .select_related("room", "room__last_message", "room__last_message__author")
+            .order_by("-room__last_activity_at", "-room_id"),
+            user=_USER,
+        ),
+    ).run(user=user.pk)
     # Message requests are not in the list; they are only counted, from the same rows.
     memberships = [m for m in rows if m.request == Membership.Request.NONE]
     blocked_set, blocked_by = block_relations(user)
@@ -288,9 +311,14 @@ def sidebar_entries(user: User) -> Sidebar:
         and m.room.last_message.author_id not in blocked
     )
     direct_ids = [m.room_id for m in memberships if m.room.is_direct]
+    # Someone in no direct room is spared building a query that would find nothing.
     others = {
         m.room_id: m.user
-        for m in Membership.objects.filter(room_id__in=direct_ids).exclude(user=user).select_related("user")
+        for m in (
+            Membership.objects.filter(room_id__in=direct_ids).exclude(user=user).select_related("user")
+            if direct_ids
+            else ()
+        )
     }
     entries = []
     for membership in memberships:

@@ -12,7 +12,7 @@ from assistant.models import AssistantRun
 from assistant.services import do_update_assistant
 from rooms import services
 from rooms.models import Message, Room
-from tests.conftest import HTMX, make_user, membership
+from tests.conftest import HTMX, client_for, make_user, membership
 
 pytestmark = pytest.mark.django_db
 
@@ -89,10 +89,10 @@ def test_room_page_and_sidebar_cost_the_same_with_500_messages_and_30_rooms(
     for i in range(15):
         services.do_create_group(alice, f"Group {i}", [bob])
         services.do_open_direct_room(alice, make_user(f"friend{i}"))
-    # What the page cost before the assistant, plus one for its name in the composer hint
-    # and one for the people I blocked (whose messages the page collapses), and one for my
-    # private answers in the room (the private panel).
-    with django_assert_max_num_queries(10):
+    # User, membership (with the room's assistant, named in the composer hint), the page
+    # of messages, the sidebar and its direct partners, the people I blocked (whose messages
+    # the page collapses), the members, and my private answers in the room (the private panel).
+    with django_assert_max_num_queries(8):
         response = alice_client.get(room.get_absolute_url())
     assert response.status_code == 200
     # Session, user, the sidebar's rooms and direct partners, and the people I blocked.
@@ -100,6 +100,53 @@ def test_room_page_and_sidebar_cost_the_same_with_500_messages_and_30_rooms(
         assert alice_client.get(reverse("rooms:index")).status_code == 200
     with django_assert_max_num_queries(4):
         alice_client.get(room.get_absolute_url(), {"before": 300}, **HTMX)
+
+
+def test_a_room_of_50_costs_seven_queries_and_the_same_with_more_messages(
+    alice_client, alice, django_assert_num_queries
+):
+    """Issue #11's room page: 50 members and the newest 50 messages. Session (cached), user,
+    membership with the room and its assistant, the page of messages, the sidebar, the
+    people I blocked, the members, my private answers."""
+    people = [make_user(f"member{i}") for i in range(49)]
+    room = services.do_create_group(alice, "Fifty", people)
+    do_update_assistant(alice, room, name="Planner", personality="", reply_mode="mention")
+    fill(room, people[0], 100)
+    alice_client.get(room.get_absolute_url())
+    with django_assert_num_queries(7):
+        page = alice_client.get(room.get_absolute_url()).content.decode()
+    assert "@Planner" in page and 'data-mention="Planner"' in page
+    assert history(page).count("data-seq=") == 50 and "message 100<" in page
+    fill(room, people[1], 1000)
+    alice_client.get(room.get_absolute_url())  # reads them: one UPDATE more, once
+    with django_assert_num_queries(7):
+        page = alice_client.get(room.get_absolute_url()).content.decode()
+    assert "message 1000<" in page and "message 950<" not in history(page)
+
+
+def test_the_page_names_the_default_assistant_without_asking_for_its_settings(
+    alice_client, alice, bob, django_assert_num_queries
+):
+    # No settings row: room.assistant raises without a query and the defaults show.
+    room = services.do_create_group(alice, "No settings", [bob])
+    alice_client.get(room.get_absolute_url())
+    with django_assert_num_queries(7):
+        page = alice_client.get(room.get_absolute_url()).content.decode()
+    assert 'data-mention="Assistant"' in page and "@assistant" in page
+
+
+def test_compiled_queries_answer_for_each_room_and_person(alice, bob, carol, group):
+    """The page's queries are compiled once (rooms/compiled.py) and run with other ids."""
+    other = services.do_create_group(bob, "Other", [carol])
+    fill(group, alice, 3)
+    fill(other, bob, 2)
+    alice_client, carol_client = client_for(alice), client_for(carol)
+    mine = history(alice_client.get(group.get_absolute_url()).content.decode())
+    theirs = history(carol_client.get(other.get_absolute_url()).content.decode())
+    assert "message 3<" in mine and "message 3<" not in theirs and "message 2<" in theirs
+    assert alice_client.get(other.get_absolute_url()).status_code == 404
+    sidebar = alice_client.get(reverse("rooms:index")).content.decode()
+    assert f'id="sidebar-entry-{group.pk}"' in sidebar and f'id="sidebar-entry-{other.pk}"' not in sidebar
 
 
 def test_sidebar_lists_my_rooms_by_last_activity_with_previews(alice_client, alice, bob, carol):

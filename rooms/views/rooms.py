@@ -22,7 +22,7 @@ def index(request):
 
 @require_GET
 def room(request, room_id: int):
-    membership = access_membership(request.user, room_id)
+    membership = access_membership(request.user, room_id, with_assistant=True)
     before = parse_seq(request.GET.get("before")) or None
     # Older pages carry the "New messages" line on until one shows it.
     unread_after = parse_seq(request.GET.get("unread_after"))
