@@ -4,6 +4,7 @@ import uuid
 from django import forms
 from django.conf import settings
 from django.db.models import Q
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -11,6 +12,45 @@ from accounts.models import User
 from rooms.access import parse_id
 from rooms.models import Report
 from rooms.services.invites import EXPIRY_CHOICES, USES_CHOICES
+
+
+class _DirectWidget(forms.Widget):
+    """A widget drawn with format_html instead of Django's widget templates: the same
+    markup (django/forms/widgets/input.html, textarea.html and attrs.html), at a tenth of
+    the cost (the composer on every room page drew four, 0.2–0.3 ms each). FORM_RENDERER
+    does not apply to these."""
+
+    def render(self, name, value, attrs=None, renderer=None):
+        widget = self.get_context(name, value, attrs)["widget"]
+        attributes = format_html_join(
+            "",
+            "{}",
+            (
+                (format_html(" {}", key) if item is True else format_html(' {}="{}"', key, f"{item}"),)
+                for key, item in widget["attrs"].items()
+                if item is not False
+            ),
+        )
+        if isinstance(self, forms.Textarea):
+            return format_html(
+                '<textarea name="{}"{}>\n{}</textarea>', widget["name"], attributes, widget["value"] or ""
+            )
+        value = "" if widget["value"] is None else format_html(' value="{}"', f"{widget['value']}")
+        return format_html(
+            '<input type="{}" name="{}"{}{}>', widget["type"], widget["name"], value, attributes
+        )
+
+
+class DirectTextarea(_DirectWidget, forms.Textarea):
+    pass
+
+
+class DirectHiddenInput(_DirectWidget, forms.HiddenInput):
+    pass
+
+
+class DirectFileInput(_DirectWidget, forms.FileInput):
+    pass
 
 
 class IdField(forms.Field):
@@ -37,7 +77,7 @@ class MessageForm(forms.Form):
     body = forms.CharField(
         required=False,
         strip=False,
-        widget=forms.Textarea(
+        widget=DirectTextarea(
             attrs={
                 "rows": 1,
                 "placeholder": gettext_lazy("Write a message"),
@@ -46,9 +86,10 @@ class MessageForm(forms.Form):
             }
         ),
     )
-    client_id = forms.UUIDField(required=False, widget=forms.HiddenInput)
+    client_id = forms.UUIDField(required=False, widget=DirectHiddenInput)
     reply_to = IdField(
         required=False,
+        widget=DirectHiddenInput,
         error_messages={"invalid": gettext_lazy("The message you replied to is not in this room.")},
     )
     # Any file. Checked by rooms.attachments (size, a picture re-encoded), not by Django's
@@ -57,7 +98,7 @@ class MessageForm(forms.Form):
     file = forms.FileField(
         required=False,
         allow_empty_file=True,
-        widget=forms.FileInput(
+        widget=DirectFileInput(
             attrs={"class": "composer__file", "aria-label": gettext_lazy("Attach a file")}
         ),
     )

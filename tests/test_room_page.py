@@ -90,9 +90,10 @@ def test_room_page_and_sidebar_cost_the_same_with_500_messages_and_30_rooms(
         services.do_create_group(alice, f"Group {i}", [bob])
         services.do_open_direct_room(alice, make_user(f"friend{i}"))
     # User, membership (with the room's assistant, named in the composer hint), the page
-    # of messages, the sidebar and its direct partners, the people I blocked (whose messages
-    # the page collapses), the members, and my private answers in the room (the private panel).
-    with django_assert_max_num_queries(8):
+    # of messages, my read position (this first view reads them), the sidebar and its direct
+    # partners, the people I blocked (whose messages the page collapses), the members, and
+    # my private answers in the room (the private panel).
+    with django_assert_max_num_queries(9):
         response = alice_client.get(room.get_absolute_url())
     assert response.status_code == 200
     # Session, user, the sidebar's rooms and direct partners, and the people I blocked.
@@ -234,3 +235,39 @@ def test_mark_read_moves_forward_only_and_never_past_the_end(alice_client, alice
 def test_a_forged_read_position_is_refused_not_a_crash(alice_client, group):
     response = alice_client.post(reverse("rooms:mark_read", args=[group.pk]), {"seq": str(10**30)})
     assert response.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("data", "files"),
+    [
+        (None, None),
+        ({"body": "a <b>\"quote\"</b> & 'x'", "reply_to": "12", "client_id": "not-a-uuid"}, None),
+        ({"body": "", "reply_to": "<script>"}, None),
+    ],
+)
+def test_the_composer_widgets_draw_what_djangos_templates_draw(data, files):
+    """The composer's widgets are drawn with format_html (rooms.forms._DirectWidget): the
+    same markup as Django's widget templates, for an empty, a filled and a refused form,
+    in an encrypted room's composer too."""
+    from django import forms as django_forms
+
+    from rooms.forms import MessageForm
+
+    for encrypted in (False, True):
+        form = MessageForm(data, files)
+        if encrypted:
+            form.keep_text_in_page()
+        if data is not None:
+            form.is_valid()
+        for name in ("body", "client_id", "reply_to", "file"):
+            bound = form[name]
+            widget = bound.field.widget
+            plain = next(c for c in type(widget).__mro__ if c.__module__ == django_forms.widgets.__name__)
+            attrs = bound.build_widget_attrs({}, widget)
+            if bound.auto_id and "id" not in widget.attrs:
+                attrs.setdefault("id", bound.auto_id)
+            value = bound.value()
+            direct = widget.render(bound.html_name, value, attrs=attrs)
+            django = plain.render(widget, bound.html_name, value, attrs=attrs)
+            assert str(direct) == str(django)
+            assert str(bound) == str(direct)
