@@ -39,6 +39,7 @@ from assistant.services import (
     is_configured,
     runs_today,
 )
+from rooms.compiled import CompiledModels, compiled
 from rooms.live_groups import user_group
 from rooms.markdown import render_message
 from rooms.models import Membership, Message, Room
@@ -121,7 +122,17 @@ def own_answer(user: User, room_id: int, answer_id: Any) -> PrivateAnswer | None
 
 
 def answers_for(user: User, room: Room) -> list[PrivateAnswer]:
-    return list(PrivateAnswer.objects.filter(room=room, user=user).order_by("id"))
+    """My private answers in the room, oldest first (every room page asks: a query compiled
+    once, rooms/compiled.py)."""
+    query = compiled(
+        "answers_for",
+        lambda: CompiledModels(
+            PrivateAnswer.objects.filter(room_id=-7_000_002, user_id=-7_000_001).order_by("id"),
+            room=-7_000_002,
+            user=-7_000_001,
+        ),
+    )
+    return query.run(room=room.pk, user=user.pk)
 
 
 def do_discard(answer: PrivateAnswer) -> None:
