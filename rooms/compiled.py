@@ -3,7 +3,7 @@
 Building a query's SQL (resolving its joins, columns and ordering) cost 0.3–0.6 ms of
 Python per query on the room page, more than SQLite took to answer it and about as much
 as making the rows' model instances; the page made seven. A query compiled here is built
-by the ORM once per database connection, with sentinel values where the ids go, and its
+by the ORM once per process, with sentinel values where the ids go, and its
 SQL run again with the next ids; its rows become model instances (with the related ones
 of its `select_related`) the way Django's own iterator makes them. rooms/opening.py does
 the same for the plain rows a socket reads when it opens.
@@ -54,11 +54,11 @@ class CompiledModels:
         self.init_list = [f[0].target.attname for f in select[self.start : self.end]]
         self.populators = get_related_populators(klass_info, select, self.db)
         self.converters = list(compiler.get_converters([s[0] for s in select[: compiler.col_count]]).items())
-        self.connection = compiler.connection
 
     def run(self, **values: int | str) -> list[Any]:
         params = [values[name] if name else p for name, p in self.params]
-        with self.connection.cursor() as cursor:
+        connection = connections[self.db]
+        with connection.cursor() as cursor:
             cursor.execute(self.sql, params)
             rows = cursor.fetchall()
         model, db, init_list, start, end = self.model, self.db, self.init_list, self.start, self.end
@@ -70,7 +70,7 @@ class CompiledModels:
                 for position, (converters, expression) in self.converters:
                     value = row[position]
                     for converter in converters:
-                        value = converter(value, expression, self.connection)
+                        value = converter(value, expression, connection)
                     row[position] = value
             instance = model.from_db(db, init_list, row[start:end])
             for populator in self.populators:
@@ -79,13 +79,14 @@ class CompiledModels:
         return out
 
 
+_kept: dict[tuple[str, object], CompiledModels] = {}
+
+
 def compiled(name: object, build: Callable[[], CompiledModels], using: str = "default") -> CompiledModels:
-    """The query compiled under `name` for this thread's connection to `using`, built by
-    `build` the first time. Kept on the connection: each thread has its own, and the
-    converters a compiled query holds belong to it."""
-    connection = connections[using]
-    kept: dict[object, CompiledModels] = connection.__dict__.setdefault("_calpico_compiled", {})
-    query = kept.get(name)
+    """The query compiled under `name` for the database `using`, built by `build` the first
+    time. Kept for the process (under ASGI each request may have a connection object of
+    its own); it runs on the connection of whoever runs it."""
+    query = _kept.get((using, name))
     if query is None:
-        query = kept[name] = build()
+        query = _kept[using, name] = build()
     return query
