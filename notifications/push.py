@@ -34,7 +34,9 @@ def allowed_endpoint(endpoint: str) -> bool:
         parts.port  # noqa: B018 - raises for a port that is not a number
     except ValueError:
         return False
-    if not host or len(endpoint) > 1000:
+    # A push service's address has no space or control character (nor a NUL, which
+    # PostgreSQL cannot store).
+    if not host or len(endpoint) > 1000 or any(c <= " " or c == "\x7f" for c in endpoint):
         return False
     listed = any(host == allowed or host.endswith("." + allowed) for allowed in settings.PUSH_SERVICE_HOSTS)
     if not listed:

@@ -74,7 +74,15 @@ def do_subscribe(
     return subscription
 
 
-def do_confirm_device(user: User, endpoint: str, p256dh: object = None, auth: object = None) -> bool:
+def _stored_text(value: object, limit: int) -> str | None:
+    """`value` if it is a string a column of `limit` characters could hold (PostgreSQL
+    stores no NUL character): what a page sent is looked up only then."""
+    if isinstance(value, str) and len(value) <= limit and "\x00" not in value:
+        return value
+    return None
+
+
+def do_confirm_device(user: User, endpoint: object, p256dh: object = None, auth: object = None) -> bool:
     """A page on this device was opened: it is still used ("last used" in the device list).
 
     A browser notifies only the person signed in on it. A device listed for someone else
@@ -83,9 +91,16 @@ def do_confirm_device(user: User, endpoint: str, p256dh: object = None, auth: ob
     over (`user` did not ask for notifications). Only a page holding the subscription's keys,
     which the browser and this server alone know, can do that; the endpoint alone is not
     enough. False unless the device is listed for `user`."""
+    endpoint, p256dh, auth = (
+        _stored_text(endpoint, 1000),
+        _stored_text(p256dh, 200),
+        _stored_text(auth, 100),
+    )
+    if endpoint is None:
+        return False
     if PushSubscription.objects.filter(user=user, endpoint=endpoint).update(last_used_at=timezone.now()):
         return True
-    if isinstance(p256dh, str) and isinstance(auth, str):
+    if p256dh is not None and auth is not None:
         others = PushSubscription.objects.exclude(user=user)
         others.filter(endpoint=endpoint, p256dh=p256dh, auth=auth).delete()
     return False
@@ -148,8 +163,11 @@ def password_reset(sender: object, request: HttpRequest | None, user: User, **kw
         messages.info(request, _("Notifications were turned off on all your devices."), fail_silently=True)
 
 
-def do_unsubscribe(user: User, endpoint: str) -> bool:
+def do_unsubscribe(user: User, endpoint: object) -> bool:
     """This device stops being notified; False if it was not listed for this person."""
+    endpoint = _stored_text(endpoint, 1000)
+    if endpoint is None:
+        return False
     deleted, _kinds = PushSubscription.objects.filter(user=user, endpoint=endpoint).delete()
     return bool(deleted)
 

@@ -186,6 +186,8 @@ def test_one_endpoint_is_never_notified_for_two_people(
         ({"endpoint": "https://evil.example/push/1"}, "not one this server sends to"),
         ({"endpoint": "http://fcm.googleapis.com/fcm/send/1"}, "not one this server sends to"),
         ({"endpoint": 12}, "not one this server sends to"),
+        # PostgreSQL stores no NUL character; a push service's address has none anyway.
+        ({"endpoint": "https://fcm.googleapis.com/fcm/send/a\x00b"}, "not one this server sends to"),
         (
             {"keys": {"p256dh": "AAAA", "auth": "AAAAAAAAAAAAAAAAAAAAAA"}},
             "keys for notifications are not valid",
@@ -751,3 +753,58 @@ def test_resetting_the_password_turns_off_every_device(push_service, bob, bob_de
     assert bob.check_password(NEW_PASSWORD)
     assert "Notifications were turned off on all your devices." in response.content.decode()
     assert not PushSubscription.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"endpoint": "https://fcm.googleapis.com/fcm/send/\x00"},
+        {"keys": {"p256dh": "\x00", "auth": "\x00"}},
+        {"keys": {"p256dh": 1, "auth": ["x"]}},
+        {"keys": ["p256dh"]},
+        {"endpoint": "https://fcm.googleapis.com/fcm/send/" + "a" * 3000},
+        {"endpoint": None},
+    ],
+)
+def test_a_confirmation_with_bad_fields_is_a_routine_answer(
+    push_service, alice_client, bob, bob_device, change
+):
+    """Whatever a page sends to confirm (NUL characters PostgreSQL refuses, keys of the
+    wrong type, an endpoint too long to be listed), it gets an answer, never a 500, and
+    Bob's device stays."""
+    response = alice_client.post(
+        reverse("notifications:subscribe"),
+        json.dumps({**bob_device, **change, "confirm": True}),
+        content_type="application/json",
+    )
+    assert response.status_code == 200
+    assert response.json() == {"confirmed": False}
+    assert PushSubscription.objects.get().user == bob
+
+
+@pytest.mark.parametrize("keys", [{"p256dh": "B" + "A" * 86}, {"auth": "AAAAAAAAAAAAAAAAAAAAAA"}, {}])
+def test_a_confirmation_with_another_browsers_keys_deletes_nothing(
+    push_service, alice_client, bob, bob_device, keys
+):
+    """The keys are the proof: Bob's endpoint with keys other than his own leaves his device."""
+    forged = {"endpoint": bob_device["endpoint"], "keys": {**bob_device["keys"], **keys}, "confirm": True}
+    if keys:
+        assert forged["keys"] != bob_device["keys"]
+    else:
+        forged["keys"] = {"p256dh": bob_device["keys"]["p256dh"]}
+    response = alice_client.post(
+        reverse("notifications:subscribe"), json.dumps(forged), content_type="application/json"
+    )
+    assert response.json() == {"confirmed": False}
+    assert PushSubscription.objects.get().user == bob
+
+
+def test_forgetting_an_endpoint_with_a_nul_character_is_a_routine_answer(bob_client, bob_device):
+    response = bob_client.post(
+        reverse("notifications:unsubscribe_device"),
+        json.dumps({"endpoint": bob_device["endpoint"] + "\x00"}),
+        content_type="application/json",
+    )
+    assert response.status_code == 200
+    assert response.json() == {"removed": False}
+    assert PushSubscription.objects.exists()
