@@ -217,7 +217,11 @@ def again(check: dict[str, Any], queued: dict[str, Any]) -> dict[str, Any] | Non
         ).exists()
     ):
         return None
-    return queued if User.objects.filter(pk=user_id, is_active=True).exists() else None
+    if not User.objects.filter(pk=user_id, is_active=True).exists():
+        return None
+    # Whom it is for, also in a push recorded before payloads said so (the worker drops a
+    # push for anyone but the person signed in on the browser).
+    return {**queued, "to": user_id}
 
 
 def _compose(

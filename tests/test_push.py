@@ -474,6 +474,24 @@ def test_someone_taken_out_of_a_group_before_being_told_they_were_added_is_not_t
     assert _retry(push_service) == []
 
 
+def test_a_push_queued_before_pushes_said_whom_they_are_for_says_it_when_sent(
+    push_service, alice, bob, carol, bob_device
+):
+    """A push recorded before `to` was in payloads (a busy push service, a deploy) is sent
+    with it: the worker drops it if someone other than Bob is signed in on his browser."""
+    room = services.do_create_group(alice, "Book club", [carol])
+    Job.objects.all().delete()
+    push_service.queue(503)
+    services.do_add_members(alice, room, [bob])
+    runner.run_pending()
+    job = Job.objects.get(kind=push_jobs.PUSH)
+    del job.payload["notification"]["to"]
+    job.save(update_fields=["payload"])
+    [delivery] = _retry(push_service)
+    assert delivery.payload["to"] == bob.pk
+    assert delivery.payload["body"] == "Alice Liddell added you to Book club"
+
+
 def test_a_push_service_redirecting_elsewhere_is_not_followed(push_service, bob_client, alice, direct):
     """The endpoint's host was checked; a redirect would make the server post to a host
     nobody checked (its own network, say)."""
