@@ -78,6 +78,20 @@ async function confirmSubscription() {
   if (response.ok) localStorage.setItem(CONFIRMED_KEY, String(Date.now()));
 }
 
+/**
+ * Close the notifications this browser shows that are not for `person` ("": all of them):
+ * what was shown to the last person signed in here (message text included) does not stay
+ * on the screen of the next one.
+ */
+async function closeNotificationsNotFor(person) {
+  const found = await registration;
+  if (!found || !("getNotifications" in found)) return;
+  for (const shown of await found.getNotifications()) {
+    const to = shown.data && shown.data.to;
+    if (!person || to === undefined || to === null || String(to) !== person) shown.close();
+  }
+}
+
 /** Tell the service worker who is signed in here, from every signed-in page. */
 async function notePerson() {
   const person = document.body.dataset.userId;
@@ -85,10 +99,15 @@ async function notePerson() {
   const cache = await caches.open(PERSON_CACHE);
   const stored = await cache.match(PERSON_KEY);
   if (stored && (await stored.text()) === person) return;
+  // Someone else was signed in here (or signed out): their notifications go, before the
+  // cache says who is here now (a page left half-way leaves that to the next one).
+  await closeNotificationsNotFor(person).catch(() => {});
   await cache.put(PERSON_KEY, new Response(person, { headers: { "Content-Type": "text/plain" } }));
+  // And one the worker showed meanwhile (it still compared with the last person).
+  await closeNotificationsNotFor(person).catch(() => {});
 }
 
-// Written for nobody: after a sign-out the worker shows no push addressed to anyone.
+// Written for nobody: after a sign-out the worker shows no push at all.
 const NOBODY = "-";
 
 /**
@@ -103,7 +122,11 @@ function onSignOut(event) {
   if (new URL(form.action, location.href).pathname !== url) return;
   event.preventDefault();
   form.dataset.personForgotten = "yes";
-  const forget = caches.open(PERSON_CACHE).then((cache) => cache.put(PERSON_KEY, new Response(NOBODY)));
+  const forget = Promise.all([
+    caches.open(PERSON_CACHE).then((cache) => cache.put(PERSON_KEY, new Response(NOBODY))),
+    // What was shown to the person does not stay on the screen of whoever comes next.
+    closeNotificationsNotFor("").catch(() => {}),
+  ]);
   const late = new Promise((resolve) => setTimeout(resolve, 1000));
   Promise.race([forget, late]).catch(() => {}).finally(() => form.submit());
 }

@@ -9,6 +9,8 @@ const CACHE = "calpico-offline-v1";
 // Who is signed in on this browser, written by every signed-in page (static/js/push.js).
 const PERSON_CACHE = "calpico-person";
 const PERSON_KEY = "/sw/person";
+// What a page writes there as the form to sign out goes: nobody is signed in here.
+const NOBODY = "-";
 
 self.addEventListener("install", (event) => {
   event.waitUntil(
@@ -44,7 +46,8 @@ function notificationFrom(data) {
       // The newest of a room replaces the older one and still tells the person.
       renotify: Boolean(data.tag),
       icon: ICON,
-      data: { url: sameOriginPath(data.url) },
+      // Whom it is for: a page closes it once someone else signs in (static/js/push.js).
+      data: { url: sameOriginPath(data.url), to: data.to === undefined ? null : String(data.to) },
     },
   };
 }
@@ -84,10 +87,12 @@ async function signedIn() {
  * A push is for one person (`to`). One for someone other than the person signed in here
  * is not shown: it was sent before the server forgot the device (it waited at the push
  * service while the browser was offline, or came before the new person's first page).
- * After a sign-out the page wrote "-": nobody, and no push addressed to anyone is shown.
+ * After a sign-out the page wrote "-": nobody, and no push at all is shown (one saying
+ * nothing of whom it is for, recorded before pushes did, was for whoever signed out).
  */
 async function show(data) {
   const person = await signedIn();
+  if (person === NOBODY) return;
   if (person && data.to !== undefined && String(data.to) !== person) return;
   const { title, options } = notificationFrom(data);
   await self.registration.showNotification(title, options);

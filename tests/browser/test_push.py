@@ -250,11 +250,24 @@ def deliver_push(context, origin: str, data: dict) -> None:
         "ServiceWorker.deliverPushMessage",
         {"origin": origin, "registrationId": registration["registrationId"], "data": json.dumps(data)},
     )
+    # The worker handles it while DevTools is attached (closing at once could lose it).
+    blank.wait_for_timeout(1000)
     blank.close()
 
 
 SHOWN = """navigator.serviceWorker.ready.then((r) => r.getNotifications())
     .then((shown) => shown.map((n) => n.title))"""
+
+
+def wait_shown(page, titles: list[str]) -> None:
+    """Until the notifications this browser shows are `titles`."""
+    for _ in range(150):
+        if page.evaluate(SHOWN) == titles:
+            break
+        page.wait_for_timeout(100)
+    assert page.evaluate(SHOWN) == titles
+
+
 PERSON = """caches.open("calpico-person").then((c) => c.match("/sw/person"))
     .then((r) => (r ? r.text() : ""))"""
 
@@ -285,6 +298,9 @@ def test_a_browser_someone_else_signs_in_on_stops_notifying_the_last_person(
             break
         page.wait_for_timeout(100)
     assert page.evaluate(PERSON) == alice_id
+    # A push shown to Alice before she left: it does not stay on Bob's screen.
+    deliver_push(context, push_app, {"to": int(alice_id), "title": "Shown to Alice", "tag": "s"})
+    wait_shown(page, ["Shown to Alice"])
 
     context.clear_cookies()
     confirmed: list[dict] = []
@@ -307,6 +323,7 @@ def test_a_browser_someone_else_signs_in_on_stops_notifying_the_last_person(
     assert confirmed[0]["confirm"] is True
     assert confirmed[0]["keys"] == subscription["keys"]
     assert page.evaluate(PERSON) == bob_id
+    wait_shown(page, [])
     elsewhere = browser.new_context(base_url=push_app)
     try:
         alices = elsewhere.new_page()
@@ -347,18 +364,26 @@ def test_after_signing_out_no_push_for_the_person_is_shown(installed, push_app):
             break
         page.wait_for_timeout(100)
     assert page.evaluate(PERSON) == bob_id
+    # What Bob was shown (message text and all) goes with him.
+    deliver_push(page.context, push_app, {"to": int(bob_id), "title": "Shown to Bob", "tag": "s"})
+    wait_shown(page, ["Shown to Bob"])
     with page.expect_navigation():
         page.evaluate("document.querySelector(`form[action='/accounts/logout/']`).requestSubmit()")
     assert page.evaluate("document.body.dataset.userId") == ""
     assert page.evaluate(PERSON) == "-"
+    assert page.evaluate(SHOWN) == []
     deliver_push(page.context, push_app, {"to": int(bob_id), "title": "For Bob", "tag": "b"})
+    # Nor one saying nothing of whom it is for (recorded before pushes said so): nobody is
+    # signed in here, it was for whoever signed out.
+    deliver_push(page.context, push_app, {"title": "Older push", "tag": "o"})
     page.wait_for_timeout(1000)
     assert page.evaluate(SHOWN) == []
-    # A push saying nothing of whom it is for (sent before this worker) still shows.
-    deliver_push(page.context, push_app, {"title": "Older push", "tag": "o"})
+    # Someone signing in here next is notified again.
+    log_in(page, bob)
     for _ in range(50):
-        if page.evaluate(SHOWN):
+        if page.evaluate(PERSON) == bob_id:
             break
         page.wait_for_timeout(100)
-    assert page.evaluate(SHOWN) == ["Older push"]
+    deliver_push(page.context, push_app, {"to": int(bob_id), "title": "Back", "tag": "b"})
+    wait_shown(page, ["Back"])
     assert problems == []
