@@ -99,3 +99,14 @@ class AdminSite(admin.AdminSite):
                 {"__module__": admin_class.__module__, "__qualname__": admin_class.__qualname__},
             )
         super().register(model_or_iterable, admin_class, **options)
+
+    def password_change(self, request, extra_context=None):
+        """Django's "Change password" of the admin site (a staff member's own): as after a
+        password set on a person's admin page, the account's other sessions are over, and
+        with them their sockets and devices (`accounts.signals.password_set_by_admin`)."""
+        from accounts.signals import password_set_by_admin
+
+        response = super().password_change(request, extra_context)
+        if request.method == "POST" and response.status_code == 302 and request.user.is_authenticated:
+            password_set_by_admin.send(sender=type(request.user), user=request.user, request=request)
+        return response

@@ -750,6 +750,44 @@ def test_a_staff_member_setting_their_own_password_in_the_admin_keeps_this_devic
     assert list(PushSubscription.objects.values_list("endpoint", flat=True)) == [bob_device["endpoint"]]
 
 
+def test_setting_a_first_password_turns_off_the_other_devices_not_this_one(push_service, bob, client):
+    """allauth's "set password" (an account without a usable one) is a password change too."""
+    bob.set_unusable_password()
+    bob.save()
+    client.force_login(bob)
+    here = push_service.subscription()
+    assert subscribe(client, here).status_code == 200
+    _phone(push_service, bob)
+    response = client.post(
+        reverse("account_set_password"), {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD}, follow=True
+    )
+    assert response.status_code == 200
+    bob.refresh_from_db()
+    assert bob.check_password(NEW_PASSWORD)
+    assert "Notifications were turned off on your other devices." in response.content.decode()
+    assert list(PushSubscription.objects.values_list("endpoint", flat=True)) == [here["endpoint"]]
+
+
+def test_a_staff_member_changing_their_password_on_the_admin_site_keeps_only_this_device(
+    push_service, bob, bob_client, bob_device
+):
+    """The admin site has its own "Change password" page (Django's, not allauth's): the
+    other devices go there too."""
+    bob.is_staff = True
+    bob.save()
+    _phone(push_service, bob)
+    response = bob_client.post(
+        reverse("admin:password_change"),
+        {"old_password": PASSWORD, "new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD},
+        follow=True,
+    )
+    assert response.status_code == 200
+    bob.refresh_from_db()
+    assert bob.check_password(NEW_PASSWORD)
+    assert "Notifications were turned off on your other devices." in response.content.decode()
+    assert list(PushSubscription.objects.values_list("endpoint", flat=True)) == [bob_device["endpoint"]]
+
+
 def test_resetting_the_password_turns_off_every_device(push_service, bob, bob_device):
     """Whoever reset it proved only the email address: no session and no device is kept."""
     from django.core import mail
