@@ -14,6 +14,8 @@ from django.utils import translation
 from django.utils.dates import MONTHS
 from django.utils.translation import gettext, gettext_noop
 
+from calpico.languages import format_names
+
 EVENTS: dict[str, str] = {
     "group_created": gettext_noop("%(actor)s created the group “%(title)s”"),
     "members_added": gettext_noop("%(actor)s added %(users)s"),
@@ -70,8 +72,9 @@ def render(event: str, params: Mapping[str, Any]) -> str:
     values = {key: join_names(value) if isinstance(value, list) else value for key, value in params.items()}
     month = values.get("month")
     if isinstance(month, int):  # a month's number, named in the reader's language
-        values["month"] = MONTHS.get(month, month)
-    return gettext(EVENTS[event]) % values
+        values["month"] = str(MONTHS.get(month, month))
+    # French elides "de" before a name or month starting with a vowel ("d’Alice", "d’avril").
+    return format_names(gettext(EVENTS[event]), **values)
 
 
 def render_default(event: str, params: Mapping[str, Any]) -> str:

@@ -340,3 +340,21 @@ def test_the_desktop_notification_of_being_added_is_in_the_readers_language(grou
     with translation.override("fr"):
         toast = render_to_string("rooms/live/added_toast.html", {"room": group})
     assert 'data-notify-title="Vous avez été ajouté à Trip planning"' in toast
+
+
+@pytest.mark.parametrize(
+    "event, params, french",
+    [
+        ("owner_made", {"actor": "Bob", "user": "Alice"}, "Bob a fait d’Alice le propriétaire"),
+        ("owner_made", {"actor": "Alice", "user": "Bob"}, "Alice a fait de Bob le propriétaire"),
+        ("ai_budget_80", {"month": 4}, "Cette conversation a utilisé 80\u00a0% de son budget IA d’avril."),
+        ("ai_budget_80", {"month": 5}, "Cette conversation a utilisé 80\u00a0% de son budget IA de mai."),
+    ],
+)
+def test_french_system_messages_elide_de_before_a_vowel(event, params, french):
+    """A system message (also what a push to a group's admins says) writes "d’Alice",
+    "d’avril", never "de Alice"."""
+    from rooms.system_events import render
+
+    with translation.override("fr"):
+        assert render(event, params) == french
