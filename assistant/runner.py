@@ -378,6 +378,8 @@ class Runner(RunStreaming):
 # The process's runner: started by the web process on its first request, or by a worker.
 
 _runner: Runner | None = None
+# Set by `shut_down` (a web process drains or stops): its next requests start no runner.
+_stopped = False
 
 
 def install(runner: Runner | None) -> None:
@@ -389,7 +391,7 @@ def install(runner: Runner | None) -> None:
 
 def ensure_started() -> None:
     """Start this process's runner in the running event loop, once."""
-    if _runner is not None or not settings.ASSISTANT_RUNNER_IN_SERVER:
+    if _runner is not None or _stopped or not settings.ASSISTANT_RUNNER_IN_SERVER:
         return
     runner = Runner()
     install(runner)
@@ -401,7 +403,10 @@ def ensure_started() -> None:
 
 async def shut_down() -> None:
     """The process is stopping (calpico/shutdown.py): this process's runner, if it has
-    one, hands its running runs back to the queue for another process."""
+    one, hands its running runs back to the queue for another process. From then on no
+    request starts one (a drain serves requests before the process stops)."""
+    global _stopped
+    _stopped = True
     if _runner is not None:
         await _runner.shut_down()
 

@@ -148,11 +148,11 @@ def installed() -> JobRunner | None:
     return _runner
 
 
-def start(worker: str, *, recover_everything: bool = False) -> JobRunner:
-    """Start this process's job runner (once)."""
+def start(worker: str, *, recover_everything: bool = False) -> JobRunner | None:
+    """Start this process's job runner (once); None once `shut_down` stopped it."""
     global _runner
     with _lock:
-        if _runner is None:
+        if _runner is None and not _stopped:
             _runner = JobRunner(worker)
             queue.on_enqueue(_notify)
             _runner.start(recover_everything=recover_everything)
@@ -176,8 +176,9 @@ def shut_down() -> int:
     runner claims no more jobs and hands back the one in hand."""
     global _runner, _stopped
     with _stopping:
-        _stopped = True
-        runner, _runner = _runner, None
+        with _lock:  # a runner `start` makes meanwhile is this one, or none
+            _stopped = True
+            runner, _runner = _runner, None
         return runner.shut_down() if runner is not None else 0
 
 

@@ -193,6 +193,7 @@ def sigterm(monkeypatch):
     monkeypatch.setattr(shutdown, "_draining", threading.Event())
     monkeypatch.setattr(shutdown, "_on_readiness_asked", None)
     monkeypatch.setattr(jobs_runner, "_stopped", False, raising=False)
+    monkeypatch.setattr(runner, "_stopped", False, raising=False)
     previous = signal.getsignal(signal.SIGTERM)
     shutdown._install_drain(FakeReactor(), 8.0)
     try:
@@ -235,6 +236,56 @@ async def test_a_draining_process_claims_nothing_and_hands_its_reply_back(
     )
     gate.set()
     await socket.disconnect()
+
+
+async def test_a_process_draining_before_its_first_request_starts_no_runner(sigterm, settings, monkeypatch):
+    """SIGTERM came before any request started the process's runners: the requests served
+    during the drain (the proxy's /readyz among them) start none, which would claim runs
+    and jobs until the stop handed them back."""
+    from jobs import runner as jobs_runner
+
+    monkeypatch.setattr(runner, "_runner", None)
+    monkeypatch.setattr(jobs_runner, "_runner", None)
+    settings.ASSISTANT_RUNNER_IN_SERVER = settings.JOBS_RUNNER_IN_SERVER = True
+    sigterm()
+    await asyncio.sleep(0.05)  # the hand-back (nothing to hand back)
+    try:
+        runner.ensure_started()  # a request during the drain
+        jobs_runner.ensure_started(runner.WORKER_NAME)
+        assert runner._runner is None, "a draining process started its assistant runner"
+        assert jobs_runner.installed() is None, "a draining process started its job runner"
+    finally:
+        if runner._runner is not None:
+            assert runner._runner.serve_task is not None
+            runner._runner.serve_task.cancel()
+            runner.install(None)
+        await asyncio.to_thread(jobs_runner.shut_down)
+
+
+def test_a_job_runner_started_as_the_drain_stops_the_runners_is_stopped_too(monkeypatch, settings):
+    """A request's `ensure_started` found no runner and not yet stopped, and the drain's
+    hand-back (on its thread) ran before it started one: the runner it starts would claim
+    jobs for the rest of the drain."""
+    from jobs import runner as jobs_runner
+
+    monkeypatch.setattr(jobs_runner, "_runner", None)
+    monkeypatch.setattr(jobs_runner, "_stopped", False)
+    settings.JOBS_RUNNER_IN_SERVER = True
+
+    class DrainStartsMeanwhile:
+        def __getattr__(self, name):
+            if name == "JOBS_RUNNER_IN_SERVER":
+                jobs_runner.shut_down()  # the drain's hand-back, between the check and the start
+            return getattr(settings, name)
+
+    monkeypatch.setattr(jobs_runner, "settings", DrainStartsMeanwhile())
+    try:
+        jobs_runner.ensure_started("web:1:cccccc")
+        assert jobs_runner.installed() is None, "a job runner started after the drain stopped them"
+    finally:
+        monkeypatch.undo()
+        jobs_runner.shut_down()
+        jobs_runner._stopped = False
 
 
 async def test_a_reply_whose_process_died_is_taken_over_within_seconds(
