@@ -105,6 +105,9 @@ class Runner(RunStreaming):
         self._shutting_down: asyncio.Future[int] | None = None
         # Wake-ups sent to the other processes' runners once this one claims no more.
         self._waking: set[asyncio.Task[None]] = set()
+        # A claim whose run is not streaming yet: its thread commits it even if the runner
+        # begins to stop meanwhile, when `shut_down` hands that run back too.
+        self._claiming: asyncio.Future[Claimed | None] | None = None
 
     # Driving
 
@@ -164,21 +167,36 @@ class Runner(RunStreaming):
         handed: int = await self.beat_db(hand_back)(self.worker)
         if handed:
             await wake_runners()
+        claiming = self._claiming
+        if claiming is not None:
+            # A claim was on its way: it may have committed after the hand-back above looked
+            # (taking a run just handed back, even). Once it has, its run goes back too; not
+            # counted, as it was never in progress here.
+            await asyncio.wait([claiming], timeout=SHUTDOWN_WAIT)
+            ok = claiming.done() and not claiming.cancelled() and claiming.exception() is None
+            if ok and claiming.result() and await self.beat_db(hand_back)(self.worker):
+                await wake_runners()
         await self.close()
         return handed
 
     async def fill(self) -> None:
         while self.reserve():
+            # Its thread goes on when `shut_down` cancels this loop: kept for it to see.
+            claiming = self._claiming = asyncio.ensure_future(self.db(claim_next)(self.worker))
             try:
-                claimed = await self.db(claim_next)(self.worker)
+                claimed = await asyncio.shield(claiming)
             except BaseException:
                 self.release()
                 raise
             if claimed is None:
+                self._claiming = None
                 self.release()
                 return
+            started = self._start_reserved(claimed)
+            if started:
+                self._claiming = None  # streaming: `shut_down` hands it back as such
             # Decisions and summaries show no message of their own.
-            if self._start_reserved(claimed) and claimed.kind not in SILENT_KINDS:
+            if started and claimed.kind not in SILENT_KINDS:
                 await self.db(self._show)(claimed)
 
     def reserve(self) -> bool:

@@ -288,6 +288,62 @@ def test_a_job_runner_started_as_the_drain_stops_the_runners_is_stopped_too(monk
         jobs_runner._stopped = False
 
 
+async def test_a_claim_on_its_way_as_the_drain_begins_is_handed_back_too(fake_openai, alice, group):
+    """The runner was claiming a run (in its database thread) as the drain began: the
+    hand-back ran before the claim committed, and the claim commits all the same (a thread
+    is not cancelled). The run goes back to the queue, not left running with no heartbeat
+    until another process thinks this one died."""
+    await post(group, alice, "@assistant tell me")  # queued: no runner here yet
+    claiming, handed_back = asyncio.Event(), asyncio.Event()
+    worker = runner.Runner(worker="first:1:aaaaaa")
+    db, beat_db = worker.db, worker.beat_db
+    late_claims: list[asyncio.Future] = []
+
+    def database(func):
+        call = db(func)
+        if func is not runs.claim_next:
+            return call
+
+        async def in_its_thread(*args):
+            async def claim():
+                claiming.set()
+                await handed_back.wait()
+                return await call(*args)
+
+            # Like the thread it runs on, the claim goes on when its caller is cancelled.
+            late_claims.append(asyncio.ensure_future(claim()))
+            return await asyncio.shield(late_claims[-1])
+
+        return in_its_thread
+
+    def beat_database(func):
+        call = beat_db(func)
+        if func is not runs.hand_back:
+            return call
+
+        async def then_the_claim(*args):
+            try:
+                return await call(*args)
+            finally:
+                handed_back.set()
+
+        return then_the_claim
+
+    worker.db, worker.beat_db = database, beat_database
+    worker.serve_task = asyncio.ensure_future(worker.serve())
+    try:
+        await asyncio.wait_for(claiming.wait(), 5)
+        # Handed back, but not counted: it was never in progress here.
+        assert await asyncio.wait_for(worker.shut_down(), 5) == 0
+        await asyncio.wait_for(asyncio.gather(*late_claims, return_exceptions=True), 5)
+        run = await sync_to_async(AssistantRun.objects.get)(room=group)
+        assert run.status == AssistantRun.Status.QUEUED and run.worker == "", (run.status, run.worker)
+        assert run.attempts == 0
+    finally:
+        handed_back.set()
+        worker.serve_task.cancel()
+
+
 async def test_a_reply_whose_process_died_is_taken_over_within_seconds(
     fake_openai, second_runner, alice, group
 ):
