@@ -33,7 +33,7 @@ from rooms.models import Membership
 from rooms.opening import RoomState, quick_resume, read_opening, session_key
 from rooms.queries import catch_up, room_read_positions
 from rooms.services import do_mark_read_in_rooms
-from rooms.services.moderation import mark_notices_seen
+from rooms.services.moderation import give_back_notices, mark_notices_seen, take_notices
 from rooms.socket_db import on_socket_thread
 
 # Close codes in the 4000s are ours: the page must not retry them as it does 1006.
@@ -128,17 +128,29 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_add(group, self.channel_name)
         await self._send_json({"type": "hello", "server_time": timezone.now().isoformat()})
         if opening.notices:
-            # Connecting ran under the default language (`dispatch` read it before the
-            # handshake's headers were): the heading is in this person's.
-            with translation.override(self.language):
-                toasts = [render_to_string(NOTICE_TOAST, {"text": text}) for text in opening.notices]
-            for toast in toasts:
-                await self.send(text_data=toast)
-            # Seen once sent: a socket that failed or closed before leaves them to the next.
-            await on_socket_thread(mark_notices_seen)(User(pk=self.user_id), opening.notice_ids)
+            await self._send_notices(opening.notice_ids, opening.notices)
         self.counted_online = True
         if presence.connection_opened(self.user_id, self.rooms):
             await self._announce_presence(True)
+
+    async def _send_notices(self, ids: list[int], texts: list[str]) -> None:
+        """Show the notices kept while the person was away, each on one page: taken first
+        (another page opening at once read them too), given back if sending failed (the
+        next page shows them)."""
+        taken = await on_socket_thread(take_notices)(self.user_id, ids)
+        if not taken:
+            return
+        text_of = dict(zip(ids, texts, strict=True))
+        try:
+            # Connecting ran under the default language (`dispatch` read it before the
+            # handshake's headers were): the heading is in this person's.
+            with translation.override(self.language):
+                toasts = [render_to_string(NOTICE_TOAST, {"text": text_of[pk]}) for pk in taken]
+            for toast in toasts:
+                await self.send(text_data=toast)
+        except BaseException:
+            await on_socket_thread(give_back_notices)(self.user_id, taken)
+            raise
 
     async def dispatch(self, message: dict) -> None:
         # Channels closes stale database connections before every handler, a hop to the

@@ -127,8 +127,9 @@ def read_opening(key: str | None, requested_room: int | None) -> Opening:
                 blocked_by.add(blocker_id)
         notices = queries.notices.run(cursor, user=user.pk)
     presence.refresh(user.pk)
-    # Marked seen by the socket once it sent them (rooms.services.moderation.mark_notices_seen):
-    # a socket that fails or closes first leaves them for the next page.
+    # Taken by the socket as it sends them (rooms.services.moderation.take_notices): a
+    # socket that fails first leaves them for the next page, and of two opening at once
+    # only one shows them.
     return Opening(
         user,
         rooms=rooms,

@@ -269,6 +269,36 @@ async def test_notices_stay_unseen_when_the_opening_socket_fails_before_sending_
     assert await sync_to_async(unseen.count)() == 0
 
 
+async def test_a_notice_kept_while_away_shows_on_one_of_two_pages_opening_at_once(alice, group, monkeypatch):
+    """Two pages of the same person open together (a browser restoring its tabs): both
+    read the notice before either sent it, and it is shown once, not on both."""
+    from rooms.consumers import RoomConsumer
+    from rooms.services.moderation import do_notify
+
+    await sync_to_async(do_notify)(alice.pk, "shown once")
+    both_read, hellos = asyncio.Event(), []
+    original = RoomConsumer._send_json
+
+    async def hello_once_both_read(self, data):
+        if data.get("type") == "hello":
+            hellos.append(self)
+            if len(hellos) == 2:
+                both_read.set()
+            await asyncio.wait_for(both_read.wait(), 5)
+        await original(self, data)
+
+    monkeypatch.setattr(RoomConsumer, "_send_json", hello_once_both_read)
+    pages = [await connect(alice, group), await connect(alice, group)]
+    try:
+        for ok, _ in await asyncio.gather(*(page.connect() for page in pages)):
+            assert ok
+        shown = [html(await frames(page)).count("shown once") for page in pages]
+        assert sorted(shown) == [0, 1], shown
+    finally:
+        for page in pages:
+            await page.disconnect()
+
+
 def test_opening_reads_accepted_rooms_that_are_not_archived_and_each_persons_own(alice, bob, carol, mallory):
     """The opening's queries are compiled once and run with each person's id: each gets
     their own rooms (no archived room, no message request, pending or declined), blocks (made

@@ -151,13 +151,26 @@ def do_notify(user_id: int, text: str) -> Notice:
     return notice
 
 
-def mark_notices_seen(user: User, ids: list[int] | None = None) -> None:
-    """The person's notices (those of `ids`, or all) were sent to a page of theirs: they
-    are not shown again."""
-    unseen = Notice.objects.filter(user=user, seen_at__isnull=True)
-    if ids is not None:
-        unseen = unseen.filter(pk__in=ids)
-    unseen.update(seen_at=timezone.now())
+def mark_notices_seen(user: User) -> None:
+    """The person's notices were sent to their pages live: they are not shown again."""
+    Notice.objects.filter(user=user, seen_at__isnull=True).update(seen_at=timezone.now())
+
+
+def take_notices(user_id: int, ids: list[int]) -> list[int]:
+    """A page that opened is about to show the person's unseen notices `ids`: marked seen
+    for it, each by one page only (two opening at once both read them). Returns those it
+    took, in order; `give_back_notices` if they could not be sent."""
+    now = timezone.now()
+    return [
+        pk
+        for pk in ids
+        if Notice.objects.filter(pk=pk, user_id=user_id, seen_at__isnull=True).update(seen_at=now)
+    ]
+
+
+def give_back_notices(user_id: int, ids: list[int]) -> None:
+    """Notices a page took but could not send: shown on the next page instead."""
+    Notice.objects.filter(pk__in=ids, user_id=user_id).update(seen_at=None)
 
 
 def do_dismiss_report(moderator: User, report: Report, *, reason: str = "") -> None:
