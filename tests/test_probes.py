@@ -209,6 +209,51 @@ def test_an_upload_arriving_during_the_drain_is_answered_before_the_process_stop
             process.wait(timeout=10)
 
 
+def test_connections_that_are_no_longer_requests_do_not_hold_the_drain(tmp_path):
+    """Counted requests are uncounted however they end: upgraded to a WebSocket (still open),
+    cut mid-body by the client, refused as malformed, or done on a connection kept alive.
+    One left counted would make every drain last its whole seconds."""
+    import base64
+
+    process, port, log = _drain_server(tmp_path, drain_seconds=20)
+    connections = []
+    try:
+        upgraded = socket.create_connection(("127.0.0.1", port), timeout=5)
+        upgraded.sendall(
+            b"GET /ws/ HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: " + base64.b64encode(os.urandom(16)) + b"\r\n"
+            b"Sec-WebSocket-Version: 13\r\nOrigin: http://127.0.0.1\r\n\r\n"
+        )
+        assert upgraded.recv(100).startswith(b"HTTP/1.1 101")
+        kept_alive = socket.create_connection(("127.0.0.1", port), timeout=5)
+        kept_alive.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert kept_alive.recv(100).startswith(b"HTTP/1.1 200")
+        connections += [upgraded, kept_alive]
+        for cut in (
+            b"POST /accounts/login/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5000\r\n\r\n" + b"x" * 100,
+            b"GET /healthz HTTP/1.1\r\nHost: 1",
+            b"NOT HTTP\r\n\r\n",
+        ):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+                client.sendall(cut)
+                time.sleep(0.2)
+        os.killpg(process.pid, signal.SIGTERM)
+        time.sleep(0.3)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as probe:
+            probe.sendall(b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            assert probe.recv(100).startswith(b"HTTP/1.1 503")
+        asked_at = time.monotonic()
+        assert process.wait(timeout=15) == 0
+        assert time.monotonic() - asked_at < 5, log.read_text()
+        assert "Drain over: /readyz said stopping and no HTTP request is in flight" in log.read_text()
+    finally:
+        for connection in connections:
+            connection.close()
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
 def test_a_drain_nobody_asks_about_ends_after_its_seconds(drain):
     reactor, on_sigterm = drain
     on_sigterm(signal.SIGTERM, None)
