@@ -550,7 +550,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def user_notice(self, event: dict) -> None:
         await self.send(text_data=render_to_string(NOTICE_TOAST, {"text": event["text"]}))
-        await on_socket_thread(mark_notices_seen)(User(pk=self.user_id))
+        await on_socket_thread(mark_notices_seen)(User(pk=self.user_id), event.get("id"))
 
     async def user_blocks(self, event: dict) -> None:
         self.blocked, self.blocked_by = await on_socket_thread(block_relations)(User(pk=self.user_id))

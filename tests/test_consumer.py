@@ -299,6 +299,43 @@ async def test_a_notice_kept_while_away_shows_on_one_of_two_pages_opening_at_onc
             await page.disconnect()
 
 
+async def test_a_live_notice_marks_only_itself_seen_not_one_an_opening_page_is_about_to_show(
+    alice, group, monkeypatch
+):
+    """A page opening read a notice kept while away; before it shows it, a new notice
+    reaches the person's open page live. That page marks the one it showed, not every
+    unseen notice: the opening page still shows the first."""
+    from rooms.consumers import RoomConsumer
+    from rooms.models import Notice
+    from rooms.services.moderation import do_notify
+
+    open_page = await connected(alice, group)
+    # Kept while away (no page of theirs was open when it was made).
+    await sync_to_async(Notice.objects.create)(user=alice, text="kept while away")
+    read, resume = asyncio.Event(), asyncio.Event()
+    original = RoomConsumer._send_json
+
+    async def pause_after_reading(self, data):
+        if data.get("type") == "hello" and not read.is_set():
+            read.set()
+            await asyncio.wait_for(resume.wait(), 5)
+        await original(self, data)
+
+    monkeypatch.setattr(RoomConsumer, "_send_json", pause_after_reading)
+    opening = await connect(alice, group)
+    try:
+        assert (await opening.connect())[0]
+        await asyncio.wait_for(read.wait(), 5)
+        await sync_to_async(do_notify)(alice.pk, "made just now")
+        assert "made just now" in html(await delivered(open_page))
+        resume.set()
+        assert "kept while away" in html(await frames(opening))
+    finally:
+        resume.set()
+        await opening.disconnect()
+        await open_page.disconnect()
+
+
 def test_opening_reads_accepted_rooms_that_are_not_archived_and_each_persons_own(alice, bob, carol, mallory):
     """The opening's queries are compiled once and run with each person's id: each gets
     their own rooms (no archived room, no message request, pending or declined), blocks (made

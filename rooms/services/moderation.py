@@ -147,13 +147,19 @@ def _resolve(report: Report, moderator: User, status: str, resolution: str) -> N
 def do_notify(user_id: int, text: str) -> Notice:
     notice = Notice.objects.create(user_id=user_id, text=text)
     hooks.notice_created(notice)
-    transaction.on_commit(lambda: send_event(user_group(user_id), {"type": "user.notice", "text": text}))
+    event = {"type": "user.notice", "text": text, "id": notice.pk}
+    transaction.on_commit(lambda: send_event(user_group(user_id), event))
     return notice
 
 
-def mark_notices_seen(user: User) -> None:
-    """The person's notices were sent to their pages live: they are not shown again."""
-    Notice.objects.filter(user=user, seen_at__isnull=True).update(seen_at=timezone.now())
+def mark_notices_seen(user: User, notice_id: int | None = None) -> None:
+    """A notice (or, from an event without its id, every one) was sent to the person's
+    pages live: not shown again. Only that one: another, kept while away, may be on its way
+    to a page that is opening (`take_notices`)."""
+    unseen = Notice.objects.filter(user=user, seen_at__isnull=True)
+    if notice_id is not None:
+        unseen = unseen.filter(pk=notice_id)
+    unseen.update(seen_at=timezone.now())
 
 
 def take_notices(user_id: int, ids: list[int]) -> list[int]:
