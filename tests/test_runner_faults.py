@@ -203,11 +203,20 @@ def sigterm(monkeypatch):
 
 
 async def test_a_draining_process_claims_nothing_and_hands_its_reply_back(
-    fake_openai, first_runner, second_runner, alice, bob, group, sigterm
+    fake_openai, first_runner, second_runner, alice, bob, group, sigterm, monkeypatch
 ):
     """A web process drains before it stops (it still serves pages): from the SIGTERM on
     its runner hands back the reply it was writing and claims no run, not even one posted
-    through this process; another process's runner takes both."""
+    through this process (which wakes the other processes' runners instead); another
+    process's runner takes both."""
+    woken = []
+    wake_runners = runner.wake_runners
+
+    async def counted() -> None:
+        woken.append(time.monotonic())
+        await wake_runners()
+
+    monkeypatch.setattr(runner, "wake_runners", counted)
     gate = threading.Event()
     fake_openai.queue(tokens=["Half ", "an ", "answer"], gate=gate)
     fake_openai.reply("A whole answer.")
@@ -223,11 +232,13 @@ async def test_a_draining_process_claims_nothing_and_hands_its_reply_back(
     await wait_until(lambda: not first_runner.tasks, what="the cancelled stream to end")
     assert (await sync_to_async(run.get)()).attempts == 0
     other = await sync_to_async(room_services.do_create_group)(alice, "Elsewhere", [bob])
+    woken_before = len(woken)  # the hand-back's
     await post(other, alice, "@assistant and here?")
     await asyncio.sleep(0.3)  # the draining runner would have claimed it by now
     later = await sync_to_async(AssistantRun.objects.get)(room=other)
     assert later.status == AssistantRun.Status.QUEUED and later.worker == ""
     assert not first_runner.tasks
+    assert len(woken) > woken_before, "the run queued through the draining process woke no runner"
 
     start(second_runner)
     await wait_until(
