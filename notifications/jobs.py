@@ -112,7 +112,8 @@ def run_message(job: Job, context: queue.JobContext) -> None:
     message = (
         Message.objects.select_related("room", "author").filter(pk=job.payload.get("message_id")).first()
     )
-    notes = rules.for_message(message, job.payload.get("actor_id")) if message is not None else []
+    actor_id = job.payload.get("actor_id")
+    notes = rules.for_message(message, actor_id, reachable_only=True) if message is not None else []
     deliver(job, notes)
 
 

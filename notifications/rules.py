@@ -19,12 +19,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from django.conf import settings
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import translation
 from django.utils.translation import gettext, ngettext
 
 from accounts.models import Block, User
 from calpico.languages import format_names
+from notifications.models import PushSubscription
 from rooms import presence
 from rooms.models import Membership, Message, Notice, Room
 
@@ -140,17 +142,26 @@ def _reason(message: Message, room: Room, membership: Membership) -> str | None:
     return None
 
 
-def for_message(message: Message, actor_id: int | None) -> list[Notification]:
+def for_message(
+    message: Message, actor_id: int | None, *, reachable_only: bool = False
+) -> list[Notification]:
     """The notifications a new message (a person's or a system message) raises, one per
-    person at most."""
+    person at most. `reachable_only`: only for people something can be sent to (a device
+    subscribed, or the missed-messages email turned on); in a big room most have neither,
+    and composing theirs was most of the job's cost."""
     room = message.room
     if message.is_deleted or room.archived_at is not None or message.is_assistant:
         return []
+    members = Membership.objects.filter(room=room, user__is_active=True).exclude(
+        request=Membership.Request.DECLINED
+    )
+    if reachable_only:
+        members = members.filter(
+            Q(user__email_missed=True) | Q(user__in=PushSubscription.objects.values("user_id"))
+        )
     memberships = [
         m
-        for m in Membership.objects.filter(room=room, user__is_active=True)
-        .exclude(request=Membership.Request.DECLINED)
-        .select_related("user")
+        for m in members.select_related("user")
         if m.user_id not in (message.author_id, actor_id) and m.last_read_seq < message.seq
     ]
     people = {m.user_id for m in memberships}

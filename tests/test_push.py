@@ -864,3 +864,32 @@ def test_forgetting_an_endpoint_with_a_nul_character_is_a_routine_answer(bob_cli
     assert response.status_code == 200
     assert response.json() == {"removed": False}
     assert PushSubscription.objects.exists()
+
+
+def test_a_message_composes_notifications_only_for_people_something_can_reach(
+    push_service, monkeypatch, alice, bob, carol, bob_device
+):
+    """In a big room most members have no device and no email: the job composes nothing for
+    them (it was most of a message's cost), and still reaches everyone who can be reached."""
+    from notifications import email, rules
+
+    dave, erin = make_user("dave"), make_user("erin")
+    room = services.do_create_group(alice, "Many readers", [bob, carol, dave, erin])
+    carol.email_missed = True
+    carol.save()
+    composed = []
+    compose = rules._compose
+
+    def counting(message, room, author, user, reason, unread):
+        composed.append(user.username)
+        return compose(message, room, author, user, reason, unread)
+
+    monkeypatch.setattr(rules, "_compose", counting)
+    services.do_post_message(membership(room, alice), "@carol @dave @erin see the plan")
+    runner.run_pending()
+    assert sorted(composed[:2]) == ["bob", "carol"]  # the job; the push's send composes bob's again
+    assert "dave" not in composed and "erin" not in composed
+    [delivery] = push_service.wait_for(1)
+    assert delivery.payload["to"] == bob.pk
+    assert Job.objects.filter(kind=email.MISSED_EMAIL, payload__user_id=carol.pk).exists()
+    assert not Job.objects.filter(kind=email.MISSED_EMAIL, payload__user_id=dave.pk).exists()
