@@ -10,6 +10,7 @@ minimum is the figure least disturbed by others), and the queries one post runs.
     .venv/bin/python bench/postcost.py
     .venv/bin/python bench/postcost.py --source ../other-checkout   # measure that code
     .venv/bin/python bench/postcost.py --profile post.svg           # under py-spy (installed)
+    .venv/bin/python bench/postcost.py --jobs     # and the notification jobs each post queues
 
 docs/performance.md ("Post cost") has the latest figures.
 """
@@ -37,6 +38,11 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=50)
     parser.add_argument("--posts", type=int, default=50, help="posts per round")
     parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument(
+        "--jobs",
+        action="store_true",
+        help="also run the jobs the posts queued (notifications) each round: their CPU per post",
+    )
     parser.add_argument("--verbose", action="store_true", help="print the queries of one post")
     parser.add_argument("--profile", metavar="FILE", help="record the rounds with py-spy into FILE")
     args = parser.parse_args()
@@ -105,6 +111,10 @@ def run(source: Path, args: argparse.Namespace) -> None:
 
     for _ in range(10):  # warm: templates loaded, connection open
         post()
+    if args.jobs:
+        from jobs import runner
+
+        runner.run_pending()
     # Counted as they run: Django empties its own query log when a request starts.
     queries: list[str] = []
 
@@ -114,16 +124,26 @@ def run(source: Path, args: argparse.Namespace) -> None:
 
     with connection.execute_wrapper(count_query):
         post()
+    if args.jobs:
+        runner.run_pending()
     per_round = []
+    jobs_per_round = []
     for _ in range(args.rounds):
         start = time.process_time()
         for _ in range(args.posts):
             post()
         per_round.append((time.process_time() - start) * 1000 / args.posts)
+        if args.jobs:
+            start = time.process_time()
+            runner.run_pending()
+            jobs_per_round.append((time.process_time() - start) * 1000 / args.posts)
     print(f"source: {source}")
     print(f"room of {args.members}, {args.rounds} rounds of {args.posts} posts, SQLite, in one process")
     print("CPU per post, ms: " + ", ".join(f"{ms:.2f}" for ms in per_round))
     print(f"min: {min(per_round):.2f} ms; queries per post: {len(queries)}")
+    if args.jobs:
+        print("CPU of the jobs per post, ms: " + ", ".join(f"{ms:.2f}" for ms in jobs_per_round))
+        print(f"min: {min(jobs_per_round):.2f} ms (nobody subscribed a device or turned on email)")
     if args.verbose:
         print("\n".join(queries))
 
