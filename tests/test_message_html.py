@@ -6,8 +6,9 @@ import re
 
 import pytest
 from django.core.cache import caches
-from django.test import Client
+from django.test import Client, override_settings
 from django.urls import reverse, set_script_prefix
+from django.utils import translation
 
 from accounts.services import do_block, do_update_profile
 from rooms import fragments, services
@@ -176,3 +177,30 @@ def test_the_message_partials_id_urls_are_the_addresses_reverse_gives(name, ids,
             id_address(name, *ids[:-1], "1/../x")  # never text, only ids
     finally:
         set_script_prefix("/")
+
+
+def test_id_urls_follow_the_url_configuration_and_the_language_in_force():
+    """Each URL configuration (a test's override_settings(ROOT_URLCONF=...) leaves
+    get_urlconf() at None, as the default) and each language (i18n_patterns, translated
+    routes) has its own addresses: none is served from another's cache."""
+    names = [("rooms:edit_message", [7, 123]), ("assistant:quiet", [7])]
+    for name, ids in names:
+        assert id_address(name, *ids) == reverse(name, args=ids)
+    with override_settings(ROOT_URLCONF="tests.id_url_urls"):
+        for language in ("en", "fr"):
+            with translation.override(language):
+                for name, ids in names:
+                    address = id_address(name, *ids)
+                    assert address == reverse(name, args=ids)
+                    assert address.startswith(f"/{language}/elsewhere/")
+    for name, ids in names:
+        assert id_address(name, *ids) == reverse(name, args=ids)
+
+
+@pytest.mark.parametrize("value", [True, -7, 7.9, "-7", " 7", "7 ", "+7", "٧", "7.0", None, 2**63])
+def test_id_urls_take_nothing_but_ids(value):
+    """What `int()` would read as another number (a bool, a float, a sign, spaces, other
+    scripts' digits) is refused, as {% url %} refuses what the pattern does not match."""
+    with pytest.raises(ValueError):
+        id_address("rooms:edit_message", 7, value)
+    assert id_address("rooms:edit_message", "7", 123) == reverse("rooms:edit_message", args=[7, 123])
