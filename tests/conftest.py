@@ -130,6 +130,8 @@ def image_bytes(fmt: str = "PNG", size=(300, 200), colour=(200, 30, 30), **save_
 
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
+# The composer's own sends (static/js/composer.js): it says it resets itself after a send.
+COMPOSER = {**HTMX, "HTTP_CALPICO_COMPOSER": "resets"}
 
 
 def post(client: Client, room, body: str, *, client_id=None, headers: dict | None = None, **fields):

@@ -11,7 +11,7 @@ from django.urls import reverse
 from rooms import services
 from rooms.models import Message
 from rooms.services import search
-from tests.conftest import HTMX, image_bytes, membership, post
+from tests.conftest import COMPOSER, HTMX, image_bytes, membership, post
 
 pytestmark = pytest.mark.django_db
 
@@ -39,7 +39,7 @@ def test_posting_with_htmx_returns_the_message_and_leaves_the_composer_to_the_pa
     response = alice_client.post(
         reverse("rooms:post_message", args=[group.pk]),
         {"body": "Hi **there**", "client_id": client_id, "reply_to": ""},
-        **HTMX,
+        **COMPOSER,
     )
     assert response.status_code == 200
     assert response["HX-Reswap"] == "none"
@@ -48,6 +48,26 @@ def test_posting_with_htmx_returns_the_message_and_leaves_the_composer_to_the_pa
     assert "<strong>there</strong>" in body
     assert 'id="composer"' not in body
     assert client_id not in body  # the id of the message just sent goes no further
+
+
+def test_a_page_loaded_before_the_composer_reset_itself_still_gets_a_fresh_composer(alice_client, group):
+    """A page open across a deploy (its composer.js does not say "Calpico-Composer: resets")
+    would otherwise keep the text sent and the used client_id in its composer."""
+    client_id = str(uuid.uuid4())
+    response = alice_client.post(
+        reverse("rooms:post_message", args=[group.pk]),
+        {"body": "Hi **there**", "client_id": client_id, "reply_to": ""},
+        **HTMX,
+    )
+    assert response.status_code == 200
+    assert "HX-Reswap" not in response
+    body = response.content.decode()
+    assert 'hx-swap-oob="beforeend:#messages"' in body
+    assert "<strong>there</strong>" in body
+    assert body.count('id="composer"') == 1
+    assert 'name="client_id"' in body
+    assert client_id not in body  # the next message gets a new id
+    assert "Hi **there**" not in body  # an empty composer
 
 
 def test_a_refused_htmx_post_answers_with_the_composer_in_place(alice_client, group):
@@ -309,7 +329,8 @@ def test_a_text_message_costs_a_fixed_number_of_queries(alice_client, group, dja
     locked (the one access check), the client_id, the message, the room's and my read
     position, the push job, the search index and the assistant's settings. A query more
     is a regression to look at, whatever the backend."""
-    post(alice_client, group, "warm up", headers=HTMX)
+    post(alice_client, group, "warm up", headers=COMPOSER)
     with django_assert_num_queries(POST_QUERIES[connection.vendor]) as captured:
-        response = post(alice_client, group, "hello", headers=HTMX)
+        response = post(alice_client, group, "hello", headers=COMPOSER)
     assert response.status_code == 200, [q["sql"] for q in captured.captured_queries]
+    assert response["HX-Reswap"] == "none"

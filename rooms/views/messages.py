@@ -70,17 +70,22 @@ def post_message(request, room_id: int):
                 return redirect(f"{reverse('rooms:room', args=[room_id])}#m-{result.message.pk}")
             # The message, as the live event has it already, and the composer left where it
             # is: the page empties it and gives it the next client_id (static/js/composer.js),
-            # which costs less than drawing a new one here (docs/protocol.md).
-            response = render(
-                request,
-                "rooms/_posted.html",
-                {
-                    "message_html": fragments.for_viewer(
-                        fragments.message_html(result.message), result.message, request.user
-                    )
-                },
-            )
-            response["HX-Reswap"] = "none"
+            # which costs less than drawing a new one here (docs/protocol.md). A page loaded
+            # before it did that (open across a deploy) does not say so: it gets a new composer.
+            resets = request.headers.get("Calpico-Composer") == "resets"
+            context: dict[str, Any] = {
+                "message_html": fragments.for_viewer(
+                    fragments.message_html(result.message), result.message, request.user
+                )
+            }
+            if not resets:
+                room = result.message.room
+                context.update(
+                    room=room, form=MessageForm().keep_text_in_page() if room.encrypted else MessageForm()
+                )
+            response = render(request, "rooms/_posted.html", context)
+            if resets:
+                response["HX-Reswap"] = "none"
             return response
     # Refused: the composer again, with the text and why.
     if membership is None:

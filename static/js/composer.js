@@ -94,6 +94,13 @@ function resetComposer(form) {
   form.dispatchEvent(new CustomEvent("composer:reset", { bubbles: true }));
 }
 
+// The server leaves the composer in place after a send only for a page that says it resets
+// it itself (resetComposer): a page loaded before that (open across a deploy) gets a fresh
+// composer in the answer, as it always did, or it would keep the text and the used client_id.
+document.addEventListener("htmx:configRequest", (event) => {
+  if (event.detail.elt?.id === "composer" && event.detail.verb === "post") event.detail.headers["Calpico-Composer"] = "resets";
+});
+
 document.addEventListener("htmx:afterSwap", (event) => {
   const target = event.detail.target;
   if (!target || target.id !== "composer") return;
