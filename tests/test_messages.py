@@ -324,6 +324,24 @@ def test_a_former_member_posting_from_the_composer_gets_404(alice, bob, bob_clie
     assert "let me back in" not in texts(group)
 
 
+def test_a_former_member_resending_a_message_they_sent_gets_404_not_the_message(
+    alice, bob, alice_client, bob_client, group
+):
+    """The room no longer exists for them: a resend (the same client_id and text) must not
+    show them the message as it is now, with what others did to it since."""
+    client_id = uuid.uuid4()
+    response = post(bob_client, group, "see you at noon", client_id=client_id, headers=COMPOSER)
+    assert response.status_code == 200
+    sent = group.messages.get(body="see you at noon")
+    services.do_remove_member(alice, group, bob)
+    services.do_toggle_reaction(membership(group, alice), sent, "👍")
+    for headers in ({}, HTMX, COMPOSER):
+        response = post(bob_client, group, "see you at noon", client_id=client_id, headers=headers)
+        assert response.status_code == 404
+        assert "👍" not in response.content.decode()
+    assert texts(group) == ["see you at noon"]
+
+
 def test_a_text_message_costs_a_fixed_number_of_queries(alice_client, group, django_assert_num_queries):
     """The composer's post, counted: the session's user, the member's row with the room
     locked (the one access check), the client_id, the message, the room's and my read

@@ -207,7 +207,9 @@ def do_post_message_as(
 ) -> PostResult:
     """`do_post_message` for a person whose membership nobody checked yet (the composer's
     view): the check is made once, at the room's lock, and anyone who is not a member gets
-    Http404 ("No such room."), as `rooms.access.access_membership` answers."""
+    Http404 ("No such room."), as `rooms.access.access_membership` answers; a resend of a
+    message they sent while a member too (the room and its message as they are now, its
+    reactions, the quote of an edited original, are no longer theirs to see)."""
     return _post(
         author,
         room_id,
@@ -217,6 +219,7 @@ def do_post_message_as(
         image=image,
         file=file,
         outsider=Http404(_("No such room.")),
+        answer_resends_of_outsiders=False,
     )
 
 
@@ -230,6 +233,7 @@ def _post(
     image: File[Any] | None,
     file: FileAttachment | None,
     outsider: Exception,
+    answer_resends_of_outsiders: bool = True,
 ) -> PostResult:
     if image is not None and file is not None:
         raise ValueError("A message carries an image or a file, not both.")
@@ -243,11 +247,12 @@ def _post(
     with attachment, transaction.atomic(durable=attachment.content is not None):
         membership = lock_room_as_member(room_id, author)
         if membership is None:
-            # A retry of a post that went through before the person left the room is
-            # answered with that message, as it was while they were a member.
-            sent = _sent_before(room_id, author, body, client_id, image, file)
-            if sent is not None:
-                return PostResult(sent, created=False)
+            # A retry of a post that went through before the person left the room (after the
+            # caller checked their membership) is answered with that message.
+            if answer_resends_of_outsiders:
+                sent = _sent_before(room_id, author, body, client_id, image, file)
+                if sent is not None:
+                    return PostResult(sent, created=False)
             raise outsider
         room = membership.room
         request = membership.request
