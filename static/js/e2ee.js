@@ -732,7 +732,12 @@ async function start() {
         );
         return;
       }
+      // The composer moved on (the send before this one went through and it took the next
+      // client_id): this is the same text sent twice (Enter pressed again meanwhile).
+      const clientId = form.querySelector('input[name="client_id"]')?.value;
+      const movedOn = () => form.querySelector('input[name="client_id"]')?.value !== clientId;
       enqueue(async () => {
+        if (movedOn()) return;
         if (!ready) await sync();
         if (!ready) return;
         const verification = await refreshVerification();
@@ -748,6 +753,7 @@ async function start() {
           status(gettext("Nobody else has opened this conversation on a device yet, so nobody could read your message. Try again once someone has."));
           return;
         }
+        if (movedOn()) return;
         const ciphertext = await room.encrypt(payload(ctx.userId, text));
         await dbPut(db, "plain", await plainKey(ctx.roomId, ciphertext), { text, author: ctx.userId, mine: true });
         await window.htmx.ajax("POST", form.action, {

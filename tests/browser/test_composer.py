@@ -105,6 +105,52 @@ def test_after_a_send_the_composer_is_ready_for_the_next_message(person):
     assert [p for p in problems if "the server responded with a status of 422" not in p] == []
 
 
+def press_enter_twice(page: Page) -> None:
+    """Enter twice in the composer, the second before the first send can have an answer
+    (one task of the page's: pressed from here, a quick server may answer in between)."""
+    page.evaluate(
+        """() => {
+            const textarea = document.querySelector("#composer textarea");
+            const enter = { key: "Enter", bubbles: true, cancelable: true };
+            for (let i = 0; i < 2; i++) textarea.dispatchEvent(new KeyboardEvent("keydown", enter));
+        }"""
+    )
+
+
+def test_enter_pressed_twice_sends_once_and_the_composer_stays_in_the_page(person):
+    """The composer stays in the page after a send (the page says it resets it itself, so
+    the server leaves it there, with or without a file), and a second Enter while the send
+    is on its way is dropped: neither a second send nor "Type a message first"."""
+    alice = person("alice", "Alice Liddell")
+    bob = person("bob", "Bob Builder")
+    url, _ = create_group(alice, "Trip planning", [bob])
+    page = alice.page
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    wait_connected(page)
+    page.evaluate("() => { window.firstComposer = document.getElementById('composer'); }")
+    textarea = page.locator("#composer textarea")
+    textarea.fill("Only once, please")
+    press_enter_twice(page)
+    expect(messages(page).filter(has_text="Only once, please")).to_have_count(1)
+    expect(textarea).to_have_value("")
+    time.sleep(QUIET)
+    expect(page.locator("#composer .composer__error")).to_have_count(0)
+    assert stored_texts(page, url) == ["Only once, please"]
+
+    page.locator('#composer input[type="file"]').set_input_files(
+        {"name": "blue.png", "mimeType": "image/png", "buffer": base64.b64decode(png((0, 0, 255)))}
+    )
+    textarea.fill("With a picture")
+    textarea.press("Enter")
+    expect(messages(page).filter(has_text="With a picture").locator(".message__image img")).to_have_count(1)
+    expect(textarea).to_have_value("")
+    expect(page.locator("#composer-file-name")).to_have_count(0)
+    assert page.evaluate("() => window.firstComposer === document.getElementById('composer')")
+    assert problems == []
+
+
 def png(colour: tuple[int, int, int]) -> str:
     """A small PNG, base64-encoded for the page."""
     buffer = io.BytesIO()

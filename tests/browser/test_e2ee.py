@@ -24,6 +24,7 @@ from tests.browser.conftest import (
     _throwaway_database,
     sign_up,
 )
+from tests.browser.test_composer import press_enter_twice
 from tests.browser.test_reactions import log_in
 
 pytestmark = pytest.mark.browser
@@ -244,6 +245,32 @@ def test_two_people_exchange_encrypted_messages_the_database_holds_only_cipherte
     alice.page.goto(f"/r/{room_id}/settings/")
     expect(alice.page.locator(".e2ee-no-assistant")).to_contain_text("the assistant can't be enabled here")
     expect(alice.page.locator("#assistant-panel form")).to_have_count(0)
+    assert people.errors == []
+
+
+def test_enter_pressed_twice_sends_an_encrypted_message_once(people, app):
+    """Each Enter queues an encryption; the second finds the composer moved on (the first
+    went through, the composer took the next client_id) and sends nothing: the same text
+    encrypted twice would be two messages, whatever their client_id."""
+    alice = people.person("alice", "Alice Liddell")
+    bob = people.person("bob", "Bob Builder")
+    room_id = start_encrypted(alice, bob)
+    expect(alice.page.locator("#e2ee-status")).to_contain_text("End-to-end encrypted", timeout=SETUP)
+    bob.page.goto(f"/r/{room_id}/")
+    bob.page.get_by_role("button", name="Accept").click()
+    ready(bob.page)
+    expect(
+        alice.page.locator(".message--system").filter(has_text="Bob Builder added a new device")
+    ).to_be_visible()
+    textarea = alice.page.locator("#composer textarea")
+    textarea.fill("Only once, please")
+    press_enter_twice(alice.page)
+    expect(bodies(bob.page).filter(has_text="Only once, please")).to_have_count(1, timeout=SETUP)
+    expect(textarea).to_have_value("")
+    send(alice.page, "And then this")
+    expect(bodies(bob.page).filter(has_text="And then this")).to_have_count(1, timeout=SETUP)
+    assert len([row for row in room_bodies(app, room_id) if row["kind"] == "encrypted"]) == 2
+    expect(bodies(alice.page).filter(has_text="Only once, please")).to_have_count(1)
     assert people.errors == []
 
 
