@@ -277,7 +277,8 @@ async def settle(quiet: float = 0.5, limit: float = 30.0) -> float:
 
 class HttpPoster:
     """Posts the composer form as one signed-in member, like htmx does: keep-alive
-    HTTP/1.1, session and CSRF cookies, X-CSRFToken, Origin and Referer, HX-Request."""
+    HTTP/1.1, session and CSRF cookies, X-CSRFToken, Origin and Referer, HX-Request and
+    Calpico-Composer (the composer resets itself: the answer is the message alone)."""
 
     def __init__(
         self, host: str, port: int, room_id: int, session_key: str, csrf_token: str, max_connections: int = 32
@@ -293,6 +294,7 @@ class HttpPoster:
             f"Origin: {origin}\r\n"
             f"Referer: {origin}/r/{room_id}/\r\n"
             "HX-Request: true\r\n"
+            "Calpico-Composer: resets\r\n"
             "Content-Type: application/x-www-form-urlencoded\r\n"
         )
         self.gate = asyncio.Semaphore(max_connections)

@@ -97,7 +97,8 @@ def run(source: Path, args: argparse.Namespace) -> None:
         User.objects.create(username=f"p{i:03d}", display_name=f"Person {i}") for i in range(args.members)
     ]
     room = do_create_group(people[0], "Bench room", people[1:])
-    client = Client(HTTP_HX_REQUEST="true")
+    # As the composer sends: htmx, and it resets itself (the answer is the message alone).
+    client = Client(HTTP_HX_REQUEST="true", HTTP_CALPICO_COMPOSER="resets")
     client.force_login(people[1])
     url = reverse("rooms:post_message", args=[room.pk])
     count = 0
