@@ -47,7 +47,7 @@ async def test_a_post_runs_its_middleware_and_view_in_one_thread(alice, group, m
 
     threads = {}
     real_request = SessionMiddleware.process_request
-    real_post = services.do_post_message
+    real_post = services.do_post_message_as
 
     def session_request(self, request):
         threads["middleware"] = threading.get_ident()
@@ -63,7 +63,7 @@ async def test_a_post_runs_its_middleware_and_view_in_one_thread(alice, group, m
         return real_post(*args, **kwargs)
 
     monkeypatch.setattr(SessionMiddleware, "process_request", session_request)
-    monkeypatch.setattr(services, "do_post_message", post)
+    monkeypatch.setattr(services, "do_post_message_as", post)
     response = await request(
         "POST",
         f"/r/{group.pk}/messages/",
