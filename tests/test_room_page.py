@@ -271,3 +271,32 @@ def test_the_composer_widgets_draw_what_djangos_templates_draw(data, files):
             django = plain.render(widget, bound.html_name, value, attrs=attrs)
             assert str(direct) == str(django)
             assert str(bound) == str(direct)
+
+
+def test_mention_candidates_and_seen_faces_draw_what_the_template_loops_drew(alice, bob, carol):
+    """{% mention_candidates %} and {% seen_faces %} build their markup in Python: what the
+    template loops gave, every name escaped (markup, quotes, ampersands, French and
+    right-to-left names)."""
+    from django.template import Context, Template
+    from django.utils.html import escape
+
+    bob.display_name = "<script>alert('x')</script> \"Bob\" & co"
+    carol.display_name = "Éloïse \u05e9\u05dc\u05d5\u05dd \u0645\u0631\u062d\u0628\u0627"
+    alice.avatar_small.name = 'avatars/a"&b-64.webp'
+    members = [alice, bob, carol]
+    context = Context({"members": members})
+    tags = Template("{% load room_members %}{% mention_candidates members %}|{% seen_faces members %}")
+    loops = Template(
+        "{% load avatars %}"
+        '{% for member in members %}<li data-mention="{{ member.username }}" data-label="{{ member.name }}"'
+        ' data-user-id="{{ member.pk }}"></li>{% endfor %}|'
+        '{% for member in members %}<span class="seen__face" data-user-id="{{ member.pk }}"'
+        ' data-name="{{ member.name }}">{% avatar member 18 %}</span>{% endfor %}'
+    )
+    drawn = tags.render(context)
+    assert drawn == loops.render(context)
+    assert (
+        "<script>" not in drawn
+        and "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &quot;Bob&quot; &amp; co" in drawn
+    )
+    assert carol.display_name in drawn and f'src="{escape(alice.avatar_small.url)}"' in drawn
