@@ -37,6 +37,8 @@ class CompiledModels:
             or queryset._known_related_objects  # type: ignore[attr-defined]
             or query.annotations
             or query.extra
+            # Its FOR UPDATE would be run again outside the transaction it was built in.
+            or query.select_for_update
         ):
             raise ValueError("only plain model querysets (select_related allowed) can be compiled")
         self.db = queryset.db
@@ -56,6 +58,12 @@ class CompiledModels:
         self.converters = list(compiler.get_converters([s[0] for s in select[: compiler.col_count]]).items())
 
     def run(self, **values: int | str) -> list[Any]:
+        for value in values.values():
+            # The SQL was built for one value in each slot: None (which the ORM writes as
+            # IS NULL, here "= NULL", matching nothing), a list (IN) or a bool would not
+            # mean what the queryset meant.
+            if not isinstance(value, int | str) or isinstance(value, bool):
+                raise TypeError(f"a compiled query's slot takes an id or a string, not {value!r}")
         params = [values[name] if name else p for name, p in self.params]
         connection = connections[self.db]
         with connection.cursor() as cursor:
